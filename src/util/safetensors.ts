@@ -1,0 +1,382 @@
+/**
+ * safetensors files (https://github.com/huggingface/safetensors): an 8-byte little-endian header
+ * length N, a JSON header of N bytes (`{"__metadata__": {...}, name: {dtype, shape, data_offsets}}`),
+ * then the raw little-endian tensor bytes. Floating-point tensors (F32, F16, BF16, F64) decode to
+ * Float32Array; integer tensors (I32, I64, U8, ...) to Int32Array where they fit.
+ *
+ * Writing follows the reference implementation: tensors ordered by dtype size then name so each
+ * tensor starts aligned to its element size, and the header padded with spaces to a multiple of
+ * 8 bytes so the data section starts 8-byte aligned.
+ */
+import { promises as fs } from 'node:fs';
+import { RpvError } from './errors.js';
+import { writeFileAtomic } from './atomic.js';
+
+/** dtypes rpv decodes. */
+export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+/** dtypes rpv writes floating-point tensors as. */
+export type SafetensorsFloatDType = 'F32' | 'F16' | 'BF16';
+
+const DTYPE_BYTES: Record<SafetensorsDType, number> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
+};
+
+/** One tensor as read: its stored dtype and shape, values decoded to 32 bits. */
+export interface SafetensorsTensor {
+  /** dtype on disk. */
+  dtype: SafetensorsDType;
+  shape: number[];
+  /** Decoded values: Float32Array for float dtypes, Int32Array for integer and bool dtypes. */
+  data: Float32Array | Int32Array;
+}
+
+/** Header entry of one tensor. */
+export interface SafetensorsEntry {
+  dtype: SafetensorsDType;
+  shape: number[];
+  /** Byte range inside the data section, [begin, end). */
+  dataOffsets: [number, number];
+}
+
+export interface SafetensorsFile {
+  tensors: Map<string, SafetensorsTensor>;
+  /** `__metadata__` string map ({} when absent). */
+  metadata: Record<string, string>;
+}
+
+/** A tensor to write: float data is converted to `dtype` (default from the write options). */
+export interface SafetensorsInput {
+  shape: number[];
+  data: Float32Array | Int32Array;
+  /** Output dtype for this tensor; default: the writer's `dtype` for floats, I32 for Int32Array. */
+  dtype?: SafetensorsFloatDType | 'I32';
+}
+
+export interface WriteSafetensorsOptions {
+  /** `__metadata__` (string values only, as the format requires). */
+  metadata?: Record<string, string>;
+  /** dtype of float tensors without their own; default F32. */
+  dtype?: SafetensorsFloatDType;
+}
+
+/** Largest header rpv accepts, as the reference implementation (100 MB) does, so a corrupt length cannot make us allocate gigabytes. */
+const MAX_HEADER_BYTES = 100_000_000;
+
+// ---------------------------------------------------------------------------------------------
+// Float16 / BFloat16 conversion
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+let f16Table: Float32Array | null = null;
+/** All 65536 half values as float32, built once. */
+function halfTable(): Float32Array {
+  if (f16Table) return f16Table;
+  const table = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >> 10) & 0x1f;
+    const frac = h & 0x3ff;
+    let v: number;
+    if (exp === 0) v = frac * 2 ** -24;
+    else if (exp === 31) v = frac ? NaN : Infinity;
+    else v = (1 + frac / 1024) * 2 ** (exp - 15);
+    table[h] = sign * v;
+  }
+  f16Table = table;
+  return table;
+}
+
+/** float32 -> IEEE half bits, round to nearest even (as numpy and torch do). */
+export function floatToHalfBits(value: number): number {
+  f32[0] = value;
+  const x = u32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // Inf / NaN
+  let e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00; // overflow -> Inf
+  if (e <= 0) {
+    // Subnormal half (or zero).
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    const half = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const mid = 1 << (shift - 1);
+    const rounded = rem > mid || (rem === mid && (half & 1)) ? half + 1 : half;
+    return sign | rounded;
+  }
+  const half = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  const rounded = rem > 0x1000 || (rem === 0x1000 && (half & 1)) ? half + 1 : half; // may carry into exp: correct
+  void e;
+  return sign | rounded;
+}
+
+/** float32 -> bfloat16 bits, round to nearest even; NaN stays NaN. */
+export function floatToBFloat16Bits(value: number): number {
+  f32[0] = value;
+  const x = u32[0];
+  if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff)) return ((x >>> 16) | 0x40) & 0xffff;
+  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+function decode(bytes: Uint8Array, dtype: SafetensorsDType, count: number): Float32Array | Int32Array {
+  // Typed-array views need element alignment; copy the (rare) unaligned slice.
+  const size = DTYPE_BYTES[dtype];
+  const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+  const buf = aligned.buffer;
+  const off = aligned.byteOffset;
+  switch (dtype) {
+    case 'F32':
+      return new Float32Array(buf.slice(off, off + count * 4));
+    case 'F64':
+      return Float32Array.from(new Float64Array(buf, off, count));
+    case 'F16': {
+      const src = new Uint16Array(buf, off, count);
+      const table = halfTable();
+      const out = new Float32Array(count);
+      for (let i = 0; i < count; i++) out[i] = table[src[i]];
+      return out;
+    }
+    case 'BF16': {
+      const src = new Uint16Array(buf, off, count);
+      const out = new Float32Array(count);
+      const bits = new Uint32Array(out.buffer);
+      for (let i = 0; i < count; i++) bits[i] = src[i] << 16;
+      return out;
+    }
+    case 'I32':
+      return new Int32Array(buf.slice(off, off + count * 4));
+    case 'I16':
+      return Int32Array.from(new Int16Array(buf, off, count));
+    case 'I8':
+      return Int32Array.from(new Int8Array(buf, off, count));
+    case 'U8':
+    case 'BOOL':
+      return Int32Array.from(new Uint8Array(buf, off, count));
+    case 'I64': {
+      const src = new BigInt64Array(buf, off, count);
+      const out = new Int32Array(count);
+      for (let i = 0; i < count; i++) out[i] = Number(src[i]);
+      return out;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+/** Parse and validate a header; `where` names the file in errors. */
+export function parseSafetensorsHeader(
+  headerBytes: Uint8Array,
+  dataBytes: number,
+  where: string,
+): { entries: Map<string, SafetensorsEntry>; metadata: Record<string, string> } {
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
+  } catch (err) {
+    throw new RpvError(`${where}: safetensors header is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!json || typeof json !== 'object' || Array.isArray(json)) {
+    throw new RpvError(`${where}: safetensors header: expected a JSON object`);
+  }
+  const entries = new Map<string, SafetensorsEntry>();
+  let metadata: Record<string, string> = {};
+  for (const [name, value] of Object.entries(json as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      metadata = (value ?? {}) as Record<string, string>;
+      continue;
+    }
+    const v = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (typeof v?.dtype !== 'string' || !(v.dtype in DTYPE_BYTES)) {
+      throw new RpvError(`${where}: tensor ${name}: unsupported dtype ${JSON.stringify(v?.dtype)} (supported: ${Object.keys(DTYPE_BYTES).join(', ')})`);
+    }
+    const dtype = v.dtype as SafetensorsDType;
+    if (!Array.isArray(v.shape) || !v.shape.every((d) => Number.isInteger(d) && d >= 0)) {
+      throw new RpvError(`${where}: tensor ${name}: shape must be a list of non-negative integers, found ${JSON.stringify(v.shape)}`);
+    }
+    const offsets = v.data_offsets;
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((d) => Number.isInteger(d) && d >= 0) || offsets[0] > offsets[1]) {
+      throw new RpvError(`${where}: tensor ${name}: data_offsets must be [begin, end], found ${JSON.stringify(offsets)}`);
+    }
+    const shape = v.shape as number[];
+    const expected = shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
+    if (offsets[1] - offsets[0] !== expected) {
+      throw new RpvError(`${where}: tensor ${name}: ${dtype} ${JSON.stringify(shape)} needs ${expected} bytes, data_offsets span ${offsets[1] - offsets[0]}`);
+    }
+    if (offsets[1] > dataBytes) {
+      throw new RpvError(`${where}: tensor ${name}: data_offsets end ${offsets[1]} beyond the ${dataBytes}-byte data section (file truncated?)`);
+    }
+    entries.set(name, { dtype, shape, dataOffsets: [offsets[0], offsets[1]] });
+  }
+  return { entries, metadata };
+}
+
+function headerLength(prefix: Uint8Array, fileBytes: number, where: string): number {
+  if (fileBytes < 8) throw new RpvError(`${where}: not a safetensors file: ${fileBytes} bytes, shorter than the 8-byte header length`);
+  const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
+  if (n > BigInt(MAX_HEADER_BYTES)) throw new RpvError(`${where}: safetensors header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit (corrupt file?)`);
+  if (Number(n) + 8 > fileBytes) throw new RpvError(`${where}: safetensors header length ${n} exceeds the file's ${fileBytes} bytes`);
+  return Number(n);
+}
+
+/**
+ * A safetensors file opened for reading tensor by tensor, so a multi-gigabyte checkpoint never
+ * has to be in memory twice.
+ */
+export class SafetensorsReader {
+  private constructor(
+    readonly file: string,
+    readonly entries: Map<string, SafetensorsEntry>,
+    readonly metadata: Record<string, string>,
+    private readonly dataStart: number,
+    private readonly handle: fs.FileHandle,
+  ) {}
+
+  static async open(file: string): Promise<SafetensorsReader> {
+    let handle: fs.FileHandle;
+    try {
+      handle = await fs.open(file, 'r');
+    } catch (err) {
+      throw new RpvError(`${file}: cannot open: ${(err as Error).message}`);
+    }
+    try {
+      const { size } = await handle.stat();
+      const prefix = new Uint8Array(8);
+      await handle.read(prefix, 0, Math.min(8, size), 0);
+      const n = headerLength(prefix, size, file);
+      const header = new Uint8Array(n);
+      await handle.read(header, 0, n, 8);
+      const { entries, metadata } = parseSafetensorsHeader(header, size - 8 - n, file);
+      return new SafetensorsReader(file, entries, metadata, 8 + n, handle);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  /** Names in file order. */
+  get names(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  /** Read and decode one tensor. */
+  async read(name: string): Promise<SafetensorsTensor> {
+    const entry = this.entries.get(name);
+    if (!entry) throw new RpvError(`${this.file}: no tensor named ${name}`);
+    const [begin, end] = entry.dataOffsets;
+    const bytes = new Uint8Array(end - begin);
+    if (bytes.length) await this.handle.read(bytes, 0, bytes.length, this.dataStart + begin);
+    const count = entry.shape.reduce((a, b) => a * b, 1);
+    return { dtype: entry.dtype, shape: entry.shape, data: decode(bytes, entry.dtype, count) };
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close();
+  }
+}
+
+/** Read a whole safetensors file (a path, or its bytes) and decode every tensor. */
+export async function readSafetensors(source: string | Uint8Array, where = 'safetensors'): Promise<SafetensorsFile> {
+  if (typeof source === 'string') {
+    const reader = await SafetensorsReader.open(source);
+    try {
+      const tensors = new Map<string, SafetensorsTensor>();
+      for (const name of reader.names) tensors.set(name, await reader.read(name));
+      return { tensors, metadata: reader.metadata };
+    } finally {
+      await reader.close();
+    }
+  }
+  return decodeSafetensors(source, where);
+}
+
+/** Decode safetensors bytes held in memory. */
+export function decodeSafetensors(bytes: Uint8Array, where = 'safetensors'): SafetensorsFile {
+  const n = headerLength(bytes, bytes.length, where);
+  const { entries, metadata } = parseSafetensorsHeader(bytes.subarray(8, 8 + n), bytes.length - 8 - n, where);
+  const tensors = new Map<string, SafetensorsTensor>();
+  for (const [name, e] of entries) {
+    const count = e.shape.reduce((a, b) => a * b, 1);
+    const slice = bytes.subarray(8 + n + e.dataOffsets[0], 8 + n + e.dataOffsets[1]);
+    tensors.set(name, { dtype: e.dtype, shape: e.shape, data: decode(slice, e.dtype, count) });
+  }
+  return { tensors, metadata };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+function encode(t: SafetensorsInput, dtype: SafetensorsFloatDType | 'I32', name: string): Uint8Array {
+  const count = t.shape.reduce((a, b) => a * b, 1);
+  if (t.data.length !== count) {
+    throw new RpvError(`safetensors: tensor ${name}: shape ${JSON.stringify(t.shape)} holds ${count} values, data has ${t.data.length}`);
+  }
+  if (dtype === 'I32') {
+    if (!(t.data instanceof Int32Array)) throw new RpvError(`safetensors: tensor ${name}: I32 output needs Int32Array data`);
+    return new Uint8Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength));
+  }
+  const data = t.data;
+  if (dtype === 'F32') {
+    const out = data instanceof Float32Array ? data.slice() : Float32Array.from(data);
+    return new Uint8Array(out.buffer);
+  }
+  const out = new Uint16Array(count);
+  const conv = dtype === 'F16' ? floatToHalfBits : floatToBFloat16Bits;
+  for (let i = 0; i < count; i++) out[i] = conv(data[i]);
+  return new Uint8Array(out.buffer);
+}
+
+/** Serialise tensors to safetensors bytes. */
+export function encodeSafetensors(
+  tensors: Map<string, SafetensorsInput> | Record<string, SafetensorsInput>,
+  { metadata, dtype = 'F32' }: WriteSafetensorsOptions = {},
+): Uint8Array {
+  const list = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors)).map(([name, t]) => {
+    const outType = t.dtype ?? (t.data instanceof Int32Array ? 'I32' : dtype);
+    return { name, t, outType };
+  });
+  // Larger elements first, then by name: every tensor stays aligned to its element size.
+  list.sort((a, b) => DTYPE_BYTES[b.outType] - DTYPE_BYTES[a.outType] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const header: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length) {
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== 'string') throw new RpvError(`safetensors: metadata ${k}: values must be strings, found ${typeof v}`);
+    }
+    header.__metadata__ = metadata;
+  }
+  const chunks: Uint8Array[] = [];
+  let offset = 0;
+  for (const { name, t, outType } of list) {
+    const bytes = encode(t, outType, name);
+    header[name] = { dtype: outType, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
+    chunks.push(bytes);
+    offset += bytes.length;
+  }
+  let json = JSON.stringify(header);
+  const jsonBytes = new TextEncoder().encode(json);
+  const padded = Math.ceil(jsonBytes.length / 8) * 8;
+  json += ' '.repeat(padded - jsonBytes.length);
+  const out = new Uint8Array(8 + padded + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(padded), true);
+  out.set(new TextEncoder().encode(json), 8);
+  let pos = 8 + padded;
+  for (const c of chunks) {
+    out.set(c, pos);
+    pos += c.length;
+  }
+  return out;
+}
+
+/** Write tensors to `file` atomically. */
+export async function writeSafetensors(
+  file: string,
+  tensors: Map<string, SafetensorsInput> | Record<string, SafetensorsInput>,
+  options: WriteSafetensorsOptions = {},
+): Promise<void> {
+  await writeFileAtomic(file, encodeSafetensors(tensors, options));
+}
