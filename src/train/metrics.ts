@@ -1,0 +1,79 @@
+/**
+ * Run metrics as JSON lines (`<run>/metrics.jsonl`): one object per logged step (`type: "train"`)
+ * and per evaluation (`type: "eval"`), appended and flushed as they happen so a killed run keeps
+ * everything up to its last line. A resumed run first truncates lines past the checkpoint's step,
+ * so the file reads as one uninterrupted run.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { RpvError } from '../util/errors.js';
+
+export interface TrainMetric {
+  type: 'train';
+  step: number;
+  stage: 'projector' | 'lora';
+  loss: number;
+  lr: number;
+  grad_norm: number;
+  tokens: number;
+  tokens_per_sec: number;
+  step_sec: number;
+  /** Seconds the step waited on the loader. */
+  loader_wait_sec: number;
+  /** Samples skipped so far (too long for prompt.max_tokens, or nothing to train on). */
+  skipped: number;
+  time: string;
+}
+
+export interface EvalMetric {
+  type: 'eval';
+  step: number;
+  loss: number;
+  perplexity: number;
+  tokens: number;
+  samples: number;
+  /** Loss on the tokens of the recipe's eval.focus_words inside the role's turns. */
+  focus_loss: number | null;
+  focus_tokens: number;
+  time: string;
+}
+
+export type Metric = TrainMetric | EvalMetric;
+
+export class MetricsWriter {
+  private constructor(private readonly file: string) {}
+
+  /** Open `<dir>/metrics.jsonl`; with `keepUpToStep` drop lines of later steps (resume). */
+  static async open(dir: string, keepUpToStep?: number): Promise<MetricsWriter> {
+    const file = path.join(dir, 'metrics.jsonl');
+    await fs.mkdir(dir, { recursive: true });
+    if (keepUpToStep !== undefined) {
+      const kept = (await readMetrics(file).catch(() => [])).filter((m) => m.step <= keepUpToStep);
+      await fs.writeFile(file, kept.map((m) => `${JSON.stringify(m)}\n`).join(''));
+    } else {
+      await fs.writeFile(file, '');
+    }
+    return new MetricsWriter(file);
+  }
+
+  async write(metric: Metric): Promise<void> {
+    await fs.appendFile(this.file, `${JSON.stringify(metric)}\n`);
+  }
+}
+
+/** Read a metrics file; a torn last line (a kill mid-write) is ignored, other bad lines are errors. */
+export async function readMetrics(file: string): Promise<Metric[]> {
+  const text = await fs.readFile(file, 'utf8');
+  const lines = text.split('\n');
+  const out: Metric[] = [];
+  lines.forEach((line, i) => {
+    if (line.trim() === '') return;
+    try {
+      out.push(JSON.parse(line) as Metric);
+    } catch {
+      if (i === lines.length - 1) return;
+      throw new RpvError(`metrics: ${file} line ${i + 1}: not valid JSON`);
+    }
+  });
+  return out;
+}
