@@ -21,8 +21,20 @@ export type {
 } from './shard/schema.js';
 
 // Media: ffmpeg, sampling, frame extraction
+export { describeFfmpeg, resolveFfmpeg } from './media/ffmpeg.js';
+export type { BinaryInfo, FfmpegDescription, FfmpegPaths, FfmpegSource } from './media/ffmpeg.js';
+export { MediaError, MEDIA_ERROR_REASONS, probeVideo } from './media/probe.js';
+export type { MediaErrorReason, ProbeOptions, VideoInfo } from './media/probe.js';
+export { DEFAULT_SAMPLING, sampleFrameCount, sampleFrameTimes, validateSampling } from './media/sampling.js';
+export type { SamplingOptions } from './media/sampling.js';
+export { buildExtractArgs, extractFrames, extractImage } from './media/extract.js';
+export type { BuildExtractArgsOptions, ExtractOptions } from './media/extract.js';
 
 // Features: encoders
+export { createEncoder, DEFAULT_ENCODER_SPEC } from './features/encoder.js';
+export type { CreateEncoderOptions, EncoderDescription, FrameEncoder } from './features/encoder.js';
+export { GridEncoder } from './features/grid.js';
+export type { GridEncoderOptions } from './features/grid.js';
 
 // Convert: input formats, converter, merge, inspect
 
@@ -33,5 +45,21 @@ export type {
 // Native matmul
 
 // Train
+export { loadRecipe, parseRecipe, resolveRecipe, formatRecipe, recipeKeys, RECIPE_SCHEMA } from './train/recipe.js';
+export type { Recipe } from './train/recipe.js';
+export { lrAt, warmupStepsFor } from './train/schedule.js';
+export type { ScheduleOptions } from './train/schedule.js';
+export { AdamW, clipGradNorm, decays } from './train/adamw.js';
+export type { AdamWOptions, AdamWState, Param } from './train/adamw.js';
+export { Rng, hashString } from './train/rng.js';
+export type { RngState } from './train/rng.js';
+export { writeCheckpoint, readCheckpoint, resolveCheckpoint, listCheckpoints } from './train/checkpoint.js';
+export type { CheckpointContents, TrainerState } from './train/checkpoint.js';
+export { readMetrics } from './train/metrics.js';
+export type { Metric, TrainMetric, EvalMetric } from './train/metrics.js';
+export { plotRun, renderSvg } from './train/plot.js';
+export { renderTrainingPrompt, renderGenerationPrompt, showLossMask } from './train/prompt.js';
+export type { PromptTokenizer, ChatMessage, RenderedPrompt } from './train/prompt.js';
+export { isHeldOut, staticProfile } from './train/dataset.js';
 
 // Eval

@@ -1,0 +1,61 @@
+/**
+ * Frame encoders: RGB24 frames in, one or more feature vectors ("tokens") per frame out.
+ *
+ * Specs accepted by `createEncoder` (and `rpv convert --encoder`):
+ * - `grid` (default), `grid:cells=8`, `grid:cells=4,tokens=cell`: the model-free grid-v1
+ *   statistics (src/features/grid.ts, documented in src/features/README.md);
+ * - `tfjs:<folder>`: a TensorFlow.js graph or layers model read from a local folder
+ *   (src/features/tfjs.ts).
+ * Precomputed features (`--features <folder>`) bypass encoders: src/features/precomputed.ts.
+ */
+import { RpvError } from '../util/errors.js';
+import { GridEncoder, parseGridSpec } from './grid.js';
+
+/** What an encoder is, for the dataset index (`index.json` `encoder`). */
+export interface EncoderDescription {
+  /** Versioned id with the parameters that change the numbers, e.g. `grid-v1:cells=4,tokens=frame`. */
+  id: string;
+  kind: string;
+  featureDim: number;
+  tokensPerFrame: number;
+  [key: string]: unknown;
+}
+
+export interface FrameEncoder {
+  readonly id: string;
+  /** Length of each token's feature vector. */
+  readonly featureDim: number;
+  /** Tokens per frame. */
+  readonly tokensPerFrame: number;
+  /**
+   * Encode RGB24 frames of frameSize x frameSize into a flat Float32Array
+   * [frames.length, tokensPerFrame, featureDim].
+   */
+  encode(frames: Uint8Array[], frameSize: number): Promise<Float32Array>;
+  /** Parameters for the index. */
+  describe(): EncoderDescription;
+  /** Free model memory (tfjs encoders); a no-op for others. */
+  dispose?(): void;
+}
+
+export interface CreateEncoderOptions {
+  /** Frames per model call for model-based encoders. Default 16. */
+  batchSize?: number;
+}
+
+export const DEFAULT_ENCODER_SPEC = 'grid';
+
+/** Build the encoder a spec names (see the module comment). */
+export async function createEncoder(spec: string = DEFAULT_ENCODER_SPEC, options: CreateEncoderOptions = {}): Promise<FrameEncoder> {
+  const trimmed = spec.trim();
+  if (trimmed === 'grid' || trimmed.startsWith('grid:')) {
+    return new GridEncoder(parseGridSpec(trimmed.slice('grid:'.length)));
+  }
+  if (trimmed.startsWith('tfjs:')) {
+    const folder = trimmed.slice('tfjs:'.length);
+    if (!folder) throw new RpvError('encoder tfjs: name the model folder, e.g. --encoder tfjs:models/clip-vision');
+    const { loadTfjsEncoder } = await import('./tfjs.js');
+    return loadTfjsEncoder(folder, options);
+  }
+  throw new RpvError(`unknown encoder "${spec}": expected "grid", "grid:cells=N[,tokens=frame|cell]" or "tfjs:<folder>"`);
+}
