@@ -1,0 +1,170 @@
+/**
+ * The local cache of remote shards: one file per shard named by its sha256, so a shard is
+ * downloaded once per machine whatever the number of workers, ranks or datasets sharing it.
+ *
+ * - Once per machine: a downloader holds `<name>.lock` (created with O_EXCL, holding its pid);
+ *   others wait for the file to appear. A lock whose process is gone, or untouched for
+ *   `staleLockMs`, is taken over.
+ * - Integrity: the body is checked against the index's sha256 and size before it is written
+ *   (temp file + rename), so the cache never holds a partial or corrupt shard under its name.
+ *   A cache hit is checked by size; `verify` re-hashes it as well.
+ * - Size limit: after each download, least recently used files (by mtime, touched on every hit)
+ *   are removed until the cache fits `limitBytes`; the file just fetched is never removed.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fs, constants as fsConstants } from 'node:fs';
+import path from 'node:path';
+import os from 'node:os';
+import { writeFileAtomic } from '../util/atomic.js';
+import { fetchWithRetry, sleep, type RetryOptions } from './fetch.js';
+
+export interface CachedFetchOptions extends RetryOptions {
+  url: string;
+  sha256: string;
+  bytes: number;
+  /** File extension kept in the cache name (`.arrow`, `.parquet`). */
+  ext: string;
+  cacheDir: string;
+  limitBytes: number;
+  /** Re-hash a cache hit. */
+  verify?: boolean;
+  staleLockMs?: number;
+}
+
+/** Default cache folder: $RPV_CACHE_DIR, else $XDG_CACHE_HOME/rpv/shards, else ~/.cache/rpv/shards. */
+export function defaultCacheDir(): string {
+  if (process.env.RPV_CACHE_DIR) return process.env.RPV_CACHE_DIR;
+  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(base, 'rpv', 'shards');
+}
+
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** A shard's bytes, from the cache or downloaded into it. */
+export async function fetchShardCached(options: CachedFetchOptions): Promise<{ bytes: Uint8Array; downloaded: boolean }> {
+  const { cacheDir, sha256, ext, staleLockMs = 120_000 } = options;
+  await fs.mkdir(cacheDir, { recursive: true });
+  const file = path.join(cacheDir, `${sha256}${ext}`);
+  const lock = `${file}.lock`;
+  for (;;) {
+    const hit = await readHit(file, options);
+    if (hit) return { bytes: hit, downloaded: false };
+    let handle: fs.FileHandle | undefined;
+    try {
+      handle = await fs.open(lock, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    if (!handle) {
+      // Someone else is downloading it: wait for the file, or take over a dead lock.
+      await waitForOther(file, lock, staleLockMs);
+      continue;
+    }
+    try {
+      await handle.writeFile(`${process.pid}\n`);
+      await handle.close();
+      // It may have landed between our miss and our lock.
+      const late = await readHit(file, options);
+      if (late) return { bytes: late, downloaded: false };
+      const bytes = await download(options);
+      await writeFileAtomic(file, bytes);
+      await evictLeastRecentlyUsed(cacheDir, options.limitBytes, new Set([path.basename(file)]));
+      return { bytes, downloaded: true };
+    } finally {
+      await fs.rm(lock, { force: true });
+    }
+  }
+}
+
+async function readHit(file: string, { bytes: size, sha256, verify }: CachedFetchOptions): Promise<Uint8Array | undefined> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await fs.readFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  if (bytes.byteLength !== size || (verify && sha256Hex(bytes) !== sha256)) {
+    await fs.rm(file, { force: true });
+    return undefined;
+  }
+  const now = new Date();
+  await fs.utimes(file, now, now).catch(() => undefined);
+  return bytes;
+}
+
+async function download(options: CachedFetchOptions): Promise<Uint8Array> {
+  return fetchWithRetry(options.url, options, (body) => {
+    if (body.byteLength !== options.bytes) {
+      return `GET ${options.url}: got ${body.byteLength} bytes, the index says ${options.bytes}`;
+    }
+    const got = sha256Hex(body);
+    if (got !== options.sha256) return `GET ${options.url}: sha256 mismatch: index says ${options.sha256}, got ${got}`;
+    return undefined;
+  });
+}
+
+async function waitForOther(file: string, lock: string, staleLockMs: number): Promise<void> {
+  for (;;) {
+    await sleep(25);
+    let stat;
+    try {
+      stat = await fs.stat(lock);
+    } catch {
+      return; // lock gone: the file is there or the other downloader gave up; look again
+    }
+    if (await fileExists(file)) return;
+    const pid = Number((await fs.readFile(lock, 'utf8').catch(() => '')).trim());
+    const dead = Number.isInteger(pid) && pid > 0 && !processAlive(pid);
+    if (dead || Date.now() - stat.mtimeMs > staleLockMs) {
+      await fs.rm(lock, { force: true });
+      return;
+    }
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function fileExists(file: string): Promise<boolean> {
+  try {
+    await fs.access(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Remove least recently used cache files until the folder's files fit `limitBytes`. */
+export async function evictLeastRecentlyUsed(cacheDir: string, limitBytes: number, keep: Set<string>): Promise<string[]> {
+  const entries = await fs.readdir(cacheDir);
+  const files: { name: string; size: number; mtimeMs: number }[] = [];
+  for (const name of entries) {
+    if (name.endsWith('.lock') || name.endsWith('.tmp')) continue;
+    try {
+      const st = await fs.stat(path.join(cacheDir, name));
+      if (st.isFile()) files.push({ name, size: st.size, mtimeMs: st.mtimeMs });
+    } catch {
+      // removed meanwhile by another worker
+    }
+  }
+  let total = files.reduce((sum, f) => sum + f.size, 0);
+  files.sort((a, b) => a.mtimeMs - b.mtimeMs);
+  const removed: string[] = [];
+  for (const f of files) {
+    if (total <= limitBytes) break;
+    if (keep.has(f.name) || (await fileExists(path.join(cacheDir, `${f.name}.lock`)))) continue;
+    await fs.rm(path.join(cacheDir, f.name), { force: true });
+    total -= f.size;
+    removed.push(f.name);
+  }
+  return removed;
+}

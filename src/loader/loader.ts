@@ -1,0 +1,526 @@
+/**
+ * `createLoader`: streams a shard dataset (local folder or http(s) index) as batches of
+ * dialogues with their video features, in a deterministic order, with bounded prefetch done by
+ * worker threads, exact resume and equal parts per rank. README.md beside this file specifies
+ * the order, resume and rank semantics.
+ */
+import path from 'node:path';
+import { RpvError } from '../util/errors.js';
+import type { FeatureSchema, ShardEntry, ShardFileFormat, ShardIndex } from '../shard/schema.js';
+import { indexLocation, isUrl, readShardIndex, shardsOfFormat, validateShardIndex } from '../shard/index-file.js';
+import { epochOrder, planRank, type EpochOrder, type RankPlan } from './order.js';
+import { collate as defaultCollate, type Batch, type CollateContext, type Sample } from './collate.js';
+import { LoadPool } from './pool.js';
+import type { DecodedShard } from './decode.js';
+import type { LoadTask } from './task.js';
+import { defaultCacheDir } from './cache.js';
+import { fetchWithRetry, type RetryOptions } from './fetch.js';
+import {
+  LOADER_STATE_FORMAT,
+  LOADER_STATE_VERSION,
+  ORDER_KEYS,
+  datasetFingerprint,
+  validateLoaderState,
+  type LoaderState,
+} from './state.js';
+
+export interface LoaderOptions<B = Batch> {
+  /** A shard folder, its index.json, or an `http(s)://…/index.json` URL. */
+  source: string;
+  /** Samples per batch; every batch has exactly this many. */
+  batchSize: number;
+  /** Order seed (default 0). */
+  seed?: number;
+  /** Permute shards and shuffle samples within windows (default true). */
+  shuffle?: boolean;
+  /** First epoch to iterate (default 0, or the resume state's). */
+  epoch?: number;
+  /** This process's rank (default $RANK or 0). */
+  rank?: number;
+  /** Number of ranks (default $WORLD_SIZE or 1). */
+  worldSize?: number;
+  /** Worker threads reading and decoding shards (default 2; 0 decodes on the calling thread). */
+  workers?: number;
+  /**
+   * Bound on decoded shard bytes held ahead of the consumer (default 512 MiB). The shards of the
+   * window being consumed are always held, so the effective bound is
+   * max(prefetchBytes, the largest window's decoded size).
+   */
+  prefetchBytes?: number;
+  /** Drop the epoch's tail that does not fill a batch on every rank, instead of padding (default false). */
+  dropLast?: boolean;
+  /** A value from `loader.state()`: continue exactly where that run stopped. */
+  resume?: LoaderState;
+  /** Shards mixed by one shuffle window (default 4). */
+  windowShards?: number;
+  /** Shard format to read when the index lists both (default arrow when present). */
+  format?: ShardFileFormat;
+  /** Remote shards: cache folder (default $RPV_CACHE_DIR or ~/.cache/rpv/shards). */
+  cacheDir?: string;
+  /** Remote shards: cache size limit, least recently used evicted (default 16 GiB). */
+  cacheLimitBytes?: number;
+  /** Remote shards: download retries and backoff. */
+  retry?: RetryOptions;
+  /** sha256-check every local shard read and cache hit (downloads are always checked). Default false. */
+  verify?: boolean;
+  /** Batch builder; default `collate`. Frames views in samples are valid only during the call. */
+  collate?: (samples: Sample[], ctx: CollateContext) => B;
+}
+
+/** What the loader knows about its dataset once opened. */
+export interface LoaderInfo {
+  source: string;
+  format: ShardFileFormat;
+  schema: FeatureSchema;
+  shards: number;
+  /** Samples (dialogues) in one epoch before padding. */
+  samples: number;
+  /** Batches this rank yields per epoch (the same on every rank). */
+  batchesPerEpoch: number;
+  rank: number;
+  worldSize: number;
+}
+
+export interface LoaderStats {
+  /** Decoded shard bytes held now (estimates for shards still loading). */
+  residentBytes: number;
+  peakResidentBytes: number;
+  shardsLoaded: number;
+  /** Remote shards fetched over the network (cache misses). */
+  shardsDownloaded: number;
+  /** Total time next() waited for shards. */
+  waitMs: number;
+}
+
+export const DEFAULT_PREFETCH_BYTES = 512 * 1024 * 1024;
+export const DEFAULT_CACHE_LIMIT_BYTES = 16 * 1024 ** 3;
+
+interface Dataset {
+  index: ShardIndex;
+  shards: ShardEntry[];
+  format: ShardFileFormat;
+  /** Folder path or index URL that shard files are relative to. */
+  base: string;
+  remote: boolean;
+  frameSize: number;
+  fingerprint: string;
+  sizes: number[];
+}
+
+interface Resident {
+  decoded: DecodedShard;
+  /** Prefix sums of dialogues per row (rows + 1). */
+  dialogueStart: Int32Array;
+}
+
+interface Load {
+  shard: number;
+  /** First and last positions (padded epoch order) that need it. */
+  first: number;
+  last: number;
+  bytes: number;
+  started: boolean;
+  /** Dropped (consumed or loader stopped); a late result is discarded. */
+  released?: boolean;
+  done?: Promise<void>;
+  data?: Resident;
+  error?: Error;
+}
+
+function envInt(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new RpvError(`loader: $${name} must be a non-negative integer, found ${JSON.stringify(raw)}`);
+  return n;
+}
+
+/** A loader over `options.source`; nothing is read until the first batch is asked for. */
+export function createLoader<B = Batch>(options: LoaderOptions<B>): Loader<B> {
+  return new Loader<B>(options);
+}
+
+export class Loader<B = Batch> implements AsyncIterable<B> {
+  readonly seed: number;
+  readonly shuffle: boolean;
+  readonly batchSize: number;
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly dropLast: boolean;
+  readonly windowShards: number;
+  readonly workers: number;
+  readonly prefetchBytes: number;
+  private epochValue: number;
+  private batchesDone: number;
+  private readonly options: LoaderOptions<B>;
+  private readonly resumeState: LoaderState | undefined;
+  private dataset: Promise<Dataset> | undefined;
+  private plan: RankPlan | undefined;
+  private iterating = false;
+  private readonly statsValue: LoaderStats = { residentBytes: 0, peakResidentBytes: 0, shardsLoaded: 0, shardsDownloaded: 0, waitMs: 0 };
+
+  constructor(options: LoaderOptions<B>) {
+    this.options = options;
+    const resume = options.resume === undefined ? undefined : validateLoaderState(options.resume);
+    this.resumeState = resume;
+    if (typeof options.source !== 'string' || options.source === '') throw new RpvError('loader: source: expected a shard folder or index URL');
+    const pick = <K extends (typeof ORDER_KEYS)[number]>(key: K, fallback: LoaderState[K]): LoaderState[K] => {
+      const given = (options as unknown as Record<string, unknown>)[key] as LoaderState[K] | undefined;
+      if (resume && given !== undefined && given !== resume[key]) {
+        throw new RpvError(`loader: resume state has ${key}=${JSON.stringify(resume[key])} but the options say ${JSON.stringify(given)}; the order would differ`);
+      }
+      return given ?? (resume ? resume[key] : fallback);
+    };
+    this.seed = pick('seed', 0);
+    this.shuffle = pick('shuffle', true);
+    this.windowShards = pick('windowShards', 4);
+    this.batchSize = pick('batchSize', options.batchSize);
+    this.worldSize = pick('worldSize', envInt('WORLD_SIZE', 1));
+    this.rank = pick('rank', envInt('RANK', 0));
+    this.dropLast = pick('dropLast', false);
+    if (!Number.isInteger(this.seed)) throw new RpvError(`loader: seed must be an integer, found ${this.seed}`);
+    if (!Number.isInteger(this.batchSize) || this.batchSize < 1) throw new RpvError(`loader: batchSize must be a positive integer, found ${this.batchSize}`);
+    if (!Number.isInteger(this.worldSize) || this.worldSize < 1) throw new RpvError(`loader: worldSize must be a positive integer, found ${this.worldSize}`);
+    if (!Number.isInteger(this.rank) || this.rank < 0 || this.rank >= this.worldSize) {
+      throw new RpvError(`loader: rank must be an integer in [0, ${this.worldSize}), found ${this.rank}`);
+    }
+    if (!Number.isInteger(this.windowShards) || this.windowShards < 1) throw new RpvError(`loader: windowShards must be a positive integer, found ${this.windowShards}`);
+    this.workers = options.workers ?? 2;
+    if (!Number.isInteger(this.workers) || this.workers < 0) throw new RpvError(`loader: workers must be an integer >= 0, found ${this.workers}`);
+    this.prefetchBytes = options.prefetchBytes ?? DEFAULT_PREFETCH_BYTES;
+    if (!(this.prefetchBytes >= 0)) throw new RpvError(`loader: prefetchBytes must be >= 0, found ${this.prefetchBytes}`);
+    this.epochValue = resume ? resume.epoch : (options.epoch ?? 0);
+    if (resume && options.epoch !== undefined && options.epoch !== resume.epoch) {
+      throw new RpvError(`loader: resume state is at epoch ${resume.epoch} but the options say epoch ${options.epoch}`);
+    }
+    this.batchesDone = resume ? resume.batches : 0;
+  }
+
+  /** Epoch the next batch belongs to. */
+  get epoch(): number {
+    return this.epochValue;
+  }
+
+  /** Memory and I/O counters. */
+  stats(): LoaderStats {
+    return { ...this.statsValue };
+  }
+
+  /**
+   * Where this loader stands: after `createLoader({ ...same options, resume: state })` the new
+   * loader yields exactly the batches this one would have yielded next.
+   */
+  state(): LoaderState {
+    let epoch = this.epochValue;
+    let batches = this.batchesDone;
+    if (this.plan && batches >= this.plan.batches) {
+      epoch += 1;
+      batches = 0;
+    }
+    return {
+      format: LOADER_STATE_FORMAT,
+      version: LOADER_STATE_VERSION,
+      dataset: this.fingerprint ?? this.resumeState?.dataset ?? '',
+      seed: this.seed,
+      shuffle: this.shuffle,
+      windowShards: this.windowShards,
+      batchSize: this.batchSize,
+      rank: this.rank,
+      worldSize: this.worldSize,
+      dropLast: this.dropLast,
+      epoch,
+      batches,
+    };
+  }
+
+  private fingerprint: string | undefined;
+
+  /** Read the index (once) and describe the dataset. */
+  async describe(): Promise<LoaderInfo> {
+    const ds = await this.open();
+    const plan = this.planFor(ds);
+    return {
+      source: this.options.source,
+      format: ds.format,
+      schema: { featureDim: ds.index.schema.featureDim, tokensPerFrame: ds.index.schema.tokensPerFrame, dtype: ds.index.schema.dtype },
+      shards: ds.shards.length,
+      samples: plan.total,
+      batchesPerEpoch: plan.batches,
+      rank: this.rank,
+      worldSize: this.worldSize,
+    };
+  }
+
+  /** The order of one epoch of this dataset (the positions every rank splits). */
+  async epochOrder(epoch = this.epochValue): Promise<EpochOrder> {
+    const ds = await this.open();
+    return epochOrder({ seed: this.seed, epoch, shardSizes: ds.sizes, windowShards: this.windowShards, shuffle: this.shuffle });
+  }
+
+  private open(): Promise<Dataset> {
+    this.dataset ??= openDataset(this.options).then((ds) => {
+      this.fingerprint = ds.fingerprint;
+      if (this.resumeState && this.resumeState.dataset !== ds.fingerprint) {
+        throw new RpvError(
+          `loader: resume state was saved on another dataset (fingerprint ${this.resumeState.dataset}, ${this.options.source} has ${ds.fingerprint})`,
+        );
+      }
+      return ds;
+    });
+    return this.dataset;
+  }
+
+  private planFor(ds: Dataset): RankPlan {
+    let total = 0;
+    for (const n of ds.sizes) total += n;
+    this.plan = planRank({ total, batchSize: this.batchSize, worldSize: this.worldSize, rank: this.rank, dropLast: this.dropLast });
+    return this.plan;
+  }
+
+  /** Iterates the rest of the current epoch; iterate again for the next epoch. */
+  [Symbol.asyncIterator](): AsyncIterator<B> {
+    if (this.iterating) throw new RpvError('loader: already being iterated; finish or break the other loop first');
+    return this.iterateEpoch();
+  }
+
+  private async *iterateEpoch(): AsyncGenerator<B, void, undefined> {
+    this.iterating = true;
+    let pool: LoadPool | undefined;
+    const loads: Load[] = [];
+    try {
+      const ds = await this.open();
+      const plan = this.planFor(ds);
+      if (plan.total === 0) throw new RpvError(`loader: ${this.options.source}: the dataset has no dialogues`);
+      if (this.batchesDone >= plan.batches) {
+        this.epochValue += 1;
+        this.batchesDone = 0;
+      }
+      const epoch = this.epochValue;
+      const order = epochOrder({ seed: this.seed, epoch, shardSizes: ds.sizes, windowShards: this.windowShards, shuffle: this.shuffle });
+      const nShards = ds.sizes.length;
+      let pos = plan.start + this.batchesDone * this.batchSize;
+      // Every shard visit still ahead of this rank, in the order first needed.
+      const byKey = new Map<number, Load>();
+      const keyOf = (p: number): number => visitOf(p, plan.total) * nShards + order.shard[sourceOf(p, plan.total)]!;
+      for (let p = pos; p < plan.end; p++) {
+        const s = order.shard[sourceOf(p, plan.total)]!;
+        const key = keyOf(p);
+        const load = byKey.get(key);
+        if (load) load.last = p;
+        else {
+          const fresh: Load = { shard: s, first: p, last: p, bytes: estimateDecodedBytes(ds, s), started: false };
+          byKey.set(key, fresh);
+          loads.push(fresh);
+        }
+      }
+      const slot = (p: number): Load => byKey.get(keyOf(p))!;
+      pool = new LoadPool(this.workers);
+      const activePool = pool;
+      let nextLoad = 0;
+      let failure: Error | undefined;
+      const stats = this.statsValue;
+      const start = (load: Load): void => {
+        load.started = true;
+        stats.residentBytes += load.bytes;
+        stats.peakResidentBytes = Math.max(stats.peakResidentBytes, stats.residentBytes);
+        const fail = (err: unknown): void => {
+          const message = err instanceof Error ? err.message : String(err);
+          load.error = new RpvError(`loader: shard ${ds.shards[load.shard]!.file}: ${message}`, { cause: err });
+          failure ??= load.error;
+        };
+        // Settles in every case (never rejects): errors are kept and thrown from next().
+        load.done = activePool.run(this.taskFor(ds, load.shard)).then((result) => {
+          try {
+            const resident = residentOf(result.shard, ds.shards[load.shard]!);
+            if (load.released) return;
+            stats.residentBytes += result.shard.decodedBytes - load.bytes;
+            stats.peakResidentBytes = Math.max(stats.peakResidentBytes, stats.residentBytes);
+            load.bytes = result.shard.decodedBytes;
+            load.data = resident;
+            stats.shardsLoaded += 1;
+            if (result.downloaded) stats.shardsDownloaded += 1;
+          } catch (err) {
+            fail(err);
+          }
+        }, fail);
+      };
+      const release = (load: Load): void => {
+        if (!load.started || load.bytes === 0) return;
+        stats.residentBytes -= load.bytes;
+        load.bytes = 0;
+        load.data = undefined;
+        load.released = true;
+      };
+
+      const ctxBase = { tokensPerFrame: ds.index.schema.tokensPerFrame, featureDim: ds.index.schema.featureDim, epoch };
+      const collate = this.options.collate ?? (defaultCollate as unknown as (s: Sample[], c: CollateContext) => B);
+      while (this.batchesDone < plan.batches) {
+        const end = pos + this.batchSize;
+        // Start what this batch needs, then read ahead while the prefetch budget allows.
+        while (nextLoad < loads.length) {
+          const load = loads[nextLoad]!;
+          const required = load.first < end;
+          if (!required && stats.residentBytes + load.bytes > this.prefetchBytes) break;
+          start(load);
+          nextLoad++;
+        }
+        const samples: Sample[] = new Array(this.batchSize);
+        const waitStart = performance.now();
+        for (let p = pos; p < end; p++) {
+          if (failure) throw failure;
+          const load = slot(p);
+          if (!load.data && !load.error) await load.done;
+          if (failure) throw failure;
+          if (load.error) throw load.error;
+          const q = sourceOf(p, plan.total);
+          samples[p - pos] = sampleOf(load.data!, order.local[q]!, p >= plan.total, ds.frameSize);
+        }
+        stats.waitMs += performance.now() - waitStart;
+        const batch = collate(samples, { ...ctxBase, batchIndex: this.batchesDone });
+        for (let i = 0; i < nextLoad; i++) if (loads[i]!.last < end) release(loads[i]!);
+        pos = end;
+        this.batchesDone += 1;
+        yield batch;
+      }
+      this.epochValue += 1;
+      this.batchesDone = 0;
+    } finally {
+      this.iterating = false;
+      for (const load of loads) {
+        if (load.started) this.statsValue.residentBytes -= load.bytes;
+        load.bytes = 0;
+        load.data = undefined;
+        load.released = true;
+      }
+      await pool?.close();
+    }
+  }
+
+  private taskFor(ds: Dataset, shard: number): LoadTask {
+    const entry = ds.shards[shard]!;
+    const task: LoadTask = {
+      name: entry.file,
+      format: entry.format,
+      frameSize: ds.frameSize,
+      bytes: entry.bytes,
+      sha256: entry.sha256,
+      verify: this.options.verify ?? false,
+    };
+    if (ds.remote) {
+      task.remote = {
+        url: new URL(entry.file, ds.base).href,
+        cacheDir: this.options.cacheDir ?? defaultCacheDir(),
+        limitBytes: this.options.cacheLimitBytes ?? DEFAULT_CACHE_LIMIT_BYTES,
+        retry: this.options.retry ?? {},
+      };
+    } else {
+      task.file = path.join(ds.base, entry.file);
+    }
+    return task;
+  }
+}
+
+/**
+ * Sample position behind padded position `p`: the order itself below `total`, then the order
+ * backwards from its end (those shards are still resident: they were just consumed).
+ */
+export function sourceOf(p: number, total: number): number {
+  return p < total ? p : total - 1 - ((p - total) % total);
+}
+
+/** Visit number of a shard needed at `p`: padding reuses the epoch's own visit (0). */
+function visitOf(p: number, total: number): number {
+  return p < 2 * total ? 0 : Math.floor(p / total);
+}
+
+async function openDataset(options: LoaderOptions<unknown>): Promise<Dataset> {
+  const where = indexLocation(options.source);
+  const remote = isUrl(where);
+  let index: ShardIndex;
+  if (remote) {
+    let body: Uint8Array;
+    try {
+      body = await fetchWithRetry(where, options.retry ?? {});
+    } catch (err) {
+      throw new RpvError(`loader: ${where}: ${(err as Error).message}`, { cause: err });
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(new TextDecoder().decode(body));
+    } catch (err) {
+      throw new RpvError(`loader: ${where}: invalid JSON: ${(err as Error).message}`);
+    }
+    index = validateShardIndex(value, where);
+  } else {
+    index = await readShardIndex(where);
+  }
+  const available = new Set(index.shards.map((s) => s.format));
+  const format = options.format ?? (available.has('arrow') || available.size === 0 ? 'arrow' : 'parquet');
+  const shards = shardsOfFormat(index, format);
+  if (shards.length === 0) {
+    throw new RpvError(`loader: ${where}: no ${format} shards in the index (it lists: ${[...available].join(', ') || 'none'})`);
+  }
+  return {
+    index,
+    shards,
+    format,
+    base: remote ? where : path.dirname(where),
+    remote,
+    frameSize: index.schema.tokensPerFrame * index.schema.featureDim,
+    fingerprint: datasetFingerprint(shards),
+    sizes: shards.map((s) => s.dialogues),
+  };
+}
+
+/** Decoded size of a shard before it is read: its features as float32 plus its text. */
+function estimateDecodedBytes(ds: Dataset, shard: number): number {
+  const entry = ds.shards[shard]!;
+  const totals = ds.index.totals;
+  const frames = totals.rows > 0 ? (totals.frames * entry.rows) / totals.rows : 0;
+  const featureBytes = frames * ds.frameSize * 4;
+  const onDiskFeatures = frames * ds.frameSize * (ds.index.schema.dtype === 'float16' ? 2 : 4);
+  const other = entry.format === 'arrow' ? Math.max(0, entry.bytes - onDiskFeatures) * 2 : entry.bytes * 2;
+  return Math.ceil(featureBytes + frames * 8 + other);
+}
+
+function residentOf(decoded: DecodedShard, entry: ShardEntry): Resident {
+  const dialogueStart = new Int32Array(decoded.rows + 1);
+  for (let r = 0; r < decoded.rows; r++) dialogueStart[r + 1] = dialogueStart[r]! + decoded.dialogues[r]!.length;
+  if (decoded.rows !== entry.rows || dialogueStart[decoded.rows] !== entry.dialogues) {
+    throw new Error(
+      `holds ${decoded.rows} rows and ${dialogueStart[decoded.rows]} dialogues, the index says ${entry.rows} rows and ${entry.dialogues} dialogues`,
+    );
+  }
+  return { decoded, dialogueStart };
+}
+
+function sampleOf(res: Resident, local: number, padding: boolean, frameSize: number): Sample {
+  const { decoded, dialogueStart } = res;
+  // Row holding dialogue number `local`: last r with dialogueStart[r] <= local.
+  let lo = 0;
+  let hi = decoded.rows - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >>> 1;
+    if (dialogueStart[mid]! <= local) lo = mid;
+    else hi = mid - 1;
+  }
+  const r = lo;
+  const dialogue = decoded.dialogues[r]![local - dialogueStart[r]!]!;
+  const f0 = decoded.frameStart[r]!;
+  const f1 = decoded.frameStart[r + 1]!;
+  return {
+    sampleId: `${decoded.videoId[r]}/${dialogue.dialogue_id}`,
+    padding,
+    video_id: decoded.videoId[r]!,
+    dialogue_id: dialogue.dialogue_id,
+    role: decoded.role[r]!,
+    profile: decoded.profile[r]!,
+    summary: decoded.summary[r]!,
+    language: decoded.language[r]!,
+    platform: decoded.platform[r]!,
+    turns: dialogue.turns,
+    numFrames: f1 - f0,
+    frames: decoded.frames.subarray(f0 * frameSize, f1 * frameSize),
+    frameTimes: decoded.frameTimes.subarray(f0, f1),
+  };
+}

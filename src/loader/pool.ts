@@ -1,0 +1,159 @@
+/**
+ * A fixed pool of worker threads that run load tasks (read + verify + decode one shard) and
+ * transfer the decoded buffers back. Tasks run in submission order as workers free up.
+ *
+ * Robustness rules: every task's promise settles (a worker that crashes or exits fails its task
+ * and the pool); idle workers are unref'd so an abandoned loader never keeps a process alive;
+ * `close()` terminates every worker.
+ *
+ * The worker file is found beside this module: `worker.js` when running from built JavaScript
+ * (dist/), else `worker.ts` loaded through tsx's ESM API (development and tests only; tsx is a
+ * dev dependency and is never needed from dist/).
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { runLoadTask, type LoadResult, type LoadTask } from './task.js';
+
+interface Job {
+  id: number;
+  task: LoadTask;
+  resolve: (r: LoadResult) => void;
+  reject: (e: Error) => void;
+}
+
+interface Slot {
+  worker: Worker;
+  ready: boolean;
+  job: Job | undefined;
+}
+
+/** How to start the worker: the built .js beside this file, or the .ts source through tsx. */
+export function workerEntry(): { target: URL | string; eval: boolean; kind: 'js' | 'ts' } {
+  const js = new URL('./worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(js))) return { target: js, eval: false, kind: 'js' };
+  const ts = new URL('./worker.ts', import.meta.url);
+  if (!existsSync(fileURLToPath(ts))) {
+    throw new Error(`loader: worker entry not found beside ${fileURLToPath(import.meta.url)} (worker.js or worker.ts)`);
+  }
+  let tsxApi: string;
+  try {
+    const require = createRequire(import.meta.url);
+    tsxApi = path.join(path.dirname(require.resolve('tsx/package.json')), 'dist/esm/api/index.mjs');
+  } catch {
+    throw new Error('loader: running from TypeScript source needs the dev dependency tsx to start workers (or build with tsc)');
+  }
+  const code = [
+    `import(${JSON.stringify(pathToFileURL(tsxApi).href)})`,
+    `.then((api) => { api.register(); return import(${JSON.stringify(ts.href)}); })`,
+    `.catch((err) => { throw err; });`,
+  ].join('');
+  return { target: code, eval: true, kind: 'ts' };
+}
+
+export class LoadPool {
+  private readonly slots: Slot[] = [];
+  private readonly queue: Job[] = [];
+  private nextId = 1;
+  private broken: Error | undefined;
+  private closed = false;
+  private inProcessBusy = 0;
+
+  /** `size` worker threads; 0 runs tasks on the calling thread (one at a time). */
+  constructor(readonly size: number) {
+    if (size > 0) {
+      const entry = workerEntry();
+      for (let i = 0; i < size; i++) this.slots.push(this.spawn(entry));
+    }
+  }
+
+  run(task: LoadTask): Promise<LoadResult> {
+    if (this.broken) return Promise.reject(this.broken);
+    if (this.closed) return Promise.reject(new Error('loader: worker pool is closed'));
+    return new Promise<LoadResult>((resolve, reject) => {
+      this.queue.push({ id: this.nextId++, task, resolve, reject });
+      this.pump();
+    });
+  }
+
+  /** Tasks submitted and not finished. */
+  get pending(): number {
+    return this.queue.length + this.slots.filter((s) => s.job).length + this.inProcessBusy;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const err = new Error('loader: closed');
+    for (const job of this.queue.splice(0)) job.reject(err);
+    await Promise.all(
+      this.slots.map(async (slot) => {
+        slot.job?.reject(err);
+        slot.job = undefined;
+        await slot.worker.terminate();
+      }),
+    );
+  }
+
+  private spawn(entry: ReturnType<typeof workerEntry>): Slot {
+    const worker = new Worker(entry.target, { eval: entry.eval });
+    const slot: Slot = { worker, ready: false, job: undefined };
+    worker.on('message', (message: { ready?: true; id?: number; result?: LoadResult; error?: string }) => {
+      if (message.ready) {
+        slot.ready = true;
+        this.pump();
+        return;
+      }
+      const job = slot.job;
+      if (!job || job.id !== message.id) return;
+      slot.job = undefined;
+      if (message.error !== undefined) job.reject(new Error(message.error));
+      else job.resolve(message.result!);
+      this.pump();
+    });
+    worker.on('error', (err: unknown) => this.fail(slot, err instanceof Error ? err : new Error(String(err))));
+    worker.on('exit', (code) => {
+      if (!this.closed) this.fail(slot, new Error(`loader: worker thread exited with code ${code}`));
+    });
+    return slot;
+  }
+
+  private fail(slot: Slot, err: Error): void {
+    if (this.closed) return;
+    const error = new Error(`loader: worker thread failed: ${err.message}`);
+    this.broken ??= error;
+    const job = slot.job;
+    slot.job = undefined;
+    if (job) job.reject(new Error(`${job.task.name}: ${error.message}`));
+    for (const queued of this.queue.splice(0)) queued.reject(new Error(`${queued.task.name}: ${error.message}`));
+    void this.close();
+  }
+
+  private pump(): void {
+    if (this.closed) return;
+    if (this.size === 0) {
+      while (this.queue.length > 0 && this.inProcessBusy === 0) {
+        const job = this.queue.shift()!;
+        this.inProcessBusy++;
+        runLoadTask(job.task)
+          .then(job.resolve, (err: unknown) => job.reject(err instanceof Error ? err : new Error(String(err))))
+          .finally(() => {
+            this.inProcessBusy--;
+            this.pump();
+          });
+      }
+      return;
+    }
+    for (const slot of this.slots) {
+      if (slot.ready && !slot.job && this.queue.length > 0) {
+        slot.job = this.queue.shift()!;
+        slot.worker.postMessage({ id: slot.job.id, task: slot.job.task });
+      }
+      // A busy worker keeps the process alive until its task settles; an idle one does not.
+      if (slot.job || !slot.ready) slot.worker.ref();
+      else slot.worker.unref();
+    }
+  }
+}

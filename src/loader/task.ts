@@ -1,0 +1,73 @@
+/**
+ * One unit of background work: get a shard's bytes (local file, or remote through the cache),
+ * check them against the index, decode them. Runs inside a worker thread, or in-process when
+ * the loader has `workers: 0`.
+ */
+import { promises as fs } from 'node:fs';
+import type { ShardFileFormat } from '../shard/schema.js';
+import { decodeShard, type DecodedShard } from './decode.js';
+import { fetchShardCached, sha256Hex } from './cache.js';
+import type { RetryOptions } from './fetch.js';
+
+export interface LoadTask {
+  /** Shard file name as in the index (for messages). */
+  name: string;
+  format: ShardFileFormat;
+  /** tokensPerFrame * featureDim. */
+  frameSize: number;
+  /** Expected size and sha256 from the index. */
+  bytes: number;
+  sha256: string;
+  /** Local path, or undefined for a remote shard. */
+  file?: string;
+  remote?: { url: string; cacheDir: string; limitBytes: number; retry: RetryOptions };
+  /** Hash local files and cache hits (downloads are always hashed). */
+  verify: boolean;
+}
+
+export interface LoadResult {
+  shard: DecodedShard;
+  /** The shard came over the network (not from the cache or a local folder). */
+  downloaded: boolean;
+}
+
+export async function runLoadTask(task: LoadTask): Promise<LoadResult> {
+  let bytes: Uint8Array;
+  let downloaded = false;
+  if (task.remote) {
+    const got = await fetchShardCached({
+      url: task.remote.url,
+      sha256: task.sha256,
+      bytes: task.bytes,
+      ext: task.format === 'parquet' ? '.parquet' : '.arrow',
+      cacheDir: task.remote.cacheDir,
+      limitBytes: task.remote.limitBytes,
+      verify: task.verify,
+      ...task.remote.retry,
+    });
+    bytes = got.bytes;
+    downloaded = got.downloaded;
+  } else {
+    try {
+      bytes = await fs.readFile(task.file!);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new Error(code === 'ENOENT' ? `file not found: ${task.file}` : (err as Error).message);
+    }
+    if (bytes.byteLength !== task.bytes) {
+      throw new Error(`size ${bytes.byteLength} bytes, the index says ${task.bytes} (file changed or truncated)`);
+    }
+    if (task.verify) {
+      const got = sha256Hex(bytes);
+      if (got !== task.sha256) throw new Error(`sha256 mismatch: index says ${task.sha256}, file has ${got}`);
+    }
+  }
+  const shard = await decodeShard(bytes, { name: task.name, format: task.format, frameSize: task.frameSize });
+  return { shard, downloaded };
+}
+
+/** Buffers of a result that can be moved to another thread without copying. */
+export function transferList(result: LoadResult): ArrayBuffer[] {
+  const s = result.shard;
+  return [s.frames.buffer, s.frameTimes.buffer, s.numFrames.buffer, s.frameStart.buffer] as ArrayBuffer[];
+}
