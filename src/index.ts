@@ -43,6 +43,17 @@ export type { GridEncoderOptions } from './features/grid.js';
 // Model
 
 // Native matmul
+export {
+  describeNativeMatmul,
+  installNativeMatmul,
+  nativeMatmulStats,
+  uninstallNativeMatmul,
+} from './native/matmul.js';
+export type { InstallNativeMatmulOptions, NativeMatmulInfo, NativeMatmulStats } from './native/matmul.js';
+export { sgemm } from './native/gemm.js';
+export type { SgemmOptions } from './native/gemm.js';
+export { loadNativeAddon } from './native/addon.js';
+export type { FusedActivation, MatmulIsa } from './native/addon.js';
 
 // Train
 export { loadRecipe, parseRecipe, resolveRecipe, formatRecipe, recipeKeys, RECIPE_SCHEMA } from './train/recipe.js';

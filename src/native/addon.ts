@@ -1,0 +1,116 @@
+/**
+ * Finding and loading rpv's native GEMM addon (build/Release/rpv_matmul.node, built by
+ * `npm install` through src/native/build.mjs). Loading never throws: a missing or broken binary
+ * gives `{ addon: null, reason }` so callers can fall back to tfjs-wasm's own kernels.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { errorMessage } from '../util/errors.js';
+
+/** Instruction sets the addon's microkernel can run. */
+export type MatmulIsa = 'avx2-fma' | 'scalar';
+
+/** The addon's raw interface (see src/native/addon.cc). */
+export interface NativeAddon {
+  /** C = act(op(A) op(B) + bias); every index touched is bounds-checked first. */
+  gemm(
+    a: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+    params: Float64Array,
+    bias?: Float32Array | null,
+    alpha?: Float32Array | null,
+  ): void;
+  setThreads(threads: number): number;
+  threads(): number;
+  isa(): MatmulIsa;
+  setIsa(isa: 'auto' | MatmulIsa): MatmulIsa;
+  detectedIsa(): MatmulIsa;
+  /** Length of the params array gemm expects. */
+  paramCount: number;
+}
+
+/** Positions in gemm's Float64Array of parameters; mirrors `enum Param` in addon.cc. */
+export const GemmParam = {
+  batch: 0,
+  m: 1,
+  n: 2,
+  k: 3,
+  transposeA: 4,
+  transposeB: 5,
+  aOffset: 6,
+  lda: 7,
+  aBatchStride: 8,
+  bOffset: 9,
+  ldb: 10,
+  bBatchStride: 11,
+  cOffset: 12,
+  ldc: 13,
+  cBatchStride: 14,
+  activation: 15,
+  leakyAlpha: 16,
+  biasOffset: 17,
+  biasStrides: 18,
+  alphaOffset: 21,
+  alphaStrides: 22,
+  count: 25,
+} as const;
+
+/** Activation codes of the fused epilogue (the same numbering as tfjs-wasm's). */
+export const ACTIVATION_CODES = {
+  linear: 0,
+  relu: 1,
+  relu6: 2,
+  prelu: 3,
+  leakyrelu: 4,
+  sigmoid: 5,
+  elu: 6,
+} as const;
+export type FusedActivation = keyof typeof ACTIVATION_CODES;
+
+export type AddonLoad =
+  | { addon: NativeAddon; path: string; reason?: undefined }
+  | { addon: null; path?: string; reason: string };
+
+/** Where the addon may be, best first; both src/native and dist/native sit two levels down. */
+export function addonCandidates(): string[] {
+  const fromEnv = process.env.RPV_NATIVE_ADDON;
+  if (fromEnv) return [fromEnv];
+  return ['Release', 'Debug'].map((kind) =>
+    fileURLToPath(new URL(`../../build/${kind}/rpv_matmul.node`, import.meta.url)),
+  );
+}
+
+const cache = new Map<string, AddonLoad>();
+
+/**
+ * Loads the addon (once per path). `addonPath` overrides the search (RPV_NATIVE_ADDON does the
+ * same from the environment).
+ */
+export function loadNativeAddon(options: { addonPath?: string } = {}): AddonLoad {
+  const candidates = options.addonPath ? [options.addonPath] : addonCandidates();
+  const path = candidates.find((p) => existsSync(p));
+  if (!path) {
+    return {
+      addon: null,
+      reason: `addon not built (no ${candidates[0]}; run \`node src/native/build.mjs\` with g++, make and python3 present)`,
+    };
+  }
+  const cached = cache.get(path);
+  if (cached) return cached;
+  let result: AddonLoad;
+  try {
+    const require = createRequire(import.meta.url);
+    const addon = require(path) as NativeAddon;
+    if (typeof addon.gemm !== 'function' || addon.paramCount !== GemmParam.count) {
+      result = { addon: null, path, reason: `addon ${path} does not match this rpv version (rebuild it)` };
+    } else {
+      result = { addon, path };
+    }
+  } catch (err) {
+    result = { addon: null, path, reason: `addon ${path} failed to load: ${errorMessage(err).split('\n')[0]}` };
+  }
+  cache.set(path, result);
+  return result;
+}

@@ -1,0 +1,108 @@
+#include "thread_pool.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define RPV_PAUSE() _mm_pause()
+#else
+#define RPV_PAUSE() std::this_thread::yield()
+#endif
+
+namespace rpv {
+
+namespace {
+// About 20-50 microseconds of spinning before a worker goes to sleep.
+constexpr int kSpinIterations = 20000;
+}  // namespace
+
+ThreadPool::ThreadPool(int threads) {
+  if (threads < 1) threads = 1;
+  workers_.reserve(threads - 1);
+  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { workerLoop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+    // A new generation with no tasks wakes spinners as well as sleepers.
+    ticket_.store((static_cast<uint64_t>((ticket_.load() >> 32) + 1) << 32));
+  }
+  wake_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+bool ThreadPool::claim(uint32_t gen, int64_t* task) {
+  uint64_t t = ticket_.load(std::memory_order_acquire);
+  for (;;) {
+    if (static_cast<uint32_t>(t >> 32) != gen) return false;
+    const int64_t index = static_cast<int64_t>(t & 0xffffffffu);
+    // tasks_ is stable while generation `gen` has unclaimed tasks (see run()).
+    if (index >= tasks_) return false;
+    if (ticket_.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel)) {
+      *task = index;
+      return true;
+    }
+  }
+}
+
+void ThreadPool::work(uint32_t gen, int threadIndex) {
+  int64_t task;
+  while (claim(gen, &task)) {
+    // Safe to read fn_ after a successful claim: the job cannot finish (and fn_ cannot change)
+    // before this task is done.
+    (*fn_)(task, threadIndex);
+    done_.fetch_add(1, std::memory_order_acq_rel);
+  }
+}
+
+void ThreadPool::workerLoop(int index) {
+  uint32_t seen = 0;
+  for (;;) {
+    uint32_t gen = static_cast<uint32_t>(ticket_.load(std::memory_order_acquire) >> 32);
+    for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
+      RPV_PAUSE();
+      gen = static_cast<uint32_t>(ticket_.load(std::memory_order_acquire) >> 32);
+    }
+    if (gen == seen) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      sleepers_.fetch_add(1);
+      wake_.wait(lock, [&] {
+        return stop_ || static_cast<uint32_t>(ticket_.load() >> 32) != seen;
+      });
+      sleepers_.fetch_sub(1);
+      if (stop_) return;
+      gen = static_cast<uint32_t>(ticket_.load() >> 32);
+    }
+    if (stop_.load()) return;
+    seen = gen;
+    work(gen, index);
+  }
+}
+
+void ThreadPool::run(int64_t tasks, const std::function<void(int64_t, int)>& fn) {
+  if (tasks <= 0) return;
+  if (workers_.empty() || tasks == 1) {
+    for (int64_t i = 0; i < tasks; ++i) fn(i, 0);
+    return;
+  }
+  uint32_t gen;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    fn_ = &fn;
+    tasks_ = tasks;
+    done_.store(0, std::memory_order_relaxed);
+    gen = static_cast<uint32_t>(ticket_.load() >> 32) + 1;
+    ticket_.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
+  }
+  if (sleepers_.load() > 0) wake_.notify_all();
+  work(gen, 0);
+  for (int spin = 0; done_.load(std::memory_order_acquire) < tasks; ++spin) {
+    if (spin < kSpinIterations) {
+      RPV_PAUSE();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+}  // namespace rpv

@@ -1,0 +1,48 @@
+// A small persistent thread pool for the GEMM: the calling thread plus `threads - 1` workers.
+// Workers spin briefly after each job (matmuls in a training step come in quick succession), then
+// sleep on a condition variable so an idle process costs nothing.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace rpv {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  // Threads that take part in run(), the caller included.
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Calls fn(task, threadIndex) once for every task in [0, tasks); the caller works too and
+  // returns when all tasks are done. Not reentrant: one run() at a time (the caller serialises).
+  void run(int64_t tasks, const std::function<void(int64_t, int)>& fn);
+
+ private:
+  void workerLoop(int index);
+  // Claims the next task of generation `gen`; false when that generation has none left.
+  bool claim(uint32_t gen, int64_t* task);
+  void work(uint32_t gen, int threadIndex);
+
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  // High 32 bits: generation of the current job; low 32 bits: next unclaimed task.
+  std::atomic<uint64_t> ticket_{0};
+  std::atomic<int64_t> done_{0};
+  std::atomic<int> sleepers_{0};
+  const std::function<void(int64_t, int)>* fn_ = nullptr;
+  int64_t tasks_ = 0;
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace rpv
