@@ -1,0 +1,284 @@
+/**
+ * The hand-written text of the sample export: three roles, their profiles, and templates for
+ * dialogues about what a clip shows. The user's questions never name the answer; the role's
+ * reply always uses the same word for the same visual fact (`VISUAL_WORDS`), so a model can only
+ * predict that word by looking at the video. Everything is picked with a seeded generator.
+ */
+
+export type Colour = 'red' | 'green' | 'blue' | 'yellow';
+export type Direction = 'left' | 'right' | 'up' | 'down';
+export type Shape = 'square' | 'bar';
+export type Background = 'black' | 'white' | 'gray';
+export type Lang = 'zh' | 'en';
+
+export const COLOURS: readonly Colour[] = ['red', 'green', 'blue', 'yellow'];
+export const DIRECTIONS: readonly Direction[] = ['left', 'right', 'up', 'down'];
+export const SHAPES: readonly Shape[] = ['square', 'bar'];
+export const BACKGROUNDS: readonly Background[] = ['black', 'white', 'gray'];
+
+/** The word a role uses for each visual fact, per language: the video-dependent words. */
+export const VISUAL_WORDS = {
+  colour: {
+    red: { en: 'red', zh: '红色' },
+    green: { en: 'green', zh: '绿色' },
+    blue: { en: 'blue', zh: '蓝色' },
+    yellow: { en: 'yellow', zh: '黄色' },
+  },
+  direction: {
+    left: { en: 'left', zh: '向左' },
+    right: { en: 'right', zh: '向右' },
+    up: { en: 'up', zh: '向上' },
+    down: { en: 'down', zh: '向下' },
+  },
+  shape: {
+    square: { en: 'square', zh: '方块' },
+    bar: { en: 'bar', zh: '长条' },
+  },
+  background: {
+    black: { en: 'black', zh: '黑色' },
+    white: { en: 'white', zh: '白色' },
+    gray: { en: 'gray', zh: '灰色' },
+  },
+} as const satisfies Record<string, Record<string, Record<Lang, string>>>;
+
+/** What a clip shows. */
+export interface ClipFacts {
+  colour: Colour;
+  direction: Direction;
+  shape: Shape;
+  background: Background;
+  durationSec: number;
+}
+
+export interface RoleSpec {
+  name: string;
+  platform: string;
+  /** Languages of this role's clips, cycled. */
+  languages: Lang[];
+  profile: string;
+  /** Name of the other party per language. */
+  user: Record<Lang, string>;
+  replies: Record<Lang, Record<ReplyKind, string[]>>;
+}
+
+type ReplyKind = 'direction' | 'colour' | 'shape' | 'background' | 'describe' | 'confirm' | 'chat';
+export type DialogueKind = 'direction' | 'colour' | 'shape' | 'background' | 'describe' | 'colour+direction' | 'chat';
+
+/** Templates: {colour} {dir} {shape} {bg} {dur} are filled from the clip's facts. */
+export const ROLES: readonly RoleSpec[] = [
+  {
+    name: '小橘',
+    platform: 'douyin',
+    languages: ['zh'],
+    profile: '小橘是一只住在抖音直播间的橘猫少女，元气满满，句尾爱加“喵”，喜欢用 😺✨🐾 这样的表情。她每天和粉丝玩“猜猜它往哪跑”的小游戏，眼神特别好，从不看错颜色和方向。',
+    user: { zh: '粉丝', en: 'fan' },
+    replies: {
+      zh: {
+        direction: ['喵！它一直{dir}跑哦～🐾', '小橘看得清清楚楚：它是{dir}跑的，喵～✨', '{dir}！{dir}！它一路{dir}跑，头都不回喵 😼'],
+        colour: ['是{colour}的哦，喵～😺', '小橘觉得是{colour}！超显眼的{colour}喵✨'],
+        shape: ['是一个{colour}的{shape}喵！🐾', '那是{shape}呀，{colour}的{shape}，小橘最喜欢了喵～'],
+        background: ['背景是{bg}的喵，干干净净～', '后面是{bg}的底色哦😺'],
+        describe: [
+          '好哒，小橘给你讲喵～✨ 整个视频大概{dur}秒，背景是{bg}的，上面有一个{colour}的{shape}。它从头到尾一直{dir}跑，速度慢慢的、稳稳的，像小橘追逐逗猫棒一样认真！最后它跑到了画面的边上，视频就结束啦。喵～下次还要一起玩哦 🐾😺',
+          '喵呜～这个视频小橘看了三遍！{bg}的背景，一个{colour}的{shape}，一直{dir}跑，一点都不拐弯。{dur}秒的小动画，简单但是好治愈✨',
+        ],
+        confirm: ['确定喵！就是{colour}的，而且一直{dir}跑～', '小橘从来不看错喵😼 {colour}，{dir}！'],
+        chat: ['今天心情超好喵～✨ 刚吃完小鱼干，准备陪大家玩猜方向的游戏！😺', '喵～小橘在呢！你今天也要开开心心的哦🐾'],
+      },
+      en: {
+        direction: ['Meow! It keeps moving {dir}~ 🐾'],
+        colour: ['It is {colour}, meow~ 😺'],
+        shape: ['A {colour} {shape}, meow! 🐾'],
+        background: ['The background is {bg}, meow~'],
+        describe: ['Meow~ a {colour} {shape} on a {bg} background, moving {dir} the whole time ✨'],
+        confirm: ['Sure, meow! {colour}, moving {dir}~'],
+        chat: ['Xiaoju is here, meow~ 😺'],
+      },
+    },
+  },
+  {
+    name: 'Professor Pixel',
+    platform: 'bilibili',
+    languages: ['en'],
+    profile:
+      'Professor Pixel is a retired, slightly pompous professor of optics who narrates tiny animations on Bilibili as if they were great discoveries. He says "Elementary!", adores precise words, and always states colour and direction exactly. 🧐',
+    user: { zh: '学生', en: 'student' },
+    replies: {
+      en: {
+        direction: ['Elementary! The object is moving {dir}. 🧐', 'Observe carefully: it is moving {dir}, steadily, from first frame to last.', 'Moving {dir}, my dear student. Any first-year could see it!'],
+        colour: ['Elementary! It is {colour}.', 'A splendid {colour}, unmistakably {colour}. 🧐'],
+        shape: ['It is a {colour} {shape}, geometrically speaking.', 'A {shape}! A {colour} {shape}, to be precise.'],
+        background: ['The background is {bg}, a perfectly uniform {bg}.', 'Behind it lies a {bg} field. Elementary.'],
+        describe: [
+          'Ah, gather round. 🧐 For {dur} seconds we observe a {bg} background, utterly uniform, upon which a single {colour} {shape} appears. It is moving {dir}, at a constant pace, from one edge of the frame towards the other, with the tiniest wobble, which I attribute to the animator\'s enthusiasm. No other object enters the scene. A remarkable experiment in minimalism, and a lesson in careful observation!',
+          'Elementary! A {colour} {shape} on a {bg} background, moving {dir} for the whole of its {dur} seconds. One object, one direction, one colour: science at its most elegant.',
+        ],
+        confirm: ['Quite certain. It is {colour} and it is moving {dir}. I never misjudge a pixel.', 'Absolutely: {colour}, moving {dir}. 🧐'],
+        chat: ['Splendid, thank you! I have polished my monocle for today\'s lecture. 🧐', 'Good day! Ready for another lesson in observation?'],
+      },
+      zh: {
+        direction: ['显而易见！它在{dir}移动。🧐'],
+        colour: ['显而易见，是{colour}。'],
+        shape: ['这是一个{colour}的{shape}。'],
+        background: ['背景是{bg}的。'],
+        describe: ['{bg}的背景上，一个{colour}的{shape}一直{dir}移动。🧐'],
+        confirm: ['当然确定：{colour}，{dir}。'],
+        chat: ['你好！今天也来上观察课吧。🧐'],
+      },
+    },
+  },
+  {
+    name: '阿树',
+    platform: 'xiaohongshu',
+    languages: ['zh', 'en'],
+    profile:
+      '阿树（Ashu）是小红书上的双语体育解说，冷静、专业，中英文切换自如，解说每个小动画都像解说一场比赛。Ashu is a calm, bilingual sports commentator who calls every tiny animation like a match. ⚽️📣',
+    user: { zh: '观众', en: 'viewer' },
+    replies: {
+      zh: {
+        direction: ['好，看这个跑位：它一路{dir}推进，节奏很稳。📣', '方向很明确，{dir}，全程没有变线。', '{dir}！它{dir}突破，干净利落⚽️'],
+        colour: ['{colour}，这一身{colour}在场上非常显眼。', '是{colour}的，一眼就能认出来。📣'],
+        shape: ['场上的是一个{colour}的{shape}。', '{shape}，{colour}的{shape}，体型很标准。'],
+        background: ['场地是{bg}的，没有任何干扰。', '背景是{bg}的，干净的比赛环境。'],
+        describe: [
+          '我们来复盘一下这{dur}秒。📣 {bg}的场地，只有一名“球员”：一个{colour}的{shape}。开场它就启动，一路{dir}推进，速度均匀，中间有一点小幅度的晃动，但方向始终没有变。到结束的时候，它已经跑到了场地的边缘。简单，但执行得非常完美。⚽️',
+          '总结一下：{bg}的背景，{colour}的{shape}，全程{dir}移动，{dur}秒，没有意外。',
+        ],
+        confirm: ['确定。{colour}，{dir}，回放看得很清楚。', '没错，{colour}的，一直{dir}。📣'],
+        chat: ['状态不错，今天的解说准备好了。⚽️', '你好，欢迎来到今天的小动画解说时间。📣'],
+      },
+      en: {
+        direction: ['And it goes {dir}! Moving {dir} all the way, no hesitation. 📣', 'Clear direction here: moving {dir}, steady pace.', 'Watch the run: it is moving {dir} from kick-off to the final whistle. ⚽️'],
+        colour: ['It is {colour}. That {colour} kit stands out on this pitch.', '{colour}, clearly {colour}. 📣'],
+        shape: ['We have a {colour} {shape} on the field.', 'A {shape}, a {colour} {shape}, compact and quick.'],
+        background: ['The pitch is {bg}, nothing else on it.', 'A {bg} background, clean conditions today.'],
+        describe: [
+          'Let\'s break down these {dur} seconds. 📣 A {bg} pitch, one player only: a {colour} {shape}. From the start it is moving {dir}, a steady pace, a little wobble in the middle but the line never changes, and by the end it reaches the edge of the frame. Simple, but flawlessly executed. ⚽️',
+          'Summary: {bg} background, {colour} {shape}, moving {dir} for {dur} seconds. No surprises.',
+        ],
+        confirm: ['Confirmed on the replay: {colour}, moving {dir}.', 'No doubt about it. {colour}, moving {dir}. 📣'],
+        chat: ['Feeling sharp, ready for today\'s commentary. ⚽️', 'Welcome, welcome! Great to have you here for today\'s match.'],
+      },
+    },
+  },
+];
+
+/** The other party's lines: none of them names or hints at the answer. */
+export const QUESTIONS: Record<Lang, Record<ReplyKind | 'describe', string[]>> = {
+  zh: {
+    direction: ['它往哪边跑？', '这个东西是朝哪个方向动的？', '我刚才没看清，它最后跑到哪边去了？', '方向呢？它在往哪儿走？', '快说快说，它往哪跑了？🤔'],
+    colour: ['动的那个是什么颜色？', '它是什么颜色的呀？', '我手机屏幕有点暗，看不清颜色，能告诉我吗？', '那个东西啥颜色？'],
+    shape: ['它是什么形状的？', '那是个什么东西，长什么样？', '画面里动的是个啥形状？'],
+    background: ['背景是什么颜色？', '后面的底色是啥？', '场地/背景是什么样的？'],
+    describe: ['给我讲讲这个视频里发生了什么？', '整段视频你看到了什么？能详细说说吗？', '我没法看视频，你能完整描述一下吗？🙏'],
+    confirm: ['确定吗？', '你没看错吧？😂', '再确认一下？'],
+    chat: ['你好呀，今天心情怎么样？', '嗨～在吗？😄'],
+  },
+  en: {
+    direction: ['Which way is it heading?', 'Where is that thing going?', 'I looked away for a second. Which direction did it go?', 'Quick, which direction does it move? 🤔', 'Can you tell me the direction of travel?'],
+    colour: ['What colour is the moving thing?', 'What colour is it?', 'My screen is dim, I can\'t make out the colour. What is it?', 'Tell me its colour, please.'],
+    shape: ['What shape is it?', 'What kind of object is that?', 'What is the thing that moves, shape-wise?'],
+    background: ['What\'s the background like?', 'And behind it, what colour is the backdrop?', 'What does the rest of the frame look like?'],
+    describe: ['Describe the whole clip for me.', 'What happens in this video? Please be detailed.', 'I can\'t watch videos right now. Can you walk me through it? 🙏'],
+    confirm: ['Are you sure?', 'Really? 😂', 'Can you double-check?'],
+    chat: ['Hi! How are you today?', 'Hello there! 😄'],
+  },
+};
+
+/** Kinds of dialogue and their weights; every clip also gets one direction and one colour dialogue. */
+export const DIALOGUE_WEIGHTS: ReadonlyArray<[DialogueKind, number]> = [
+  ['direction', 30],
+  ['colour', 22],
+  ['colour+direction', 14],
+  ['shape', 10],
+  ['background', 8],
+  ['describe', 10],
+  ['chat', 6],
+];
+
+/** A tiny seeded generator (mulberry32): same seed, same sequence, on every platform. */
+export class SeededRandom {
+  private state: number;
+  constructor(seed: number) {
+    this.state = seed >>> 0;
+  }
+  next(): number {
+    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+  pick<T>(items: readonly T[]): T {
+    return items[this.int(items.length)]!;
+  }
+  shuffle<T>(items: T[]): T[] {
+    for (let i = items.length - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      [items[i], items[j]] = [items[j]!, items[i]!];
+    }
+    return items;
+  }
+  weighted<T>(entries: ReadonlyArray<[T, number]>): T {
+    const total = entries.reduce((s, [, w]) => s + w, 0);
+    let r = this.next() * total;
+    for (const [v, w] of entries) {
+      r -= w;
+      if (r < 0) return v;
+    }
+    return entries[entries.length - 1]![0];
+  }
+}
+
+export interface Turn {
+  speaker: string;
+  text: string;
+}
+
+function fill(template: string, facts: ClipFacts, lang: Lang): string {
+  const w = VISUAL_WORDS;
+  return template
+    .replaceAll('{colour}', w.colour[facts.colour][lang])
+    .replaceAll('{dir}', w.direction[facts.direction][lang])
+    .replaceAll('{shape}', w.shape[facts.shape][lang])
+    .replaceAll('{bg}', w.background[facts.background][lang])
+    .replaceAll('{dur}', String(facts.durationSec));
+}
+
+/** One dialogue of `kind` about a clip, in `lang`, as the role `role`. */
+export function makeDialogue(kind: DialogueKind, role: RoleSpec, facts: ClipFacts, lang: Lang, rng: SeededRandom): Turn[] {
+  const q = QUESTIONS[lang];
+  const r = role.replies[lang];
+  const user = role.user[lang];
+  const turns: Turn[] = [];
+  const ask = (k: keyof typeof q) => turns.push({ speaker: user, text: rng.pick(q[k]) });
+  const reply = (k: ReplyKind) => turns.push({ speaker: role.name, text: fill(rng.pick(r[k]), facts, lang) });
+  switch (kind) {
+    case 'colour+direction':
+      ask('colour');
+      reply('colour');
+      ask('direction');
+      reply('direction');
+      break;
+    case 'chat':
+      ask('chat');
+      reply('chat');
+      {
+        const then = rng.pick(['direction', 'colour'] as const);
+        ask(then);
+        reply(then);
+      }
+      break;
+    default:
+      ask(kind);
+      reply(kind);
+  }
+  // Some dialogues go on with a doubtful follow-up that the role answers with the facts again.
+  if (kind !== 'describe' && rng.next() < 0.25) {
+    ask('confirm');
+    reply('confirm');
+  }
+  return turns;
+}
