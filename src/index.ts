@@ -39,8 +39,51 @@ export type { GridEncoderOptions } from './features/grid.js';
 // Convert: input formats, converter, merge, inspect
 
 // Loader
+export {
+  createLoader,
+  Loader,
+  collate,
+  epochOrder,
+  planRank,
+  validateLoaderState,
+  defaultCacheDir,
+  DEFAULT_PREFETCH_BYTES,
+  DEFAULT_CACHE_LIMIT_BYTES,
+  LOADER_STATE_FORMAT,
+  LOADER_STATE_VERSION,
+} from './loader/index.js';
+export type {
+  Batch,
+  CollateContext,
+  DialogueSample,
+  EpochOrder,
+  LoaderInfo,
+  LoaderOptions,
+  LoaderState,
+  LoaderStats,
+  RankPlan,
+  RetryOptions,
+  Sample,
+} from './loader/index.js';
 
 // Model
+export { initBackend, describeBackend } from './model/backend.js';
+export type { BackendInfo, BackendName, InitBackendOptions, NativeMatmulStatus } from './model/backend.js';
+export { parseConfig, readConfig, SUPPORTED_ARCHITECTURES } from './model/config.js';
+export type { Architecture, DecoderConfig } from './model/config.js';
+export { loadModel, VIDEO_PLACEHOLDERS } from './model/load.js';
+export type { LoadModelOptions } from './model/load.js';
+export { CausalLM, KvCache, IGNORE_INDEX } from './model/decoder.js';
+export type { ForwardInput, ForwardOptions, LossResult, VideoInput } from './model/decoder.js';
+export { ChatTokenizer } from './model/tokenizer.js';
+export type { ChatMessage, EncodedChat, MessageSpan } from './model/tokenizer.js';
+export { DEFAULT_LORA, LORA_MODULES, loraScaling } from './model/lora.js';
+export type { LoraConfig, LoraModule } from './model/lora.js';
+export type { ProjectorConfig } from './model/projector.js';
+export { writeTinyModel, TINY_SPECIAL_TOKENS } from './model/tiny.js';
+export type { TinyModelOptions } from './model/tiny.js';
+export { readSafetensors, writeSafetensors, encodeSafetensors, decodeSafetensors, SafetensorsReader } from './util/safetensors.js';
+export type { SafetensorsFile, SafetensorsTensor, SafetensorsInput, SafetensorsDType } from './util/safetensors.js';
 
 // Native matmul
 export {

@@ -1,0 +1,121 @@
+/**
+ * loadModel: a Hugging Face folder (config.json, model.safetensors or a sharded index,
+ * tokenizer.json, tokenizer_config.json) to a CausalLM on the current tfjs backend. Weights are
+ * decoded to float32, transposed to [in, out] and q/k/v and gate/up fused, one tensor at a time.
+ */
+import type * as tfc from '@tensorflow/tfjs-core';
+import { RpvError } from '../util/errors.js';
+import { describeBackend, initBackend, tfCore, type BackendName } from './backend.js';
+import { readConfig } from './config.js';
+import { CausalLM, type DecoderWeights, type LayerWeights } from './decoder.js';
+import { ChatTokenizer } from './tokenizer.js';
+import { expectedTensors, WeightFolder } from './weights.js';
+import type { Linear } from './lora.js';
+
+/** Token the video placeholder is looked up as, in order (Qwen2-VL's names first). */
+export const VIDEO_PLACEHOLDERS = ['<|video_pad|>', '<video>'];
+
+export interface LoadModelOptions {
+  /** Backend to start if none is started yet (default auto). */
+  backend?: BackendName;
+  /** Load the tokenizer too (default true). */
+  tokenizer?: boolean;
+  /** Video placeholder token; default the first of VIDEO_PLACEHOLDERS the tokenizer knows. */
+  videoToken?: string;
+}
+
+export async function loadModel(dir: string, { backend = 'auto', tokenizer = true, videoToken }: LoadModelOptions = {}): Promise<CausalLM> {
+  const config = await readConfig(dir);
+  if (!describeBackend()) await initBackend({ backend });
+  const tf = await tfCore();
+  const folder = await WeightFolder.open(dir);
+  const expected = expectedTensors(config);
+  const created: tfc.Tensor[] = [];
+  const keep = <T extends tfc.Tensor>(t: T): T => {
+    created.push(t);
+    return t;
+  };
+  try {
+    // Check every name and shape before decoding anything, so a bad folder fails fast.
+    for (const name of expected.keys()) {
+      if (!folder.has(name)) throw new RpvError(`${dir}: missing tensor ${name} (looked in ${folder.files.join(', ')})`);
+    }
+    const read = async (name: string) => (await folder.read(name, expected.get(name))).data as Float32Array;
+    const vec = async (name: string) => keep(tf.tensor1d(await read(name)));
+    /** PyTorch [out, in] weights, fused along out, as one [in, sum(out)] tensor. */
+    const fused = async (names: string[], biasNames: string[] | null): Promise<Linear> => {
+      const parts: Float32Array[] = [];
+      let rows = 0;
+      let cols = 0;
+      for (const n of names) {
+        const shape = expected.get(n)!;
+        parts.push(await read(n));
+        rows += shape[0];
+        cols = shape[1];
+      }
+      const weightT = keep(tf.tidy(() => {
+        const w = parts.length === 1 ? tf.tensor2d(parts[0], [rows, cols]) : tf.concat(parts.map((p, i) => tf.tensor2d(p, [expected.get(names[i])![0], cols])), 0);
+        return tf.transpose(w) as tfc.Tensor2D;
+      }));
+      let bias: tfc.Tensor1D | undefined;
+      if (biasNames) {
+        const bs = await Promise.all(biasNames.map(read));
+        const all = new Float32Array(rows);
+        let o = 0;
+        for (const b of bs) {
+          all.set(b, o);
+          o += b.length;
+        }
+        bias = keep(tf.tensor1d(all));
+      }
+      return { weightT, bias };
+    };
+    const layers: LayerWeights[] = [];
+    for (let i = 0; i < config.numLayers; i++) {
+      const p = `model.layers.${i}`;
+      const a = `${p}.self_attn`;
+      const m = `${p}.mlp`;
+      layers.push({
+        inputNorm: await vec(`${p}.input_layernorm.weight`),
+        postNorm: await vec(`${p}.post_attention_layernorm.weight`),
+        attn: {
+          qkv: await fused([`${a}.q_proj.weight`, `${a}.k_proj.weight`, `${a}.v_proj.weight`], config.attentionBias ? [`${a}.q_proj.bias`, `${a}.k_proj.bias`, `${a}.v_proj.bias`] : null),
+          o: await fused([`${a}.o_proj.weight`], config.outputBias ? [`${a}.o_proj.bias`] : null),
+        },
+        mlp: {
+          gateUp: await fused([`${m}.gate_proj.weight`, `${m}.up_proj.weight`], config.mlpBias ? [`${m}.gate_proj.bias`, `${m}.up_proj.bias`] : null),
+          down: await fused([`${m}.down_proj.weight`], config.mlpBias ? [`${m}.down_proj.bias`] : null),
+        },
+      });
+    }
+    const embedData = await read('model.embed_tokens.weight');
+    const weights: DecoderWeights = {
+      embed: keep(tf.tensor2d(embedData, [config.vocabSize, config.hiddenSize])),
+      layers,
+      norm: await vec('model.norm.weight'),
+    };
+    if (!config.tieWordEmbeddings) {
+      const head = await read('lm_head.weight');
+      weights.lmHeadT = keep(tf.tidy(() => tf.transpose(tf.tensor2d(head, [config.vocabSize, config.hiddenSize])) as tfc.Tensor2D));
+    }
+    const model = new CausalLM(tf, config, weights, dir);
+    if (tokenizer) {
+      model.tokenizer = await ChatTokenizer.load(dir);
+      const names = videoToken ? [videoToken] : VIDEO_PLACEHOLDERS;
+      for (const name of names) {
+        const id = model.tokenizer.tokenToId(name);
+        if (id !== undefined) {
+          model.videoTokenId = id;
+          break;
+        }
+      }
+      if (videoToken && model.videoTokenId === undefined) throw new RpvError(`${dir}: the tokenizer has no token ${videoToken} (video placeholder)`);
+    }
+    return model;
+  } catch (err) {
+    for (const t of created) t.dispose();
+    throw err;
+  } finally {
+    await folder.close();
+  }
+}

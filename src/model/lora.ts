@@ -1,0 +1,112 @@
+/**
+ * LoRA with PEFT semantics: for a frozen linear W (out x in), y = x W^T + b + scaling * (dropout(x) A^T) B^T
+ * with A [r, in] kaiming-uniform (a = sqrt(5), as PEFT and torch.nn.Linear initialise it, i.e.
+ * U(-1/sqrt(in), 1/sqrt(in))), B [out, r] zeros, scaling = alpha / r, or alpha / sqrt(r) with rslora.
+ * Dropout applies to the LoRA branch's input only.
+ */
+import type * as tfc from '@tensorflow/tfjs-core';
+import { RpvError } from '../util/errors.js';
+import { SeededRandom } from './random.js';
+
+/** Module short names and their PEFT/HF names. */
+export const LORA_MODULES = {
+  q: 'q_proj',
+  k: 'k_proj',
+  v: 'v_proj',
+  o: 'o_proj',
+  gate: 'gate_proj',
+  up: 'up_proj',
+  down: 'down_proj',
+} as const;
+export type LoraModule = keyof typeof LORA_MODULES;
+
+export interface LoraConfig {
+  /** Rank r. */
+  rank: number;
+  /** lora_alpha. */
+  alpha: number;
+  /** Dropout probability on the LoRA branch's input (training only). */
+  dropout: number;
+  /** Modules to adapt, short (`q`) or HF (`q_proj`) names. */
+  targetModules: (LoraModule | string)[];
+  /** rslora: scaling alpha / sqrt(r) instead of alpha / r. */
+  useRslora: boolean;
+  /** Seed for A's initialisation. */
+  seed?: number;
+}
+
+export const DEFAULT_LORA: LoraConfig = { rank: 8, alpha: 16, dropout: 0.05, targetModules: ['q', 'k', 'v', 'o'], useRslora: false };
+
+/** Normalise module names to short form (`q_proj` -> `q`), rejecting unknown ones. */
+export function normalizeTargetModules(names: string[]): LoraModule[] {
+  const out: LoraModule[] = [];
+  for (const name of names) {
+    const short = (Object.keys(LORA_MODULES) as LoraModule[]).find((k) => k === name || LORA_MODULES[k] === name);
+    if (!short) {
+      throw new RpvError(`lora: unknown target module ${JSON.stringify(name)} (expected one of ${Object.entries(LORA_MODULES).map(([k, v]) => `${k}/${v}`).join(', ')})`);
+    }
+    if (!out.includes(short)) out.push(short);
+  }
+  return out;
+}
+
+export function loraScaling(config: Pick<LoraConfig, 'rank' | 'alpha' | 'useRslora'>): number {
+  return config.useRslora ? config.alpha / Math.sqrt(config.rank) : config.alpha / config.rank;
+}
+
+/** Trainable LoRA pair of one linear. Stored transposed for plain matmuls: aT [in, r], bT [r, out]. */
+export interface LoraPair {
+  /** PEFT name prefix, e.g. `base_model.model.model.layers.0.self_attn.q_proj`. */
+  name: string;
+  aT: tfc.Variable;
+  bT: tfc.Variable;
+  inFeatures: number;
+  outFeatures: number;
+}
+
+export function createLoraPair(tf: typeof tfc, name: string, inFeatures: number, outFeatures: number, rank: number, rng: SeededRandom): LoraPair {
+  const bound = 1 / Math.sqrt(inFeatures);
+  const a = rng.uniform(rank * inFeatures, -bound, bound); // [r, in] row-major
+  const aT = new Float32Array(inFeatures * rank);
+  for (let i = 0; i < rank; i++) for (let j = 0; j < inFeatures; j++) aT[j * rank + i] = a[i * inFeatures + j];
+  return {
+    name,
+    aT: tf.variable(tf.tensor2d(aT, [inFeatures, rank]), true, `${name}.lora_A`),
+    bT: tf.variable(tf.zeros([rank, outFeatures]), true, `${name}.lora_B`),
+    inFeatures,
+    outFeatures,
+  };
+}
+
+/** A frozen linear, weight stored transposed [in, out] so the forward is a plain matmul. */
+export interface Linear {
+  weightT: tfc.Tensor2D;
+  bias?: tfc.Tensor1D;
+}
+
+/** Settings of one forward pass that LoRA branches need. */
+export interface LoraRun {
+  scaling: number;
+  /** Dropout rate; 0 outside training. */
+  dropout: number;
+  /** Seed for this branch's dropout mask. */
+  seed?: number;
+}
+
+/**
+ * x [N, in] -> x W^T + b (+ LoRA). Plain matMul then add: tfjs-wasm's fused matmul with a bias is
+ * wrong for batch > 1 or transposeA (see the brief), so rpv never asks for it.
+ */
+export function linear(tf: typeof tfc, x: tfc.Tensor2D, lin: Linear, lora?: LoraPair, run?: LoraRun): tfc.Tensor2D {
+  let y: tfc.Tensor2D = tf.matMul(x, lin.weightT);
+  if (lin.bias) y = tf.add(y, lin.bias);
+  if (lora && run) y = tf.add(y, loraDelta(tf, x, lora, run));
+  return y;
+}
+
+/** scaling * (dropout(x) A^T) B^T. */
+export function loraDelta(tf: typeof tfc, x: tfc.Tensor2D, lora: LoraPair, run: LoraRun): tfc.Tensor2D {
+  const input = run.dropout > 0 ? (tf.dropout(x, run.dropout, undefined, run.seed) as tfc.Tensor2D) : x;
+  // Scale the narrow [N, r] intermediate rather than the [N, out] result.
+  return tf.matMul(tf.mul(tf.matMul(input, lora.aT), run.scaling), lora.bT);
+}
