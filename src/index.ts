@@ -76,7 +76,7 @@ export type { LoadModelOptions } from './model/load.js';
 export { CausalLM, KvCache, IGNORE_INDEX } from './model/decoder.js';
 export type { ForwardInput, ForwardOptions, LossResult, VideoInput } from './model/decoder.js';
 export { ChatTokenizer } from './model/tokenizer.js';
-export type { ChatMessage, EncodedChat, MessageSpan } from './model/tokenizer.js';
+export type { ChatMessage as ChatTemplateMessage, EncodedChat, MessageSpan } from './model/tokenizer.js';
 export { DEFAULT_LORA, LORA_MODULES, loraScaling } from './model/lora.js';
 export type { LoraConfig, LoraModule } from './model/lora.js';
 export type { ProjectorConfig } from './model/projector.js';

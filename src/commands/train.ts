@@ -1,11 +1,54 @@
 import type { CommandModule } from 'yargs';
-import { RpvError } from '../util/errors.js';
 
-// Placeholder until its issue lands (owner: train).
-export const command: CommandModule = {
-  command: 'train',
-  describe: 'Tune a LoRA adapter and video projector from a recipe',
-  handler: () => {
-    throw new RpvError('rpv train is not implemented yet');
+interface TrainArgs {
+  recipe: string;
+  overrides?: string[];
+  'dry-run'?: boolean;
+  progress?: boolean;
+}
+
+export const command: CommandModule<object, TrainArgs> = {
+  command: 'train <recipe> [overrides..]',
+  describe: 'Tune a LoRA adapter and video projector from a recipe (key=value overrides; resume=<run or checkpoint>)',
+  builder: (y) =>
+    y
+      .positional('recipe', { type: 'string', demandOption: true, describe: 'Recipe YAML (see recipes/)' })
+      .positional('overrides', { type: 'string', array: true, describe: 'Dotted key=value overrides, e.g. optimizer.lr=1e-4' })
+      .option('dry-run', { type: 'boolean', describe: 'Print the resolved recipe, backend, dataset counts and one rendered sample with its loss mask, then exit' })
+      .option('progress', { type: 'boolean', default: true, describe: 'Draw the progress bar on stderr' })
+      .example('$0 train recipes/demo.yaml', 'Train the demo recipe')
+      .example('$0 train recipes/demo.yaml train.max_steps=50 optimizer.lr=1e-3', 'Override recipe values')
+      .example('$0 train recipes/demo.yaml resume=runs/demo', 'Continue a run from its latest checkpoint')
+      .example('$0 train recipes/demo.yaml --dry-run', 'Show what would be trained, and which tokens carry the loss'),
+  handler: async (args) => {
+    const { loadRecipe } = await import('../train/recipe.js');
+    const recipe = await loadRecipe(args.recipe, args.overrides ?? []);
+    if (args['dry-run']) {
+      const { dryRun } = await import('../train/dry-run.js');
+      process.stdout.write(await dryRun(recipe));
+      return;
+    }
+    const { train } = await import('../train/trainer.js');
+    let interrupts = 0;
+    const onSigint = () => {
+      interrupts += 1;
+      if (interrupts === 1) process.stderr.write('\ninterrupt: finishing this step, saving a checkpoint, then exiting (Ctrl-C again to quit now)\n');
+      else process.exit(130);
+    };
+    process.on('SIGINT', onSigint);
+    process.on('SIGTERM', onSigint);
+    try {
+      const result = await train(recipe, { shouldStop: () => interrupts > 0, progressStream: args.progress ? process.stderr : null });
+      const ev = result.lastEval;
+      process.stdout.write(
+        `${result.stopped ? 'stopped' : 'finished'} at step ${result.steps}/${result.totalSteps}` +
+          (ev ? `; held-out loss ${ev.loss.toFixed(4)} (ppl ${ev.perplexity.toFixed(2)})${ev.focus_loss !== null ? `, focus-word loss ${ev.focus_loss.toFixed(4)}` : ''}` : '') +
+          `${result.checkpoint ? `; checkpoint ${result.checkpoint}` : ''}\n`,
+      );
+      if (result.stopped) process.exitCode = 130;
+    } finally {
+      process.off('SIGINT', onSigint);
+      process.off('SIGTERM', onSigint);
+    }
   },
 };

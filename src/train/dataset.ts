@@ -1,0 +1,139 @@
+/**
+ * What training needs to know about a dataset before streaming it: the held-out split (a
+ * deterministic function of the video id and the seed, so every run, rank and resume agrees), and
+ * each role's pool of training dialogues for the static profile. Built from one pass over the
+ * shards' text columns (no frame features are decoded).
+ */
+import path from 'node:path';
+import { promises as fs } from 'node:fs';
+import { readShardIndex, isUrl } from '../shard/index-file.js';
+import { readShard, shardFormatOf } from '../shard/read.js';
+import type { Dialogue, ShardIndex } from '../shard/schema.js';
+import { RpvError } from '../util/errors.js';
+import { hashString } from './rng.js';
+import type { PromptTokenizer } from './prompt.js';
+
+/** True when `videoId` is in the held-out split. */
+export function isHeldOut(videoId: string, fraction: number, seed: number): boolean {
+  if (fraction <= 0) return false;
+  return hashString(videoId, seed ^ 0x5eed) / 4294967296 < fraction;
+}
+
+export interface RoleDialogue {
+  videoId: string;
+  dialogue: Dialogue;
+}
+
+export interface DatasetSummary {
+  index: ShardIndex;
+  videos: { train: number; heldout: number };
+  dialogues: { train: number; heldout: number };
+  /** Training dialogues of each role (the static profile's pool), in dataset order. */
+  roleDialogues: Map<string, RoleDialogue[]>;
+  /** Text-only rows (no frames). */
+  textOnlyVideos: number;
+}
+
+/** Read every shard's text columns once; shards are taken in Arrow form when both formats exist. */
+export async function scanDataset(source: string, { heldoutFraction, seed }: { heldoutFraction: number; seed: number }): Promise<DatasetSummary> {
+  const index = await readShardIndex(source);
+  const arrow = index.shards.filter((s) => s.format === 'arrow');
+  const shards = arrow.length > 0 ? arrow : index.shards;
+  const base = source.endsWith('.json') ? (isUrl(source) ? source.slice(0, source.lastIndexOf('/')) : path.dirname(source)) : source;
+  const summary: DatasetSummary = {
+    index,
+    videos: { train: 0, heldout: 0 },
+    dialogues: { train: 0, heldout: 0 },
+    roleDialogues: new Map(),
+    textOnlyVideos: 0,
+  };
+  for (const shard of shards) {
+    let bytes: Uint8Array;
+    const where = isUrl(base) ? `${base.replace(/\/$/, '')}/${shard.file}` : path.join(base, shard.file);
+    if (isUrl(where)) {
+      const res = await fetch(where);
+      if (!res.ok) throw new RpvError(`train: ${where}: HTTP ${res.status}`);
+      bytes = new Uint8Array(await res.arrayBuffer());
+    } else {
+      bytes = await fs.readFile(where).catch((err: Error) => {
+        throw new RpvError(`train: shard ${where}: cannot read: ${err.message}`);
+      });
+    }
+    const format = shard.format ?? shardFormatOf(shard.file);
+    const rows = await readShard(bytes, format ?? undefined, { name: where, columns: ['video_id', 'role', 'num_frames', 'dialogues'] });
+    for (const row of rows) {
+      const held = isHeldOut(row.video_id, heldoutFraction, seed);
+      if (row.num_frames === 0) summary.textOnlyVideos += 1;
+      if (held) {
+        summary.videos.heldout += 1;
+        summary.dialogues.heldout += row.dialogues.length;
+        continue;
+      }
+      summary.videos.train += 1;
+      summary.dialogues.train += row.dialogues.length;
+      let pool = summary.roleDialogues.get(row.role);
+      if (!pool) summary.roleDialogues.set(row.role, (pool = []));
+      for (const dialogue of row.dialogues) pool.push({ videoId: row.video_id, dialogue });
+    }
+  }
+  return summary;
+}
+
+export interface StaticProfileOptions {
+  mode: 'auto' | 'dialogues' | 'profile' | 'summary' | 'none';
+  /** Other dialogues drawn from the role's pool (mode `dialogues`). */
+  dialogues: number;
+  maxTokens: number;
+  seed: number;
+}
+
+/** Render dialogues as `speaker: text` lines. */
+export function dialoguesAsText(dialogues: Dialogue[]): string {
+  return dialogues.map((d) => d.turns.map((t) => `${t.speaker}: ${t.text.trim()}`).join('\n')).join('\n\n');
+}
+
+/** Keep at most `maxTokens` tokens of `text` (cut at a token boundary). */
+export function capTokens(tok: PromptTokenizer, text: string, maxTokens: number): string {
+  if (maxTokens <= 0) return '';
+  const ids = tok.encode(text);
+  if (ids.length <= maxTokens) return text;
+  return tok.decode(ids.slice(0, maxTokens)).replace(/\uFFFD+$/, '');
+}
+
+/**
+ * The static profile of one training sample:
+ * - `profile`: the record's profile; `summary`: the video's summary;
+ * - `dialogues`: `dialogues` other dialogues of the same role from other training videos, picked
+ *   by a hash of (seed, sample id) so the choice is the same on every run and resume;
+ * - `auto`: the record's profile when it has one, else `dialogues`.
+ * Capped at `maxTokens` tokens.
+ */
+export function staticProfile(
+  tok: PromptTokenizer,
+  sample: { video_id: string; dialogue_id: string; role: string; profile: string | null; summary: string | null },
+  pools: Map<string, RoleDialogue[]>,
+  opts: StaticProfileOptions,
+): string | null {
+  let text: string | null = null;
+  const mode = opts.mode === 'auto' ? (sample.profile && sample.profile.trim() ? 'profile' : 'dialogues') : opts.mode;
+  if (mode === 'none') return null;
+  if (mode === 'profile') text = sample.profile;
+  else if (mode === 'summary') text = sample.summary;
+  else {
+    const pool = (pools.get(sample.role) ?? []).filter((d) => d.videoId !== sample.video_id);
+    if (pool.length === 0 || opts.dialogues === 0) return null;
+    const picked: Dialogue[] = [];
+    const used = new Set<number>();
+    let h = hashString(`${sample.video_id}/${sample.dialogue_id}`, opts.seed);
+    while (picked.length < Math.min(opts.dialogues, pool.length)) {
+      let i = h % pool.length;
+      while (used.has(i)) i = (i + 1) % pool.length;
+      used.add(i);
+      picked.push(pool[i]!.dialogue);
+      h = hashString(String(h), opts.seed);
+    }
+    text = dialoguesAsText(picked);
+  }
+  if (!text || text.trim() === '') return null;
+  return capTokens(tok, text, opts.maxTokens);
+}

@@ -1,0 +1,73 @@
+/**
+ * `rpv train --dry-run`: what a run would do, without training: the resolved recipe, the backend,
+ * dataset counts and schedule, the trainable parameters, and one rendered training sample with
+ * the tokens that carry the loss marked.
+ */
+import { createLoader } from '../loader/index.js';
+import { openSession } from './trainer.js';
+import { showLossMask, type RenderedPrompt } from './prompt.js';
+import { formatRecipe, type Recipe } from './recipe.js';
+import { decays } from './adamw.js';
+
+export async function dryRun(recipe: Recipe): Promise<string> {
+  const lines: string[] = [];
+  const session = await openSession(recipe, (l) => lines.push(`note: ${l}`));
+  try {
+    const out: string[] = [];
+    out.push('# resolved recipe', formatRecipe(recipe).trimEnd(), '');
+    const b = session.backend;
+    out.push('# backend', `${b.backend} (${b.package}, tfjs ${b.tfjsVersion}), threads ${b.threads}, simd ${b.simd}, gpu ${b.gpu}, native matmul ${b.nativeMatmul.active ? 'on' : `off${b.nativeMatmul.reason ? ` (${b.nativeMatmul.reason})` : ''}`}`, ...lines, '');
+    const d = session.dataset;
+    out.push(
+      '# dataset',
+      `shards: ${d.index.shards.length}, feature dim ${session.featureDim}, ${session.tokensPerFrame} token(s) per frame`,
+      `videos: ${d.videos.train} train, ${d.videos.heldout} held out (${d.textOnlyVideos} text-only)`,
+      `dialogues: ${d.dialogues.train} train, ${d.dialogues.heldout} held out`,
+      `loader batches per epoch: ${session.batchesPerEpoch} (batch ${recipe.data.batch_size}, held-out samples removed from each)`,
+      `optimizer steps: ${session.totalSteps} (warm-up ${session.warmupSteps}, projector-only ${recipe.train.projector_warmup_steps}), grad accumulation ${recipe.train.grad_accum_steps}`,
+      '',
+    );
+    const groups = new Map<string, { tensors: number; values: number; decayed: number }>();
+    for (const p of session.params) {
+      const g = groups.get(p.group) ?? { tensors: 0, values: 0, decayed: 0 };
+      g.tensors += 1;
+      g.values += p.variable.size;
+      if (decays(p.name, p.variable.shape)) g.decayed += 1;
+      groups.set(p.group, g);
+    }
+    out.push('# trainable parameters');
+    for (const [name, g] of groups) out.push(`${name}: ${g.values.toLocaleString('en-US')} values in ${g.tensors} tensors (${g.decayed} with weight decay)`);
+    out.push('');
+
+    // The first training sample in the run's order.
+    let shown: { id: string; prompt: RenderedPrompt } | null = null;
+    const skips: Record<string, number> = {};
+    const loader = createLoader<{ id: string; prompt?: RenderedPrompt; skip?: string }[]>({
+      source: recipe.data.shards,
+      batchSize: recipe.data.batch_size,
+      seed: recipe.seed,
+      shuffle: recipe.data.shuffle,
+      workers: 0,
+      collate: (samples) => samples.map((s) => ({ id: s.sampleId, ...session.prepare(s) })),
+    });
+    outer: for await (const batch of loader) {
+      for (const r of batch) {
+        if (r.prompt) {
+          shown = { id: r.id, prompt: r.prompt };
+          break outer;
+        }
+        if (r.skip) skips[r.skip] = (skips[r.skip] ?? 0) + 1;
+      }
+    }
+    out.push('# first training sample ([[...]] carries the loss, [video xN] = N video tokens)');
+    if (!shown) out.push(`none: every sample was skipped (${JSON.stringify(skips)})`);
+    else {
+      const p = shown.prompt;
+      out.push(`${shown.id}: ${p.inputIds.length} tokens (${p.videoPositions.length} video, ${p.trainedTokens} trained), ${p.numFrames} frames`);
+      out.push(showLossMask(session.tokenizer, p));
+    }
+    return `${out.join('\n')}\n`;
+  } finally {
+    session.dispose();
+  }
+}
