@@ -16,7 +16,7 @@
 import { spawn } from 'node:child_process';
 import { RpvError } from '../util/errors.js';
 import { resolveFfmpeg } from './ffmpeg.js';
-import { MediaError, abortError, checkReadableFile } from './probe.js';
+import { MediaError, abortError, checkReadableFile, looksLikeMp4 } from './probe.js';
 
 export interface ExtractOptions {
   /** Output frames are frameSize x frameSize RGB24. */
@@ -81,7 +81,7 @@ export async function extractFrames(file: string, timesSec: readonly number[], o
   const frameBytes = options.frameSize * options.frameSize * 3;
   const { code, stdout, stderr } = await runBinary(ffmpegPath, args, options.signal);
   const decoded = parseShowinfo(stderr);
-  if (code !== 0) throw classifyFailure(file, stderr, code);
+  if (code !== 0) throw await classifyFailure(file, stderr, code);
   if (stdout.length !== decoded.length * frameBytes) {
     throw new RpvError(`extract: ${file}: ffmpeg wrote ${stdout.length} bytes for ${decoded.length} frames of ${frameBytes} bytes`);
   }
@@ -97,7 +97,7 @@ export async function extractFrames(file: string, timesSec: readonly number[], o
     if (j === decoded.length) {
       const lastT = decoded[decoded.length - 1]!;
       if (t - lastT > endToleranceSec) {
-        throw new MediaError(file, 'truncated', `no frame at or after ${t.toFixed(2)} s (the video ends early; last frame found at ${lastT.toFixed(2)} s)`);
+        throw new MediaError(file, 'truncated', `no frame at or after ${t.toFixed(2)} s nor in the ${endToleranceSec} s before it: the video ends early`);
       }
       index = decoded.length - 1;
     }
@@ -122,7 +122,7 @@ export async function extractImage(file: string, options: Omit<ExtractOptions, '
     '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1',
   ];
   const { code, stdout, stderr } = await runBinary(ffmpegPath, args, options.signal);
-  if (code !== 0) throw classifyFailure(file, stderr, code);
+  if (code !== 0) throw await classifyFailure(file, stderr, code);
   const frameBytes = frameSize * frameSize * 3;
   if (stdout.length < frameBytes) throw new MediaError(file, 'not-media', 'no picture decoded');
   return stdout.subarray(0, frameBytes).slice();
@@ -146,7 +146,7 @@ export function parseShowinfo(stderr: string): number[] {
   return times;
 }
 
-function classifyFailure(file: string, stderr: string, code: number | null): MediaError {
+async function classifyFailure(file: string, stderr: string, code: number | null): Promise<MediaError> {
   const detail = stderr
     .split('\n')
     .map((l) => l.trim())
@@ -154,7 +154,9 @@ function classifyFailure(file: string, stderr: string, code: number | null): Med
     .slice(-1)[0]
     ?.replace(/^\[[^\]]*@ 0x[0-9a-f]+\]\s*/, '')
     .replace(`${file}: `, '') ?? `exit ${code}`;
-  if (/moov atom not found|partial file|end of file/i.test(stderr)) return new MediaError(file, 'truncated', `file ends early (${detail})`);
+  if (/partial file|end of file/i.test(stderr) || (/moov atom not found/.test(stderr) && (await looksLikeMp4(file)))) {
+    return new MediaError(file, 'truncated', `file ends early (${detail})`);
+  }
   if (/Permission denied/i.test(stderr)) return new MediaError(file, 'unreadable', detail);
   if (/does not contain any stream|Output file #0 does not contain|matches no streams/i.test(stderr)) {
     return new MediaError(file, 'audio-only', `no video stream (${detail})`);

@@ -83,9 +83,12 @@ export async function probeVideo(file: string, options: ProbeOptions = {}): Prom
   const { code, stdout, stderr } = await runCapture(ffprobePath, args, options.signal);
   if (code !== 0) {
     const msg = firstErrorLine(stderr, file);
-    if (/moov atom not found|partial file|end of file|truncat/i.test(stderr)) throw new MediaError(file, 'truncated', `file ends early (${msg})`);
+    if (/partial file|end of file|truncat/i.test(stderr) || (/moov atom not found/.test(stderr) && (await looksLikeMp4(file)))) {
+      throw new MediaError(file, 'truncated', `file ends early (${msg})`);
+    }
     if (/Permission denied/i.test(stderr)) throw new MediaError(file, 'unreadable', msg);
-    throw new MediaError(file, 'not-media', `ffprobe cannot read it as media (${msg || `exit ${code}`})`);
+    const summary = lastErrorLine(stderr, file);
+    throw new MediaError(file, 'not-media', `ffprobe cannot read it as media (${summary || `exit ${code}`})`);
   }
   let json: FfprobeJson;
   try {
@@ -161,6 +164,28 @@ export async function checkReadableFile(file: string): Promise<number> {
   }
   if (size === 0) throw new MediaError(file, 'empty', 'zero-length file');
   return size;
+}
+
+/** The last line of ffmpeg/ffprobe's stderr (its summary), cleaned like `firstErrorLine`. */
+export function lastErrorLine(stderr: string, file: string): string {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  return (lines[lines.length - 1] ?? '').replace(/^\[[^\]]*@ 0x[0-9a-f]+\]\s*/, '').replace(`${file}: `, '');
+}
+
+/**
+ * Whether `file` starts like an ISO BMFF (mp4/mov) file: a box size then a known box type. A file
+ * that does and whose index (moov) is missing was cut short; one that does not is not media.
+ */
+export async function looksLikeMp4(file: string): Promise<boolean> {
+  const handle = await fs.open(file, 'r');
+  try {
+    const head = Buffer.alloc(8);
+    const { bytesRead } = await handle.read(head, 0, 8, 0);
+    if (bytesRead < 8) return false;
+    return ['ftyp', 'moov', 'mdat', 'free', 'wide', 'skip', 'pnot'].includes(head.toString('latin1', 4, 8));
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Spawn a tool, collect stdout/stderr as text; kill it on abort. */

@@ -1,0 +1,105 @@
+import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MediaError, buildExtractArgs, extractFrames, extractImage, resolveFfmpeg, sampleFrameTimes } from '../../src/index.js';
+import { colourName, ffmpeg, makeColourSteps, meanColour, tempDir } from './helpers.js';
+
+let dir: string;
+let steps: string;
+
+beforeAll(async () => {
+  dir = await tempDir('extract');
+  steps = path.join(dir, 'steps.mp4');
+  await makeColourSteps(steps);
+});
+
+afterAll(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+async function extractError(file: string, times: number[]): Promise<MediaError> {
+  try {
+    await extractFrames(file, times, { frameSize: 8 });
+  } catch (err) {
+    if (err instanceof MediaError) return err;
+    throw err;
+  }
+  throw new Error('extractFrames did not throw');
+}
+
+describe('extractFrames', () => {
+  it('returns the frame at or after each time, in order, frameSize x frameSize RGB24', async () => {
+    // Frames every 0.1 s; colours change at 1, 2 and 3 s.
+    const times = [0, 0.5, 0.95, 0.999, 1.0, 1.5, 1.9, 1.95, 2.0, 2.05, 3.1, 3.9];
+    const frames = await extractFrames(steps, times, { frameSize: 16 });
+    expect(frames).toHaveLength(times.length);
+    for (const frame of frames) expect(frame.length).toBe(16 * 16 * 3);
+    expect(frames.map(colourName)).toEqual(['red', 'red', 'green', 'green', 'green', 'green', 'green', 'blue', 'blue', 'blue', 'white', 'white']);
+    expect(meanColour(frames[0]!)[0]).toBeGreaterThan(240);
+  });
+
+  it('repeats a frame when several times fall on it', async () => {
+    const frames = await extractFrames(steps, [1.01, 1.02, 1.03, 2.5, 2.5], { frameSize: 4 });
+    expect(frames.map(colourName)).toEqual(['green', 'green', 'green', 'blue', 'blue']);
+    expect(frames[0]).toEqual(frames[2]);
+  });
+
+  it('samples a whole clip by the adaptive rule', async () => {
+    const frames = await extractFrames(steps, sampleFrameTimes(4), { frameSize: 8 });
+    expect(frames.map(colourName)).toEqual(['red', 'green', 'blue', 'white']);
+  });
+
+  it('gives the last frame just past the end, and reports a file that ends early as truncated', async () => {
+    // The last frame starts at 3.9 s; 3.95 s is still inside the clip.
+    expect((await extractFrames(steps, [3.95], { frameSize: 4 })).map(colourName)).toEqual(['white']);
+    const err = await extractError(steps, [0.5, 6]);
+    expect(err.reason).toBe('truncated');
+    expect(err.message).toBe(`${steps}: truncated: no frame at or after 6.00 s nor in the 1 s before it: the video ends early`);
+  });
+
+  it('reports a clip cut to half its bytes as truncated', async () => {
+    const full = path.join(dir, 'long.mp4');
+    await ffmpeg(['-f', 'lavfi', '-i', 'testsrc=s=64x48:r=10:d=8', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-movflags', '+faststart', full]);
+    const cut = path.join(dir, 'long-cut.mp4');
+    const bytes = await fs.readFile(full);
+    await fs.writeFile(cut, bytes.subarray(0, bytes.length >> 1));
+    expect(await extractFrames(full, sampleFrameTimes(8), { frameSize: 8 })).toHaveLength(8);
+    expect((await extractError(cut, sampleFrameTimes(8))).reason).toBe('truncated');
+  });
+
+  it('rejects bad times and sizes, and stops ffmpeg on abort', async () => {
+    await expect(extractFrames(steps, [2, 1], { frameSize: 8 })).rejects.toThrow(`extract: ${steps}: times must be non-decreasing, got 2 then 1 at index 1`);
+    await expect(extractFrames(steps, [-1], { frameSize: 8 })).rejects.toThrow(`extract: ${steps}: time 0 must be a finite number >= 0, got -1`);
+    await expect(extractFrames(steps, [1], { frameSize: 0 })).rejects.toThrow('extract: frameSize must be an integer from 1 to 4096, got 0');
+    const controller = new AbortController();
+    const pending = extractFrames(steps, [1, 2, 3], { frameSize: 8, signal: controller.signal });
+    controller.abort();
+    await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
+  });
+
+  it('builds the same ffmpeg command for a benchmark to run alone', async () => {
+    const args = buildExtractArgs(steps, [0.5, 2.5], { frameSize: 8, output: 'null' });
+    expect(args.slice(-3)).toEqual(['-f', 'null', '-']);
+    const { ffmpegPath } = await resolveFfmpeg();
+    const code = await new Promise<number | null>((resolve) => spawn(ffmpegPath, args, { stdio: 'ignore' }).on('close', resolve));
+    expect(code).toBe(0);
+  });
+});
+
+describe('extractImage', () => {
+  it('decodes a PNG or JPEG as one frame', async () => {
+    const png = path.join(dir, 'blue.png');
+    const jpg = path.join(dir, 'red.jpg');
+    await ffmpeg(['-f', 'lavfi', '-i', 'color=c=0x0000FF:s=40x30', '-frames:v', '1', png]);
+    await ffmpeg(['-f', 'lavfi', '-i', 'color=c=0xFF0000:s=40x30', '-frames:v', '1', jpg]);
+    const a = await extractImage(png, { frameSize: 12 });
+    expect(a.length).toBe(12 * 12 * 3);
+    expect(colourName(a)).toBe('blue');
+    expect(colourName(await extractImage(jpg, { frameSize: 12 }))).toBe('red');
+    const text = path.join(dir, 'text.png');
+    await fs.writeFile(text, 'not an image');
+    await expect(extractImage(text, { frameSize: 12 })).rejects.toMatchObject({ reason: 'not-media' });
+    await expect(extractImage(path.join(dir, 'none.png'), { frameSize: 12 })).rejects.toMatchObject({ reason: 'missing' });
+  });
+});
