@@ -29,6 +29,8 @@ export { DEFAULT_SAMPLING, sampleFrameCount, sampleFrameTimes, validateSampling 
 export type { SamplingOptions } from './media/sampling.js';
 export { buildExtractArgs, extractFrames, extractImage } from './media/extract.js';
 export type { BuildExtractArgsOptions, ExtractOptions } from './media/extract.js';
+export { writeSampleExport } from './media/sample-export.js';
+export type { SampleClip, SampleExportOptions, SampleExportSummary } from './media/sample-export.js';
 
 // Features: encoders
 export { createEncoder, DEFAULT_ENCODER_SPEC } from './features/encoder.js';
@@ -115,6 +117,11 @@ export { plotRun, renderSvg } from './train/plot.js';
 export { renderTrainingPrompt, renderGenerationPrompt, showLossMask } from './train/prompt.js';
 export type { PromptTokenizer, ChatMessage, RenderedPrompt } from './train/prompt.js';
 export { isHeldOut, staticProfile } from './train/dataset.js';
+export { train, openSession } from './train/trainer.js';
+export type { TrainOptions, TrainResult } from './train/trainer.js';
+export { dryRun } from './train/dry-run.js';
+export { generateReply, loadForGeneration, videoFeatures, pickToken } from './train/generate.js';
+export type { GenerateReplyOptions, GeneratedReply, VideoFeatures } from './train/generate.js';
 
 // Eval
 export {
