@@ -179,7 +179,7 @@ export const QUESTIONS: Record<Lang, Record<ReplyKind | 'describe', string[]>> =
     colour: ['What colour is the moving thing?', 'What colour is it?', 'My screen is dim, I can\'t make out the colour. What is it?', 'Tell me its colour, please.'],
     shape: ['What shape is it?', 'What kind of object is that?', 'What is the thing that moves, shape-wise?'],
     background: ['What\'s the background like?', 'And behind it, what colour is the backdrop?', 'What does the rest of the frame look like?'],
-    describe: ['Describe the whole clip for me.', 'What happens in this video? Please be detailed.', 'I can\'t watch videos right now. Can you walk me through it? 🙏'],
+    describe: ['Describe the whole clip for me.', 'What happens in this video? Please be detailed.', 'I can\'t watch videos at the moment. Can you walk me through it? 🙏'],
     confirm: ['Are you sure?', 'Really? 😂', 'Can you double-check?'],
     chat: ['Hi! How are you today?', 'Hello there! 😄'],
   },

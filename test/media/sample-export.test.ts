@@ -1,0 +1,109 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { probeVideo, writeSampleExport } from '../../src/index.js';
+import type { SampleExportSummary } from '../../src/index.js';
+import { planSampleExport } from '../../src/media/sample-export.js';
+import { VISUAL_WORDS } from '../../src/media/sample-dialogues.js';
+import { tempDir } from './helpers.js';
+
+interface Rec {
+  id: string;
+  video: string;
+  role: string;
+  language: 'zh' | 'en';
+  platform: string;
+  profile: string;
+  summary: string;
+  dialogues: Array<{ id: string; turns: Array<{ speaker: string; text: string }> }>;
+}
+
+let dir: string;
+let summary: SampleExportSummary;
+let records: Rec[];
+
+beforeAll(async () => {
+  dir = await tempDir('sample');
+  summary = await writeSampleExport(dir, { seed: 3 });
+  const text = await fs.readFile(path.join(dir, 'annotations.jsonl'), 'utf8');
+  records = text.trimEnd().split('\n').map((line) => JSON.parse(line) as Rec);
+});
+
+afterAll(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+/** Whether `text` contains the word (whole word for English). */
+function says(text: string, word: string, lang: 'zh' | 'en'): boolean {
+  return lang === 'zh' ? text.includes(word) : new RegExp(`\\b${word}\\b`, 'i').test(text);
+}
+
+describe('writeSampleExport', () => {
+  it('writes 24 records in the native format with 2-3 roles, both languages and emoji', () => {
+    expect(records).toHaveLength(24);
+    expect(summary.clips).toHaveLength(24);
+    const roles = new Set(records.map((r) => r.role));
+    expect(roles.size).toBeGreaterThanOrEqual(2);
+    expect(roles.size).toBeLessThanOrEqual(3);
+    expect(new Set(records.map((r) => r.language))).toEqual(new Set(['zh', 'en']));
+    for (const r of records) {
+      expect(Object.keys(r).sort()).toEqual(['dialogues', 'id', 'language', 'platform', 'profile', 'role', 'summary', 'video']);
+      expect(r.video).toBe(`videos/${r.id}.mp4`);
+      expect(r.dialogues.length).toBeGreaterThanOrEqual(6);
+      for (const d of r.dialogues) {
+        expect(d.turns.length).toBeGreaterThanOrEqual(2);
+        expect(d.turns[0]!.speaker).not.toBe(r.role);
+        expect(d.turns[d.turns.length - 1]!.speaker).toBe(r.role);
+        for (const t of d.turns) expect(t.text.trim().length).toBeGreaterThan(0);
+      }
+    }
+    const all = records.flatMap((r) => r.dialogues.flatMap((d) => d.turns.map((t) => t.text)));
+    expect(all.some((t) => /\p{Extended_Pictographic}/u.test(t))).toBe(true);
+    expect(Math.max(...all.map((t) => t.length))).toBeGreaterThan(150);
+    const durations = summary.clips.map((c) => c.durationSec);
+    expect(Math.min(...durations)).toBe(3);
+    expect(Math.max(...durations)).toBe(40);
+  });
+
+  it('writes videos that probe fine and last as long as planned', async () => {
+    for (const clip of summary.clips) {
+      const info = await probeVideo(path.join(dir, clip.video));
+      expect([clip.id, info.width, info.height, info.hasAudio]).toEqual([clip.id, 160, 120, clip.hasAudio]);
+      expect(Math.abs(info.durationSec - clip.durationSec)).toBeLessThan(0.15);
+    }
+  });
+
+  it('has the role name what the clip shows, while the questions never give it away', () => {
+    const facts = JSON.parse(JSON.stringify(summary.clips)) as SampleExportSummary['clips'];
+    const allColourWords = Object.values(VISUAL_WORDS.colour).flatMap((w) => [w.en, w.zh]);
+    const allDirectionWords = Object.values(VISUAL_WORDS.direction).flatMap((w) => [w.en, w.zh]);
+    for (const r of records) {
+      const clip = facts.find((c) => c.id === r.id)!;
+      const lang = r.language;
+      const colour = VISUAL_WORDS.colour[clip.colour][lang];
+      const direction = VISUAL_WORDS.direction[clip.direction][lang];
+      const roleText = r.dialogues.flatMap((d) => d.turns.filter((t) => t.speaker === r.role).map((t) => t.text)).join('\n');
+      expect([r.id, says(roleText, colour, lang), says(roleText, direction, lang)]).toEqual([r.id, true, true]);
+      // The role never names another clip's colour or direction.
+      for (const w of allColourWords) if (w !== colour && w.length > 0) expect([r.id, w, says(roleText, w, /[a-z]/.test(w) ? 'en' : 'zh')]).toEqual([r.id, w, false]);
+      for (const w of allDirectionWords) if (w !== direction) expect([r.id, w, says(roleText, w, /[a-z]/.test(w) ? 'en' : 'zh')]).toEqual([r.id, w, false]);
+      const userText = r.dialogues.flatMap((d) => d.turns.filter((t) => t.speaker !== r.role).map((t) => t.text)).join('\n') + '\n' + r.summary;
+      for (const w of [...allColourWords, ...allDirectionWords]) {
+        expect([r.id, w, says(userText, w, /[a-z]/.test(w) ? 'en' : 'zh')]).toEqual([r.id, w, false]);
+      }
+    }
+    // Facts are spread: every colour and every direction appears, and not only with one role.
+    expect(new Set(summary.clips.map((c) => c.colour)).size).toBe(4);
+    expect(new Set(summary.clips.map((c) => c.direction)).size).toBe(4);
+    for (const c of ['red', 'green', 'blue', 'yellow']) {
+      expect(new Set(summary.clips.filter((x) => x.colour === c).map((x) => x.role)).size).toBeGreaterThan(1);
+    }
+  });
+
+  it('is deterministic given the seed', () => {
+    expect(planSampleExport({ seed: 3 })).toEqual(planSampleExport({ seed: 3 }));
+    expect(planSampleExport({ seed: 3 }).records).toEqual(records);
+    expect(planSampleExport({ seed: 4 }).records).not.toEqual(records);
+    expect(() => planSampleExport({ clips: 0 })).toThrow('sample-export: clips must be an integer from 1 to 999, got 0');
+  });
+});
