@@ -6,11 +6,12 @@
  * from the wasm heap and writes the result into an output the backend allocated, so no copies are
  * made. Cases it does not handle go to the original kernels, kept for that purpose:
  *   - non-float32 operands (tfjs-wasm supports float32 only; its error is kept),
- *   - batch broadcasting other than equal batches or one side with a batch of 1 (tfjs handles
- *     that by modulo indexing),
  *   - a bias or prelu slope that cannot be described by [batch, row, col] strides.
- * Unlike tfjs-wasm 4.22's `_FusedMatMul`, the bias is applied per batch entry and honours
- * transposeA (the original mis-indexes it: see test/native/tfjs-kernels.test.ts).
+ * Two places where it is right and tfjs-wasm 4.22 is not (test/native/tfjs-kernels.test.ts):
+ *   - `_FusedMatMul` with a bias when batch > 1 or transposeA (the original mis-indexes the bias);
+ *   - a batch broadcast beyond "equal batches or one side 1", e.g. [2, 1] with [1, 3]: tfjs pairs
+ *     matrices by modulo and fills only max(batchA, batchB) of the output's matrices; here every
+ *     output matrix gets its NumPy-broadcast pair (one kernel call per output matrix).
  *
  * Environment: RPV_NATIVE_MATMUL=0 disables it, RPV_MATMUL_THREADS sets the threads,
  * RPV_MATMUL_ISA=scalar forces the portable kernel, RPV_NATIVE_ADDON points at another binary.
@@ -220,6 +221,11 @@ interface Plan {
   k: number;
   aBatchStride: number;
   bBatchStride: number;
+  /**
+   * For a batch broadcast one stride cannot express (e.g. [2, 1] with [1, 3]): the a and b
+   * matrix of every output matrix, NumPy-style; the kernel then runs once per output matrix.
+   */
+  pairs?: Int32Array;
 }
 
 /** Shapes of a batched matmul, or a fallback reason. */
@@ -244,9 +250,7 @@ function plan(a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boo
   const batchA = tf.util.sizeFromShape(outerA);
   const batchB = tf.util.sizeFromShape(outerB);
   const batch = tf.util.sizeFromShape(outer);
-  const plain = (batchA === batchB || batchA === 1 || batchB === 1) && batch === Math.max(batchA, batchB);
-  if (!plain) return 'batch broadcast';
-  return {
+  const result: Plan = {
     outShape: [...outer, m, n],
     batch,
     m,
@@ -255,6 +259,42 @@ function plan(a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boo
     aBatchStride: batchA === 1 ? 0 : m * kA,
     bBatchStride: batchB === 1 ? 0 : kA * n,
   };
+  const plain = (batchA === batchB || batchA === 1 || batchB === 1) && batch === Math.max(batchA, batchB);
+  if (!plain) result.pairs = broadcastPairs(outer, outerA, outerB);
+  return result;
+}
+
+/** For each output matrix (row-major over `outer`), the index of its a and b matrices. */
+function broadcastPairs(outer: number[], outerA: number[], outerB: number[]): Int32Array {
+  const batch = tf.util.sizeFromShape(outer);
+  const pairs = new Int32Array(2 * batch);
+  const rank = outer.length;
+  // Right-aligned strides of a and b over the output's batch dims; 0 where they broadcast.
+  const stridesOf = (shape: number[]): number[] => {
+    const strides = new Array<number>(rank).fill(0);
+    let s = 1;
+    for (let i = shape.length - 1, o = rank - 1; i >= 0; i--, o--) {
+      strides[o] = shape[i] === 1 ? 0 : s;
+      s *= shape[i];
+    }
+    return strides;
+  };
+  const sa = stridesOf(outerA);
+  const sb = stridesOf(outerB);
+  for (let f = 0; f < batch; f++) {
+    let rest = f;
+    let ia = 0;
+    let ib = 0;
+    for (let d = rank - 1; d >= 0; d--) {
+      const idx = rest % outer[d];
+      rest = Math.floor(rest / outer[d]);
+      ia += idx * sa[d];
+      ib += idx * sb[d];
+    }
+    pairs[2 * f] = ia;
+    pairs[2 * f + 1] = ib;
+  }
+  return pairs;
 }
 
 /**
@@ -377,7 +417,22 @@ function run(
     params.set(alphaStrides, GemmParam.alphaStrides);
   }
   const heap = heapView(backend);
-  addon.gemm(heap, heap, heap, params, biasStrides ? heap : null, alphaStrides ? heap : null);
+  const biasHeap = biasStrides ? heap : null;
+  const alphaHeap = alphaStrides ? heap : null;
+  if (!p.pairs) {
+    addon.gemm(heap, heap, heap, params, biasHeap, alphaHeap);
+  } else {
+    // One output matrix at a time, each with its own a, b (and epilogue batch) offsets.
+    params[GemmParam.batch] = 1;
+    for (let f = 0; f < p.batch; f++) {
+      params[GemmParam.aOffset] = aOff + p.pairs[2 * f] * p.m * p.k;
+      params[GemmParam.bOffset] = bOff + p.pairs[2 * f + 1] * p.k * p.n;
+      params[GemmParam.cOffset] = cOff + f * p.m * p.n;
+      if (biasStrides) params[GemmParam.biasOffset] = biasOff + f * biasStrides[0];
+      if (alphaStrides) params[GemmParam.alphaOffset] = alphaOff + f * alphaStrides[0];
+      addon.gemm(heap, heap, heap, params, biasHeap, alphaHeap);
+    }
+  }
   stats.nativeCalls++;
   return out;
 }
