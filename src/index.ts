@@ -82,6 +82,11 @@ export type { ChatMessage as ChatTemplateMessage, EncodedChat, MessageSpan } fro
 export { DEFAULT_LORA, LORA_MODULES, loraScaling } from './model/lora.js';
 export type { LoraConfig, LoraModule } from './model/lora.js';
 export type { ProjectorConfig } from './model/projector.js';
+export { saveAdapter, loadAdapter, saveProjector, loadProjector, peftAdapterConfig, parseAdapterConfig } from './model/adapter.js';
+export { mergeLora } from './model/merge.js';
+export type { MergeSummary } from './model/merge.js';
+export { scoreText } from './model/score.js';
+export type { ScoreOptions, ScoreResult } from './model/score.js';
 export { writeTinyModel, TINY_SPECIAL_TOKENS } from './model/tiny.js';
 export type { TinyModelOptions } from './model/tiny.js';
 export { readSafetensors, writeSafetensors, encodeSafetensors, decodeSafetensors, SafetensorsReader } from './util/safetensors.js';

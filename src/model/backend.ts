@@ -153,6 +153,8 @@ async function start({ backend = 'auto', threads, log = (l) => process.stderr.wr
     throw new RpvError(`backend: threads must be a positive integer, found ${threads}`);
   }
   const tf = await tfCore();
+  // Production mode: no debug checks, and no console banner from the cpu backend on first use.
+  tf.env().set('PROD', true);
   const notes: string[] = [];
   const note = (line: string) => {
     notes.push(line);

@@ -1,0 +1,101 @@
+/**
+ * Fold a LoRA adapter into its base: W' = W + scaling * B A for every adapted linear, written as
+ * a standard Hugging Face folder (config.json, model.safetensors in the base's float dtype, and
+ * every other file of the base — tokenizer, generation config, chat template — copied). Plain
+ * JavaScript on the CPU: no tfjs backend needed.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { RpvError } from '../util/errors.js';
+import { writeSafetensors, type SafetensorsFloatDType, type SafetensorsInput } from '../util/safetensors.js';
+import { readConfig } from './config.js';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, parseAdapterConfig } from './adapter.js';
+import { LORA_MODULES, loraScaling, type LoraModule } from './lora.js';
+import { readSafetensors } from '../util/safetensors.js';
+import { INDEX_FILE, SINGLE_FILE, WeightFolder } from './weights.js';
+
+export interface MergeSummary {
+  /** Linears changed. */
+  merged: number;
+  /** Tensors written. */
+  tensors: number;
+  dtype: SafetensorsFloatDType;
+  outDir: string;
+}
+
+/** W [out, in] += scaling * B [out, r] A [r, in], in place. */
+export function addLowRank(w: Float32Array, a: Float32Array, b: Float32Array, out: number, inF: number, r: number, scaling: number): void {
+  const row = new Float64Array(inF);
+  for (let o = 0; o < out; o++) {
+    row.fill(0);
+    for (let k = 0; k < r; k++) {
+      const coef = b[o * r + k];
+      if (coef === 0) continue;
+      const aRow = k * inF;
+      for (let i = 0; i < inF; i++) row[i] += coef * a[aRow + i];
+    }
+    const base = o * inF;
+    for (let i = 0; i < inF; i++) w[base + i] += scaling * row[i];
+  }
+}
+
+export async function mergeLora(modelDir: string, adapterDir: string, outDir: string, { progress }: { progress?: (done: number, total: number) => void } = {}): Promise<MergeSummary> {
+  if (path.resolve(modelDir) === path.resolve(outDir)) throw new RpvError(`merge-lora: --out must differ from --model (${outDir}): the base is read while the merged model is written`);
+  await readConfig(modelDir); // validates the architecture
+  const configFile = path.join(adapterDir, ADAPTER_CONFIG);
+  let rawConfig: Record<string, unknown>;
+  try {
+    rawConfig = JSON.parse(await fs.readFile(configFile, 'utf8'));
+  } catch (err) {
+    throw new RpvError(`${configFile}: cannot read: ${(err as Error).message}`);
+  }
+  const lora = parseAdapterConfig(rawConfig, configFile);
+  const scaling = loraScaling(lora);
+  const adapterFile = path.join(adapterDir, ADAPTER_WEIGHTS);
+  const { tensors: adapter } = await readSafetensors(adapterFile);
+  const folder = await WeightFolder.open(modelDir);
+  const out = new Map<string, SafetensorsInput>();
+  let merged = 0;
+  let dtype: SafetensorsFloatDType = 'F32';
+  const used = new Set<string>();
+  try {
+    const names = folder.names;
+    let done = 0;
+    for (const name of names) {
+      const t = await folder.read(name);
+      if (t.dtype === 'F16' || t.dtype === 'BF16') dtype = t.dtype;
+      const m = /^model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+_proj)\.weight$/.exec(name);
+      const module = m ? (Object.keys(LORA_MODULES) as LoraModule[]).find((k) => LORA_MODULES[k] === m[3]) : undefined;
+      if (m && module && lora.targetModules.includes(module)) {
+        const prefix = `base_model.model.${name.replace(/\.weight$/, '')}`;
+        const aName = `${prefix}.lora_A.weight`;
+        const bName = `${prefix}.lora_B.weight`;
+        const a = adapter.get(aName);
+        const b = adapter.get(bName);
+        if (!a || !b) throw new RpvError(`${adapterFile}: missing tensor ${a ? bName : aName} (target module ${m[3]} of layer ${m[1]})`);
+        const [outF, inF] = t.shape;
+        const r = lora.rank;
+        if (a.shape[0] !== r || a.shape[1] !== inF) throw new RpvError(`${adapterFile}: tensor ${aName}: expected shape [${r}, ${inF}], found [${a.shape.join(', ')}]`);
+        if (b.shape[0] !== outF || b.shape[1] !== r) throw new RpvError(`${adapterFile}: tensor ${bName}: expected shape [${outF}, ${r}], found [${b.shape.join(', ')}]`);
+        addLowRank(t.data as Float32Array, a.data as Float32Array, b.data as Float32Array, outF, inF, r, scaling);
+        used.add(aName).add(bName);
+        merged++;
+      }
+      out.set(name, { shape: t.shape, data: t.data, dtype: t.data instanceof Int32Array ? 'I32' : undefined });
+      progress?.(++done, names.length);
+    }
+  } finally {
+    await folder.close();
+  }
+  const unused = [...adapter.keys()].filter((k) => !used.has(k));
+  if (unused.length) throw new RpvError(`${adapterFile}: ${unused.length} adapter tensors match no base weight (first: ${unused[0]}); is this adapter for ${modelDir}?`);
+  await fs.mkdir(outDir, { recursive: true });
+  // Everything but the weights is copied as is (config, tokenizer, chat template, generation config).
+  for (const entry of await fs.readdir(modelDir, { withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    if (entry.name === INDEX_FILE || entry.name.endsWith('.safetensors') || entry.name.endsWith('.bin')) continue;
+    await fs.copyFile(path.join(modelDir, entry.name), path.join(outDir, entry.name));
+  }
+  await writeSafetensors(path.join(outDir, SINGLE_FILE), out, { dtype, metadata: { format: 'pt' } });
+  return { merged, tensors: out.size, dtype, outDir };
+}
