@@ -53,6 +53,13 @@ export function workerEntry(): { target: URL | string; eval: boolean; kind: 'js'
   return { target: code, eval: true, kind: 'ts' };
 }
 
+let live = 0;
+
+/** Worker threads of all pools in this process that have not exited (for tests and leak checks). */
+export function liveWorkerThreads(): number {
+  return live;
+}
+
 export class LoadPool {
   private readonly slots: Slot[] = [];
   private readonly queue: Job[] = [];
@@ -99,6 +106,7 @@ export class LoadPool {
 
   private spawn(entry: ReturnType<typeof workerEntry>): Slot {
     const worker = new Worker(entry.target, { eval: entry.eval });
+    live++;
     const slot: Slot = { worker, ready: false, job: undefined };
     worker.on('message', (message: { ready?: true; id?: number; result?: LoadResult; error?: string }) => {
       if (message.ready) {
@@ -115,6 +123,7 @@ export class LoadPool {
     });
     worker.on('error', (err: unknown) => this.fail(slot, err instanceof Error ? err : new Error(String(err))));
     worker.on('exit', (code) => {
+      live--;
       if (!this.closed) this.fail(slot, new Error(`loader: worker thread exited with code ${code}`));
     });
     return slot;

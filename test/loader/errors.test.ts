@@ -1,0 +1,119 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createLoader } from '../../src/index.js';
+import { liveWorkerThreads } from '../../src/loader/pool.js';
+import { collect, makeDataset, tempDir } from './helpers.js';
+
+let dir: string;
+let cleanup: () => void;
+const spec = { shards: 6, rowsPerShard: 5 };
+
+beforeAll(async () => {
+  ({ dir, cleanup } = tempDir('errors'));
+  await makeDataset(path.join(dir, 'good'), spec);
+});
+afterAll(() => cleanup());
+
+// Errors from background work must reach next(), never the process.
+const unhandled: unknown[] = [];
+const onUnhandled = (reason: unknown) => unhandled.push(reason);
+beforeEach(() => {
+  unhandled.length = 0;
+  process.on('unhandledRejection', onUnhandled);
+});
+afterEach(async () => {
+  await new Promise((r) => setTimeout(r, 50));
+  process.off('unhandledRejection', onUnhandled);
+  expect(unhandled).toEqual([]);
+  expect(liveWorkerThreads()).toBe(0);
+});
+
+/** A copy of the good dataset with shard `n` damaged by `damage`. */
+async function damaged(name: string, n: number, damage: (file: string) => Promise<void>): Promise<{ dir: string; file: string }> {
+  const out = path.join(dir, name);
+  await fs.cp(path.join(dir, 'good'), out, { recursive: true });
+  const file = path.join(out, `shard-0000${n}.arrow`);
+  await damage(file);
+  return { dir: out, file };
+}
+
+describe('worker errors reach next()', () => {
+  it('names a missing shard file', async () => {
+    const { dir: ds, file } = await damaged('missing', 3, (f) => fs.rm(f));
+    await expect(collect(createLoader({ source: ds, batchSize: 4, workers: 2 }))).rejects.toThrow(
+      `loader: shard shard-00003.arrow: file not found: ${file}`,
+    );
+  });
+
+  it('names a truncated shard', async () => {
+    const { dir: ds } = await damaged('truncated', 2, async (f) => {
+      const bytes = await fs.readFile(f);
+      await fs.writeFile(f, bytes.subarray(0, bytes.length - 100));
+    });
+    await expect(collect(createLoader({ source: ds, batchSize: 4, workers: 2 }))).rejects.toThrow(
+      /^loader: shard shard-00002\.arrow: size \d+ bytes, the index says \d+ \(file changed or truncated\)$/,
+    );
+  });
+
+  it('names a shard that is not an Arrow file', async () => {
+    const { dir: ds } = await damaged('corrupt', 4, async (f) => {
+      const bytes = await fs.readFile(f);
+      bytes.fill(0x55, 0, 64);
+      await fs.writeFile(f, bytes);
+    });
+    await expect(collect(createLoader({ source: ds, batchSize: 4, workers: 1 }))).rejects.toThrow(
+      'loader: shard shard-00004.arrow: readShard: shard-00004.arrow: corrupt arrow shard: not an Arrow IPC file (missing ARROW1 magic at start or end)',
+    );
+  });
+
+  it('detects a flipped byte with verify (sha256 mismatch)', async () => {
+    const { dir: ds } = await damaged('flipped', 1, async (f) => {
+      const bytes = await fs.readFile(f);
+      bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
+      await fs.writeFile(f, bytes);
+    });
+    await expect(collect(createLoader({ source: ds, batchSize: 4, workers: 2, verify: true }))).rejects.toThrow(
+      /^loader: shard shard-00001\.arrow: sha256 mismatch: index says [0-9a-f]{64}, file has [0-9a-f]{64}$/,
+    );
+  });
+
+  it('in-process decoding (workers 0) reports the same way', async () => {
+    const { dir: ds, file } = await damaged('missing0', 5, (f) => fs.rm(f));
+    await expect(collect(createLoader({ source: ds, batchSize: 4, workers: 0 }))).rejects.toThrow(
+      `loader: shard shard-00005.arrow: file not found: ${file}`,
+    );
+  });
+
+  it('names a missing dataset', async () => {
+    await expect(collect(createLoader({ source: path.join(dir, 'nope'), batchSize: 4 }))).rejects.toThrow(
+      `readShardIndex: ${path.join(dir, 'nope', 'index.json')}: not found (is this a folder written by rpv convert?)`,
+    );
+  });
+});
+
+describe('stopping', () => {
+  it('break stops the workers and releases shard memory', async () => {
+    const loader = createLoader({ source: path.join(dir, 'good'), batchSize: 2, workers: 2 });
+    let n = 0;
+    for await (const batch of loader) {
+      expect(batch.dims.batch).toBe(2);
+      expect(liveWorkerThreads()).toBe(2);
+      if (++n === 3) break;
+    }
+    expect(loader.stats().residentBytes).toBe(0);
+    expect(loader.state().batches).toBe(3);
+    // The loader can be iterated again after a break: it continues from batch 3.
+    const rest = await collect(loader);
+    expect(rest[0]!.index).toBe(3);
+  });
+
+  it('return() on a waiting iterator ends it', async () => {
+    const loader = createLoader({ source: path.join(dir, 'good'), batchSize: 2, workers: 1 });
+    const it = loader[Symbol.asyncIterator]();
+    const first = await it.next();
+    expect(first.done).toBe(false);
+    expect(await it.return!()).toEqual({ done: true, value: undefined });
+    expect(loader.stats().residentBytes).toBe(0);
+  });
+});

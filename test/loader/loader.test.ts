@@ -1,0 +1,191 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLoader, type Batch, type LoaderState } from '../../src/index.js';
+import { collect, featureValue, makeDataset, tempDir } from './helpers.js';
+
+// 12 shards x 6 rows, 1-4 dialogues per video (180 samples), 0-4 frames per video.
+const spec = { shards: 12, rowsPerShard: 6, tokensPerFrame: 2, featureDim: 4, formats: ['arrow', 'parquet'] as ('arrow' | 'parquet')[] };
+let dir: string;
+let cleanup: () => void;
+let total: number;
+
+beforeAll(async () => {
+  ({ dir, cleanup } = tempDir('main'));
+  total = (await makeDataset(dir, spec)).totals.dialogues;
+});
+afterAll(() => cleanup());
+
+const ids = (batches: Batch[]) => batches.flatMap((b) => b.sampleIds);
+
+function checkBatch(b: Batch): void {
+  const { batch, frames, tokensPerFrame, dim } = b.dims;
+  expect(b.frames.length).toBe(batch * frames * tokensPerFrame * dim);
+  b.dialogues.forEach((d, i) => {
+    const v = Number(d.video_id.slice(1));
+    expect(b.sampleIds[i]).toBe(`${d.video_id}/${d.dialogue_id}`);
+    expect(d.numFrames).toBe(v % 5);
+    expect(d.turns[0]!.text).toBe(`hello ${v}.${d.dialogue_id.slice(1)} 😀`);
+    expect(d.role).toBe(v % 2 ? 'Lin' : 'Ada');
+    for (let f = 0; f < frames; f++) {
+      const real = f < d.numFrames;
+      expect(b.frameMask[i * frames + f]).toBe(real ? 1 : 0);
+      expect(b.frameTimes[i * frames + f]).toBe(real ? f * 1.5 + 0.75 : 0);
+      const base = (i * frames + f) * tokensPerFrame * dim;
+      expect(b.frames[base + 5]).toBe(real ? featureValue(v, f, 5) : 0);
+    }
+  });
+}
+
+describe('loader order', () => {
+  it('yields every dialogue once, with its own features, in fixed-size batches', async () => {
+    const batches = await collect(createLoader({ source: dir, batchSize: 8, seed: 7, workers: 1 }));
+    expect(batches.every((b) => b.dims.batch === 8)).toBe(true);
+    const real = batches.flatMap((b) => b.sampleIds.filter((_, i) => !b.padding[i]));
+    expect(real.length).toBe(total);
+    expect(new Set(real).size).toBe(total);
+    expect(batches.length).toBe(Math.ceil(total / 8));
+    const padded = batches.flatMap((b) => b.padding).filter(Boolean).length;
+    expect(padded).toBe(batches.length * 8 - total);
+    batches.forEach(checkBatch);
+  });
+
+  it('is the same on every run and for any number of workers', async () => {
+    const runs = [];
+    for (const workers of [0, 1, 2, 3]) runs.push(ids(await collect(createLoader({ source: dir, batchSize: 5, seed: 11, workers }))));
+    runs.push(ids(await collect(createLoader({ source: dir, batchSize: 5, seed: 11, workers: 2, prefetchBytes: 0 }))));
+    for (const run of runs.slice(1)) expect(run).toEqual(runs[0]);
+  });
+
+  it('reshuffles every epoch and changes with the seed', async () => {
+    const loader = createLoader({ source: dir, batchSize: 5, seed: 11, workers: 1 });
+    const e0 = ids(await collect(loader));
+    expect(loader.epoch).toBe(1);
+    const e1 = ids(await collect(loader));
+    expect(loader.epoch).toBe(2);
+    expect(e1).not.toEqual(e0);
+    expect([...e1].sort()).toEqual([...e0].sort());
+    const again = ids(await collect(createLoader({ source: dir, batchSize: 5, seed: 11, epoch: 1, workers: 1 })));
+    expect(again).toEqual(e1);
+    const otherSeed = ids(await collect(createLoader({ source: dir, batchSize: 5, seed: 12, workers: 1 })));
+    expect(otherSeed).not.toEqual(e0);
+  });
+
+  it('reads the Parquet shards into the same batches as the Arrow shards', async () => {
+    const arrow = await collect(createLoader({ source: dir, batchSize: 6, seed: 2, workers: 1, format: 'arrow' }));
+    const parquet = await collect(createLoader({ source: dir, batchSize: 6, seed: 2, workers: 1, format: 'parquet' }));
+    expect(ids(parquet)).toEqual(ids(arrow));
+    parquet.forEach((b, i) => {
+      expect(b.frames).toEqual(arrow[i]!.frames);
+      expect(b.dialogues).toEqual(arrow[i]!.dialogues);
+    });
+  });
+
+  it('without shuffle yields shards in index order and samples in row order', async () => {
+    const batches = await collect(createLoader({ source: dir, batchSize: 4, shuffle: false, workers: 1, dropLast: true }));
+    const got = ids(batches);
+    expect(got.slice(0, 4)).toEqual(['v00000/d0', 'v00001/d0', 'v00001/d1', 'v00002/d0']);
+    expect(got.length).toBe(Math.floor(total / 4) * 4);
+    expect(batches.flatMap((b) => b.padding).some(Boolean)).toBe(false);
+  });
+});
+
+describe('loader resume', () => {
+  // windowShards 1 makes "shards already consumed" observable: each window is one shard.
+  for (const windowShards of [4, 1]) {
+    it(`continues exactly where it stopped (windowShards ${windowShards})`, async () => {
+      const opts = { source: dir, batchSize: 7, seed: 5, workers: 0, windowShards };
+      const full = await collect(createLoader(opts));
+      const expected = ids(full);
+      const order = await createLoader(opts).epochOrder(0);
+      // Stop points: mid-shard, exactly at a shard boundary, the last batch, the epoch's end.
+      const boundary = order.windowStarts.findIndex((s) => s > 0 && s % 7 === 0);
+      const stops = [3, boundary > 0 ? order.windowStarts[boundary]! / 7 : 9, full.length - 1, full.length];
+      for (const stop of stops) {
+        const first = createLoader(opts);
+        const head = await collect(first, stop);
+        const state: LoaderState = JSON.parse(JSON.stringify(first.state()));
+        // Resume with workers too: the order does not depend on them.
+        const resumed = createLoader({ ...opts, workers: stop === 3 ? 2 : 0, resume: state });
+        const tail = await collect(resumed);
+        if (stop === full.length) {
+          // Epoch boundary: the state points at the start of the next epoch.
+          expect(state.epoch).toBe(1);
+          expect(state.batches).toBe(0);
+          expect(ids(tail)).toEqual(ids(await collect(createLoader({ ...opts, epoch: 1 }))));
+        } else {
+          expect([...ids(head), ...ids(tail)]).toEqual(expected);
+          expect(tail.map((b) => b.index)).toEqual(full.slice(stop).map((b) => b.index));
+          // No shard wholly consumed before the stop is read again.
+          const remaining = new Set(Array.from(order.shard.subarray(stop * 7)));
+          expect(resumed.stats().shardsLoaded).toBe(remaining.size);
+          if (windowShards === 1) expect(remaining.size).toBeLessThanOrEqual(12 - Math.floor((stop * 7) / 30));
+        }
+      }
+    });
+  }
+
+  it('refuses a state from different order settings or another dataset', async () => {
+    const loader = createLoader({ source: dir, batchSize: 7, seed: 5, workers: 0 });
+    await collect(loader, 2);
+    const state = loader.state();
+    expect(() => createLoader({ source: dir, batchSize: 7, seed: 6, resume: state })).toThrow(
+      'loader: resume state has seed=5 but the options say 6; the order would differ',
+    );
+    const bad = { ...state, dataset: '0000000000000000' };
+    await expect(collect(createLoader({ source: dir, batchSize: 7, resume: bad }))).rejects.toThrow(
+      /^loader: resume state was saved on another dataset \(fingerprint 0000000000000000/,
+    );
+  });
+});
+
+describe('loader ranks', () => {
+  for (const dropLast of [false, true]) {
+    it(`gives 3 ranks disjoint parts that cover the epoch with equal batch counts (dropLast ${dropLast})`, async () => {
+      const parts = [];
+      for (let rank = 0; rank < 3; rank++) {
+        parts.push(await collect(createLoader({ source: dir, batchSize: 8, seed: 3, rank, worldSize: 3, dropLast, workers: 1 })));
+      }
+      expect(new Set(parts.map((p) => p.length)).size).toBe(1);
+      const real = parts.flatMap((p) => p.flatMap((b) => b.sampleIds.filter((_, i) => !b.padding[i])));
+      expect(new Set(real).size).toBe(real.length);
+      const single = ids(await collect(createLoader({ source: dir, batchSize: 8, seed: 3, dropLast: false, workers: 1 })));
+      if (dropLast) {
+        expect(real.length).toBe(Math.floor(total / 24) * 24);
+        expect(real).toEqual(single.slice(0, real.length));
+      } else {
+        expect(real.length).toBe(total);
+        expect(new Set(real)).toEqual(new Set(single));
+        const padding = parts.flatMap((p) => p.flatMap((b) => b.padding)).filter(Boolean).length;
+        expect(padding).toBe(parts[0]!.length * 24 - total);
+      }
+    });
+  }
+
+  it('takes rank and world size from RANK and WORLD_SIZE', async () => {
+    process.env.RANK = '1';
+    process.env.WORLD_SIZE = '2';
+    try {
+      const loader = createLoader({ source: dir, batchSize: 8 });
+      expect([loader.rank, loader.worldSize]).toEqual([1, 2]);
+      process.env.RANK = 'x';
+      expect(() => createLoader({ source: dir, batchSize: 8 })).toThrow('loader: $RANK must be a non-negative integer, found "x"');
+    } finally {
+      delete process.env.RANK;
+      delete process.env.WORLD_SIZE;
+    }
+  });
+});
+
+describe('collate extension', () => {
+  it('passes samples to a custom collate that can extend the default one', async () => {
+    const { collate } = await import('../../src/index.js');
+    const loader = createLoader({
+      source: dir,
+      batchSize: 4,
+      workers: 0,
+      collate: (samples, ctx) => ({ ...collate(samples, ctx), lengths: samples.map((s) => s.turns.length) }),
+    });
+    const [b] = await collect(loader, 1);
+    expect(b!.lengths).toEqual([2, 2, 2, 2]);
+    expect(b!.dims.batch).toBe(4);
+  });
+});

@@ -1,0 +1,138 @@
+import { promises as fs } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createLoader, type Batch } from '../../src/index.js';
+import { collect, makeDataset, tempDir } from './helpers.js';
+
+let dir: string;
+let cleanup: () => void;
+let server: http.Server;
+let base: string;
+const requests = new Map<string, number>();
+/** Files whose first response is cut after half the body. */
+const dropOnce = new Set<string>();
+/** Files served with one flipped byte on the first response / on every response. */
+const corruptOnce = new Set<string>();
+const corruptAlways = new Set<string>();
+
+beforeAll(async () => {
+  ({ dir, cleanup } = tempDir('remote'));
+  await makeDataset(path.join(dir, 'data'), { shards: 6, rowsPerShard: 5, featureDim: 64 });
+  server = http.createServer(async (req, res) => {
+    const name = decodeURIComponent(new URL(req.url!, 'http://x').pathname.slice(1));
+    const count = (requests.get(name) ?? 0) + 1;
+    requests.set(name, count);
+    let bytes: Buffer;
+    try {
+      bytes = await fs.readFile(path.join(dir, 'data', name));
+    } catch {
+      res.writeHead(404).end('not found');
+      return;
+    }
+    if (corruptAlways.has(name) || (corruptOnce.has(name) && count === 1)) {
+      bytes = Buffer.from(bytes);
+      bytes[bytes.length >> 1]! ^= 0xff;
+    }
+    res.writeHead(200, { 'content-length': bytes.length, 'content-type': 'application/octet-stream' });
+    if (dropOnce.has(name) && count === 1) {
+      res.write(bytes.subarray(0, bytes.length >> 1), () => res.destroy());
+      return;
+    }
+    res.end(bytes);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  await new Promise((resolve) => server.close(resolve));
+  cleanup();
+});
+beforeEach(() => {
+  requests.clear();
+  dropOnce.clear();
+  corruptOnce.clear();
+  corruptAlways.clear();
+});
+
+const retry = { attempts: 3, backoffMs: 5 };
+const ids = (batches: Batch[]) => batches.flatMap((b) => b.sampleIds);
+const shardRequests = () => [...requests].filter(([name]) => name.endsWith('.arrow'));
+
+describe('remote shards over http', () => {
+  it('reads an index URL like a folder, retrying a dropped connection and refetching a corrupted shard', async () => {
+    dropOnce.add('shard-00001.arrow');
+    corruptOnce.add('shard-00004.arrow');
+    const cacheDir = path.join(dir, 'cache-a');
+    const remote = createLoader({ source: `${base}/index.json`, batchSize: 6, seed: 4, workers: 2, cacheDir, retry });
+    const got = await collect(remote);
+    const local = await collect(createLoader({ source: path.join(dir, 'data'), batchSize: 6, seed: 4, workers: 0 }));
+    expect(ids(got)).toEqual(ids(local));
+    got.forEach((b, i) => expect(b.frames).toEqual(local[i]!.frames));
+    expect(requests.get('shard-00001.arrow')).toBe(2);
+    expect(requests.get('shard-00004.arrow')).toBe(2);
+    expect(remote.stats().shardsDownloaded).toBe(6);
+    expect((await fs.readdir(cacheDir)).filter((f) => f.endsWith('.arrow')).length).toBe(6);
+
+    // A second run, even with other loaders at once, reads the cache: no shard is fetched again.
+    requests.clear();
+    const again = await Promise.all(
+      [0, 1].map((rank) => collect(createLoader({ source: `${base}/index.json`, batchSize: 6, seed: 4, rank, worldSize: 2, workers: 2, cacheDir, retry }))),
+    );
+    expect(shardRequests()).toEqual([]);
+    expect(new Set(again.flatMap(ids))).toEqual(new Set(ids(local)));
+  });
+
+  it('downloads each shard once per machine with several loaders and workers sharing the cache', async () => {
+    const cacheDir = path.join(dir, 'cache-b');
+    const loaders = [0, 1, 2].map(() => createLoader({ source: `${base}/`, batchSize: 5, seed: 1, workers: 2, cacheDir, retry }));
+    const runs = await Promise.all(loaders.map((l) => collect(l)));
+    expect(ids(runs[1]!)).toEqual(ids(runs[0]!));
+    expect(shardRequests().map(([, n]) => n)).toEqual([1, 1, 1, 1, 1, 1]);
+    expect(loaders.reduce((n, l) => n + l.stats().shardsDownloaded, 0)).toBe(6);
+  });
+
+  it('fails with a clear error when a shard stays corrupted', async () => {
+    corruptAlways.add('shard-00002.arrow');
+    const loader = createLoader({ source: `${base}/index.json`, batchSize: 4, workers: 2, cacheDir: path.join(dir, 'cache-c'), retry });
+    await expect(collect(loader)).rejects.toThrow(
+      new RegExp(
+        `^loader: shard shard-00002\\.arrow: failed after 3 attempts: GET ${base}/shard-00002\\.arrow: sha256 mismatch: index says [0-9a-f]{64}, got [0-9a-f]{64}$`,
+      ),
+    );
+    expect(requests.get('shard-00002.arrow')).toBe(3);
+    const cached = await fs.readdir(path.join(dir, 'cache-c'));
+    expect(cached.some((f) => f.endsWith('.lock') || f.endsWith('.tmp'))).toBe(false);
+  });
+
+  it('names a missing remote index', async () => {
+    await expect(collect(createLoader({ source: `${base}/nope/index.json`, batchSize: 4, retry }))).rejects.toThrow(
+      `loader: ${base}/nope/index.json: failed after 1 attempt: GET ${base}/nope/index.json: HTTP 404 Not Found`,
+    );
+  });
+
+  it('evicts least recently used shards beyond the cache limit', async () => {
+    const cacheDir = path.join(dir, 'cache-d');
+    const index = JSON.parse(await fs.readFile(path.join(dir, 'data', 'index.json'), 'utf8'));
+    const sizes: number[] = index.shards.map((s: { bytes: number }) => s.bytes);
+    const limit = Math.max(...sizes) * 2.5;
+    const loader = createLoader({ source: `${base}/index.json`, batchSize: 5, shuffle: false, workers: 1, cacheDir, cacheLimitBytes: limit, retry });
+    await collect(loader);
+    const files = (await fs.readdir(cacheDir)).filter((f) => f.endsWith('.arrow'));
+    let cachedBytes = 0;
+    for (const f of files) cachedBytes += (await fs.stat(path.join(cacheDir, f))).size;
+    expect(cachedBytes).toBeLessThanOrEqual(limit);
+    // Shards were read in index order: the last ones used are the ones kept.
+    const kept = index.shards.filter((s: { sha256: string }) => files.includes(`${s.sha256}.arrow`)).map((s: { file: string }) => s.file);
+    expect(kept).toEqual(index.shards.slice(-files.length).map((s: { file: string }) => s.file));
+    expect(files.length).toBeGreaterThanOrEqual(2);
+    // A hit refreshes a file's use time: touching the older kept file makes the newer one go first.
+    const [older, newer] = kept.map((f: string) => index.shards.find((s: { file: string }) => s.file === f).sha256);
+    const now = Date.now() / 1000;
+    await fs.utimes(path.join(cacheDir, `${older}.arrow`), now + 10, now + 10);
+    const evict = await import('../../src/loader/cache.js');
+    const removed = await evict.evictLeastRecentlyUsed(cacheDir, Math.max(...sizes) * 1.5, new Set());
+    expect(removed).toEqual([`${newer}.arrow`]);
+  });
+});
