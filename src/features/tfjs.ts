@@ -91,7 +91,7 @@ export function folderIOHandler(folder: string): tfc.io.IOHandler {
       if (json.generatedBy) artifacts.generatedBy = json.generatedBy;
       if (json.convertedBy) artifacts.convertedBy = json.convertedBy;
       if (json.signature) artifacts.signature = json.signature;
-      if (json.userDefinedMetadata) artifacts.userDefinedMetadata = json.userDefinedMetadata;
+      if (json.userDefinedMetadata) artifacts.userDefinedMetadata = json.userDefinedMetadata as { [key: string]: {} };
       if (json.modelInitializer) artifacts.modelInitializer = json.modelInitializer;
       if (json.trainingConfig) artifacts.trainingConfig = json.trainingConfig;
       return artifacts;
