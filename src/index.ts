@@ -37,6 +37,8 @@ export { createEncoder, DEFAULT_ENCODER_SPEC } from './features/encoder.js';
 export type { CreateEncoderOptions, EncoderDescription, FrameEncoder } from './features/encoder.js';
 export { GridEncoder } from './features/grid.js';
 export type { GridEncoderOptions } from './features/grid.js';
+export { FeaturesError, readPrecomputedFeatures } from './features/precomputed.js';
+export type { PrecomputedFeatures } from './features/precomputed.js';
 
 // Convert: input formats, converter, merge, inspect
 
@@ -156,6 +158,7 @@ export {
   formatResultsCsv,
   formatReportCsv,
   formatPythonFloat,
+  evaluateHeldOut,
 } from './eval/index.js';
 export type {
   JudgeMetric,
@@ -176,4 +179,7 @@ export type {
   JudgeRunOptions,
   JudgeRunResult,
   EvalReport,
+  HeldOutOptions,
+  HeldOutResult,
+  HeldOutPerplexity,
 } from './eval/index.js';

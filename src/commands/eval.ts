@@ -19,6 +19,12 @@ interface EvalArgs {
   'cache-dir'?: string;
   out?: string;
   limit?: number;
+  run?: string;
+  shards?: string;
+  'base-model'?: string;
+  'max-new-tokens': number;
+  perplexity: boolean;
+  generate: boolean;
   json: boolean;
 }
 
@@ -48,9 +54,16 @@ export const command: CommandModule<object, EvalArgs> = {
       .option('image-dir', { type: 'string', describe: "Folder of the samples' images: attach them for a multimodal judge" })
       .option('cache-dir', { type: 'string', describe: 'Judge-call cache (default <out>/cache): a rerun resumes without repeating calls' })
       .option('out', { type: 'string', describe: 'Report folder (report.json, report.csv, results.csv, reviews.json)' })
-      .option('limit', { type: 'number', describe: 'Judge only the first N answers' })
+      .option('limit', { type: 'number', describe: 'Judge only the first N answers (held-out dialogues with --run)' })
+      .option('run', { type: 'string', describe: "A training run (or checkpoint): generate the role's replies on its held-out split, and its loss and perplexity" })
+      .option('shards', { type: 'string', describe: "Shards for --run (default: the run's data.shards)" })
+      .option('base-model', { type: 'string', describe: "Base model folder for --run (default: the run's model.path)" })
+      .option('max-new-tokens', { type: 'number', default: 128, describe: 'Tokens per generated reply (--run)' })
+      .option('generate', { type: 'boolean', default: true, describe: "Generate the role's replies on the held-out split (--run; written to <out>/answers.json)" })
+      .option('perplexity', { type: 'boolean', default: true, describe: 'Held-out loss and perplexity (--run; --no-perplexity to skip)' })
       .option('json', { type: 'boolean', default: false, describe: 'Print the result as JSON' })
       .example('rpv eval --from-reviews reviews/mmrole-agent/comment_test.json --metrics mmrole --json', 'Re-aggregate MMRole-Eval reviews')
+      .example('rpv eval --run runs/demo --out runs/demo/eval --base-url http://127.0.0.1:8000/v1 --model judge', 'Generate held-out replies of a trained run, judge them, and report perplexity')
       .example(
         'rpv eval --answers answers.json --metrics mmrole --base-url http://127.0.0.1:8000/v1 --model Qwen2.5-72B-Instruct --swap --out runs/eval',
         'Judge a model\'s answers against the ground truth, both orders',
@@ -97,25 +110,65 @@ async function aggregateCommand(args: EvalArgs): Promise<number> {
 }
 
 async function judgeCommand(args: EvalArgs): Promise<number> {
-  if (!args.answers) throw new RpvError('eval: nothing to evaluate: give --answers <file> (answers to judge) or --from-reviews <file> (reviews to aggregate)');
-  if (!args.out) throw new RpvError('eval: --out <folder> is required when judging (the report and the judge cache go there)');
+  if (args.answers && args.run) throw new RpvError('eval: give --answers (answers to judge) or --run (generate them), not both');
+  if (!args.answers && !args.run) {
+    throw new RpvError('eval: nothing to evaluate: give --answers <file>, --run <run folder> or --from-reviews <file>');
+  }
+  if (!args.out) throw new RpvError('eval: --out <folder> is required (the report and the judge cache go there)');
+  if (args.answers && !args['base-url']) throw new RpvError('eval: judging --answers needs a judge: pass --base-url and --model');
   const path = await import('node:path');
   const { readAnswersFile } = await import('../eval/samples.js');
   const { getMetricSet } = await import('../eval/metrics.js');
   const { JudgeClient, judgeApiKeyFromEnv } = await import('../eval/client.js');
   const { JudgeCache } = await import('../eval/cache.js');
   const { judgeSamples } = await import('../eval/judge.js');
+  const { summarizeScores } = await import('../eval/aggregate.js');
   const { writeEvalReport, formatSummaryTable } = await import('../eval/report.js');
+  const { writeFileAtomic } = await import('../util/atomic.js');
   const { Progress } = await import('../util/progress.js');
 
   const metricSet = getMetricSet(args.metrics ?? 'video2roleplay');
-  let samples = await readAnswersFile(args.answers);
-  if (args.limit !== undefined) samples = samples.slice(0, args.limit);
+  const report: Record<string, unknown> = { metricSet: metricSet.name };
+  let samples;
+  if (args.run) {
+    const { evaluateHeldOut } = await import('../eval/heldout.js');
+    const held = await evaluateHeldOut({
+      run: args.run,
+      shards: args.shards,
+      modelPath: args['base-model'],
+      limit: args.limit,
+      maxNewTokens: args['max-new-tokens'],
+      generate: args.generate,
+      perplexity: args.perplexity,
+      progress: new Progress({ label: 'held-out', unit: 'dialogues' }),
+    });
+    samples = held.samples;
+    report.run = { checkpoint: held.checkpoint, shards: held.shards, heldOutDialogues: held.heldOutDialogues };
+    report.perplexity = held.perplexity;
+    if (held.perplexity) {
+      const p = held.perplexity;
+      process.stderr.write(`held-out loss ${p.loss.toFixed(4)}  perplexity ${p.perplexity.toFixed(2)}  (${p.tokens} tokens, ${p.samples} dialogues)\n`);
+    }
+    if (samples.length > 0) await writeFileAtomic(path.join(args.out, 'answers.json'), `${JSON.stringify(samples.map((s) => s.source), null, 2)}\n`);
+  } else {
+    samples = await readAnswersFile(args.answers!);
+    if (args.limit !== undefined) samples = samples.slice(0, args.limit);
+    report.answers = args.answers;
+  }
+
+  if (!args['base-url']) {
+    // --run without a judge: perplexity and the generated answers (judge them later with --answers).
+    const summary = summarizeScores({ metricSet: metricSet.name, metrics: [], sampleIds: [], scores: [] });
+    const files = await writeEvalReport(args.out, { ...report, summary });
+    if (args.json) process.stdout.write(`${JSON.stringify({ ...report, summary }, null, 2)}\n`);
+    else process.stdout.write(`no judge (--base-url) given: nothing judged; wrote ${files[0]}${samples.length > 0 ? ` and ${path.join(args.out, 'answers.json')}` : ''}\n`);
+    return 0;
+  }
   const apiKey = args['api-key-env'] ? (process.env[args['api-key-env']] ?? null) : judgeApiKeyFromEnv();
   if (args['api-key-env'] && !apiKey) throw new RpvError(`eval: environment variable ${args['api-key-env']} (--api-key-env) is not set`);
   const cache = await JudgeCache.open(args['cache-dir'] ?? path.join(args.out, 'cache'));
   const client = new JudgeClient({
-    baseUrl: args['base-url'] ?? '',
+    baseUrl: args['base-url'],
     model: args.model ?? '',
     apiKey,
     concurrency: args.concurrency,
@@ -126,24 +179,21 @@ async function judgeCommand(args: EvalArgs): Promise<number> {
     cache,
     onRetry: ({ attempt, reason, delayMs }) => process.stderr.write(`eval: judge retry ${attempt} in ${(delayMs / 1000).toFixed(1)} s: ${reason}\n`),
   });
-  const progress = new Progress({ label: 'eval', unit: 'reviews' });
   const run = await judgeSamples(samples, {
     metricSet,
     client,
     swap: args.swap,
     parseRetries: args['parse-retries'],
     imageDir: args['image-dir'] ?? null,
-    progress,
+    progress: new Progress({ label: 'eval', unit: 'reviews' }),
   });
-  const report = {
+  Object.assign(report, {
     summary: run.summary,
-    metricSet: metricSet.name,
-    answers: args.answers,
     judge: { url: client.url, model: client.model, temperature: args.temperature, swap: args.swap },
     counts: { ...run.counts, cacheHits: client.stats.cacheHits, requests: client.stats.requests, cacheEntries: cache.size },
     client: client.stats,
-  };
-  const files = await writeEvalReport(args.out, report, run.reviews);
+  });
+  const files = await writeEvalReport(args.out, { ...report, summary: run.summary }, run.reviews);
   if (args.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else {
     process.stdout.write(`${formatSummaryTable(run.summary)}\n`);

@@ -20,3 +20,5 @@ export { judgeSamples } from './judge.js';
 export type { JudgeRunOptions, JudgeRunResult, JudgeRunCounts } from './judge.js';
 export { writeEvalReport, formatResultsCsv, formatReportCsv, formatPythonFloat, formatSummaryTable } from './report.js';
 export type { EvalReport } from './report.js';
+export { evaluateHeldOut } from './heldout.js';
+export type { HeldOutOptions, HeldOutResult, HeldOutPerplexity } from './heldout.js';

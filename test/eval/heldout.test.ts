@@ -1,0 +1,74 @@
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readShard } from '../../src/shard/read.js';
+import { parseRecipe } from '../../src/train/recipe.js';
+import { train } from '../../src/train/trainer.js';
+import { readMetrics } from '../../src/train/metrics.js';
+import { isHeldOut } from '../../src/train/dataset.js';
+import { evaluateHeldOut } from '../../src/eval/heldout.js';
+import { JudgeClient, VIDEO2ROLEPLAY_METRICS, judgeSamples } from '../../src/index.js';
+// The training tests' fixtures: a colour-coded shard dataset and a tiny model.
+import { recipeText, writeDataset, writeModel } from '../train/helpers.js';
+import { startFakeJudge, type FakeJudge } from './judge-server.js';
+
+let tmp: string;
+let run: string;
+let shards: string;
+let judge: FakeJudge;
+
+beforeAll(async () => {
+  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'rpv-heldout-'));
+  shards = await writeDataset(path.join(tmp, 'shards'));
+  const model = await writeModel(path.join(tmp, 'model'));
+  run = path.join(tmp, 'run');
+  await train(parseRecipe(recipeText(run, shards, model)), { log: () => {} });
+  judge = await startFakeJudge();
+});
+afterAll(async () => {
+  await judge?.close();
+  await fs.rm(tmp, { recursive: true, force: true });
+});
+
+describe('held-out evaluation of a trained run', () => {
+  it("scores loss and perplexity exactly as the trainer's held-out evaluation, and generates the role's replies", async () => {
+    const result = await evaluateHeldOut({ run, maxNewTokens: 4 });
+    const metrics = await readMetrics(path.join(run, 'metrics.jsonl'));
+    const last = metrics.filter((m) => m.type === 'eval').at(-1) as { step: number; loss: number; tokens: number; samples: number };
+    expect(last.step).toBe(6);
+    expect(result.checkpoint).toMatch(/step-000006$/);
+    expect(result.perplexity).toMatchObject({ tokens: last.tokens, samples: last.samples, skipped: {} });
+    expect(result.perplexity!.loss).toBeCloseTo(last.loss, 6);
+    expect(result.perplexity!.perplexity).toBeCloseTo(Math.exp(last.loss), 3);
+
+    // One sample per held-out dialogue; the ground truth is the dialogue's last role turn.
+    const rows = (await Promise.all((await fs.readdir(shards)).filter((f) => f.endsWith('.arrow')).map((f) => readShard(path.join(shards, f))))).flat();
+    const heldRows = rows.filter((r) => isHeldOut(r.video_id, 0.25, 7));
+    expect(result.heldOutDialogues).toBe(heldRows.reduce((n, r) => n + r.dialogues.length, 0));
+    expect(result.samples).toHaveLength(result.heldOutDialogues);
+    for (const s of result.samples) {
+      const [videoId, dialogueId] = s.id.split('/');
+      const row = heldRows.find((r) => r.video_id === videoId)!;
+      const turns = row.dialogues.find((d) => d.dialogue_id === dialogueId)!.turns;
+      expect(s.reference).toBe(turns.filter((t) => t.speaker === row.role).at(-1)!.text);
+      expect(s.role).toBe(row.role);
+      expect(s.question).toContain(row.summary!);
+      expect(s.answer === null || typeof s.answer === 'string').toBe(true);
+    }
+
+    // The generated answers go straight to the judge; empty ones are reported as unjudged.
+    const judged = await judgeSamples(result.samples, {
+      metricSet: VIDEO2ROLEPLAY_METRICS,
+      client: new JudgeClient({ baseUrl: judge.url, model: 'fake-judge', apiKey: null }),
+    });
+    expect(judged.counts.judged + judged.summary.unreviewed.length).toBe(result.samples.length);
+    expect(judged.counts.failed).toBe(0);
+  });
+
+  it('limits the dialogues and can skip generation', async () => {
+    const result = await evaluateHeldOut({ run, limit: 2, generate: false });
+    expect(result.samples).toEqual([]);
+    expect(result.perplexity!.samples).toBe(2);
+  });
+});
