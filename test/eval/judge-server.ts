@@ -33,7 +33,7 @@ function between(text: string, start: string, end: string): string {
 }
 
 export async function startFakeJudge(options: { slowMs?: number } = {}): Promise<FakeJudge> {
-  const slowMs = options.slowMs ?? 1500;
+  const slowMs = options.slowMs ?? 5000;
   const requests = new Map<string, number>();
   const firstSeen = new Set<string>();
   const authorizations = new Set<string>();

@@ -36,7 +36,7 @@ function sample(id: string, kase: string, answer: string | null = 'Ha! Those are
 let judge: FakeJudge;
 let tmp: string;
 beforeAll(async () => {
-  judge = await startFakeJudge({ slowMs: 1500 });
+  judge = await startFakeJudge({ slowMs: 5000 });
   tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'rpv-judge-'));
 });
 afterAll(async () => {
@@ -51,7 +51,7 @@ function client(cache: JudgeCache | null, extra: Partial<ConstructorParameters<t
     apiKey: 'sk-test',
     concurrency: 4,
     maxRetries: 3,
-    timeoutMs: 400,
+    timeoutMs: 10_000,
     backoffMs: 5,
     maxBackoffMs: 20,
     cache,
@@ -66,23 +66,22 @@ describe('judging against a chat-completions server', () => {
     sample('s-hopeless', 'hopeless'),
     sample('s-429', 'ratelimit'),
     sample('s-500', 'error500'),
-    sample('s-slow', 'slow'),
     sample('s-none', 'ok', null),
   ];
   let first: Awaited<ReturnType<typeof judgeSamples>>;
   let firstClient: JudgeClient;
 
-  it('scores every review, retrying 429 / 500 / timeouts and re-asking malformed reviews', async () => {
+  it('scores every review, retrying 429 / 500 and re-asking malformed reviews', async () => {
     const cache = await JudgeCache.open(path.join(tmp, 'cache'));
     firstClient = client(cache);
     first = await judgeSamples(samples, { metricSet: MMROLE_METRICS, client: firstClient, parseRetries: 2 });
     const { summary, counts } = first;
     expect(judge.authorizations).toEqual(new Set(['Bearer sk-test']));
-    expect(counts).toEqual({ samples: 7, judged: 6, reviews: 48, scored: 40, failed: 8, parseRetries: 8 + 16 });
-    expect(firstClient.stats.retries).toEqual({ '429': 8, '500': 8, timeout: 8 });
+    expect(counts).toEqual({ samples: 6, judged: 5, reviews: 40, scored: 32, failed: 8, parseRetries: 8 + 16 });
+    expect(firstClient.stats.retries).toEqual({ '429': 8, '500': 8 });
     expect(firstClient.stats.failed).toBe(0);
     expect(summary.unreviewed).toEqual([{ id: 's-none', reason: 'no evaluated answer' }]);
-    expect(summary.reviewed).toBe(6);
+    expect(summary.reviewed).toBe(5);
     // The hopeless sample is reported on every metric, never dropped silently.
     expect(summary.failures).toHaveLength(8);
     expect(summary.failures[0]).toEqual({
@@ -93,13 +92,13 @@ describe('judging against a chat-completions server', () => {
       review: 'I would rather not assign numbers to these responses.',
     });
     for (const m of summary.metrics) {
-      // ok, ratelimit, error500, slow give 8/10; malformed gives 7/10 once re-asked.
-      expect(m).toMatchObject({ count: 5, failed: 1 });
-      expect(m.mean).toBeCloseTo((4 * 0.8 + 0.7) / 5, 12);
-      expect(m.meanEvaluated).toBeCloseTo((4 * 8 + 7) / 5, 12);
+      // ok, ratelimit, error500 give 8/10; malformed gives 7/10 once re-asked.
+      expect(m).toMatchObject({ count: 4, failed: 1 });
+      expect(m.mean).toBeCloseTo((3 * 0.8 + 0.7) / 4, 12);
+      expect(m.meanEvaluated).toBeCloseTo((3 * 8 + 7) / 4, 12);
       expect(m.meanGroundTruth).toBe(10);
     }
-    expect(summary.overall.mean).toBeCloseTo(0.78, 12);
+    expect(summary.overall.mean).toBeCloseTo(0.775, 12);
   });
 
   it('writes reviews that --from-reviews re-aggregates to the same numbers', () => {
@@ -151,6 +150,16 @@ describe('judging against a chat-completions server', () => {
     expect(summarizeReviews(run.reviews, { metrics: VIDEO2ROLEPLAY_METRICS }).metrics.map((m) => m.mean)).toEqual(
       run.summary.metrics.map((m) => m.mean),
     );
+  });
+
+  it('retries a reply that does not come within the timeout', async () => {
+    // One metric, so one slow first reply (5 s) against a 500 ms limit.
+    const oneMetric = { ...MMROLE_METRICS, metrics: MMROLE_METRICS.metrics.slice(0, 1) };
+    const c = client(null, { timeoutMs: 500 });
+    const run = await judgeSamples([sample('s-slow', 'slow')], { metricSet: oneMetric, client: c });
+    expect(c.stats.retries.timeout).toBeGreaterThanOrEqual(1);
+    expect(run.counts).toMatchObject({ scored: 1, failed: 0 });
+    expect(run.summary.metrics[0]!.mean).toBe(0.8);
   });
 
   it('stops at once on an error retrying cannot fix', async () => {
