@@ -7,6 +7,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
 import { SeededRandom } from './random.js';
+import { variableName } from './ops.js';
 
 /** Module short names and their PEFT/HF names. */
 export const LORA_MODULES = {
@@ -71,8 +72,8 @@ export function createLoraPair(tf: typeof tfc, name: string, inFeatures: number,
   for (let i = 0; i < rank; i++) for (let j = 0; j < inFeatures; j++) aT[j * rank + i] = a[i * inFeatures + j];
   return {
     name,
-    aT: tf.variable(tf.tensor2d(aT, [inFeatures, rank]), true, `${name}.lora_A`),
-    bT: tf.variable(tf.zeros([rank, outFeatures]), true, `${name}.lora_B`),
+    aT: tf.tidy(() => tf.variable(tf.tensor2d(aT, [inFeatures, rank]), true, variableName(`${name}.lora_A`))),
+    bT: tf.tidy(() => tf.variable(tf.zeros([rank, outFeatures]), true, variableName(`${name}.lora_B`))),
     inFeatures,
     outFeatures,
   };

@@ -18,3 +18,12 @@ export function gatherRows(tf: typeof tfc, x: tfc.Tensor2D, rows: Int32Array): t
   }) as unknown as Parameters<typeof tfc.customGrad>[0]);
   return f(x) as tfc.Tensor2D;
 }
+
+let variableCounter = 0;
+/**
+ * A readable and process-unique tfjs variable name: tfjs refuses two variables with one name, and
+ * two models (e.g. a base and a merged copy) may hold the same LoRA module.
+ */
+export function variableName(base: string): string {
+  return `${base}_${variableCounter++}`;
+}

@@ -5,6 +5,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
 import { SeededRandom } from './random.js';
+import { variableName } from './ops.js';
 
 export interface ProjectorConfig {
   /** Only `mlp2x_gelu`. */
@@ -31,10 +32,10 @@ export function createProjector(tf: typeof tfc, config: ProjectorConfig, seed = 
   const b2 = 1 / Math.sqrt(h);
   return {
     config,
-    w1T: tf.variable(tf.tensor2d(rng.uniform(d * h, -b1, b1), [d, h]), true, 'projector.0.weight'),
-    b1: tf.variable(tf.tensor1d(rng.uniform(h, -b1, b1)), true, 'projector.0.bias'),
-    w2T: tf.variable(tf.tensor2d(rng.uniform(h * h, -b2, b2), [h, h]), true, 'projector.2.weight'),
-    b2: tf.variable(tf.tensor1d(rng.uniform(h, -b2, b2)), true, 'projector.2.bias'),
+    w1T: tf.tidy(() => tf.variable(tf.tensor2d(rng.uniform(d * h, -b1, b1), [d, h]), true, variableName('projector.0.weight'))),
+    b1: tf.tidy(() => tf.variable(tf.tensor1d(rng.uniform(h, -b1, b1)), true, variableName('projector.0.bias'))),
+    w2T: tf.tidy(() => tf.variable(tf.tensor2d(rng.uniform(h * h, -b2, b2), [h, h]), true, variableName('projector.2.weight'))),
+    b2: tf.tidy(() => tf.variable(tf.tensor1d(rng.uniform(h, -b2, b2)), true, variableName('projector.2.bias'))),
   };
 }
 
