@@ -11,6 +11,7 @@ interface MakeTinyModelArgs {
   intermediate?: number;
   vocab: number;
   dtype: 'F32' | 'F16' | 'BF16';
+  'init-std': number;
   json: boolean;
 }
 
@@ -29,6 +30,7 @@ export const command: CommandModule<object, MakeTinyModelArgs> = {
       .option('intermediate', { type: 'number', describe: 'intermediate_size (default 2.5 x hidden)' })
       .option('vocab', { type: 'number', default: 512, describe: 'vocab_size: 256 bytes + BPE merges + 6 special tokens' })
       .option('dtype', { choices: ['F32', 'F16', 'BF16'] as const, default: 'F32' as const, describe: 'dtype of model.safetensors' })
+      .option('init-std', { type: 'number', default: 0.02, describe: 'Standard deviation of the random weights (initializer_range); larger gives peakier predictions' })
       .option('json', { type: 'boolean', default: false, describe: 'Print config.json' })
       .example('rpv make-tiny-model models/tiny', 'A 2-layer Qwen2-style model with hidden size 64')
       .example('rpv make-tiny-model /tmp/llama --arch llama --hidden 128 --layers 4 --dtype BF16', 'A Llama-style model with llama3 rope scaling, BF16 weights'),
@@ -44,6 +46,7 @@ export const command: CommandModule<object, MakeTinyModelArgs> = {
       intermediateSize: args.intermediate,
       vocabSize: args.vocab,
       dtype: args.dtype,
+      initStd: args['init-std'],
     });
     if (args.json) {
       process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
