@@ -5,18 +5,37 @@
  * Parquet shards are first turned into Arrow by parquet-wasm (arrow-rs).
  */
 import type { Data, Table } from 'apache-arrow';
-import type { Dialogue, ShardFileFormat } from '../shard/schema.js';
+import type { ShardFileFormat } from '../shard/schema.js';
 import { float16ToFloat32 } from '../shard/float16.js';
+
+/**
+ * A text column as one string plus character offsets: item i is
+ * `text.slice(offsets[i], offsets[i + 1])`, or null where `valid[i]` is 0. One string per column
+ * crosses the thread boundary as a single copy, instead of thousands of small strings.
+ */
+export interface StringColumn {
+  text: string;
+  offsets: Int32Array;
+  /** Null when the column has no nulls. */
+  valid: Uint8Array | null;
+}
 
 /** One decoded shard, columns only; every typed array's buffer can be transferred. */
 export interface DecodedShard {
   rows: number;
-  videoId: string[];
-  role: string[];
-  language: (string | null)[];
-  platform: (string | null)[];
-  profile: (string | null)[];
-  summary: (string | null)[];
+  videoId: StringColumn;
+  role: StringColumn;
+  language: StringColumn;
+  platform: StringColumn;
+  profile: StringColumn;
+  summary: StringColumn;
+  /** Row r's dialogues are dialogues [dialogueStart[r], dialogueStart[r+1]). */
+  dialogueStart: Int32Array;
+  dialogueId: StringColumn;
+  /** Dialogue d's turns are turns [turnStart[d], turnStart[d+1]). */
+  turnStart: Int32Array;
+  speaker: StringColumn;
+  text: StringColumn;
   /** Frames of each row. */
   numFrames: Int32Array;
   /** Prefix sums of numFrames (rows + 1 entries): row r's frames are frames [frameStart[r], frameStart[r+1]). */
@@ -25,9 +44,25 @@ export interface DecodedShard {
   frames: Float32Array;
   /** Every row's frame timestamps (seconds), same layout as frameStart. */
   frameTimes: Float64Array;
-  dialogues: Dialogue[][];
-  /** Bytes this shard occupies once decoded (typed arrays + an estimate for strings). */
+  /** Bytes this shard occupies once decoded. */
   decodedBytes: number;
+}
+
+/** Item i of a string column. */
+export function stringAt(col: StringColumn, i: number): string | null {
+  if (col.valid && col.valid[i] === 0) return null;
+  return col.text.slice(col.offsets[i]!, col.offsets[i + 1]!);
+}
+
+/** Typed-array buffers of a decoded shard (to transfer instead of copy). */
+export function shardBuffers(s: DecodedShard): ArrayBuffer[] {
+  const cols = [s.videoId, s.role, s.language, s.platform, s.profile, s.summary, s.dialogueId, s.speaker, s.text];
+  const out: ArrayBuffer[] = [s.dialogueStart.buffer, s.turnStart.buffer, s.numFrames.buffer, s.frameStart.buffer, s.frames.buffer, s.frameTimes.buffer] as ArrayBuffer[];
+  for (const c of cols) {
+    out.push(c.offsets.buffer as ArrayBuffer);
+    if (c.valid) out.push(c.valid.buffer as ArrayBuffer);
+  }
+  return [...new Set(out)];
 }
 
 export interface DecodeOptions {
@@ -46,6 +81,10 @@ export async function decodeShard(bytes: Uint8Array, { name, format, frameSize }
   return decodeTable(shardTable(bytes, format, { name }), { name, frameSize });
 }
 
+// Note on offsets: arrow-js slices a Data's offsets and values buffers themselves (Data.slice),
+// so item k of any Data is at valueOffsets[k] / values[k]; `data.offset` matters only for the
+// validity bitmap, which getValid(k) applies.
+
 function column(table: Table, name: string, shard: string): Data[] {
   const child = table.getChild(name);
   if (!child) throw new Error(`${shard}: missing column '${name}'`);
@@ -54,12 +93,12 @@ function column(table: Table, name: string, shard: string): Data[] {
 
 function decodeTable(table: Table, { name, frameSize }: { name: string; frameSize: number }): DecodedShard {
   const rows = table.numRows;
-  const videoId = strings(column(table, 'video_id', name), rows, name, 'video_id', false) as string[];
-  const role = strings(column(table, 'role', name), rows, name, 'role', false) as string[];
-  const language = strings(column(table, 'language', name), rows, name, 'language', true);
-  const platform = strings(column(table, 'platform', name), rows, name, 'platform', true);
-  const profile = strings(column(table, 'profile', name), rows, name, 'profile', true);
-  const summary = strings(column(table, 'summary', name), rows, name, 'summary', true);
+  const videoId = stringColumn(column(table, 'video_id', name), name, 'video_id', false);
+  const role = stringColumn(column(table, 'role', name), name, 'role', false);
+  const language = stringColumn(column(table, 'language', name), name, 'language', true);
+  const platform = stringColumn(column(table, 'platform', name), name, 'platform', true);
+  const profile = stringColumn(column(table, 'profile', name), name, 'profile', true);
+  const summary = stringColumn(column(table, 'summary', name), name, 'summary', true);
 
   const numFrames = new Int32Array(rows);
   const frameStart = new Int32Array(rows + 1);
@@ -70,7 +109,7 @@ function decodeTable(table: Table, { name, frameSize }: { name: string; frameSiz
   for (const data of timesChunks) {
     const off = data.valueOffsets as Int32Array;
     for (let i = 0; i < data.length; i++, r++) {
-      const n = Number(off[data.offset + i + 1]) - Number(off[data.offset + i]);
+      const n = Number(off[i + 1]) - Number(off[i]);
       numFrames[r] = n;
       frameStart[r + 1] = frameStart[r]! + n;
     }
@@ -83,8 +122,8 @@ function decodeTable(table: Table, { name, frameSize }: { name: string; frameSiz
     const off = data.valueOffsets as Int32Array;
     const child = data.children[0]!;
     const values = child.values as Float64Array;
-    const start = Number(off[data.offset]) + child.offset;
-    const end = Number(off[data.offset + data.length]) + child.offset;
+    const start = Number(off[0]);
+    const end = Number(off[data.length]);
     frameTimes.set(values.subarray(start, end), frameStart[r]!);
     r += data.length;
   }
@@ -94,27 +133,25 @@ function decodeTable(table: Table, { name, frameSize }: { name: string; frameSiz
     const child = data.children[0]!;
     const values = child.values as Uint16Array | Float32Array | Float64Array;
     for (let i = 0; i < data.length; i++) {
-      const n = Number(off[data.offset + i + 1]) - Number(off[data.offset + i]);
+      const n = Number(off[i + 1]) - Number(off[i]);
       if (n !== numFrames[r + i]! * frameSize) {
         throw new Error(
-          `${name}: row ${r + i} (${videoId[r + i]}): frames holds ${n} values, expected ${numFrames[r + i]} frames x ${frameSize}`,
+          `${name}: row ${r + i} (${stringAt(videoId, r + i)}): frames holds ${n} values, expected ${numFrames[r + i]} frames x ${frameSize}`,
         );
       }
     }
-    const start = Number(off[data.offset]) + child.offset;
-    const end = Number(off[data.offset + data.length]) + child.offset;
+    const start = Number(off[0]);
+    const end = Number(off[data.length]);
     const dst = frames.subarray(frameStart[r]! * frameSize, frameStart[r + data.length]! * frameSize);
     if (values instanceof Uint16Array) float16ToFloat32(values.subarray(start, end), dst);
     else dst.set(values.subarray(start, end));
     r += data.length;
   }
 
-  const dialogues = decodeDialogues(column(table, 'dialogues', name), rows, name, videoId);
-  let stringBytes = 0;
-  for (let i = 0; i < rows; i++) {
-    stringBytes += 2 * ((profile[i]?.length ?? 0) + (summary[i]?.length ?? 0) + videoId[i]!.length + role[i]!.length);
-    for (const d of dialogues[i]!) for (const t of d.turns) stringBytes += 2 * (t.text.length + t.speaker.length) + 64;
-  }
+  const dialogues = dialogueColumns(column(table, 'dialogues', name), rows, name);
+  const strings = [videoId, role, language, platform, profile, summary, dialogues.dialogueId, dialogues.speaker, dialogues.text];
+  let bytes = frames.byteLength + frameTimes.byteLength + 8 * (rows + 1) + dialogues.dialogueStart.byteLength + dialogues.turnStart.byteLength;
+  for (const c of strings) bytes += 2 * c.text.length + c.offsets.byteLength + (c.valid?.byteLength ?? 0);
   return {
     rows,
     videoId,
@@ -123,38 +160,66 @@ function decodeTable(table: Table, { name, frameSize }: { name: string; frameSiz
     platform,
     profile,
     summary,
+    ...dialogues,
     numFrames,
     frameStart,
     frames,
     frameTimes,
-    dialogues,
-    decodedBytes: frames.byteLength + frameTimes.byteLength + 8 * rows + stringBytes,
+    decodedBytes: bytes,
   };
 }
 
-function utf8At(data: Data, i: number): string {
-  const off = data.valueOffsets as Int32Array | BigInt64Array;
-  const s = Number(off[data.offset + i]);
-  const e = Number(off[data.offset + i + 1]);
-  return utf8.decode((data.values as Uint8Array).subarray(s, e));
-}
-
-function isNull(data: Data, i: number): boolean {
-  return data.nullCount > 0 && !data.getValid(i);
-}
-
-function strings(chunks: Data[], rows: number, shard: string, field: string, nullable: boolean): (string | null)[] {
-  const out: (string | null)[] = new Array(rows);
-  let r = 0;
+/**
+ * A string column from Arrow Utf8 / LargeUtf8 chunks: the values bytes decoded once, byte offsets
+ * mapped to character offsets (UTF-16 code units) in one scan.
+ */
+function stringColumn(chunks: Data[], shard: string, field: string, nullable: boolean, expected?: number): StringColumn {
+  let n = 0;
+  for (const d of chunks) n += d.length;
+  if (expected !== undefined && n !== expected) throw new Error(`${shard}: ${field}: ${n} values, expected ${expected}`);
+  const offsets = new Int32Array(n + 1);
+  let valid: Uint8Array | null = null;
+  const parts: string[] = [];
+  let chars = 0;
+  let i = 0;
   for (const data of chunks) {
-    for (let i = 0; i < data.length; i++, r++) {
-      if (isNull(data, i)) {
-        if (!nullable) throw new Error(`${shard}: row ${r}: ${field} is null`);
-        out[r] = null;
-      } else out[r] = utf8At(data, i);
+    const off = data.valueOffsets as Int32Array | BigInt64Array;
+    const b0 = Number(off[0]);
+    const b1 = Number(off[data.length]);
+    const bytes = (data.values as Uint8Array).subarray(b0, b1);
+    let text: string;
+    try {
+      text = utf8.decode(bytes);
+    } catch {
+      throw new Error(`${shard}: ${field}: invalid UTF-8`);
     }
+    parts.push(text);
+    if (text.length === bytes.length) {
+      // ASCII: character offsets are byte offsets.
+      for (let k = 0; k < data.length; k++) offsets[i + k + 1] = chars + Number(off[k + 1]) - b0;
+    } else {
+      let c = chars;
+      let b = 0;
+      for (let k = 0; k < data.length; k++) {
+        const end = Number(off[k + 1]) - b0;
+        for (; b < end; b++) {
+          const x = bytes[b]!;
+          if ((x & 0xc0) !== 0x80) c += x >= 0xf0 ? 2 : 1; // lead byte; 4-byte sequences are surrogate pairs
+        }
+        offsets[i + k + 1] = c;
+      }
+    }
+    if (data.nullCount > 0) {
+      if (!nullable) {
+        for (let k = 0; k < data.length; k++) if (!data.getValid(k)) throw new Error(`${shard}: row ${i + k}: ${field} is null`);
+      }
+      valid ??= new Uint8Array(n).fill(1);
+      for (let k = 0; k < data.length; k++) if (!data.getValid(k)) valid[i + k] = 0;
+    }
+    chars += text.length;
+    i += data.length;
   }
-  return out;
+  return { text: parts.length === 1 ? parts[0]! : parts.join(''), offsets, valid };
 }
 
 function childByName(data: Data, name: string, shard: string): Data {
@@ -164,36 +229,38 @@ function childByName(data: Data, name: string, shard: string): Data {
   return data.children[k]!;
 }
 
-function decodeDialogues(chunks: Data[], rows: number, shard: string, videoId: string[]): Dialogue[][] {
-  const out: Dialogue[][] = new Array(rows);
-  let r = 0;
-  for (const list of chunks) {
-    const dOff = list.valueOffsets as Int32Array;
-    const dStruct = list.children[0]!;
-    const dId = childByName(dStruct, 'dialogue_id', shard);
-    const turnsList = childByName(dStruct, 'turns', shard);
-    const tOff = turnsList.valueOffsets as Int32Array;
-    const tStruct = turnsList.children[0]!;
-    const speaker = childByName(tStruct, 'speaker', shard);
-    const text = childByName(tStruct, 'text', shard);
-    for (let i = 0; i < list.length; i++, r++) {
-      const row: Dialogue[] = [];
-      const d0 = Number(dOff[list.offset + i]);
-      const d1 = Number(dOff[list.offset + i + 1]);
-      for (let d = d0; d < d1; d++) {
-        const di = d + dStruct.offset;
-        if (isNull(dId, di)) throw new Error(`${shard}: row ${r} (${videoId[r]}): dialogue ${d - d0}: dialogue_id is null`);
-        const turns = [];
-        const t0 = Number(tOff[turnsList.offset + di]);
-        const t1 = Number(tOff[turnsList.offset + di + 1]);
-        for (let t = t0; t < t1; t++) {
-          const ti = t + tStruct.offset;
-          turns.push({ speaker: utf8At(speaker, ti), text: utf8At(text, ti) });
-        }
-        row.push({ dialogue_id: utf8At(dId, di), turns });
-      }
-      out[r] = row;
-    }
+/** List offsets of `chunks` rebased into one prefix-sum array of `n + 1` entries. */
+function listStarts(chunks: Data[], n: number): Int32Array {
+  const out = new Int32Array(n + 1);
+  let i = 0;
+  let base = 0;
+  for (const data of chunks) {
+    const off = data.valueOffsets as Int32Array;
+    const first = Number(off[0]);
+    for (let k = 0; k < data.length; k++) out[i + k + 1] = base + Number(off[k + 1]) - first;
+    base = out[i + data.length]!;
+    i += data.length;
   }
   return out;
+}
+
+/** The dialogues column: List<Struct<dialogue_id, turns: List<Struct<speaker, text>>>> as flat columns. */
+function dialogueColumns(chunks: Data[], rows: number, shard: string) {
+  const dialogueStart = listStarts(chunks, rows);
+  const structs = chunks.map((c) => {
+    const off = c.valueOffsets as Int32Array;
+    return c.children[0]!.slice(Number(off[0]), Number(off[c.length]) - Number(off[0]));
+  });
+  const nDialogues = dialogueStart[rows]!;
+  const dialogueId = stringColumn(structs.map((d) => childByName(d, 'dialogue_id', shard)), shard, 'dialogues.dialogue_id', false, nDialogues);
+  const turnLists = structs.map((d) => childByName(d, 'turns', shard));
+  const turnStart = listStarts(turnLists, nDialogues);
+  const turnStructs = turnLists.map((c) => {
+    const off = c.valueOffsets as Int32Array;
+    return c.children[0]!.slice(Number(off[0]), Number(off[c.length]) - Number(off[0]));
+  });
+  const nTurns = turnStart[nDialogues]!;
+  const speaker = stringColumn(turnStructs.map((t) => childByName(t, 'speaker', shard)), shard, 'dialogues.turns.speaker', false, nTurns);
+  const text = stringColumn(turnStructs.map((t) => childByName(t, 'text', shard)), shard, 'dialogues.turns.text', false, nTurns);
+  return { dialogueStart, dialogueId, turnStart, speaker, text };
 }

@@ -11,7 +11,7 @@ import { indexLocation, isUrl, readShardIndex, shardsOfFormat, validateShardInde
 import { epochOrder, planRank, type EpochOrder, type RankPlan } from './order.js';
 import { collate as defaultCollate, type Batch, type CollateContext, type Sample } from './collate.js';
 import { LoadPool } from './pool.js';
-import type { DecodedShard } from './decode.js';
+import { stringAt, type DecodedShard } from './decode.js';
 import type { LoadTask } from './task.js';
 import { defaultCacheDir } from './cache.js';
 import { fetchWithRetry, type RetryOptions } from './fetch.js';
@@ -109,8 +109,8 @@ interface Dataset {
 
 interface Resident {
   decoded: DecodedShard;
-  /** Prefix sums of dialogues per row (rows + 1). */
-  dialogueStart: Int32Array;
+  /** Row of each sample (dialogue) of the shard. */
+  rowOf: Int32Array;
 }
 
 interface Load {
@@ -484,43 +484,37 @@ function estimateDecodedBytes(ds: Dataset, shard: number): number {
 }
 
 function residentOf(decoded: DecodedShard, entry: ShardEntry): Resident {
-  const dialogueStart = new Int32Array(decoded.rows + 1);
-  for (let r = 0; r < decoded.rows; r++) dialogueStart[r + 1] = dialogueStart[r]! + decoded.dialogues[r]!.length;
-  if (decoded.rows !== entry.rows || dialogueStart[decoded.rows] !== entry.dialogues) {
-    throw new Error(
-      `holds ${decoded.rows} rows and ${dialogueStart[decoded.rows]} dialogues, the index says ${entry.rows} rows and ${entry.dialogues} dialogues`,
-    );
+  const dialogues = decoded.dialogueStart[decoded.rows]!;
+  if (decoded.rows !== entry.rows || dialogues !== entry.dialogues) {
+    throw new Error(`holds ${decoded.rows} rows and ${dialogues} dialogues, the index says ${entry.rows} rows and ${entry.dialogues} dialogues`);
   }
-  return { decoded, dialogueStart };
+  const rowOf = new Int32Array(dialogues);
+  for (let r = 0; r < decoded.rows; r++) rowOf.fill(r, decoded.dialogueStart[r]!, decoded.dialogueStart[r + 1]!);
+  return { decoded, rowOf };
 }
 
-function sampleOf(res: Resident, local: number, padding: boolean, frameSize: number): Sample {
-  const { decoded, dialogueStart } = res;
-  // Row holding dialogue number `local`: last r with dialogueStart[r] <= local.
-  let lo = 0;
-  let hi = decoded.rows - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >>> 1;
-    if (dialogueStart[mid]! <= local) lo = mid;
-    else hi = mid - 1;
-  }
-  const r = lo;
-  const dialogue = decoded.dialogues[r]![local - dialogueStart[r]!]!;
-  const f0 = decoded.frameStart[r]!;
-  const f1 = decoded.frameStart[r + 1]!;
+function sampleOf(res: Resident, d: number, padding: boolean, frameSize: number): Sample {
+  const s = res.decoded;
+  const r = res.rowOf[d]!;
+  const videoId = stringAt(s.videoId, r)!;
+  const dialogueId = stringAt(s.dialogueId, d)!;
+  const turns = [];
+  for (let t = s.turnStart[d]!; t < s.turnStart[d + 1]!; t++) turns.push({ speaker: stringAt(s.speaker, t)!, text: stringAt(s.text, t)! });
+  const f0 = s.frameStart[r]!;
+  const f1 = s.frameStart[r + 1]!;
   return {
-    sampleId: `${decoded.videoId[r]}/${dialogue.dialogue_id}`,
+    sampleId: `${videoId}/${dialogueId}`,
     padding,
-    video_id: decoded.videoId[r]!,
-    dialogue_id: dialogue.dialogue_id,
-    role: decoded.role[r]!,
-    profile: decoded.profile[r]!,
-    summary: decoded.summary[r]!,
-    language: decoded.language[r]!,
-    platform: decoded.platform[r]!,
-    turns: dialogue.turns,
+    video_id: videoId,
+    dialogue_id: dialogueId,
+    role: stringAt(s.role, r)!,
+    profile: stringAt(s.profile, r),
+    summary: stringAt(s.summary, r),
+    language: stringAt(s.language, r),
+    platform: stringAt(s.platform, r),
+    turns,
     numFrames: f1 - f0,
-    frames: decoded.frames.subarray(f0 * frameSize, f1 * frameSize),
-    frameTimes: decoded.frameTimes.subarray(f0, f1),
+    frames: s.frames.subarray(f0 * frameSize, f1 * frameSize),
+    frameTimes: s.frameTimes.subarray(f0, f1),
   };
 }

@@ -5,7 +5,7 @@
  */
 import { promises as fs } from 'node:fs';
 import type { ShardFileFormat } from '../shard/schema.js';
-import { decodeShard, type DecodedShard } from './decode.js';
+import { decodeShard, shardBuffers, type DecodedShard } from './decode.js';
 import { fetchShardCached, sha256Hex } from './cache.js';
 import type { RetryOptions } from './fetch.js';
 
@@ -68,6 +68,5 @@ export async function runLoadTask(task: LoadTask): Promise<LoadResult> {
 
 /** Buffers of a result that can be moved to another thread without copying. */
 export function transferList(result: LoadResult): ArrayBuffer[] {
-  const s = result.shard;
-  return [s.frames.buffer, s.frameTimes.buffer, s.numFrames.buffer, s.frameStart.buffer] as ArrayBuffer[];
+  return shardBuffers(result.shard);
 }

@@ -1,0 +1,183 @@
+/**
+ * The loader benchmark, shared by `bench/loader.ts` and `rpv bench loader <shards>`:
+ * 1. the ceiling: the same shard files read raw into memory (warm page cache: every file is read
+ *    once untimed, then timed with 1 reader and with `workers` concurrent readers; the faster
+ *    counts);
+ * 2. the loader over those shards (shuffle on): samples/s, batches/s, feature MB/s delivered,
+ *    shard MB/s consumed, peak RSS, time next() waited; after a warm-up pass;
+ * 3. the same for every other format present (Parquet).
+ * It checks what it timed: every dialogue exactly once, and one sample's features equal to what
+ * the converter's own reader (`readShard`) decodes.
+ */
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { RpvError } from '../util/errors.js';
+import { readShardIndex, shardsOfFormat } from '../shard/index-file.js';
+import { readShard } from '../shard/read.js';
+import type { ShardFileFormat } from '../shard/schema.js';
+import { createLoader } from './loader.js';
+
+export interface LoaderBenchOptions {
+  /** Shard folder (with index.json). */
+  dir: string;
+  workers?: number;
+  batchSize?: number;
+  /** Formats to measure, when present in the index (default both). */
+  formats?: ShardFileFormat[];
+  seed?: number;
+  prefetchBytes?: number;
+  windowShards?: number;
+  /** Progress and result lines (default: stderr). */
+  log?: (line: string) => void;
+}
+
+export interface LoaderBenchCase {
+  bench: 'loader';
+  case: string;
+  format: ShardFileFormat;
+  [key: string]: unknown;
+}
+
+const MB = 1e6;
+
+export async function benchLoader(options: LoaderBenchOptions): Promise<LoaderBenchCase[]> {
+  const { dir, workers = 2, batchSize = 32, seed = 0, log = (l: string) => process.stderr.write(`${l}\n`) } = options;
+  const index = await readShardIndex(dir);
+  const formats = (options.formats ?? ['arrow', 'parquet']).filter((f) => shardsOfFormat(index, f).length > 0);
+  if (formats.length === 0) throw new RpvError(`bench loader: ${dir}: no shards of the requested formats`);
+  const machine = { cpus: os.cpus().length, loadavg1: Number(os.loadavg()[0]!.toFixed(2)), node: process.version };
+  const cases: LoaderBenchCase[] = [];
+  for (const format of formats) {
+    const shards = shardsOfFormat(index, format);
+    const files = shards.map((s) => path.join(dir, s.file));
+    const fileBytes = shards.reduce((n, s) => n + s.bytes, 0);
+
+    // 1. Ceiling: raw reads of the same files, page cache warmed by an untimed pass.
+    await readAll(files, 1);
+    const one = await readAll(files, 1);
+    const many = await readAll(files, workers);
+    const ceilingMBps = Math.max(one, many) / 1;
+    const ceiling: LoaderBenchCase = {
+      bench: 'loader',
+      case: `raw-read-${format}`,
+      format,
+      files: files.length,
+      fileMB: round(fileBytes / MB),
+      oneReaderMBps: round(one),
+      [`readers${workers}MBps`]: round(many),
+      ceilingMBps: round(ceilingMBps),
+      cache: 'warm',
+      ...machine,
+    };
+    log(`raw read ${format} (warm page cache, ${(fileBytes / MB).toFixed(0)} MB in ${files.length} files): 1 reader ${one.toFixed(0)} MB/s, ${workers} readers ${many.toFixed(0)} MB/s -> ceiling ${ceilingMBps.toFixed(0)} MB/s`);
+    cases.push(ceiling);
+
+    // Correctness reference: the first sample of the first shard, decoded by the converter's reader.
+    const [firstRow] = await readShard(files[0]!, format);
+    if (!firstRow || firstRow.dialogues.length === 0) throw new RpvError(`bench loader: ${files[0]}: first row has no dialogue`);
+    const probeId = `${firstRow.video_id}/${firstRow.dialogues[0]!.dialogue_id}`;
+
+    // 2. The loader: a warm-up pass (workers started, code optimised), then one timed epoch.
+    const loaderOptions = { source: dir, batchSize, seed, shuffle: true, workers, format, prefetchBytes: options.prefetchBytes, windowShards: options.windowShards };
+    let warm = 0;
+    for await (const batch of createLoader({ ...loaderOptions, epoch: 1 })) if (++warm >= 20 || !batch) break;
+    const loader = createLoader(loaderOptions);
+    const info = await loader.describe();
+    const seen = new Set<string>();
+    let duplicates = 0;
+    let batches = 0;
+    let samples = 0;
+    let featureBytes = 0;
+    let peakRss = process.memoryUsage.rss();
+    let probe: Float32Array | undefined;
+    const frameSize = info.schema.tokensPerFrame * info.schema.featureDim;
+    const t0 = performance.now();
+    for await (const batch of loader) {
+      batches++;
+      for (let i = 0; i < batch.dims.batch; i++) {
+        const id = batch.sampleIds[i]!;
+        featureBytes += batch.dialogues[i]!.numFrames * frameSize * 4;
+        samples++;
+        if (batch.padding[i]) continue;
+        if (seen.has(id)) duplicates++;
+        seen.add(id);
+        if (id === probeId) {
+          const base = i * batch.dims.frames * frameSize;
+          probe = batch.frames.slice(base, base + batch.dialogues[i]!.numFrames * frameSize);
+        }
+      }
+      if ((batches & 15) === 0) peakRss = Math.max(peakRss, process.memoryUsage.rss());
+    }
+    const sec = (performance.now() - t0) / 1000;
+    peakRss = Math.max(peakRss, process.memoryUsage.rss());
+    const stats = loader.stats();
+    const correct = duplicates === 0 && seen.size === info.samples && probe !== undefined && sameValues(probe, firstRow.frames);
+    if (!correct) {
+      throw new RpvError(
+        `bench loader: ${format}: wrong output: ${seen.size} distinct samples of ${info.samples}, ${duplicates} duplicates, probe ${probeId} ${probe ? 'differs from readShard' : 'missing'}`,
+      );
+    }
+    const featureMBps = featureBytes / MB / sec;
+    const fileMBps = fileBytes / MB / sec;
+    const result: LoaderBenchCase = {
+      bench: 'loader',
+      case: `loader-${format}`,
+      format,
+      workers,
+      batchSize,
+      shuffle: true,
+      windowShards: loader.windowShards,
+      prefetchMB: round(loader.prefetchBytes / MB),
+      samples,
+      batches,
+      sec: round(sec),
+      samplesPerSec: round(samples / sec),
+      batchesPerSec: round(batches / sec),
+      featureMBps: round(featureMBps),
+      fileMBps: round(fileMBps),
+      ceilingMBps: round(ceilingMBps),
+      featureVsCeiling: round(featureMBps / ceilingMBps, 3),
+      fileVsCeiling: round(fileMBps / ceilingMBps, 3),
+      peakRssMB: round(peakRss / MB),
+      peakHeldMB: round(stats.peakResidentBytes / MB),
+      waitFraction: round(stats.waitMs / 1000 / sec, 3),
+      correct,
+      ...machine,
+    };
+    log(
+      `loader ${format} (shuffle, ${workers} workers, batch ${batchSize}): ${result.samplesPerSec} samples/s, ${result.batchesPerSec} batches/s, ` +
+        `features ${featureMBps.toFixed(0)} MB/s = ${result.featureVsCeiling} x ceiling; shard bytes ${fileMBps.toFixed(0)} MB/s = ${result.fileVsCeiling} x ceiling; ` +
+        `peak RSS ${result.peakRssMB} MB (held ${result.peakHeldMB} MB); next() waited ${((result.waitFraction as number) * 100).toFixed(0)}% of the time; checked: ${seen.size} samples once each, probe equal`,
+    );
+    cases.push(result);
+  }
+  return cases;
+}
+
+/** MB/s reading every file fully into memory with `concurrency` readers. */
+async function readAll(files: string[], concurrency: number): Promise<number> {
+  let next = 0;
+  let bytes = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: Math.max(1, concurrency) }, async () => {
+      while (next < files.length) {
+        const file = files[next++]!;
+        bytes += (await fs.readFile(file)).byteLength;
+      }
+    }),
+  );
+  return bytes / MB / ((performance.now() - t0) / 1000);
+}
+
+function sameValues(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
+  return true;
+}
+
+function round(x: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
