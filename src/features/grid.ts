@@ -50,6 +50,8 @@ export class GridEncoder implements FrameEncoder {
   describe(): EncoderDescription {
     return {
       id: this.id,
+      /** The `--encoder` spec that recreates this encoder. */
+      spec: `grid:cells=${this.cells},tokens=${this.tokens}`,
       kind: 'grid',
       version: GRID_VERSION,
       featureDim: this.featureDim,

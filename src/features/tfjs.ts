@@ -252,8 +252,10 @@ class TfjsEncoder implements FrameEncoder {
   describe(): EncoderDescription {
     return {
       id: this.id,
+      /** The `--encoder` spec that recreates this encoder. */
+      spec: `tfjs:${path.resolve(this.folder)}`,
       kind: 'tfjs',
-      model: path.resolve(this.folder),
+      folder: path.resolve(this.folder),
       format: this.model.kind === 'graph' ? 'graph-model' : 'layers-model',
       featureDim: this.featureDim,
       tokensPerFrame: this.tokensPerFrame,

@@ -15,7 +15,7 @@
  */
 import { spawn } from 'node:child_process';
 import { RpvError } from '../util/errors.js';
-import { resolveFfmpeg } from './ffmpeg.js';
+import { describeFfmpeg, resolveFfmpeg } from './ffmpeg.js';
 import { MediaError, abortError, checkReadableFile, looksLikeMp4 } from './probe.js';
 
 export interface ExtractOptions {
@@ -32,6 +32,19 @@ export interface ExtractOptions {
 export interface BuildExtractArgsOptions extends Omit<ExtractOptions, 'signal'> {
   /** `pipe` (default): raw RGB24 frames on stdout. `null`: decode and select but write nothing (benchmarks). */
   output?: 'pipe' | 'null';
+  /**
+   * The option that stops ffmpeg duplicating or dropping frames: `-fps_mode` (ffmpeg >= 5.1) or
+   * `-vsync` (older, deprecated since). Default `-vsync`; `extractFrames` picks from the version.
+   */
+  fpsModeFlag?: '-fps_mode' | '-vsync';
+}
+
+/** `-fps_mode` for ffmpeg >= 5.1, else `-vsync` (git snapshots without a version number: `-vsync`). */
+export function fpsModeFlagFor(versionLine: string): '-fps_mode' | '-vsync' {
+  const m = /version n?(\d+)\.(\d+)/.exec(versionLine);
+  if (!m) return '-vsync';
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  return major > 5 || (major === 5 && minor >= 1) ? '-fps_mode' : '-vsync';
 }
 
 /** Rounded to microseconds so ffmpeg's expression and our mapping compare the very same numbers. */
@@ -62,7 +75,7 @@ export function buildExtractArgs(file: string, timesSec: readonly number[], opti
     '-i', file,
     '-an', '-sn', '-dn',
     '-vf', filter,
-    '-vsync', 'passthrough',
+    options.fpsModeFlag ?? '-vsync', 'passthrough',
     ...(output === 'null' ? ['-f', 'null', '-'] : ['-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1']),
   ];
 }
@@ -75,11 +88,11 @@ export async function extractFrames(file: string, timesSec: readonly number[], o
   checkTimes(file, timesSec);
   if (timesSec.length === 0) return [];
   await checkReadableFile(file);
-  const { ffmpegPath } = await resolveFfmpeg();
+  const { ffmpeg } = await describeFfmpeg();
   const endToleranceSec = options.endToleranceSec ?? 1;
-  const args = buildExtractArgs(file, timesSec, options);
+  const args = buildExtractArgs(file, timesSec, { ...options, fpsModeFlag: fpsModeFlagFor(ffmpeg.version) });
   const frameBytes = options.frameSize * options.frameSize * 3;
-  const { code, stdout, stderr } = await runBinary(ffmpegPath, args, options.signal);
+  const { code, stdout, stderr } = await runBinary(ffmpeg.path, args, options.signal);
   const decoded = parseShowinfo(stderr);
   if (code !== 0) throw await classifyFailure(file, stderr, code);
   if (stdout.length !== decoded.length * frameBytes) {

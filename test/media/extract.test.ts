@@ -3,6 +3,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MediaError, buildExtractArgs, extractFrames, extractImage, resolveFfmpeg, sampleFrameTimes } from '../../src/index.js';
+import { fpsModeFlagFor } from '../../src/media/extract.js';
 import { colourName, ffmpeg, makeColourSteps, meanColour, tempDir } from './helpers.js';
 
 let dir: string;
@@ -101,5 +102,15 @@ describe('extractImage', () => {
     await fs.writeFile(text, 'not an image');
     await expect(extractImage(text, { frameSize: 12 })).rejects.toMatchObject({ reason: 'not-media' });
     await expect(extractImage(path.join(dir, 'none.png'), { frameSize: 12 })).rejects.toMatchObject({ reason: 'missing' });
+  });
+});
+
+describe('fpsModeFlagFor', () => {
+  it('uses -fps_mode from ffmpeg 5.1 on and -vsync before', () => {
+    expect(fpsModeFlagFor('ffmpeg version 6.1.1-3ubuntu5 Copyright (c) 2000-2023 the FFmpeg developers')).toBe('-fps_mode');
+    expect(fpsModeFlagFor('ffmpeg version n5.1.2 Copyright')).toBe('-fps_mode');
+    expect(fpsModeFlagFor('ffmpeg version 5.0.1 Copyright')).toBe('-vsync');
+    expect(fpsModeFlagFor('ffmpeg version 4.4.2-0ubuntu0.22.04.1 Copyright')).toBe('-vsync');
+    expect(fpsModeFlagFor('ffmpeg version N-47683-g0e8eb07980-static https://johnvansickle.com/ffmpeg/')).toBe('-vsync');
   });
 });
