@@ -79,12 +79,17 @@ async function aggregateCommand(args: EvalArgs): Promise<number> {
   const { getMetricSet } = await import('../eval/metrics.js');
   const { formatSummaryTable } = await import('../eval/report.js');
   const metrics = args.metrics ? getMetricSet(args.metrics) : undefined;
+  if (args.out && args['from-reviews']!.length !== 1) throw new RpvError('eval: --out with --from-reviews takes one review file (one report per folder)');
   const results = [];
   let failed = 0;
   for (const file of args['from-reviews']!) {
     const summary = summarizeReviews(await readReviewFile(file), { metrics, source: file });
     failed += summary.failures.length;
     results.push({ file, summary });
+  }
+  if (args.out) {
+    const { writeEvalReport } = await import('../eval/report.js');
+    await writeEvalReport(args.out, { summary: results[0]!.summary, reviews: results[0]!.file });
   }
   if (args.json) {
     const out = results.map(({ file, summary }) => ({
