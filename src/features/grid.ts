@@ -84,35 +84,37 @@ export class GridEncoder implements FrameEncoder {
     const G = this.cells;
     const nc = GRID_CELL_FEATURES.length;
     const [mr, mg, mb] = medianColour(rgb);
-    // Foreground summary over the whole frame.
+    // One pass: luma of every pixel, and the foreground summary over the whole frame.
+    const Y = this.lumaBuffer(size * size);
     let fgN = 0, fgX = 0, fgY = 0, fgR = 0, fgG = 0, fgB = 0;
-    for (let y = 0; y < size; y++) {
-      for (let x = 0; x < size; x++) {
-        const p = (y * size + x) * 3;
+    for (let y = 0, i = 0; y < size; y++) {
+      for (let x = 0; x < size; x++, i++) {
+        const p = i * 3;
         const r = rgb[p]!, g = rgb[p + 1]!, b = rgb[p + 2]!;
+        Y[i] = 0.299 * r + 0.587 * g + 0.114 * b;
         if (Math.abs(r - mr) + Math.abs(g - mg) + Math.abs(b - mb) > FOREGROUND_THRESHOLD) {
           fgN++; fgX += x; fgY += y; fgR += r; fgG += g; fgB += b;
         }
       }
     }
     for (let cy = 0; cy < G; cy++) {
-      const y0 = Math.floor((cy * size) / G), y1 = Math.max(y0 + 1, Math.floor(((cy + 1) * size) / G));
+      const y0 = Math.floor((cy * size) / G), y1 = Math.min(size, Math.max(y0 + 1, Math.floor(((cy + 1) * size) / G)));
       for (let cx = 0; cx < G; cx++) {
-        const x0 = Math.floor((cx * size) / G), x1 = Math.max(x0 + 1, Math.floor(((cx + 1) * size) / G));
+        const x0 = Math.floor((cx * size) / G), x1 = Math.min(size, Math.max(x0 + 1, Math.floor(((cx + 1) * size) / G)));
         let n = 0, sr = 0, sg = 0, sb = 0, sl = 0, sl2 = 0, ex = 0, nx = 0, ey = 0, ny = 0;
-        for (let y = y0; y < y1 && y < size; y++) {
-          for (let x = x0; x < x1 && x < size; x++) {
-            const p = (y * size + x) * 3;
-            const r = rgb[p]!, g = rgb[p + 1]!, b = rgb[p + 2]!;
-            const l = luma(r, g, b);
-            n++; sr += r; sg += g; sb += b; sl += l; sl2 += l * l;
-            if (x + 1 < x1 && x + 1 < size) {
-              ex += Math.abs(luma(rgb[p + 3]!, rgb[p + 4]!, rgb[p + 5]!) - l);
+        for (let y = y0; y < y1; y++) {
+          const row = y * size;
+          for (let x = x0; x < x1; x++) {
+            const i = row + x;
+            const p = i * 3;
+            const l = Y[i]!;
+            n++; sr += rgb[p]!; sg += rgb[p + 1]!; sb += rgb[p + 2]!; sl += l; sl2 += l * l;
+            if (x + 1 < x1) {
+              ex += Math.abs(Y[i + 1]! - l);
               nx++;
             }
-            if (y + 1 < y1 && y + 1 < size) {
-              const q = p + size * 3;
-              ey += Math.abs(luma(rgb[q]!, rgb[q + 1]!, rgb[q + 2]!) - l);
+            if (y + 1 < y1) {
+              ey += Math.abs(Y[i + size]! - l);
               ny++;
             }
           }
@@ -145,6 +147,13 @@ export class GridEncoder implements FrameEncoder {
       out[base + 5] = fgN ? (fgB / fgN / 255) * 2 - 1 : 0;
     }
   }
+
+  private luma: Float64Array = new Float64Array(0);
+  /** A reused scratch buffer for one frame's luma. */
+  private lumaBuffer(n: number): Float64Array {
+    if (this.luma.length !== n) this.luma = new Float64Array(n);
+    return this.luma;
+  }
 }
 
 /** Parse `grid` options from a spec tail like `cells=8,tokens=cell`. */
@@ -164,10 +173,6 @@ export function parseGridSpec(tail: string): GridEncoderOptions {
     }
   }
   return options;
-}
-
-function luma(r: number, g: number, b: number): number {
-  return 0.299 * r + 0.587 * g + 0.114 * b;
 }
 
 /** Per-channel median of a frame: its dominant (background) colour for frames with one. */

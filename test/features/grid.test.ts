@@ -51,6 +51,26 @@ describe('grid-v1 encoder', () => {
     await expect(enc.encode([new Uint8Array(10)], SIZE)).rejects.toThrow('encoder grid-v1:cells=4,tokens=frame: frame 0 has 10 bytes, expected 32x32x3 = 3072');
   });
 
+  it('computes the values the README specifies (hand-worked 4x4 frame, 2x2 cells)', async () => {
+    // Left half black, right half white; the median colour is black, so white is foreground.
+    const f = new Uint8Array(4 * 4 * 3);
+    for (let y = 0; y < 4; y++) for (let x = 2; x < 4; x++) f.fill(255, (y * 4 + x) * 3, (y * 4 + x) * 3 + 3);
+    const out = Array.from(await new GridEncoder({ cells: 2 }).encode([f], 4));
+    const black = [-1, -1, -1, 0, 0, 0, 0];
+    const white = [1, 1, 1, 0, 0, 0, 1];
+    const expected = [...black, ...white, ...black, ...white, 2.5 / 3 * 2 - 1, 0, Math.sqrt(0.5), 1, 1, 1];
+    expect(out).toHaveLength(expected.length);
+    out.forEach((v, i) => expect([i, v]).toEqual([i, expect.closeTo(expected[i]!, 6)]));
+    // One 2x2 cell, left column black, right white: mean 127.5 -> 0; luma std 127.5 -> 1;
+    // |dY| = 255 across columns -> edge_x 1, none down the rows -> edge_y 0; salience vs the
+    // median (black) 382.5 / 255 -> 1.
+    const g = new Uint8Array(2 * 2 * 3);
+    g.fill(255, 3, 6);
+    g.fill(255, 9, 12);
+    const one = await new GridEncoder({ cells: 1 }).encode([g], 2);
+    expect(Array.from(one.subarray(0, 7))).toEqual([0, 0, 0, 1, 1, 0, 1]);
+  });
+
   it('separates colours and positions of a shape', async () => {
     const enc = new GridEncoder();
     const xs = [0, 6, 12, 18, 24];
