@@ -93,3 +93,23 @@ describe('answers files', () => {
     await expect(readAnswersFile(await file('empty.jsonl', '\n'))).rejects.toThrow(/no answers in the file$/);
   });
 });
+
+describe('judge messages', () => {
+  it('attach the sample image as a data URL for a multimodal judge, and name a missing one', async () => {
+    const { judgeMessages } = await import('../../src/index.js');
+    const images = path.resolve(import.meta.dirname, '../import/fixtures/mmrole/images');
+    const sample = {
+      id: 's', role: 'Thor', script: 'The Avengers', otherRole: null, question: 'Q', reference: 'GT', answer: 'A',
+      image: 'The_Avengers/11.jpg', source: {},
+    };
+    const [system, user] = await judgeMessages(sample, MMROLE_METRICS.metrics[3]!, MMROLE_METRICS, 'forward', { imageDir: images });
+    expect(system!.role).toBe('system');
+    const parts = user!.content as { type: string; image_url?: { url: string }; text?: string }[];
+    const bytes = await fs.readFile(path.join(images, 'The_Avengers/11.jpg'));
+    expect(parts[0]).toEqual({ type: 'image_url', image_url: { url: `data:image/jpeg;base64,${bytes.toString('base64')}` } });
+    expect(parts[1]!.text).toContain('Image-Text Relevance: Are the responses closely related to the visual content of the image?');
+    await expect(judgeMessages({ ...sample, image: 'nope.jpg' }, MMROLE_METRICS.metrics[0]!, MMROLE_METRICS, 'forward', { imageDir: images })).rejects.toThrow(
+      `eval: sample 's': image ${path.join(images, 'nope.jpg')} not found (under --image-dir ${images})`,
+    );
+  });
+});
