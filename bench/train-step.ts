@@ -1,0 +1,412 @@
+/**
+ * Train-step benchmark: tokens/s and ms per step of a LoRA + video-projector step (forward,
+ * backward, Adam update) on each CPU route, beside the same model's step in PyTorch measured in
+ * the same run.
+ *
+ *   npx tsx bench/train-step.ts [--models tiny,small] [--routes cpu,wasm,native,torch]
+ *                               [--steps N] [--warmup N] [--threads N] [--no-profile]
+ *
+ * Models (Qwen2 layout, written by writeTinyModel into bench/data/train-step/ if missing):
+ *   tiny:  hidden 256, 4 layers, 4 heads (2 kv), seq 128, batch 4
+ *   small: hidden 512, 4 layers, 8 heads (4 kv), seq 256, batch 4
+ * each with LoRA r 8 on q, k, v, o and an mlp2x_gelu projector fed 32 video tokens per sample.
+ * Routes: tfjs cpu; tfjs wasm as shipped; wasm + rpv's native matmul (src/native); PyTorch
+ * (Debian's python3-torch on the system python, installed with apt-get if absent) with
+ * OPENBLAS_NUM_THREADS / torch threads equal to the native kernel's threads.
+ * Each figure is the median over the timed steps after warm-up; the clock stops after the
+ * loss's `await data()`. Correctness: every route starts from the same weights and batch, so the
+ * first step's loss must match PyTorch's (printed, and a mismatch over 1e-3 fails the run).
+ * For the small model the wasm + native step is profiled (tf.profile) and the top kernels by time
+ * printed, naming the next bottleneck. One JSON line per case is appended to bench/results.jsonl.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import { describeNativeMatmul, installNativeMatmul, uninstallNativeMatmul } from '../src/native/matmul.js';
+import { initBackend } from '../src/model/backend.js';
+import { loadModel } from '../src/model/load.js';
+import { loadAdapter, loadProjector, saveAdapter } from '../src/model/adapter.js';
+import { writeTinyModel } from '../src/model/tiny.js';
+import type { CausalLM } from '../src/model/decoder.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const dataRoot = path.join(here, 'data', 'train-step');
+const resultsFile = path.join(here, 'results.jsonl');
+const torchScript = path.join(here, 'train_step_torch.py');
+const SYSTEM_PYTHON = '/usr/bin/python3';
+
+interface ModelSpec {
+  name: 'tiny' | 'small';
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  seqLen: number;
+  batch: number;
+  videoTokens: number;
+  featureDim: number;
+}
+
+const MODELS: Record<string, ModelSpec> = {
+  tiny: { name: 'tiny', hiddenSize: 256, numLayers: 4, numHeads: 4, numKvHeads: 2, seqLen: 128, batch: 4, videoTokens: 32, featureDim: 128 },
+  small: { name: 'small', hiddenSize: 512, numLayers: 4, numHeads: 8, numKvHeads: 4, seqLen: 256, batch: 4, videoTokens: 32, featureDim: 128 },
+};
+const LORA = { rank: 8, alpha: 16, dropout: 0, targetModules: ['q', 'k', 'v', 'o'], seed: 1 };
+const LR = 1e-3;
+
+type Route = 'cpu' | 'wasm' | 'native' | 'torch' | 'torch1';
+const ROUTE_LABEL: Record<Route, string> = { cpu: 'tfjs cpu', wasm: 'tfjs wasm', native: 'wasm + native', torch: 'PyTorch', torch1: 'PyTorch 1 thr' };
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+function parseArgs(argv: string[]) {
+  const opts = {
+    models: ['tiny', 'small'],
+    routes: ['cpu', 'wasm', 'native', 'torch'] as Route[],
+    steps: undefined as number | undefined,
+    warmup: undefined as number | undefined,
+    threads: os.availableParallelism(),
+    profile: true,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const next = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`train-step: ${a} needs a value`);
+      return v;
+    };
+    const int = (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new Error(`train-step: ${a} expects a non-negative integer, found ${v}`);
+      return n;
+    };
+    if (a === '--models') opts.models = next().split(',');
+    else if (a === '--routes') opts.routes = next().split(',') as Route[];
+    else if (a === '--steps') opts.steps = int(next());
+    else if (a === '--warmup') opts.warmup = int(next());
+    else if (a === '--threads') opts.threads = Math.max(1, int(next()));
+    else if (a === '--no-profile') opts.profile = false;
+    else throw new Error(`train-step: unknown option ${a} (see the header of bench/train-step.ts)`);
+  }
+  for (const m of opts.models) if (!MODELS[m]) throw new Error(`train-step: unknown model ${m}; expected tiny or small`);
+  for (const r of opts.routes) if (!ROUTE_LABEL[r] || r === 'torch1') throw new Error(`train-step: unknown route ${r}; expected cpu, wasm, native or torch`);
+  return opts;
+}
+
+/** Warm-up and timed steps per route: slow routes get fewer. */
+function stepCounts(route: Route, model: ModelSpec, o: ReturnType<typeof parseArgs>) {
+  const slow = route === 'cpu' || route === 'wasm';
+  const warmup = o.warmup ?? (slow ? 1 : 2);
+  const steps = o.steps ?? (route === 'cpu' ? (model.name === 'tiny' ? 2 : 1) : slow ? 3 : 10);
+  return { warmup, steps };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs: model folder, initial adapter, batch (made once, reused by every route and PyTorch)
+
+interface Prepared {
+  modelDir: string;
+  adapterDir: string;
+  batchFile: string;
+  featuresFile: string;
+  inputIds: Int32Array;
+  labels: Int32Array;
+  features: Float32Array;
+  featureShape: [number, number, number];
+}
+
+function seeded(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(s ^ (s >>> 15), s | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+async function prepare(spec: ModelSpec): Promise<Prepared> {
+  const root = path.join(dataRoot, spec.name);
+  const modelDir = path.join(root, 'model');
+  const adapterDir = path.join(root, 'adapter');
+  const batchFile = path.join(root, 'batch.json');
+  const featuresFile = path.join(root, 'features.bin');
+  const stamp = path.join(root, 'spec.json');
+  const wanted = JSON.stringify({ spec, LORA, version: 1 });
+  if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== wanted) {
+    process.stdout.write(`preparing ${spec.name} model, adapter and batch in ${path.relative(process.cwd(), root)}\n`);
+    mkdirSync(root, { recursive: true });
+    await writeTinyModel(modelDir, { hiddenSize: spec.hiddenSize, numLayers: spec.numLayers, numHeads: spec.numHeads, numKvHeads: spec.numKvHeads, seed: 11 });
+    const model = await loadModel(modelDir);
+    model.addLora(LORA);
+    model.addProjector({ featureDim: spec.featureDim, seed: 2 });
+    // LoRA B starts at zero (PEFT); give it small values so the LoRA path carries gradient
+    // everywhere from the first step and the loss check covers it.
+    const rand = seeded(5);
+    tf.tidy(() => {
+      for (const p of model.loraPairs()) p.bT.assign(tf.mul(tf.randomUniform(p.bT.shape, -1, 1, 'float32', Math.floor(rand() * 1e9)), 0.02));
+    });
+    await saveAdapter(model, adapterDir);
+    const vid = model.videoTokenId;
+    if (vid === undefined) throw new Error('train-step: the tiny model has no video placeholder token');
+    const { batch: B, seqLen: T, videoTokens: N, featureDim: D } = spec;
+    const inputIds = new Int32Array(B * T);
+    const labels = new Int32Array(B * T);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const video = t >= 2 && t < 2 + N;
+        const id = video ? vid : 3 + Math.floor(rand() * 400);
+        inputIds[b * T + t] = id;
+        // Prompt (text before and the video) is not trained, the rest is.
+        labels[b * T + t] = t < 2 + N + 8 ? -100 : id;
+      }
+    }
+    const features = Float32Array.from({ length: B * N * D }, () => rand() * 2 - 1);
+    writeFileSync(featuresFile, Buffer.from(features.buffer));
+    writeFileSync(batchFile, JSON.stringify({ batch: B, seqLen: T, inputIds: Array.from(inputIds), labels: Array.from(labels), featureShape: [B, N, D], videoTokenId: vid }));
+    model.dispose();
+    writeFileSync(stamp, wanted);
+  }
+  const batch = JSON.parse(readFileSync(batchFile, 'utf8'));
+  const buf = readFileSync(featuresFile);
+  return {
+    modelDir,
+    adapterDir,
+    batchFile,
+    featuresFile,
+    inputIds: Int32Array.from(batch.inputIds),
+    labels: Int32Array.from(batch.labels),
+    features: new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)),
+    featureShape: batch.featureShape,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+
+interface RouteResult {
+  route: Route;
+  ms: number[];
+  losses: number[];
+  skipped?: string;
+  detail?: Record<string, unknown>;
+  kernels?: { name: string; ms: number; calls: number; share: number }[];
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+async function runTfjs(route: Route, spec: ModelSpec, data: Prepared, o: ReturnType<typeof parseArgs>): Promise<RouteResult> {
+  if (route === 'cpu') {
+    await import('@tensorflow/tfjs-backend-cpu');
+    await tf.setBackend('cpu');
+  } else {
+    await tf.setBackend('wasm');
+  }
+  await tf.ready();
+  let detail: Record<string, unknown> = { backend: tf.getBackend() };
+  if (route === 'native') {
+    const info = installNativeMatmul({ threads: o.threads });
+    if (!info.active) return { route, ms: [], losses: [], skipped: info.summary };
+    detail = { ...detail, isa: info.isa, threads: info.threads };
+  } else {
+    uninstallNativeMatmul();
+  }
+  const model: CausalLM = await loadModel(data.modelDir);
+  await loadAdapter(model, data.adapterDir);
+  await loadProjector(model, data.adapterDir);
+  const vars = model.trainableVariables();
+  const optimizer = tf.train.adam(LR, 0.9, 0.999, 1e-8);
+  const input = { inputIds: data.inputIds, batch: spec.batch, video: { features: { data: data.features, shape: data.featureShape } } };
+  const lossFn = () => {
+    const { sum, count } = model.computeLoss(input, data.labels, { training: true });
+    return tf.div(sum, count) as tf.Scalar;
+  };
+  const step = () => {
+    const { value, grads } = tf.variableGrads(lossFn, vars);
+    optimizer.applyGradients(grads as unknown as Parameters<typeof optimizer.applyGradients>[0]);
+    tf.dispose(Object.values(grads));
+    return value;
+  };
+  const { warmup, steps } = stepCounts(route, spec, o);
+  const ms: number[] = [];
+  const losses: number[] = [];
+  let tensorsAfterWarmup = -1;
+  for (let i = 0; i < warmup + steps; i++) {
+    const t0 = performance.now();
+    const value = step();
+    const loss = (await value.data())[0];
+    const elapsed = performance.now() - t0;
+    value.dispose();
+    losses.push(loss);
+    if (i >= warmup) ms.push(elapsed);
+    if (i === 0) tensorsAfterWarmup = tf.memory().numTensors;
+    process.stdout.write(`  ${spec.name} ${ROUTE_LABEL[route]}: step ${i + 1}/${warmup + steps} ${elapsed.toFixed(0)} ms${i < warmup ? ' (warm-up)' : ''}\n`);
+  }
+  const leaked = tf.memory().numTensors - tensorsAfterWarmup;
+  if (leaked !== 0) throw new Error(`train-step: ${route} leaked ${leaked} tensors over ${warmup + steps - 1} steps`);
+  let kernels: RouteResult['kernels'];
+  if (route === 'native' && spec.name === 'small' && o.profile) {
+    const t0 = performance.now();
+    const profile = await tf.profile(() => {
+      const v = step();
+      return v;
+    });
+    const wall = performance.now() - t0;
+    const byName = new Map<string, { ms: number; calls: number }>();
+    for (const k of profile.kernels) {
+      const e = byName.get(k.name) ?? { ms: 0, calls: 0 };
+      e.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+      e.calls++;
+      byName.set(k.name, e);
+    }
+    const total = [...byName.values()].reduce((s, e) => s + e.ms, 0);
+    kernels = [...byName.entries()]
+      .map(([name, e]) => ({ name, ms: e.ms, calls: e.calls, share: e.ms / total }))
+      .sort((a, b) => b.ms - a.ms)
+      .slice(0, 10);
+    detail = { ...detail, profiledStepMs: wall, kernelMsTotal: total };
+    tf.dispose(profile.result as tf.Tensor);
+  }
+  optimizer.dispose();
+  model.dispose();
+  if (route === 'native') detail = { ...detail, nativeCalls: describeNativeMatmul().stats.nativeCalls };
+  return { route, ms, losses, detail, kernels };
+}
+
+function ensureTorch(): string | null {
+  const probe = () => spawnSync(SYSTEM_PYTHON, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
+  if (probe().status === 0) return null;
+  process.stdout.write('PyTorch missing on the system python: apt-get install -y python3-torch\n');
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const update = spawnSync('apt-get', ['update'], { stdio: 'inherit', env });
+  const install = update.status === 0 ? spawnSync('apt-get', ['install', '-y', 'python3-torch'], { stdio: 'inherit', env }) : update;
+  if (install.status !== 0) return `apt-get install python3-torch failed (exit ${install.status})`;
+  return probe().status === 0 ? null : 'python3-torch installed but `import torch` fails';
+}
+
+function runTorch(spec: ModelSpec, data: Prepared, o: ReturnType<typeof parseArgs>, threadCount: number): RouteResult {
+  const route: Route = threadCount === o.threads ? 'torch' : 'torch1';
+  const missing = ensureTorch();
+  if (missing) return { route, ms: [], losses: [], skipped: missing };
+  const { warmup, steps } = stepCounts('torch', spec, o);
+  const specFile = path.join(dataRoot, spec.name, `torch-spec-${threadCount}.json`);
+  writeFileSync(
+    specFile,
+    JSON.stringify({ model: data.modelDir, adapter: data.adapterDir, batch: data.batchFile, features: data.featuresFile, warmup, steps, threads: threadCount, lr: LR }),
+  );
+  const threads = String(threadCount);
+  const env = { ...process.env, OPENBLAS_NUM_THREADS: threads, OMP_NUM_THREADS: threads, MKL_NUM_THREADS: threads };
+  const out = execFileSync(SYSTEM_PYTHON, [torchScript, specFile], { encoding: 'utf8', env, maxBuffer: 1 << 24 });
+  const line = out.trim().split('\n').pop()!;
+  const r = JSON.parse(line) as { torch: string; threads: number; ms: number[]; losses: number[] };
+  process.stdout.write(`  ${spec.name} PyTorch ${r.torch}, ${threadCount} thread(s): ${r.ms.length} steps, median ${median(r.ms).toFixed(0)} ms\n`);
+  return { route, ms: r.ms, losses: r.losses, detail: { torch: r.torch, threads: r.threads, blas: blasLibrary() } };
+}
+
+function blasLibrary(): string {
+  const r = spawnSync('update-alternatives', ['--query', 'libblas.so.3-x86_64-linux-gnu'], { encoding: 'utf8' });
+  const m = /^Value: (.*)$/m.exec(r.stdout ?? '');
+  return m ? m[1] : 'unknown';
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  await initBackend({ backend: 'wasm', log: null, nativeMatmul: false });
+  const load = os.loadavg()[0];
+  const loadNote = load > 0.5 * os.availableParallelism() ? `under load (1-min load average ${load.toFixed(2)} on ${os.availableParallelism()} cores)` : 'quiet';
+  process.stdout.write(`train-step benchmark, ${o.threads} threads, machine ${loadNote}\n`);
+  for (const name of o.models) {
+    const spec = MODELS[name];
+    const data = await prepare(spec);
+    const results: RouteResult[] = [];
+    if (o.routes.includes('torch')) {
+      results.push(runTorch(spec, data, o, o.threads));
+      // Multithreaded OpenBLAS/OpenMP can collapse on a loaded machine; the peer is the faster.
+      if (o.threads > 1) results.push(runTorch(spec, data, o, 1));
+    }
+    for (const route of ['cpu', 'wasm', 'native'] as Route[]) {
+      if (o.routes.includes(route)) results.push(await runTfjs(route, spec, data, o));
+    }
+    report(spec, results, o, loadNote);
+  }
+}
+
+function report(spec: ModelSpec, results: RouteResult[], o: ReturnType<typeof parseArgs>, loadNote: string) {
+  const tokens = spec.batch * spec.seqLen;
+  const torchRuns = results.filter((r) => (r.route === 'torch' || r.route === 'torch1') && !r.skipped);
+  // The peer is PyTorch's faster configuration (matched threads, or 1 thread when the machine is
+  // too loaded for its thread pools).
+  const torch = torchRuns.sort((a, b) => median(a.ms) - median(b.ms))[0];
+  const torchMs = torch ? median(torch.ms) : NaN;
+  process.stdout.write(`\n${spec.name}: hidden ${spec.hiddenSize}, ${spec.numLayers} layers, seq ${spec.seqLen}, batch ${spec.batch} (${tokens} tokens/step)\n`);
+  process.stdout.write(`${'route'.padEnd(16)}${'ms/step'.padStart(10)}${'tokens/s'.padStart(11)}${'x PyTorch'.padStart(11)}${'first loss'.padStart(12)}${'vs PyTorch'.padStart(12)}\n`);
+  let mismatch = false;
+  for (const r of results) {
+    if (r.skipped) {
+      process.stdout.write(`${ROUTE_LABEL[r.route].padEnd(16)} skipped: ${r.skipped}\n`);
+      continue;
+    }
+    const ms = median(r.ms);
+    const ratio = ms / torchMs;
+    const lossDiff = torch ? Math.abs(r.losses[0] - torch.losses[0]) / Math.abs(torch.losses[0]) : NaN;
+    if (r !== torch && lossDiff > 1e-3) mismatch = true;
+    process.stdout.write(
+      `${ROUTE_LABEL[r.route].padEnd(16)}${ms.toFixed(0).padStart(10)}${(tokens / (ms / 1000)).toFixed(0).padStart(11)}${(torch ? ratio.toFixed(2) + 'x' : '-').padStart(11)}${r.losses[0].toFixed(5).padStart(12)}${(r === torch ? 'peer' : lossDiff.toExponential(1)).padStart(12)}\n`,
+    );
+    const line = {
+      bench: 'train-step',
+      time: new Date().toISOString(),
+      model: spec.name,
+      shape: { hidden: spec.hiddenSize, layers: spec.numLayers, heads: spec.numHeads, kvHeads: spec.numKvHeads, seq: spec.seqLen, batch: spec.batch },
+      route: ROUTE_LABEL[r.route],
+      threads: r.route === 'torch1' ? 1 : r.route === 'cpu' || r.route === 'wasm' ? 1 : o.threads,
+      msPerStep: Number(ms.toFixed(2)),
+      tokensPerSec: Number((tokens / (ms / 1000)).toFixed(1)),
+      steps: r.ms.length,
+      stepMs: r.ms.map((x) => Number(x.toFixed(1))),
+      torchMsPerStep: torch ? Number(torchMs.toFixed(2)) : null,
+      torchPeer: torch ? ROUTE_LABEL[torch.route] : null,
+      ratioToTorch: torch ? Number(ratio.toFixed(3)) : null,
+      firstLoss: r.losses[0],
+      firstLossRelDiffToTorch: torch ? lossDiff : null,
+      machine: `${os.cpus()[0]?.model ?? 'cpu'} x${os.availableParallelism()}`,
+      load: loadNote,
+      node: process.version,
+      tfjs: tf.version_core,
+      ...(r.detail ?? {}),
+      ...(r.kernels ? { topKernels: r.kernels.map((k) => ({ name: k.name, ms: Number(k.ms.toFixed(1)), calls: k.calls, share: Number(k.share.toFixed(3)) })) } : {}),
+    };
+    appendFileSync(resultsFile, `${JSON.stringify(line)}\n`);
+  }
+  const best = results.filter((r) => !r.route.startsWith('torch') && !r.skipped).sort((a, b) => median(a.ms) - median(b.ms))[0];
+  if (best && torch) {
+    const ratio = median(best.ms) / torchMs;
+    const target = spec.name === 'tiny' ? `target: wasm + native <= 1.5x PyTorch (${(median(results.find((r) => r.route === 'native')?.ms ?? []) / torchMs).toFixed(2)}x); best CPU route <= 6x (${ratio.toFixed(2)}x)` : `best CPU route ${ROUTE_LABEL[best.route]}: ${ratio.toFixed(2)}x PyTorch`;
+    process.stdout.write(`${target}\n`);
+  }
+  for (const r of results) {
+    if (!r.kernels) continue;
+    process.stdout.write(`top kernels of one profiled ${ROUTE_LABEL[r.route]} step (${spec.name}; profiling adds overhead):\n`);
+    for (const k of r.kernels) {
+      process.stdout.write(`  ${k.name.padEnd(22)}${k.ms.toFixed(1).padStart(9)} ms ${(100 * k.share).toFixed(1).padStart(5)}%  ${String(k.calls).padStart(5)} calls\n`);
+    }
+  }
+  if (mismatch) {
+    process.stdout.write('FAIL: a route\'s first loss differs from PyTorch\'s by more than 1e-3 (relative)\n');
+    process.exitCode = 1;
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exitCode = 1;
+});
