@@ -157,6 +157,8 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
   private dataset: Promise<Dataset> | undefined;
   private plan: RankPlan | undefined;
   private iterating = false;
+  /** Worker threads, kept between epochs; closed on break, error or close(). */
+  private pool: LoadPool | undefined;
   private readonly statsValue: LoaderStats = { residentBytes: 0, peakResidentBytes: 0, shardsLoaded: 0, shardsDownloaded: 0, waitMs: 0 };
 
   constructor(options: LoaderOptions<B>) {
@@ -285,7 +287,7 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
 
   private async *iterateEpoch(): AsyncGenerator<B, void, undefined> {
     this.iterating = true;
-    let pool: LoadPool | undefined;
+    let completed = false;
     const loads: Load[] = [];
     try {
       const ds = await this.open();
@@ -314,8 +316,8 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
         }
       }
       const slot = (p: number): Load => byKey.get(keyOf(p))!;
-      pool = new LoadPool(this.workers);
-      const activePool = pool;
+      this.pool ??= new LoadPool(this.workers);
+      const activePool = this.pool;
       let nextLoad = 0;
       let failure: Error | undefined;
       const stats = this.statsValue;
@@ -384,6 +386,7 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
       }
       this.epochValue += 1;
       this.batchesDone = 0;
+      completed = true;
     } finally {
       this.iterating = false;
       for (const load of loads) {
@@ -392,8 +395,16 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
         load.data = undefined;
         load.released = true;
       }
-      await pool?.close();
+      // Workers stay (idle, unref'd) for the next epoch after a full pass; anything else stops them.
+      if (!completed) await this.close();
     }
+  }
+
+  /** Stop the worker threads now (they are also stopped by break, return() and errors). */
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    await pool?.close();
   }
 
   private taskFor(ds: Dataset, shard: number): LoadTask {

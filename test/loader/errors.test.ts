@@ -106,6 +106,9 @@ describe('stopping', () => {
     // The loader can be iterated again after a break: it continues from batch 3.
     const rest = await collect(loader);
     expect(rest[0]!.index).toBe(3);
+    // After a full pass the workers stay for the next epoch (idle, not keeping the process up) until close().
+    expect(liveWorkerThreads()).toBe(2);
+    await loader.close();
   });
 
   it('return() on a waiting iterator ends it', async () => {

@@ -35,7 +35,8 @@ describe("import { createLoader } from 'rpv'", () => {
         "import { createLoader, collate } from 'rpv';",
         `const loader = createLoader({ source: ${JSON.stringify(path.join(dir, 'shards'))}, batchSize: 4, seed: 1, workers: 2 });`,
         'const ids = [];',
-        'for await (const batch of loader) ids.push(...batch.sampleIds);',
+        '// Two epochs: the workers stay between them and must not keep the process alive after.',
+        'for (let epoch = 0; epoch < 2; epoch++) for await (const batch of loader) ids.push(...batch.sampleIds);',
         "console.log(JSON.stringify({ ids, collate: typeof collate, state: loader.state() }));",
       ].join('\n'),
     );
@@ -45,10 +46,10 @@ describe("import { createLoader } from 'rpv'", () => {
     expect(run.status).toBe(0);
     const out = JSON.parse(run.stdout) as { ids: string[]; collate: string; state: { epoch: number } };
     expect(out.collate).toBe('function');
-    expect(out.state.epoch).toBe(1);
-    // 12 videos with 1-4 dialogues each: 30 samples, padded to 8 batches of 4.
+    expect(out.state.epoch).toBe(2);
+    // 12 videos with 1-4 dialogues each: 30 samples, padded to 8 batches of 4, twice.
     expect(new Set(out.ids).size).toBe(30);
-    expect(out.ids.length).toBe(32);
+    expect(out.ids.length).toBe(64);
   });
 
   it('under vitest, workers start from the TypeScript source through tsx', () => {
