@@ -159,6 +159,13 @@ export async function writeSampleExport(dir: string, options: SampleExportOption
   const { ffmpegPath } = await resolveFfmpeg();
   const videosDir = path.join(dir, 'videos');
   await fs.mkdir(videosDir, { recursive: true });
+  // Leftovers of an earlier export into the same folder: clips it no longer lists, interrupted temp files.
+  const planned = new Set(clips.map((c) => path.basename(c.video)));
+  for (const name of await fs.readdir(videosDir)) {
+    if ((/^clip-\d+\.mp4$/.test(name) && !planned.has(name)) || /^\.clip-\d+\.mp4\.\d+\.tmp$/.test(name)) {
+      await fs.rm(path.join(videosDir, name), { force: true });
+    }
+  }
   const concurrency = Math.max(1, options.concurrency ?? Math.min(2, os.availableParallelism()));
   const progress = options.progress ? new Progress({ label: 'sample-export', total: clips.length, unit: 'clips' }) : undefined;
   let codec: 'libx264' | 'mpeg4' = 'libx264';

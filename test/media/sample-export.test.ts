@@ -100,6 +100,15 @@ describe('writeSampleExport', () => {
     }
   });
 
+  it('rewrites a folder in place without leaving clips the new export does not list (runs last)', async () => {
+    await fs.writeFile(path.join(dir, 'videos', '.clip-07.mp4.999.tmp'), 'half-written');
+    const small = await writeSampleExport(dir, { seed: 5, clips: 2, dialoguesPerClip: 3 });
+    expect((await fs.readdir(path.join(dir, 'videos'))).sort()).toEqual(['clip-01.mp4', 'clip-02.mp4']);
+    const lines = (await fs.readFile(path.join(dir, 'annotations.jsonl'), 'utf8')).trimEnd().split('\n');
+    expect(lines.map((l) => (JSON.parse(l) as Rec).dialogues.length)).toEqual([3, 3]);
+    expect(small.dialogues).toBe(6);
+  });
+
   it('is deterministic given the seed', () => {
     expect(planSampleExport({ seed: 3 })).toEqual(planSampleExport({ seed: 3 }));
     expect(planSampleExport({ seed: 3 }).records).toEqual(records);
