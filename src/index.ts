@@ -29,8 +29,9 @@ export { DEFAULT_SAMPLING, sampleFrameCount, sampleFrameTimes, validateSampling 
 export type { SamplingOptions } from './media/sampling.js';
 export { buildExtractArgs, extractFrames, extractImage } from './media/extract.js';
 export type { BuildExtractArgsOptions, ExtractOptions } from './media/extract.js';
-export { writeSampleExport } from './media/sample-export.js';
-export type { SampleClip, SampleExportOptions, SampleExportSummary } from './media/sample-export.js';
+export { planSampleExport, writeSampleExport } from './media/sample-export.js';
+export type { SampleClip, SampleExportOptions, SampleExportSummary, SampleRecord } from './media/sample-export.js';
+export { VISUAL_WORDS } from './media/sample-dialogues.js';
 
 // Features: encoders
 export { createEncoder, DEFAULT_ENCODER_SPEC } from './features/encoder.js';
