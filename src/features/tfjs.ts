@@ -16,6 +16,7 @@
  *   { "mean": [0.481, 0.458, 0.408], "std": [0.269, 0.261, 0.276], "output": "name", "inputSize": 224 }
  * (`output`: which output of a multi-output model; `inputSize`: for models without a fixed size).
  */
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type * as tfc from '@tensorflow/tfjs-core';
@@ -48,14 +49,20 @@ interface ModelJson {
   trainingConfig?: tfc.io.TrainingConfig;
 }
 
-/** An IOHandler that loads model.json and its weight shards from a local folder. */
-export function folderIOHandler(folder: string): tfc.io.IOHandler {
+/**
+ * An IOHandler that loads model.json and its weight shards from a local folder. `onDigest`
+ * receives the sha256 (hex) of model.json followed by every weight file, for the encoder's id.
+ */
+export function folderIOHandler(folder: string, onDigest?: (sha256: string) => void): tfc.io.IOHandler {
   return {
     load: async (): Promise<tfc.io.ModelArtifacts> => {
       const jsonFile = path.join(folder, 'model.json');
       let json: ModelJson;
+      const hash = createHash('sha256');
       try {
-        json = JSON.parse(await fs.readFile(jsonFile, 'utf8')) as ModelJson;
+        const text = await fs.readFile(jsonFile, 'utf8');
+        hash.update(text);
+        json = JSON.parse(text) as ModelJson;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         throw new RpvError(`encoder tfjs:${folder}: ${code === 'ENOENT' ? 'no model.json in the folder' : `cannot read model.json (${errorMessage(err)})`}`);
@@ -77,6 +84,8 @@ export function folderIOHandler(folder: string): tfc.io.IOHandler {
         }
         specs.push(...group.weights);
       }
+      for (const b of buffers) hash.update(b);
+      onDigest?.(hash.digest('hex'));
       const all = Buffer.concat(buffers);
       const expected = specs.reduce((s, w) => s + weightBytes(w), 0);
       if (all.length !== expected) {
@@ -122,7 +131,8 @@ export async function loadTfjsEncoder(folder: string, options: CreateEncoderOpti
   if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new RpvError(`encoder tfjs:${folder}: batchSize must be a positive integer, got ${batchSize}`);
   const tf = await startTf();
   const config = await readConfig(folder);
-  const handler = folderIOHandler(folder);
+  let digest = '';
+  const handler = folderIOHandler(folder, (d) => (digest = d));
   const json = JSON.parse(await fs.readFile(path.join(folder, 'model.json'), 'utf8').catch(() => '{}')) as ModelJson;
   const isGraph = json.format === 'graph-model' || (json.format === undefined && Array.isArray((json.modelTopology as { node?: unknown } | undefined)?.node));
   let model: RunnableModel;
@@ -132,7 +142,7 @@ export async function loadTfjsEncoder(folder: string, options: CreateEncoderOpti
     if (err instanceof RpvError) throw err;
     throw new RpvError(`encoder tfjs:${folder}: cannot load the ${isGraph ? 'graph' : 'layers'} model (${errorMessage(err)})`, { cause: err });
   }
-  return TfjsEncoder.create(tf, folder, model, config, batchSize);
+  return TfjsEncoder.create(tf, folder, model, config, batchSize, digest);
 }
 
 async function startTf(): Promise<Tf> {
@@ -211,6 +221,8 @@ async function readConfig(folder: string): Promise<TfjsEncoderConfig> {
 
 class TfjsEncoder implements FrameEncoder {
   id: string;
+  /** sha256 of model.json and the weight files. */
+  sha256 = '';
   featureDim = 0;
   tokensPerFrame = 0;
   private nchw: boolean;
@@ -238,8 +250,12 @@ class TfjsEncoder implements FrameEncoder {
     this.id = `tfjs:${path.basename(path.resolve(folder))}`;
   }
 
-  static async create(tf: Tf, folder: string, model: RunnableModel, config: TfjsEncoderConfig, batchSize: number): Promise<TfjsEncoder> {
+  static async create(tf: Tf, folder: string, model: RunnableModel, config: TfjsEncoderConfig, batchSize: number, digest: string): Promise<TfjsEncoder> {
     const enc = new TfjsEncoder(tf, folder, model, config, batchSize);
+    // Same folder name, other weights: another id. The normalisation changes the numbers too.
+    const cfg = createHash('sha256').update(JSON.stringify([config.mean ?? null, config.std ?? null, config.output ?? null, config.inputSize ?? null])).digest('hex');
+    enc.id = `tfjs:${path.basename(path.resolve(folder))}@${digest.slice(0, 12)}${config.mean || config.std || config.output || config.inputSize ? `+${cfg.slice(0, 6)}` : ''}`;
+    enc.sha256 = digest;
     // One frame of zeros tells the output's shape, so featureDim is known before any video.
     const size = enc.fixedSize?.[0] ?? config.inputSize ?? 32;
     const probe = new Uint8Array(size * size * 3);
@@ -256,6 +272,7 @@ class TfjsEncoder implements FrameEncoder {
       spec: `tfjs:${path.resolve(this.folder)}`,
       kind: 'tfjs',
       folder: path.resolve(this.folder),
+      sha256: this.sha256,
       format: this.model.kind === 'graph' ? 'graph-model' : 'layers-model',
       featureDim: this.featureDim,
       tokensPerFrame: this.tokensPerFrame,

@@ -115,6 +115,7 @@ describe('tfjs encoder', () => {
   it('loads a layers model from a folder and computes its features, batched', async () => {
     const enc = await createEncoder(`tfjs:${path.join(dir, 'pooled')}`, { batchSize: 2 });
     expect([enc.tokensPerFrame, enc.featureDim]).toEqual([1, 5]);
+    expect(enc.id).toMatch(/^tfjs:pooled@[0-9a-f]{12}\+[0-9a-f]{6}$/);
     expect(enc.describe()).toMatchObject({ kind: 'tfjs', format: 'layers-model', inputLayout: 'NHWC', mean: MEAN, std: STD });
     const frames = [gradient(8, 1), gradient(8, 2), solid(8, [255, 0, 0]), gradient(8, 3), solid(8, [10, 200, 30])];
     const before = tf.memory().numTensors;
@@ -145,7 +146,8 @@ describe('tfjs encoder', () => {
 
   it('loads a graph model (converter format) and runs it', async () => {
     const enc = await createEncoder(`tfjs:${path.join(dir, 'graph')}`);
-    expect(enc.describe()).toMatchObject({ format: 'graph-model', featureDim: 5, tokensPerFrame: 1 });
+    expect(enc.describe()).toMatchObject({ format: 'graph-model', featureDim: 5, tokensPerFrame: 1, spec: `tfjs:${path.join(dir, 'graph')}` });
+    expect(enc.id).toMatch(/^tfjs:graph@[0-9a-f]{12}$/);
     const frames = [gradient(12, 7), solid(12, [0, 0, 255])];
     const out = await enc.encode(frames, 12);
     frames.forEach((f, i) => {
