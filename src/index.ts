@@ -40,6 +40,8 @@ export { GridEncoder } from './features/grid.js';
 export type { GridEncoderOptions } from './features/grid.js';
 export { FeaturesError, readPrecomputedFeatures } from './features/precomputed.js';
 export type { PrecomputedFeatures } from './features/precomputed.js';
+export { encodeVideo, IMAGE_EXTENSIONS } from './features/video.js';
+export type { EncodedVideo, EncodeVideoOptions } from './features/video.js';
 
 // Convert: input formats, converter, merge, inspect
 
