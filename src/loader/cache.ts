@@ -68,7 +68,18 @@ export async function fetchShardCached(options: CachedFetchOptions): Promise<{ b
       // It may have landed between our miss and our lock.
       const late = await readHit(file, options);
       if (late) return { bytes: late, downloaded: false };
-      const bytes = await download(options);
+      // Keep the lock fresh during a long download so no one takes it over as stale.
+      const keepAlive = setInterval(() => {
+        const now = new Date();
+        fs.utimes(lock, now, now).catch(() => undefined);
+      }, Math.max(1000, staleLockMs / 4));
+      keepAlive.unref();
+      let bytes: Uint8Array;
+      try {
+        bytes = await download(options);
+      } finally {
+        clearInterval(keepAlive);
+      }
       await writeFileAtomic(file, bytes);
       await evictLeastRecentlyUsed(cacheDir, options.limitBytes, new Set([path.basename(file)]));
       return { bytes, downloaded: true };

@@ -190,3 +190,31 @@ describe('collate extension', () => {
     expect(b!.dims.batch).toBe(4);
   });
 });
+
+describe('float16 shards', () => {
+  it('delivers the same float32 values as the converter reader decodes', async () => {
+    const { readShard } = await import('../../src/shard/read.js');
+    const { dir: f16, cleanup: done } = tempDir('f16');
+    try {
+      const index = await makeDataset(f16, { shards: 3, rowsPerShard: 5, dtype: 'float16', featureDim: 8 });
+      const expected = new Map<string, Float32Array>();
+      for (const s of index.shards) {
+        for (const row of await readShard(`${f16}/${s.file}`)) for (const d of row.dialogues) expected.set(`${row.video_id}/${d.dialogue_id}`, row.frames);
+      }
+      const batches = await collect(createLoader({ source: f16, batchSize: 4, seed: 1, workers: 1 }));
+      let checked = 0;
+      for (const b of batches) {
+        const size = b.dims.frames * b.dims.tokensPerFrame * b.dims.dim;
+        b.sampleIds.forEach((id, i) => {
+          const want = expected.get(id)!;
+          expect(b.frames.subarray(i * size, i * size + want.length)).toEqual(want);
+          checked++;
+        });
+      }
+      expect(checked).toBe(batches.length * 4);
+      expect([...expected.values()].some((f) => f.some((x) => x !== Math.round(x)))).toBe(true);
+    } finally {
+      done();
+    }
+  });
+});
