@@ -3,16 +3,19 @@
  *
  * Grouped-query attention without repeating keys: the nh = nkv * g query heads are laid out
  * kv-major (as transformers' repeat_kv pairs query head h with key head h / g), so q reshaped to
- * [B * nkv, g * T, hd] multiplies keys [B * nkv, S, hd] in one batched matmul.
+ * [B * nkv, g * T, hd] multiplies keys [B * nkv, S, hd] in one batched matmul. Projections stay
+ * separate (no fused qkv): a fused matmul would need a split, whose copies cost more here than
+ * the extra matmul calls.
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { applyRope } from './rope.js';
-import { linear, loraDelta, type Linear, type LoraPair, type LoraRun } from './lora.js';
+import { linear, type Linear, type LoraPair, type LoraRun } from './lora.js';
 import type { DecoderConfig } from './config.js';
 
 export interface AttentionWeights {
-  /** q, k and v projections fused along the output axis: [hidden, (nh + 2 nkv) hd]. */
-  qkv: Linear;
+  q: Linear;
+  k: Linear;
+  v: Linear;
   o: Linear;
 }
 
@@ -28,9 +31,13 @@ export interface AttentionContext {
   batch: number;
   /** New positions in this pass. */
   seqLen: number;
-  /** [B, T, 1, hd] rotary tables (sin with its first half negated). */
-  cos: tfc.Tensor;
-  sinSigned: tfc.Tensor;
+  /** Rotary tables for queries [B*T, nh*hd] (1/sqrt(hd) folded in) and keys [B*T, nkv*hd]. */
+  cosQ: tfc.Tensor2D;
+  sinQ: tfc.Tensor2D;
+  cosK: tfc.Tensor2D;
+  sinK: tfc.Tensor2D;
+  /** rotate_half as a [hd, hd] matrix. */
+  rotate: tfc.Tensor2D;
   /** Additive mask [B, 1, T, S]: 0 where attention is allowed, -1e9 elsewhere. */
   mask: tfc.Tensor;
   /** LoRA run settings (scaling, dropout); absent: base only. */
@@ -55,28 +62,22 @@ export function attention(
   const { numHeads: nh, numKvHeads: nkv, headDim: hd } = config;
   const { batch: B, seqLen: T } = ctx;
   const g = nh / nkv;
-  const qkv = linear(tf, x, w.qkv);
-  let [q, k, v] = tf.split(qkv, [nh * hd, nkv * hd, nkv * hd], 1) as tfc.Tensor2D[];
-  if (ctx.loraRun) {
-    if (lora.q) q = tf.add(q, loraDelta(tf, x, lora.q, ctx.loraRun('q')));
-    if (lora.k) k = tf.add(k, loraDelta(tf, x, lora.k, ctx.loraRun('k')));
-    if (lora.v) v = tf.add(v, loraDelta(tf, x, lora.v, ctx.loraRun('v')));
-  }
-  // Fold 1/sqrt(hd) into q: [T, hd] is smaller than the [T, S] scores.
-  const q4 = applyRope(tf, tf.reshape(tf.mul(q, 1 / Math.sqrt(hd)), [B, T, nh, hd]), ctx.cos, ctx.sinSigned);
-  const k4 = applyRope(tf, tf.reshape(k, [B, T, nkv, hd]), ctx.cos, ctx.sinSigned);
-  let kt = tf.transpose(k4, [0, 2, 1, 3]) as tfc.Tensor4D; // [B, nkv, T, hd]
+  const run = ctx.loraRun;
+  const q = applyRope(tf, linear(tf, x, w.q, lora.q, run?.('q')), nh, ctx.cosQ, ctx.sinQ, ctx.rotate);
+  const k = applyRope(tf, linear(tf, x, w.k, lora.k, run?.('k')), nkv, ctx.cosK, ctx.sinK, ctx.rotate);
+  const v = linear(tf, x, w.v, lora.v, run?.('v'));
+  let kt = tf.transpose(tf.reshape(k, [B, T, nkv, hd]), [0, 2, 1, 3]) as tfc.Tensor4D; // [B, nkv, T, hd]
   let vt = tf.transpose(tf.reshape(v, [B, T, nkv, hd]), [0, 2, 1, 3]) as tfc.Tensor4D;
   if (cache) {
     kt = tf.concat([cache.k, kt], 2);
     vt = tf.concat([cache.v, vt], 2);
   }
   const S = kt.shape[2];
-  const qg = tf.reshape(tf.transpose(q4, [0, 2, 1, 3]), [B * nkv, g * T, hd]);
+  const qg = tf.reshape(tf.transpose(tf.reshape(q, [B, T, nh, hd]), [0, 2, 1, 3]), [B * nkv, g * T, hd]);
   const scores = tf.matMul(qg, tf.reshape(kt, [B * nkv, S, hd]), false, true); // [B*nkv, g*T, S]
   const probs = tf.softmax(tf.add(tf.reshape(scores, [B, nh, T, S]), ctx.mask));
   const ctxv = tf.matMul(tf.reshape(probs, [B * nkv, g * T, S]), tf.reshape(vt, [B * nkv, S, hd])); // [B*nkv, g*T, hd]
-  const merged = tf.reshape(tf.transpose(tf.reshape(ctxv, [B, nh, T, hd]), [0, 2, 1, 3]), [B * T, nh * hd]);
-  const out = linear(tf, merged as tfc.Tensor2D, w.o, lora.o, ctx.loraRun?.('o'));
+  const merged = tf.reshape(tf.transpose(tf.reshape(ctxv, [B, nh, T, hd]), [0, 2, 1, 3]), [B * T, nh * hd]) as tfc.Tensor2D;
+  const out = linear(tf, merged, w.o, lora.o, run?.('o'));
   return { out, cache: { k: kt, v: vt } };
 }

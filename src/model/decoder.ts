@@ -11,7 +11,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
 import type { DecoderConfig } from './config.js';
 import { rmsNorm } from './rmsnorm.js';
-import { ropeTables, signSin } from './rope.js';
+import { ropeTables, rotateHalfMatrix, tileRopeTables } from './rope.js';
 import { attention, type AttentionLora, type AttentionWeights, type LayerCache } from './attention.js';
 import { mlp, type MlpLora, type MlpWeights } from './mlp.js';
 import {
@@ -294,8 +294,9 @@ export class CausalLM {
       }
     }
     const { cos, sin } = ropeTables(c, positions);
-    const cosT = tf.tensor4d(cos, [B, T, 1, c.headDim]);
-    const sinT = tf.tensor4d(signSin(sin, c.headDim), [B, T, 1, c.headDim]);
+    const tq = tileRopeTables(cos, sin, c.headDim, c.numHeads, 1 / Math.sqrt(c.headDim));
+    const tk = tileRopeTables(cos, sin, c.headDim, c.numKvHeads);
+    const N = B * T;
     const maskT = tf.tensor4d(mask, [B, 1, T, S]);
     let loraRun: ((m: string) => LoraRun) | undefined;
     const lora = this.lora;
@@ -306,7 +307,17 @@ export class CausalLM {
       const base = options.seed ?? 0;
       loraRun = () => ({ scaling, dropout, seed: dropout > 0 ? base * 1009 + counter++ : undefined });
     }
-    const ctx = { batch: B, seqLen: T, cos: cosT, sinSigned: sinT, mask: maskT, loraRun };
+    const ctx = {
+      batch: B,
+      seqLen: T,
+      cosQ: tf.tensor2d(tq.cos, [N, c.numHeads * c.headDim]),
+      sinQ: tf.tensor2d(tq.sin, [N, c.numHeads * c.headDim]),
+      cosK: tf.tensor2d(tk.cos, [N, c.numKvHeads * c.headDim]),
+      sinK: tf.tensor2d(tk.sin, [N, c.numKvHeads * c.headDim]),
+      rotate: tf.tensor2d(rotateHalfMatrix(c.headDim), [c.headDim, c.headDim]),
+      mask: maskT,
+      loraRun,
+    };
     let h = this.embed(input, T);
     const newCache: LayerCache[] = [];
     for (let i = 0; i < c.numLayers; i++) {
@@ -407,7 +418,8 @@ export class CausalLM {
     const w = this.weights;
     const all: (tfc.Tensor | undefined)[] = [w.embed, w.norm, w.lmHeadT];
     for (const l of w.layers) {
-      all.push(l.inputNorm, l.postNorm, l.attn.qkv.weightT, l.attn.qkv.bias, l.attn.o.weightT, l.attn.o.bias, l.mlp.gateUp.weightT, l.mlp.gateUp.bias, l.mlp.down.weightT, l.mlp.down.bias);
+      all.push(l.inputNorm, l.postNorm);
+      for (const lin of [l.attn.q, l.attn.k, l.attn.v, l.attn.o, l.mlp.gate, l.mlp.up, l.mlp.down]) all.push(lin.weightT, lin.bias);
     }
     for (const t of all) t?.dispose();
   }

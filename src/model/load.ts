@@ -1,7 +1,7 @@
 /**
  * loadModel: a Hugging Face folder (config.json, model.safetensors or a sharded index,
  * tokenizer.json, tokenizer_config.json) to a CausalLM on the current tfjs backend. Weights are
- * decoded to float32, transposed to [in, out] and q/k/v and gate/up fused, one tensor at a time.
+ * decoded to float32 and transposed to [in, out], one tensor at a time.
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
@@ -42,33 +42,13 @@ export async function loadModel(dir: string, { backend = 'auto', tokenizer = tru
     }
     const read = async (name: string) => (await folder.read(name, expected.get(name))).data as Float32Array;
     const vec = async (name: string) => keep(tf.tensor1d(await read(name)));
-    /** PyTorch [out, in] weights, fused along out, as one [in, sum(out)] tensor. */
-    const fused = async (names: string[], biasNames: string[] | null): Promise<Linear> => {
-      const parts: Float32Array[] = [];
-      let rows = 0;
-      let cols = 0;
-      for (const n of names) {
-        const shape = expected.get(n)!;
-        parts.push(await read(n));
-        rows += shape[0];
-        cols = shape[1];
-      }
-      const weightT = keep(tf.tidy(() => {
-        const w = parts.length === 1 ? tf.tensor2d(parts[0], [rows, cols]) : tf.concat(parts.map((p, i) => tf.tensor2d(p, [expected.get(names[i])![0], cols])), 0);
-        return tf.transpose(w) as tfc.Tensor2D;
-      }));
-      let bias: tfc.Tensor1D | undefined;
-      if (biasNames) {
-        const bs = await Promise.all(biasNames.map(read));
-        const all = new Float32Array(rows);
-        let o = 0;
-        for (const b of bs) {
-          all.set(b, o);
-          o += b.length;
-        }
-        bias = keep(tf.tensor1d(all));
-      }
-      return { weightT, bias };
+    /** A PyTorch linear ([out, in] weight, optional bias) as [in, out] for plain matmuls. */
+    const linearOf = async (prefix: string, hasBias: boolean): Promise<Linear> => {
+      const name = `${prefix}.weight`;
+      const [rows, cols] = expected.get(name)!;
+      const data = await read(name);
+      const weightT = keep(tf.tidy(() => tf.transpose(tf.tensor2d(data, [rows, cols])) as tfc.Tensor2D));
+      return { weightT, bias: hasBias ? await vec(`${prefix}.bias`) : undefined };
     };
     const layers: LayerWeights[] = [];
     for (let i = 0; i < config.numLayers; i++) {
@@ -79,12 +59,15 @@ export async function loadModel(dir: string, { backend = 'auto', tokenizer = tru
         inputNorm: await vec(`${p}.input_layernorm.weight`),
         postNorm: await vec(`${p}.post_attention_layernorm.weight`),
         attn: {
-          qkv: await fused([`${a}.q_proj.weight`, `${a}.k_proj.weight`, `${a}.v_proj.weight`], config.attentionBias ? [`${a}.q_proj.bias`, `${a}.k_proj.bias`, `${a}.v_proj.bias`] : null),
-          o: await fused([`${a}.o_proj.weight`], config.outputBias ? [`${a}.o_proj.bias`] : null),
+          q: await linearOf(`${a}.q_proj`, config.attentionBias),
+          k: await linearOf(`${a}.k_proj`, config.attentionBias),
+          v: await linearOf(`${a}.v_proj`, config.attentionBias),
+          o: await linearOf(`${a}.o_proj`, config.outputBias),
         },
         mlp: {
-          gateUp: await fused([`${m}.gate_proj.weight`, `${m}.up_proj.weight`], config.mlpBias ? [`${m}.gate_proj.bias`, `${m}.up_proj.bias`] : null),
-          down: await fused([`${m}.down_proj.weight`], config.mlpBias ? [`${m}.down_proj.bias`] : null),
+          gate: await linearOf(`${m}.gate_proj`, config.mlpBias),
+          up: await linearOf(`${m}.up_proj`, config.mlpBias),
+          down: await linearOf(`${m}.down_proj`, config.mlpBias),
         },
       });
     }

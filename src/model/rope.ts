@@ -33,23 +33,49 @@ export function ropeTables(
 }
 
 /**
- * Rotate `x` [B, T, heads, headDim] by tables `cos`, `sin` [B, T, 1, headDim] (or broadcastable).
- * `sinSigned` is sin with its first half negated, so rotate_half(x) * sin becomes
- * concat(x2, x1) * sinSigned: two slices and a concat instead of a negation pass.
+ * rotate_half as a matrix: x R = [-x2, x1] for one head's [x1, x2]. Applied per head by a
+ * [N * heads, hd] x [hd, hd] matmul (hd flops per element, fast on every backend, its gradient
+ * another matmul): tfjs-wasm's Reverse and broadcasting multiplies are far slower.
  */
-export function applyRope(tf: typeof tfc, x: tfc.Tensor4D, cos: tfc.Tensor, sinSigned: tfc.Tensor): tfc.Tensor4D {
+export function rotateHalfMatrix(headDim: number): Float32Array {
+  const half = headDim / 2;
+  const r = new Float32Array(headDim * headDim);
+  for (let j = 0; j < half; j++) {
+    r[(j + half) * headDim + j] = -1; // out[j] = -x[j + half]
+    r[j * headDim + j + half] = 1; // out[j + half] = x[j]
+  }
+  return r;
+}
+
+/**
+ * Rotate `x` [N, heads * headDim] (rows = batch x positions, heads side by side, as the q/k
+ * projections give them): x * cos + rotate_half(x) * sin, with `cos`, `sin` [N, heads * headDim]
+ * tiled over heads (an attention scale may be folded into them) and `rotate` from
+ * rotateHalfMatrix. Every multiply is same-shape.
+ */
+export function applyRope(tf: typeof tfc, x: tfc.Tensor2D, heads: number, cos: tfc.Tensor2D, sin: tfc.Tensor2D, rotate: tfc.Tensor2D): tfc.Tensor2D {
   return tf.tidy(() => {
-    const half = x.shape[3] / 2;
-    const [x1, x2] = tf.split(x, [half, half], 3);
-    const swapped = tf.concat([x2, x1], 3);
-    return tf.add(tf.mul(x, cos), tf.mul(swapped, sinSigned)) as tfc.Tensor4D;
+    const [n, width] = x.shape;
+    const hd = width / heads;
+    const rotated = tf.reshape(tf.matMul(tf.reshape(x, [n * heads, hd]), rotate), [n, width]);
+    return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tfc.Tensor2D;
   });
 }
 
-/** sin with the first half of the last axis negated (see applyRope). */
-export function signSin(sin: Float32Array, headDim: number): Float32Array {
-  const out = sin.slice();
-  const half = headDim / 2;
-  for (let r = 0; r < out.length; r += headDim) for (let i = 0; i < half; i++) out[r + i] = -out[r + i];
-  return out;
+/** Tables for applyRope: cos and sin of each row ([rows, headDim] from ropeTables) tiled over `heads`, times `scale`. */
+export function tileRopeTables(cos: Float32Array, sin: Float32Array, headDim: number, heads: number, scale = 1): { cos: Float32Array; sin: Float32Array } {
+  const rows = cos.length / headDim;
+  const width = heads * headDim;
+  const c = new Float32Array(rows * width);
+  const s = new Float32Array(rows * width);
+  for (let r = 0; r < rows; r++) {
+    for (let h = 0; h < heads; h++) {
+      const o = r * width + h * headDim;
+      for (let i = 0; i < headDim; i++) {
+        c[o + i] = cos[r * headDim + i] * scale;
+        s[o + i] = sin[r * headDim + i] * scale;
+      }
+    }
+  }
+  return { cos: c, sin: s };
 }

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../src/index.js';
 import { rmsNorm } from '../../src/model/rmsnorm.js';
-import { applyRope, ropeTables, signSin } from '../../src/model/rope.js';
+import { applyRope, ropeTables, rotateHalfMatrix, tileRopeTables } from '../../src/model/rope.js';
 import { ropeInvFreq } from '../../src/model/config.js';
 
 beforeAll(async () => {
@@ -23,11 +23,16 @@ describe('RMSNorm and rotary embedding against hand-computed values', () => {
     // inv_freq = [1, 0.01]; position 2 -> angles [2, 0.02] on both halves.
     const { cos, sin } = ropeTables(config, [2]);
     expect(Array.from(cos)).toEqual([Math.fround(Math.cos(2)), Math.fround(Math.cos(0.02)), Math.fround(Math.cos(2)), Math.fround(Math.cos(0.02))]);
-    const x = tf.tensor4d([1, 2, 3, 4], [1, 1, 1, 4]);
-    const y = applyRope(tf, x, tf.tensor4d(cos, [1, 1, 1, 4]), tf.tensor4d(signSin(sin, 4), [1, 1, 1, 4]));
+    // Two heads side by side, the second scaled by 2; tables tiled over heads, scale 0.5 folded in.
+    const tables = tileRopeTables(cos, sin, 4, 2, 0.5);
+    const x = tf.tensor2d([1, 2, 3, 4, 2, 4, 6, 8], [1, 8]);
+    const y = applyRope(tf, x, 2, tf.tensor2d(tables.cos, [1, 8]), tf.tensor2d(tables.sin, [1, 8]), tf.tensor2d(rotateHalfMatrix(4), [4, 4]));
     const expected = [-3.1440391, 1.9196053, -0.3391431, 4.0391974];
     const got = await y.data();
-    expected.forEach((v, i) => expect(got[i]).toBeCloseTo(v, 5));
+    expected.forEach((v, i) => {
+      expect(got[i]).toBeCloseTo(v * 0.5, 5);
+      expect(got[4 + i]).toBeCloseTo(v, 5);
+    });
   });
 
   it('position 0 leaves vectors unchanged; llama3 scaling keeps high, divides low and blends medium frequencies', () => {
