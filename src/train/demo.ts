@@ -1,0 +1,211 @@
+/**
+ * `rpv demo`: the whole job on the bundled sample, in minutes on 2 CPU cores.
+ *
+ * 1. sample export (ffmpeg clips of a coloured shape moving one way, bilingual role-play dialogues
+ *    whose answers depend on the video);
+ * 2. conversion to Arrow shards (adaptive frame sampling, grid-v1 features), and their summary;
+ * 3. a small loader benchmark beside the raw-read ceiling;
+ * 4. a tiny random-initialised model;
+ * 5. recipes/demo.yaml (with video) and recipes/demo-text-only.yaml (the paper's ablation);
+ * 6. both held-out losses, overall and on the role's video-dependent words (colours and
+ *    directions), one reply of each model on a held-out clip, and a plot of both runs.
+ */
+import { promises as fs, existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RpvError } from '../util/errors.js';
+import { formatDuration } from '../util/progress.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { loadRecipe } from './recipe.js';
+import { train, type TrainResult } from './trainer.js';
+import { readMetrics, type TrainMetric } from './metrics.js';
+import { renderSvg, smooth } from './plot.js';
+
+export interface DemoOptions {
+  /** Folder of the export, shards and tiny model. */
+  dir: string;
+  /** Optimizer steps per run (default: the recipes'). */
+  steps?: number;
+  /** Redo export, shards and model. */
+  fresh?: boolean;
+  progress?: boolean;
+  /** Output lines (default stdout). */
+  print?: (line: string) => void;
+}
+
+export interface DemoRun {
+  name: string;
+  result: TrainResult;
+  heldOutLoss: number;
+  focusLoss: number | null;
+  focusTokens: number;
+  seconds: number;
+  /** Loader wait as a fraction of step time over the run. */
+  loaderWaitFraction: number;
+}
+
+export interface DemoResult {
+  runs: DemoRun[];
+  /** With-video focus-word loss below the text-only one. */
+  videoHelps: boolean;
+  seconds: number;
+}
+
+/** Tiny model of the demo: weights drawn with a larger std than a real init so that LoRA on a random base can still move the logits. */
+export const DEMO_MODEL = { hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, vocabSize: 512, initStd: 0.2, seed: 0 } as const;
+
+/** Where the shipped recipes are (beside src/ and dist/). */
+export function recipesDir(): string {
+  return fileURLToPath(new URL('../../recipes/', import.meta.url));
+}
+
+type ConvertFn = (options: Record<string, unknown>) => Promise<Record<string, unknown>>;
+
+export async function runDemo(options: DemoOptions): Promise<DemoResult> {
+  const print = options.print ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const progress = options.progress ?? true;
+  const started = performance.now();
+  const dir = options.dir;
+  const exportDir = path.join(dir, 'export');
+  const shardsDir = path.join(dir, 'shards');
+  const modelDir = path.join(dir, 'tiny-model');
+  const stage = (n: number, text: string) => print(`\n[${n}/6] ${text}`);
+  if (options.fresh) await fs.rm(dir, { recursive: true, force: true });
+
+  stage(1, `sample export -> ${exportDir}`);
+  if (existsSync(path.join(exportDir, 'facts.json')) && existsSync(path.join(exportDir, 'annotations.jsonl'))) {
+    print('  present, reused (--fresh to redo)');
+  } else {
+    const { writeSampleExport } = await import('../media/sample-export.js');
+    const s = await writeSampleExport(exportDir, { progress });
+    print(`  ${s.clips.length} clips (${s.totalDurationSec.toFixed(0)} s of ${s.videoCodec}), ${s.roles.length} roles, ${s.dialogues} dialogues in ${s.elapsedSec.toFixed(1)} s`);
+  }
+
+  stage(2, `convert -> ${shardsDir}`);
+  if (existsSync(path.join(shardsDir, 'index.json'))) {
+    print('  present, reused (--fresh to redo)');
+  } else {
+    const spec: string = '../convert/convert.js';
+    const mod = (await import(spec)) as { convertExport?: ConvertFn };
+    if (!mod.convertExport) throw new RpvError('demo: src/convert/convert.ts has no convertExport');
+    await mod.convertExport({ input: exportDir, out: shardsDir, format: 'arrow', progress });
+  }
+  const { readShardIndex } = await import('../shard/index-file.js');
+  const index = await readShardIndex(shardsDir);
+  const t = index.totals;
+  print(
+    `  ${t.rows} videos, ${t.dialogues} dialogues, ${t.frames} frames in ${t.shards} shard(s), ${(t.bytes / 1024).toFixed(0)} KiB; ` +
+      `features ${index.schema.featureDim}-dim x ${index.schema.tokensPerFrame} token(s)/frame (${index.encoder.id}), ${index.schema.dtype}; ` +
+      `read ${index.counts.read} = converted ${index.counts.converted} + skipped ${index.counts.skipped}`,
+  );
+
+  stage(3, 'loader benchmark (small: 1 worker, batch 8, Arrow)');
+  const { benchLoader } = await import('../loader/bench.js');
+  await benchLoader({ dir: shardsDir, workers: 1, batchSize: 8, formats: ['arrow'], log: (l) => print(`  ${l}`) });
+
+  stage(4, `tiny model -> ${modelDir}`);
+  if (existsSync(path.join(modelDir, 'config.json'))) print('  present, reused (--fresh to redo)');
+  else {
+    const { writeTinyModel } = await import('../model/tiny.js');
+    await writeTinyModel(modelDir, DEMO_MODEL);
+    print(`  qwen2 layout, hidden ${DEMO_MODEL.hiddenSize}, ${DEMO_MODEL.numLayers} layers, vocabulary ${DEMO_MODEL.vocabSize}, random weights (std ${DEMO_MODEL.initStd})`);
+  }
+
+  const runs: DemoRun[] = [];
+  const names = ['demo', 'demo-text-only'];
+  for (const [i, name] of names.entries()) {
+    stage(5, `train ${name} (${i + 1}/2)`);
+    const overrides = [`model.path=${modelDir}`, `data.shards=${shardsDir}`, `output_dir=${path.join('runs', name)}`];
+    if (options.steps !== undefined) overrides.push(`train.max_steps=${options.steps}`);
+    const recipe = await loadRecipe(path.join(recipesDir(), `${name}.yaml`), overrides);
+    const t0 = performance.now();
+    const result = await train(recipe, { progressStream: progress ? process.stderr : null, log: () => {} });
+    const seconds = (performance.now() - t0) / 1000;
+    const ev = result.lastEval;
+    if (!ev) throw new RpvError(`demo: ${name} finished without a held-out evaluation`);
+    const metrics = (await readMetrics(path.join(recipe.output_dir, 'metrics.jsonl'))).filter((m): m is TrainMetric => m.type === 'train');
+    const wait = metrics.reduce((a, m) => a + m.loader_wait_sec, 0);
+    const steps = metrics.reduce((a, m) => a + m.step_sec, 0);
+    runs.push({ name, result, heldOutLoss: ev.loss, focusLoss: ev.focus_loss, focusTokens: ev.focus_tokens, seconds, loaderWaitFraction: steps > 0 ? wait / steps : 0 });
+    print(
+      `  ${result.steps} steps in ${formatDuration(seconds)} (${result.backend.backend}); held-out loss ${ev.loss.toFixed(3)}, ` +
+        `video-dependent words ${ev.focus_loss?.toFixed(3) ?? 'n/a'} over ${ev.focus_tokens} tokens; loader wait ${(100 * (steps > 0 ? wait / steps : 0)).toFixed(1)}% of step time`,
+    );
+  }
+
+  stage(6, 'results');
+  const [video, text] = runs as [DemoRun, DemoRun];
+  const row = (r: DemoRun) =>
+    `  ${r.name.padEnd(16)} ${r.heldOutLoss.toFixed(3).padStart(8)} ${Math.exp(r.heldOutLoss).toFixed(1).padStart(8)} ${(r.focusLoss?.toFixed(3) ?? 'n/a').padStart(14)}`;
+  print(`  ${'run'.padEnd(16)} ${'held-out'.padStart(8)} ${'ppl'.padStart(8)} ${'video words'.padStart(14)}`);
+  print(row(video));
+  print(row(text));
+  const videoHelps = video.focusLoss !== null && text.focusLoss !== null && video.focusLoss < text.focusLoss;
+  if (video.focusLoss !== null && text.focusLoss !== null) {
+    print(
+      `  on the role's colour/direction words (${video.focusTokens} held-out tokens) the model that watches the video has loss ` +
+        `${video.focusLoss.toFixed(3)} vs ${text.focusLoss.toFixed(3)} without it: ${videoHelps ? `${(text.focusLoss - video.focusLoss).toFixed(3)} nats lower per token` : 'NOT lower'}`,
+    );
+  }
+  await showReplies(print, shardsDir, runs).catch((err: Error) => print(`  (sample replies skipped: ${err.message})`));
+  const svg = path.join('runs', 'demo-compare.svg');
+  await writeFileAtomic(svg, await compareSvg(runs.map((r) => path.join('runs', r.name))));
+  const seconds = (performance.now() - started) / 1000;
+  print(`  curves: ${svg}; runs: runs/demo, runs/demo-text-only; total ${formatDuration(seconds)}`);
+  return { runs, videoHelps, seconds };
+}
+
+/** Held-out loss curves of several runs on one plot. */
+async function compareSvg(runDirs: string[]): Promise<string> {
+  const colors = ['#d94801', '#08519c'];
+  const series = [];
+  for (const [i, dir] of runDirs.entries()) {
+    const m = await readMetrics(path.join(dir, 'metrics.jsonl'));
+    const train = m.filter((x) => x.type === 'train');
+    const evals = m.filter((x) => x.type === 'eval');
+    const sm = smooth(train.map((x) => x.loss));
+    const name = path.basename(dir);
+    series.push({ name: `${name} train`, color: colors[i % 2]!, dashed: true, points: train.map((x, j) => [x.step, sm[j]!] as [number, number]) });
+    series.push({ name: `${name} held-out`, color: colors[i % 2]!, markers: true, points: evals.map((x) => [x.step, x.loss] as [number, number]) });
+    series.push({ name: `${name} video words`, color: i === 0 ? '#238b45' : '#6a51a3', markers: true, points: evals.filter((x) => x.focus_loss !== null).map((x) => [x.step, x.focus_loss!] as [number, number]) });
+  }
+  return renderSvg(series, { title: 'demo: with video vs text-only (held-out)' });
+}
+
+/** One held-out clip: the reference reply and each run's greedy reply. */
+async function showReplies(print: (l: string) => void, shardsDir: string, runs: DemoRun[]): Promise<void> {
+  const { readShardIndex } = await import('../shard/index-file.js');
+  const { readShard } = await import('../shard/read.js');
+  const { isHeldOut } = await import('./dataset.js');
+  const { loadForGeneration, generateReply } = await import('./generate.js');
+  const index = await readShardIndex(shardsDir);
+  const first = runs[0]!;
+  const recipe = (await loadForGeneration(path.join('runs', first.name)).then((r) => (r.model.dispose(), r.recipe)));
+  for (const shard of index.shards.filter((s) => s.format === 'arrow')) {
+    const rows = await readShard(path.join(shardsDir, shard.file));
+    const row = rows.find((r) => isHeldOut(r.video_id, recipe.data.heldout_fraction, recipe.seed) && r.num_frames > 0);
+    if (!row) continue;
+    const dialogue = row.dialogues.find((d) => d.turns.length >= 2 && d.turns[0]!.speaker !== row.role && d.turns[1]!.speaker === row.role && recipe.eval.focus_words.some((w) => d.turns[1]!.text.includes(w)));
+    if (!dialogue) continue;
+    print(`\n  held-out clip ${row.video_id} (${row.role}): "${dialogue.turns[0]!.text}"`);
+    print(`    reference       ${dialogue.turns[1]!.text}`);
+    for (const r of runs) {
+      const loaded = await loadForGeneration(path.join('runs', r.name));
+      try {
+        const reply = await generateReply({
+          model: loaded.model,
+          role: row.role,
+          profile: row.profile,
+          video: loaded.recipe.data.use_video ? { features: row.frames, frameTimes: row.frame_times, tokensPerFrame: index.schema.tokensPerFrame, featureDim: index.schema.featureDim } : null,
+          history: [{ role: 'user', content: dialogue.turns[0]!.text }],
+          maxNewTokens: 40,
+          frameTimeText: loaded.recipe.prompt.frame_time_text,
+        });
+        print(`    ${r.name.padEnd(15)} ${reply.text.replace(/\n/g, ' ')}`);
+      } finally {
+        loaded.model.dispose();
+      }
+    }
+    return;
+  }
+}
