@@ -269,6 +269,10 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
       }
       return ds;
     });
+    // A failed open (e.g. the index server was down) is tried again on the next iteration.
+    this.dataset.catch(() => {
+      this.dataset = undefined;
+    });
     return this.dataset;
   }
 
@@ -347,7 +351,7 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
         }, fail);
       };
       const release = (load: Load): void => {
-        if (!load.started || load.bytes === 0) return;
+        if (!load.started || load.released) return;
         stats.residentBytes -= load.bytes;
         load.bytes = 0;
         load.data = undefined;
@@ -356,9 +360,8 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
 
       const ctxBase = { tokensPerFrame: ds.index.schema.tokensPerFrame, featureDim: ds.index.schema.featureDim, epoch };
       const collate = this.options.collate ?? (defaultCollate as unknown as (s: Sample[], c: CollateContext) => B);
-      while (this.batchesDone < plan.batches) {
-        const end = pos + this.batchSize;
-        // Start what this batch needs, then read ahead while the prefetch budget allows.
+      /** Start what the batch ending at `end` needs, then read ahead while the budget allows. */
+      const pump = (end: number): void => {
         while (nextLoad < loads.length) {
           const load = loads[nextLoad]!;
           const required = load.first < end;
@@ -366,20 +369,30 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
           start(load);
           nextLoad++;
         }
+      };
+      let firstHeld = 0;
+      while (this.batchesDone < plan.batches) {
+        const end = pos + this.batchSize;
+        pump(end);
         const samples: Sample[] = new Array(this.batchSize);
-        const waitStart = performance.now();
         for (let p = pos; p < end; p++) {
           if (failure) throw failure;
           const load = slot(p);
-          if (!load.data && !load.error) await load.done;
+          if (!load.data && !load.error) {
+            const waitStart = performance.now();
+            await load.done;
+            stats.waitMs += performance.now() - waitStart;
+          }
           if (failure) throw failure;
           if (load.error) throw load.error;
-          const q = sourceOf(p, plan.total);
-          samples[p - pos] = sampleOf(load.data!, order.local[q]!, p >= plan.total, ds.frameSize);
+          samples[p - pos] = sampleOf(load.data!, order.local[sourceOf(p, plan.total)]!, p >= plan.total, ds.frameSize);
         }
-        stats.waitMs += performance.now() - waitStart;
         const batch = collate(samples, { ...ctxBase, batchIndex: this.batchesDone });
-        for (let i = 0; i < nextLoad; i++) if (loads[i]!.last < end) release(loads[i]!);
+        // Drop shards whose last sample is behind us, and refill the read-ahead before yielding,
+        // so workers keep reading while the consumer works on this batch.
+        for (let i = firstHeld; i < nextLoad; i++) if (loads[i]!.last < end) release(loads[i]!);
+        while (firstHeld < nextLoad && loads[firstHeld]!.released) firstHeld++;
+        pump(end + this.batchSize);
         pos = end;
         this.batchesDone += 1;
         yield batch;

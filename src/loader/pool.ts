@@ -68,10 +68,16 @@ export class LoadPool {
   private closed = false;
   private inProcessBusy = 0;
 
-  /** `size` worker threads; 0 runs tasks on the calling thread (one at a time). */
-  constructor(readonly size: number) {
+  /**
+   * `size` worker threads; 0 runs tasks on the calling thread (one at a time). `entry` overrides
+   * the worker script (tests use it to start workers that crash).
+   */
+  constructor(
+    readonly size: number,
+    entry?: ReturnType<typeof workerEntry>,
+  ) {
     if (size > 0) {
-      const entry = workerEntry();
+      entry ??= workerEntry();
       for (let i = 0; i < size; i++) this.slots.push(this.spawn(entry));
     }
   }

@@ -120,3 +120,28 @@ describe('stopping', () => {
     expect(loader.stats().residentBytes).toBe(0);
   });
 });
+
+describe('worker pool', () => {
+  const task = { name: 'shard-x.arrow', format: 'arrow' as const, frameSize: 1, bytes: 0, sha256: '', file: '/nonexistent', verify: false };
+
+  it('fails the running and queued tasks when a worker crashes, then refuses new ones', async () => {
+    const { LoadPool } = await import('../../src/loader/pool.js');
+    const crash = `require('node:worker_threads').parentPort.postMessage({ ready: true }); require('node:worker_threads').parentPort.on('message', () => { throw new Error('boom'); });`;
+    const pool = new LoadPool(1, { target: crash, eval: true, kind: 'js' });
+    const results = await Promise.allSettled([pool.run(task), pool.run({ ...task, name: 'shard-y.arrow' })]);
+    expect(results.map((r) => (r as PromiseRejectedResult).reason.message)).toEqual([
+      'shard-x.arrow: loader: worker thread failed: boom',
+      'shard-y.arrow: loader: worker thread failed: boom',
+    ]);
+    await expect(pool.run(task)).rejects.toThrow('loader: worker thread failed: boom');
+    await pool.close();
+  });
+
+  it('fails the task of a worker that exits', async () => {
+    const { LoadPool } = await import('../../src/loader/pool.js');
+    const exit = `require('node:worker_threads').parentPort.postMessage({ ready: true }); require('node:worker_threads').parentPort.on('message', () => process.exit(7));`;
+    const pool = new LoadPool(1, { target: exit, eval: true, kind: 'js' });
+    await expect(pool.run(task)).rejects.toThrow('shard-x.arrow: loader: worker thread failed: loader: worker thread exited with code 7');
+    await pool.close();
+  });
+});
