@@ -75,6 +75,11 @@ beforeAll(async () => {
   });
   tokens.layers[1]!.setWeights([tf.tensor2d([[1, 0], [0, 1], [1, -1]])]);
   await saveLayersModel(tokens, path.join(dir, 'tokens'));
+  // Channels first: [n, 3, 4, 4] -> flatten (channel-major) -> Dense(2): mean of R, mean of B.
+  const nchw = tfl.sequential({ layers: [tfl.layers.flatten({ inputShape: [3, 4, 4] }), tfl.layers.dense({ units: 2, useBias: false })] });
+  const pick = Array.from({ length: 48 }, (_, k) => [k < 16 ? 1 / 16 : 0, k >= 32 ? 1 / 16 : 0]);
+  nchw.layers[1]!.setWeights([tf.tensor2d(pick)]);
+  await saveLayersModel(nchw, path.join(dir, 'nchw'));
   // A graph model written by hand in the converter's format: Mean over H, W then MatMul.
   const graph = path.join(dir, 'graph');
   await fs.mkdir(graph);
@@ -142,6 +147,13 @@ describe('tfjs encoder', () => {
       expect(out[p * 2]).toBeCloseTo(r + b, 5);
       expect(out[p * 2 + 1]).toBeCloseTo(g - b, 5);
     }
+  });
+
+  it('feeds channels-first models NCHW', async () => {
+    const enc = await createEncoder(`tfjs:${path.join(dir, 'nchw')}`);
+    expect(enc.describe()).toMatchObject({ inputLayout: 'NCHW', featureDim: 2, tokensPerFrame: 1 });
+    const out = await enc.encode([solid(4, [255, 0, 0]), solid(4, [0, 255, 51])], 4);
+    expect(Array.from(out).map((v) => Math.round(v * 1000) / 1000)).toEqual([1, 0, 0, 0.2]);
   });
 
   it('loads a graph model (converter format) and runs it', async () => {
