@@ -248,19 +248,22 @@ export function buildClipArgs(clip: ClipFacts & { hasAudio: boolean }, output: s
   ];
 }
 
-async function renderClip(ffmpegPath: string, clip: SampleClip | Omit<SampleClip, 'bytes'>, file: string, codec: 'libx264' | 'mpeg4'): Promise<void> {
+async function renderClip(ffmpegPath: string, clip: Omit<SampleClip, 'bytes'>, file: string, codec: 'libx264' | 'mpeg4'): Promise<void> {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  const args = buildClipArgs(clip, tmp, codec);
-  const stderr = await new Promise<string>((resolve, reject) => {
-    const child = spawn(ffmpegPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(err) : reject(new RpvError(`sample-export: ffmpeg failed on ${clip.id} (exit ${code}): ${err.trim().split('\n').slice(-1)[0] ?? ''}`))));
-  }).catch(async (err: unknown) => {
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(ffmpegPath, buildClipArgs(clip, tmp, codec), { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
+      child.on('error', reject);
+      child.on('close', (code) => {
+        if (code === 0) resolve();
+        else reject(new RpvError(`sample-export: ffmpeg failed on ${clip.id} (exit ${code}): ${err.trim().split('\n').slice(-1)[0] ?? ''}`));
+      });
+    });
+    await fs.rename(tmp, file);
+  } catch (err) {
     await fs.rm(tmp, { force: true });
     throw err;
-  });
-  void stderr;
-  await fs.rename(tmp, file);
+  }
 }
