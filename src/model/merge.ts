@@ -39,7 +39,13 @@ export function addLowRank(w: Float32Array, a: Float32Array, b: Float32Array, ou
   }
 }
 
-export async function mergeLora(modelDir: string, adapterDir: string, outDir: string, { progress }: { progress?: (done: number, total: number) => void } = {}): Promise<MergeSummary> {
+export interface MergeLoraOptions {
+  /** Float dtype of the merged weights; default the base's (F16/BF16 if any tensor is, else F32). Rounding the merged weights to 16 bits perturbs them, as merge_and_unload in that dtype does. */
+  dtype?: SafetensorsFloatDType;
+  progress?: (done: number, total: number) => void;
+}
+
+export async function mergeLora(modelDir: string, adapterDir: string, outDir: string, { dtype: outDtype, progress }: MergeLoraOptions = {}): Promise<MergeSummary> {
   if (path.resolve(modelDir) === path.resolve(outDir)) throw new RpvError(`merge-lora: --out must differ from --model (${outDir}): the base is read while the merged model is written`);
   await readConfig(modelDir); // validates the architecture
   const configFile = path.join(adapterDir, ADAPTER_CONFIG);
@@ -96,6 +102,16 @@ export async function mergeLora(modelDir: string, adapterDir: string, outDir: st
     if (entry.name === INDEX_FILE || entry.name.endsWith('.safetensors') || entry.name.endsWith('.bin')) continue;
     await fs.copyFile(path.join(modelDir, entry.name), path.join(outDir, entry.name));
   }
-  await writeSafetensors(path.join(outDir, SINGLE_FILE), out, { dtype, metadata: { format: 'pt' } });
-  return { merged, tensors: out.size, dtype, outDir };
+  const written = outDtype ?? dtype;
+  await writeSafetensors(path.join(outDir, SINGLE_FILE), out, { dtype: written, metadata: { format: 'pt' } });
+  if (written !== dtype || outDtype) {
+    // config.json's torch_dtype follows the weights written.
+    const cfgPath = path.join(outDir, 'config.json');
+    const cfg = JSON.parse(await fs.readFile(cfgPath, 'utf8'));
+    const torchName = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[written];
+    if ('dtype' in cfg) cfg.dtype = torchName;
+    else cfg.torch_dtype = torchName;
+    await fs.writeFile(cfgPath, `${JSON.stringify(cfg, null, 2)}\n`);
+  }
+  return { merged, tensors: out.size, dtype: written, outDir };
 }

@@ -167,7 +167,6 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
   );
   const tokenizerConfig = {
     add_bos_token: false,
-    add_prefix_space: false,
     added_tokens_decoder: addedTokensDecoder,
     additional_special_tokens: ['<|im_start|>', '<|im_end|>', '<|vision_start|>', '<|vision_end|>', '<|video_pad|>'],
     bos_token: null,
