@@ -92,9 +92,9 @@ export async function extractFrames(file: string, timesSec: readonly number[], o
   const endToleranceSec = options.endToleranceSec ?? 1;
   const args = buildExtractArgs(file, timesSec, { ...options, fpsModeFlag: fpsModeFlagFor(ffmpeg.version) });
   const frameBytes = options.frameSize * options.frameSize * 3;
-  const { code, stdout, stderr } = await runBinary(ffmpeg.path, args, options.signal);
+  const { code, signal, stdout, stderr } = await runBinary(ffmpeg.path, args, options.signal);
   const decoded = parseShowinfo(stderr);
-  if (code !== 0) throw await classifyFailure(file, stderr, code);
+  if (code !== 0) throw await classifyFailure(file, stderr, code, signal);
   if (stdout.length !== decoded.length * frameBytes) {
     throw new RpvError(`extract: ${file}: ffmpeg wrote ${stdout.length} bytes for ${decoded.length} frames of ${frameBytes} bytes`);
   }
@@ -134,8 +134,8 @@ export async function extractImage(file: string, options: Omit<ExtractOptions, '
     '-vf', `scale=${frameSize}:${frameSize}:flags=area`,
     '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1',
   ];
-  const { code, stdout, stderr } = await runBinary(ffmpegPath, args, options.signal);
-  if (code !== 0) throw await classifyFailure(file, stderr, code);
+  const { code, signal, stdout, stderr } = await runBinary(ffmpegPath, args, options.signal);
+  if (code !== 0) throw await classifyFailure(file, stderr, code, signal);
   const frameBytes = frameSize * frameSize * 3;
   if (stdout.length < frameBytes) throw new MediaError(file, 'not-media', 'no picture decoded');
   return stdout.subarray(0, frameBytes).slice();
@@ -159,7 +159,10 @@ export function parseShowinfo(stderr: string): number[] {
   return times;
 }
 
-async function classifyFailure(file: string, stderr: string, code: number | null): Promise<MediaError> {
+async function classifyFailure(file: string, stderr: string, code: number | null, signal: NodeJS.Signals | null = null): Promise<MediaError> {
+  if (signal || (code !== null && code > 128)) {
+    return new MediaError(file, 'unreadable', `ffmpeg crashed decoding it (${signal ?? `exit ${code}`}); some static builds do on MPEG-TS: set FFMPEG_PATH to another build`);
+  }
   const detail = stderr
     .split('\n')
     .map((l) => l.trim())
@@ -192,7 +195,7 @@ function checkFrameSize(frameSize: number): void {
 }
 
 /** Spawn ffmpeg, collect stdout as bytes and stderr as text; SIGKILL it on abort. */
-function runBinary(bin: string, args: string[], signal?: AbortSignal): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+function runBinary(bin: string, args: string[], signal?: AbortSignal): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: Buffer; stderr: string }> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(abortError(signal));
     const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -206,10 +209,10 @@ function runBinary(bin: string, args: string[], signal?: AbortSignal): Promise<{
       signal?.removeEventListener('abort', onAbort);
       reject(new RpvError(`cannot run ${bin}: ${err.message}`, { cause: err }));
     });
-    child.on('close', (code) => {
+    child.on('close', (code, killedBy) => {
       signal?.removeEventListener('abort', onAbort);
       if (signal?.aborted) reject(abortError(signal));
-      else resolve({ code, stdout: Buffer.concat(chunks), stderr });
+      else resolve({ code, signal: killedBy, stdout: Buffer.concat(chunks), stderr });
     });
   });
 }

@@ -36,8 +36,10 @@ export interface VideoInfo {
   videoCodec?: string;
   /** Average frame rate of the video stream, when known. */
   fps?: number;
-  /** Video packets actually present in the file (ffprobe demuxes the whole file). */
+  /** Video packets actually present in the file (the probe demuxes the whole file). */
   videoPackets?: number;
+  /** Which tool answered: `ffmpeg` when ffprobe crashed on the file. */
+  prober?: 'ffprobe' | 'ffmpeg';
 }
 
 export interface ProbeOptions {
@@ -73,14 +75,19 @@ interface FfprobeJson {
  */
 export async function probeVideo(file: string, options: ProbeOptions = {}): Promise<VideoInfo> {
   await checkReadableFile(file);
-  const { ffprobePath } = await resolveFfmpeg();
+  const { ffprobePath, ffmpegPath } = await resolveFfmpeg();
   const args = [
     '-v', 'error',
     '-print_format', 'json',
     '-show_entries', 'format=duration,format_name:stream=index,codec_type,codec_name,width,height,duration,avg_frame_rate,nb_frames,disposition:packet=stream_index,pts_time,dts_time,duration_time',
     file,
   ];
-  const { code, stdout, stderr } = await runCapture(ffprobePath, args, options.signal);
+  const { code, signal, stdout, stderr } = await runCapture(ffprobePath, args, options.signal);
+  if (signal || (code !== null && code > 128)) {
+    // ffprobe crashed, not the file's fault: some static builds (johnvansickle's, as shipped in
+    // @ffprobe-installer) die with SIGSEGV on every MPEG-TS file. Ask ffmpeg instead.
+    return probeWithFfmpeg(file, ffmpegPath, options);
+  }
   if (code !== 0) {
     const msg = firstErrorLine(stderr, file);
     if (/partial file|end of file|truncat/i.test(stderr) || (/moov atom not found/.test(stderr) && (await looksLikeMp4(file)))) {
@@ -103,13 +110,7 @@ export async function probeVideo(file: string, options: ProbeOptions = {}): Prom
     if (hasAudio) throw new MediaError(file, 'audio-only', 'no video stream (audio only)');
     throw new MediaError(file, 'not-media', `no video or audio stream (container ${json.format?.format_name ?? 'unknown'})`);
   }
-  const streamDuration = num(video.duration);
-  const formatDuration = num(json.format?.duration);
-  const declared = streamDuration ?? formatDuration;
   const packets = (json.packets ?? []).filter((p) => p.stream_index === video.index);
-  if (packets.length === 0) {
-    throw new MediaError(file, 'truncated', 'the video stream has no packets');
-  }
   let lastEnd = 0;
   for (const p of packets) {
     const t = num(p.pts_time) ?? num(p.dts_time);
@@ -117,29 +118,115 @@ export async function probeVideo(file: string, options: ProbeOptions = {}): Prom
     const end = t + (num(p.duration_time) ?? 0);
     if (end > lastEnd) lastEnd = end;
   }
-  const fps = rate(video.avg_frame_rate);
-  const declaredFrames = num(video.nb_frames);
-  const tolerance = Math.max(options.truncatedToleranceSec ?? 1, 0.05 * (declared ?? 0));
-  if (declared !== undefined && lastEnd + tolerance < declared) {
-    throw new MediaError(file, 'truncated', `declares ${fmt(declared)} s of video but its packets end at ${fmt(lastEnd)} s`);
-  }
-  if (declaredFrames !== undefined && declaredFrames > 1 && packets.length < 0.9 * declaredFrames - 1) {
-    throw new MediaError(file, 'truncated', `declares ${declaredFrames} video frames but holds ${packets.length}`);
-  }
-  if (/partial file|truncat/i.test(stderr)) throw new MediaError(file, 'truncated', firstErrorLine(stderr, file));
-  const durationSec = declared ?? lastEnd;
-  const info: VideoInfo = {
-    durationSec,
+  return finishProbe(file, {
+    declaredSec: num(video.duration) ?? num(json.format?.duration),
+    declaredFrames: num(video.nb_frames),
+    packets: packets.length,
+    lastEndSec: lastEnd,
     width: video.width ?? 0,
     height: video.height ?? 0,
-    hasVideo: true,
     hasAudio,
-    videoPackets: packets.length,
+    codec: video.codec_name,
+    fps: rate(video.avg_frame_rate),
+    partialFile: /partial file|truncat/i.test(stderr) ? firstErrorLine(stderr, file) : undefined,
+    prober: 'ffprobe',
+  }, options);
+}
+
+interface ProbeFacts {
+  /** Duration the file declares for the video (stream, else container). */
+  declaredSec: number | undefined;
+  declaredFrames: number | undefined;
+  /** Video packets actually present. */
+  packets: number;
+  /** End (pts + duration) of the last video packet, seconds. */
+  lastEndSec: number;
+  width: number;
+  height: number;
+  hasAudio: boolean;
+  codec: string | undefined;
+  fps: number | undefined;
+  /** The demuxer's complaint about a cut file, if any. */
+  partialFile: string | undefined;
+  prober: 'ffprobe' | 'ffmpeg';
+}
+
+/** The truncation checks and the result, shared by both probers. */
+function finishProbe(file: string, f: ProbeFacts, options: ProbeOptions): VideoInfo {
+  if (f.packets === 0) throw new MediaError(file, 'truncated', 'the video stream has no packets');
+  const tolerance = Math.max(options.truncatedToleranceSec ?? 1, 0.05 * (f.declaredSec ?? 0));
+  if (f.declaredSec !== undefined && f.lastEndSec + tolerance < f.declaredSec) {
+    throw new MediaError(file, 'truncated', `declares ${fmt(f.declaredSec)} s of video but its packets end at ${fmt(f.lastEndSec)} s`);
+  }
+  if (f.declaredFrames !== undefined && f.declaredFrames > 1 && f.packets < 0.9 * f.declaredFrames - 1) {
+    throw new MediaError(file, 'truncated', `declares ${f.declaredFrames} video frames but holds ${f.packets}`);
+  }
+  if (f.partialFile) throw new MediaError(file, 'truncated', f.partialFile);
+  if (!(f.width > 0 && f.height > 0)) throw new MediaError(file, 'not-media', 'the video stream has no frame size');
+  // ffmpeg's tty demuxer renders any text file (by extension) as an "ansi" video.
+  if (f.codec === 'ansi') throw new MediaError(file, 'not-media', 'a text file, not a video');
+  const info: VideoInfo = {
+    durationSec: f.declaredSec ?? f.lastEndSec,
+    width: f.width,
+    height: f.height,
+    hasVideo: true,
+    hasAudio: f.hasAudio,
+    videoPackets: f.packets,
+    prober: f.prober,
   };
-  if (video.codec_name) info.videoCodec = video.codec_name;
-  if (fps !== undefined) info.fps = fps;
-  if (!(info.width > 0 && info.height > 0)) throw new MediaError(file, 'not-media', 'the video stream has no frame size');
+  if (f.codec) info.videoCodec = f.codec;
+  if (f.fps !== undefined) info.fps = f.fps;
   return info;
+}
+
+/**
+ * The same facts from ffmpeg alone, for when ffprobe crashes: the input description on stderr
+ * (duration, streams) and, from copying the first video stream to the `framecrc` muxer, every
+ * video packet's timestamp and duration.
+ */
+export async function probeWithFfmpeg(file: string, ffmpegPath: string, options: ProbeOptions = {}): Promise<VideoInfo> {
+  const args = ['-hide_banner', '-nostdin', '-nostats', '-i', file, '-map', '0:v:0', '-c', 'copy', '-f', 'framecrc', '-'];
+  const { code, signal, stdout, stderr } = await runCapture(ffmpegPath, args, options.signal);
+  const input = stderr.split(/\nOutput #0|\nStream mapping:/)[0] ?? '';
+  const streams = input.split('\n').filter((l) => /^\s*Stream #\d+:\d+/.test(l));
+  const videoLine = streams.find((l) => /: Video: /.test(l) && !/\(attached pic\)/.test(l));
+  const hasAudio = streams.some((l) => /: Audio: /.test(l));
+  if (signal || (code !== null && code > 128)) {
+    throw new MediaError(file, 'unreadable', `both ffprobe and ffmpeg crashed reading it (${signal ?? `exit ${code}`}); set FFMPEG_PATH/FFPROBE_PATH to another build`);
+  }
+  if (!videoLine) {
+    if (hasAudio) throw new MediaError(file, 'audio-only', 'no video stream (audio only)');
+    if (/moov atom not found/.test(stderr) && (await looksLikeMp4(file))) throw new MediaError(file, 'truncated', 'file ends early (moov atom not found)');
+    throw new MediaError(file, 'not-media', `ffmpeg cannot read it as media (${lastErrorLine(stderr, file) || `exit ${code}`})`);
+  }
+  const duration = /Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)/.exec(input);
+  const size = /, (\d+)x(\d+)[ ,\[]/.exec(videoLine) ?? /, (\d+)x(\d+)$/.exec(videoLine);
+  const fps = /, ([\d.]+) fps/.exec(videoLine);
+  let tb = 0;
+  let packets = 0;
+  let lastEnd = 0;
+  for (const line of stdout.split('\n')) {
+    const t = /^#tb 0: (\d+)\/(\d+)/.exec(line);
+    if (t) tb = Number(t[1]) / Number(t[2]);
+    const m = /^0,\s*(-?\d+),\s*(-?\d+),\s*(\d+),/.exec(line);
+    if (!m) continue;
+    packets++;
+    const end = (Number(m[2]) + Number(m[3])) * tb;
+    if (end > lastEnd) lastEnd = end;
+  }
+  return finishProbe(file, {
+    declaredSec: duration ? Number(duration[1]) * 3600 + Number(duration[2]) * 60 + Number(duration[3]) : undefined,
+    declaredFrames: undefined,
+    packets,
+    lastEndSec: lastEnd,
+    width: size ? Number(size[1]) : 0,
+    height: size ? Number(size[2]) : 0,
+    hasAudio,
+    codec: /: Video: (\w+)/.exec(videoLine)?.[1],
+    fps: fps ? Number(fps[1]) : undefined,
+    partialFile: /partial file/i.test(stderr) ? 'partial file' : undefined,
+    prober: 'ffmpeg',
+  }, options);
 }
 
 /** Throws `missing`, `unreadable` or `empty` before ffprobe is asked anything. */
@@ -193,7 +280,7 @@ export function runCapture(
   bin: string,
   args: string[],
   signal?: AbortSignal,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(abortError(signal));
     const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -207,10 +294,10 @@ export function runCapture(
       signal?.removeEventListener('abort', onAbort);
       reject(new RpvError(`cannot run ${bin}: ${err.message}`, { cause: err }));
     });
-    child.on('close', (code) => {
+    child.on('close', (code, killedBy) => {
       signal?.removeEventListener('abort', onAbort);
       if (signal?.aborted) reject(abortError(signal));
-      else resolve({ code, stdout, stderr });
+      else resolve({ code, signal: killedBy, stdout, stderr });
     });
   });
 }

@@ -40,6 +40,13 @@ describe('extractFrames', () => {
     expect(meanColour(frames[0]!)[0]).toBeGreaterThan(240);
   });
 
+  it('counts time from the first frame of a stream that starts late, with B-frames (MPEG-TS)', async () => {
+    const ts = path.join(dir, 'steps.ts');
+    await makeColourSteps(ts, ['-preset', 'medium', '-bf', '3', '-f', 'mpegts']);
+    const frames = await extractFrames(ts, [0.5, 0.95, 1.0, 1.95, 2.5, 3.5], { frameSize: 8 });
+    expect(frames.map(colourName)).toEqual(['red', 'green', 'green', 'blue', 'blue', 'white']);
+  });
+
   it('repeats a frame when several times fall on it', async () => {
     const frames = await extractFrames(steps, [1.01, 1.02, 1.03, 2.5, 2.5], { frameSize: 4 });
     expect(frames.map(colourName)).toEqual(['green', 'green', 'green', 'blue', 'blue']);

@@ -1,7 +1,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MediaError, probeVideo } from '../../src/index.js';
+import { MediaError, probeVideo, resolveFfmpeg } from '../../src/index.js';
+import { probeWithFfmpeg } from '../../src/media/probe.js';
 import { ffmpeg, tempDir } from './helpers.js';
 
 let dir: string;
@@ -34,6 +35,9 @@ beforeAll(async () => {
   await half('good.mp4', 'cut-moov-at-end.mp4');
   await half('faststart.mp4', 'cut-faststart.mp4');
   await half('good.webm', 'cut.webm');
+  // MPEG-TS starts its clock at 1.4 s; the static ffprobe of @ffprobe-installer crashes on it (probe falls back to ffmpeg).
+  await ffmpeg([...src.slice(0, 8), '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', '-f', 'mpegts', f('good.ts')]);
+  await half('good.ts', 'cut.ts');
   await fs.writeFile(f('empty.mp4'), '');
   await fs.writeFile(f('notes.mp4'), 'these are not the frames you are looking for\n'.repeat(20));
   await fs.mkdir(f('folder.mp4'));
@@ -63,6 +67,27 @@ describe('probeVideo', () => {
     const err = await probeError(f(name));
     expect(err.reason).toBe(reason);
     expect(err.message).toBe(`${f(name)}: ${reason}: ${detail}`);
+  });
+
+  it('reads MPEG-TS (through ffmpeg when ffprobe crashes on it)', async () => {
+    const ts = await probeVideo(f('good.ts'));
+    expect(ts).toMatchObject({ width: 96, height: 64, hasVideo: true, hasAudio: true, fps: 10 });
+    expect(ts.durationSec).toBeCloseTo(6, 0);
+    // MPEG-TS declares no duration: a cut stream is a shorter, still valid, stream.
+    const cut = await probeVideo(f('cut.ts'));
+    expect(cut.durationSec).toBeGreaterThan(2);
+    expect(cut.durationSec).toBeLessThan(4.5);
+  });
+
+  it('gives the same answers from ffmpeg alone (the fallback prober)', async () => {
+    const { ffmpegPath } = await resolveFfmpeg();
+    const viaFfmpeg = async (name: string) => probeWithFfmpeg(f(name), ffmpegPath).catch((err: MediaError) => err.reason);
+    expect(await viaFfmpeg('good.mp4')).toMatchObject({ width: 96, height: 64, hasAudio: true, videoPackets: 60, prober: 'ffmpeg' });
+    expect(await viaFfmpeg('good.webm')).toMatchObject({ width: 96, height: 64, hasAudio: false });
+    expect(await viaFfmpeg('tone.m4a')).toBe('audio-only');
+    expect(await viaFfmpeg('cut-faststart.mp4')).toBe('truncated');
+    expect(await viaFfmpeg('cut-moov-at-end.mp4')).toBe('truncated');
+    expect(await viaFfmpeg('notes.mp4')).toBe('not-media');
   });
 
   it('finds a file cut short even when its header declares the full duration', async () => {
