@@ -155,11 +155,9 @@ async function start({ backend = 'auto', threads, log = (l) => process.stderr.wr
   const tf = await tfCore();
   // Production mode: no debug checks, and no console banner from the cpu backend on first use.
   tf.env().set('PROD', true);
+  // Every fallback is noted; all notes go out as one line once the backend is up.
   const notes: string[] = [];
-  const note = (line: string) => {
-    notes.push(line);
-    log?.(`rpv: ${line}`);
-  };
+  const note = (line: string) => notes.push(line);
   let pkg = '';
   let gpu = false;
   if (backend === 'auto' || backend === 'tensorflow') {
@@ -172,9 +170,10 @@ async function start({ backend = 'auto', threads, log = (l) => process.stderr.wr
       if (errCpu === null) pkg = '@tensorflow/tfjs-node';
       else if (backend === 'tensorflow') {
         throw new RpvError(`backend: tensorflow requested but unavailable: ${errGpu}; ${errCpu}`);
-      } else if (!/not installed/.test(errGpu) || !/not installed/.test(errCpu)) {
-        // A present but broken native package deserves a line; plain absence is the norm here.
-        note(`${errGpu}; ${errCpu}; using wasm`);
+      } else if (/not installed/.test(errGpu) && /not installed/.test(errCpu)) {
+        note('@tensorflow/tfjs-node-gpu and @tensorflow/tfjs-node are not installed');
+      } else {
+        note(`${errGpu}; ${errCpu}`);
       }
     }
   }
@@ -182,7 +181,7 @@ async function start({ backend = 'auto', threads, log = (l) => process.stderr.wr
     const err = await startWasm(tf);
     if (err === null) pkg = '@tensorflow/tfjs-backend-wasm';
     else if (backend === 'wasm') throw new RpvError(`backend: ${err}`);
-    else note(`${err}; falling back to the cpu backend (slow)`);
+    else note(`${err} (the cpu backend is ~6x slower)`);
   }
   if (!pkg) {
     await startCpu(tf);
@@ -197,7 +196,11 @@ async function start({ backend = 'auto', threads, log = (l) => process.stderr.wr
     const wasm = await import('@tensorflow/tfjs-backend-wasm');
     backendThreads = wasm.getThreadsCount();
     native = nativeMatmul ? await installNative(threads) : { active: false, reason: 'disabled by option' };
-    if (!native.active && nativeMatmul) note(`native matmul kernel inactive (${native.reason ?? 'no reason given'}); wasm runs single-threaded XNNPACK matmul`);
+    if (!native.active && nativeMatmul) note(`native matmul kernel inactive (${native.reason ?? 'no reason given'}): matmuls run on single-threaded XNNPACK`);
+  }
+  if (notes.length) {
+    const kernel = name === 'wasm' ? (native.active ? `, native matmul ${native.isa ?? ''} x${native.threads ?? '?'} threads` : ', XNNPACK matmul') : '';
+    log?.(`rpv: using the ${name} backend${name === 'wasm' ? (simd ? ' (SIMD' : ' (no SIMD') + kernel + ')' : ''}: ${notes.join('; ')}`);
   }
   current = {
     backend: name,
