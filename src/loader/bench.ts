@@ -4,7 +4,8 @@
  *    once untimed, then three timed passes with 1 reader and with `workers` concurrent readers;
  *    the fastest pass counts);
  * 2. the loader over those shards (shuffle on): samples/s, batches/s, feature MB/s delivered,
- *    shard MB/s consumed, peak RSS, time next() waited; after a warm-up pass;
+ *    shard MB/s consumed (all over the whole epoch, start-up included), time to the first batch,
+ *    the steady rate after it, peak RSS, time next() waited; after a warm-up pass;
  * 3. the same for every other format present (Parquet).
  * It checks what it timed: every dialogue exactly once, and one sample's features equal to what
  * the converter's own reader (`readShard`) decodes.
@@ -97,7 +98,9 @@ export async function benchLoader(options: LoaderBenchOptions): Promise<LoaderBe
     let probe: Float32Array | undefined;
     const frameSize = info.schema.tokensPerFrame * info.schema.featureDim;
     const t0 = performance.now();
+    let firstBatchSec = 0;
     for await (const batch of loader) {
+      if (batches === 0) firstBatchSec = (performance.now() - t0) / 1000;
       batches++;
       for (let i = 0; i < batch.dims.batch; i++) {
         const id = batch.sampleIds[i]!;
@@ -136,6 +139,10 @@ export async function benchLoader(options: LoaderBenchOptions): Promise<LoaderBe
       samples,
       batches,
       sec: round(sec),
+      // Start-up: workers started, first window read and decoded.
+      firstBatchSec: round(firstBatchSec, 2),
+      // Rate after the first batch (steady state).
+      steadySamplesPerSec: round((samples - batchSize) / Math.max(1e-9, sec - firstBatchSec)),
       samplesPerSec: round(samples / sec),
       batchesPerSec: round(batches / sec),
       featureMBps: round(featureMBps),
@@ -152,7 +159,7 @@ export async function benchLoader(options: LoaderBenchOptions): Promise<LoaderBe
     log(
       `loader ${format} (shuffle, ${workers} workers, batch ${batchSize}): ${result.samplesPerSec} samples/s, ${result.batchesPerSec} batches/s, ` +
         `features ${featureMBps.toFixed(0)} MB/s = ${result.featureVsCeiling} x ceiling; shard bytes ${fileMBps.toFixed(0)} MB/s = ${result.fileVsCeiling} x ceiling; ` +
-        `peak RSS ${result.peakRssMB} MB (held ${result.peakHeldMB} MB); next() waited ${((result.waitFraction as number) * 100).toFixed(0)}% of the time; checked: ${seen.size} samples once each, probe equal`,
+        `first batch after ${result.firstBatchSec} s, steady ${result.steadySamplesPerSec} samples/s; peak RSS ${result.peakRssMB} MB (held ${result.peakHeldMB} MB); next() waited ${((result.waitFraction as number) * 100).toFixed(0)}% of the time; checked: ${seen.size} samples once each, probe equal`,
     );
     cases.push(result);
   }
