@@ -130,6 +130,8 @@ export class ChatTokenizer {
   }
 
   decode(ids: ArrayLike<number>, { skipSpecialTokens = false }: { skipSpecialTokens?: boolean } = {}): string {
+    // The library rejects an empty list; an empty span decodes to ''.
+    if (ids.length === 0) return '';
     return this.tokenizer.decode(Array.from(ids), { skip_special_tokens: skipSpecialTokens });
   }
 
