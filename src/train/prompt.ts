@@ -171,6 +171,8 @@ export function renderTrainingPrompt(tok: PromptTokenizer, input: PromptInput, o
   const rendered = tok.renderChat(kept, { addGenerationPrompt: false });
   const pieces = splitPieces(rendered, kept, trainedIdx, tok.eosToken);
   if (!pieces) throw new Error('prompt: the chat template changed a message\'s text; cannot locate the role\'s turns');
+  // Text after the last trained turn (the template's trailing newline) is never a target.
+  if (pieces.length > 0 && !pieces[pieces.length - 1]!.trained) pieces.pop();
   return assemble(tok, pieces, input.frameTimes, options);
 }
 
