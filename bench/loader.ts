@@ -1,5 +1,6 @@
 /**
  * Loader throughput: `npx tsx bench/loader.ts [--gb 2] [--workers 2] [--batch-size 32] [--shard-mb 32]`
+ * (`--generate-only` makes the dataset and stops; `--formats arrow` skips Parquet)
  *
  * Makes (if missing) a synthetic dataset under bench/data/loader-<gb>gb/ shaped like Video60k:
  * 16 frames x 768-dim float16 features per video, about 12 dialogues per video, Arrow and
@@ -26,6 +27,7 @@ const { values: args } = parseArgs({
     'shard-mb': { type: 'string', default: '32' },
     formats: { type: 'string', default: 'arrow,parquet' },
     dir: { type: 'string' },
+    'generate-only': { type: 'boolean', default: false },
   },
 });
 const gb = Number(args.gb);
@@ -102,6 +104,7 @@ async function makeDataset(): Promise<void> {
 }
 
 if (!existsSync(path.join(dir, 'index.json'))) await makeDataset();
+if (args['generate-only']) process.exit(0);
 const cases = await benchLoader({
   dir,
   workers: Number(args.workers),

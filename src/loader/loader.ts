@@ -6,20 +6,19 @@
  */
 import path from 'node:path';
 import { RpvError } from '../util/errors.js';
-import type { FeatureSchema, ShardEntry, ShardFileFormat, ShardIndex } from '../shard/schema.js';
-import { indexLocation, isUrl, readShardIndex, shardsOfFormat, validateShardIndex } from '../shard/index-file.js';
+import type { FeatureSchema, ShardFileFormat } from '../shard/schema.js';
 import { epochOrder, planRank, type EpochOrder, type RankPlan } from './order.js';
 import { collate as defaultCollate, type Batch, type CollateContext, type Sample } from './collate.js';
 import { LoadPool } from './pool.js';
-import { stringAt, type DecodedShard } from './decode.js';
+import { openDataset, estimateDecodedBytes, type Dataset } from './dataset.js';
+import { residentOf, sampleOf, type Resident } from './resident.js';
 import type { LoadTask } from './task.js';
 import { defaultCacheDir } from './cache.js';
-import { fetchWithRetry, type RetryOptions } from './fetch.js';
+import type { RetryOptions } from './fetch.js';
 import {
   LOADER_STATE_FORMAT,
   LOADER_STATE_VERSION,
   ORDER_KEYS,
-  datasetFingerprint,
   validateLoaderState,
   type LoaderState,
 } from './state.js';
@@ -94,24 +93,6 @@ export interface LoaderStats {
 
 export const DEFAULT_PREFETCH_BYTES = 512 * 1024 * 1024;
 export const DEFAULT_CACHE_LIMIT_BYTES = 16 * 1024 ** 3;
-
-interface Dataset {
-  index: ShardIndex;
-  shards: ShardEntry[];
-  format: ShardFileFormat;
-  /** Folder path or index URL that shard files are relative to. */
-  base: string;
-  remote: boolean;
-  frameSize: number;
-  fingerprint: string;
-  sizes: number[];
-}
-
-interface Resident {
-  decoded: DecodedShard;
-  /** Row of each sample (dialogue) of the shard. */
-  rowOf: Int32Array;
-}
 
 interface Load {
   shard: number;
@@ -457,88 +438,3 @@ function visitOf(p: number, total: number): number {
   return p < 2 * total ? 0 : Math.floor(p / total);
 }
 
-async function openDataset(options: LoaderOptions<unknown>): Promise<Dataset> {
-  const where = indexLocation(options.source);
-  const remote = isUrl(where);
-  let index: ShardIndex;
-  if (remote) {
-    let body: Uint8Array;
-    try {
-      body = await fetchWithRetry(where, options.retry ?? {});
-    } catch (err) {
-      throw new RpvError(`loader: ${where}: ${(err as Error).message}`, { cause: err });
-    }
-    let value: unknown;
-    try {
-      value = JSON.parse(new TextDecoder().decode(body));
-    } catch (err) {
-      throw new RpvError(`loader: ${where}: invalid JSON: ${(err as Error).message}`);
-    }
-    index = validateShardIndex(value, where);
-  } else {
-    index = await readShardIndex(where);
-  }
-  const available = new Set(index.shards.map((s) => s.format));
-  const format = options.format ?? (available.has('arrow') || available.size === 0 ? 'arrow' : 'parquet');
-  const shards = shardsOfFormat(index, format);
-  if (shards.length === 0) {
-    throw new RpvError(`loader: ${where}: no ${format} shards in the index (it lists: ${[...available].join(', ') || 'none'})`);
-  }
-  return {
-    index,
-    shards,
-    format,
-    base: remote ? where : path.dirname(where),
-    remote,
-    frameSize: index.schema.tokensPerFrame * index.schema.featureDim,
-    fingerprint: datasetFingerprint(shards),
-    sizes: shards.map((s) => s.dialogues),
-  };
-}
-
-/** Decoded size of a shard before it is read: its features as float32 plus its text. */
-function estimateDecodedBytes(ds: Dataset, shard: number): number {
-  const entry = ds.shards[shard]!;
-  const totals = ds.index.totals;
-  const frames = totals.rows > 0 ? (totals.frames * entry.rows) / totals.rows : 0;
-  const featureBytes = frames * ds.frameSize * 4;
-  const onDiskFeatures = frames * ds.frameSize * (ds.index.schema.dtype === 'float16' ? 2 : 4);
-  const other = entry.format === 'arrow' ? Math.max(0, entry.bytes - onDiskFeatures) * 2 : entry.bytes * 2;
-  return Math.ceil(featureBytes + frames * 8 + other);
-}
-
-function residentOf(decoded: DecodedShard, entry: ShardEntry): Resident {
-  const dialogues = decoded.dialogueStart[decoded.rows]!;
-  if (decoded.rows !== entry.rows || dialogues !== entry.dialogues) {
-    throw new Error(`holds ${decoded.rows} rows and ${dialogues} dialogues, the index says ${entry.rows} rows and ${entry.dialogues} dialogues`);
-  }
-  const rowOf = new Int32Array(dialogues);
-  for (let r = 0; r < decoded.rows; r++) rowOf.fill(r, decoded.dialogueStart[r]!, decoded.dialogueStart[r + 1]!);
-  return { decoded, rowOf };
-}
-
-function sampleOf(res: Resident, d: number, padding: boolean, frameSize: number): Sample {
-  const s = res.decoded;
-  const r = res.rowOf[d]!;
-  const videoId = stringAt(s.videoId, r)!;
-  const dialogueId = stringAt(s.dialogueId, d)!;
-  const turns = [];
-  for (let t = s.turnStart[d]!; t < s.turnStart[d + 1]!; t++) turns.push({ speaker: stringAt(s.speaker, t)!, text: stringAt(s.text, t)! });
-  const f0 = s.frameStart[r]!;
-  const f1 = s.frameStart[r + 1]!;
-  return {
-    sampleId: `${videoId}/${dialogueId}`,
-    padding,
-    video_id: videoId,
-    dialogue_id: dialogueId,
-    role: stringAt(s.role, r)!,
-    profile: stringAt(s.profile, r),
-    summary: stringAt(s.summary, r),
-    language: stringAt(s.language, r),
-    platform: stringAt(s.platform, r),
-    turns,
-    numFrames: f1 - f0,
-    frames: s.frames.subarray(f0 * frameSize, f1 * frameSize),
-    frameTimes: s.frameTimes.subarray(f0, f1),
-  };
-}

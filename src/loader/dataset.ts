@@ -1,0 +1,72 @@
+/**
+ * Opening a dataset for the loader: its index (local or remote, with retries), the shards of the
+ * chosen format, and what the loader derives from them (sizes, fingerprint, memory estimates).
+ */
+import path from 'node:path';
+import { RpvError } from '../util/errors.js';
+import type { ShardEntry, ShardFileFormat, ShardIndex } from '../shard/schema.js';
+import { indexLocation, isUrl, readShardIndex, shardsOfFormat, validateShardIndex } from '../shard/index-file.js';
+import { fetchWithRetry, type RetryOptions } from './fetch.js';
+import { datasetFingerprint } from './state.js';
+
+export interface Dataset {
+  index: ShardIndex;
+  shards: ShardEntry[];
+  format: ShardFileFormat;
+  /** Folder path or index URL that shard files are relative to. */
+  base: string;
+  remote: boolean;
+  frameSize: number;
+  fingerprint: string;
+  sizes: number[];
+}
+
+export async function openDataset(options: { source: string; format?: ShardFileFormat; retry?: RetryOptions }): Promise<Dataset> {
+  const where = indexLocation(options.source);
+  const remote = isUrl(where);
+  let index: ShardIndex;
+  if (remote) {
+    let body: Uint8Array;
+    try {
+      body = await fetchWithRetry(where, options.retry ?? {});
+    } catch (err) {
+      throw new RpvError(`loader: ${where}: ${(err as Error).message}`, { cause: err });
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(new TextDecoder().decode(body));
+    } catch (err) {
+      throw new RpvError(`loader: ${where}: invalid JSON: ${(err as Error).message}`);
+    }
+    index = validateShardIndex(value, where);
+  } else {
+    index = await readShardIndex(where);
+  }
+  const available = new Set(index.shards.map((s) => s.format));
+  const format = options.format ?? (available.has('arrow') || available.size === 0 ? 'arrow' : 'parquet');
+  const shards = shardsOfFormat(index, format);
+  if (shards.length === 0) {
+    throw new RpvError(`loader: ${where}: no ${format} shards in the index (it lists: ${[...available].join(', ') || 'none'})`);
+  }
+  return {
+    index,
+    shards,
+    format,
+    base: remote ? where : path.dirname(where),
+    remote,
+    frameSize: index.schema.tokensPerFrame * index.schema.featureDim,
+    fingerprint: datasetFingerprint(shards),
+    sizes: shards.map((s) => s.dialogues),
+  };
+}
+
+/** Decoded size of a shard before it is read: its features as float32 plus its text. */
+export function estimateDecodedBytes(ds: Dataset, shard: number): number {
+  const entry = ds.shards[shard]!;
+  const totals = ds.index.totals;
+  const frames = totals.rows > 0 ? (totals.frames * entry.rows) / totals.rows : 0;
+  const featureBytes = frames * ds.frameSize * 4;
+  const onDiskFeatures = frames * ds.frameSize * (ds.index.schema.dtype === 'float16' ? 2 : 4);
+  const other = entry.format === 'arrow' ? Math.max(0, entry.bytes - onDiskFeatures) * 2 : entry.bytes * 2;
+  return Math.ceil(featureBytes + frames * 8 + other);
+}
