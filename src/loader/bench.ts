@@ -18,6 +18,7 @@ import { readShardIndex, shardsOfFormat } from '../shard/index-file.js';
 import { readShard } from '../shard/read.js';
 import type { ShardFileFormat } from '../shard/schema.js';
 import { createLoader } from './loader.js';
+import { Progress } from '../util/progress.js';
 
 export interface LoaderBenchOptions {
   /** Shard folder (with index.json). */
@@ -99,7 +100,9 @@ export async function benchLoader(options: LoaderBenchOptions): Promise<LoaderBe
     const frameSize = info.schema.tokensPerFrame * info.schema.featureDim;
     const t0 = performance.now();
     let firstBatchSec = 0;
+    const progress = new Progress({ label: `bench loader ${format}`, total: info.batchesPerEpoch, unit: 'batches' });
     for await (const batch of loader) {
+      progress.tick();
       if (batches === 0) firstBatchSec = (performance.now() - t0) / 1000;
       batches++;
       for (let i = 0; i < batch.dims.batch; i++) {
@@ -117,6 +120,7 @@ export async function benchLoader(options: LoaderBenchOptions): Promise<LoaderBe
       if ((batches & 15) === 0) peakRss = Math.max(peakRss, process.memoryUsage.rss());
     }
     const sec = (performance.now() - t0) / 1000;
+    progress.finish();
     peakRss = Math.max(peakRss, process.memoryUsage.rss());
     const stats = loader.stats();
     const correct = duplicates === 0 && seen.size === info.samples && probe !== undefined && sameValues(probe, firstRow.frames);
