@@ -243,7 +243,8 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
   private open(): Promise<Dataset> {
     this.dataset ??= openDataset(this.options).then((ds) => {
       this.fingerprint = ds.fingerprint;
-      if (this.resumeState && this.resumeState.dataset !== ds.fingerprint) {
+      // A state taken before the dataset was opened has no fingerprint ('') and nothing to check.
+      if (this.resumeState && this.resumeState.dataset !== '' && this.resumeState.dataset !== ds.fingerprint) {
         throw new RpvError(
           `loader: resume state was saved on another dataset (fingerprint ${this.resumeState.dataset}, ${this.options.source} has ${ds.fingerprint})`,
         );

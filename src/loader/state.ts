@@ -12,7 +12,7 @@ export const LOADER_STATE_VERSION = 1;
 export interface LoaderState {
   format: typeof LOADER_STATE_FORMAT;
   version: number;
-  /** Fingerprint of the shard list (files, sizes, checksums) the order was computed from. */
+  /** Fingerprint of the shard list (files, sizes, checksums) the order was computed from; '' before the index was read. */
   dataset: string;
   seed: number;
   shuffle: boolean;
