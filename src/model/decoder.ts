@@ -26,7 +26,7 @@ import {
   type LoraRun,
 } from './lora.js';
 import { createProjector, project, projectorVariables, type Projector, type ProjectorConfig } from './projector.js';
-import { gatherRows } from './ops.js';
+import { frozenGather, frozenMatMul, gatherRows } from './ops.js';
 import { SeededRandom } from './random.js';
 import type { ChatTokenizer } from './tokenizer.js';
 
@@ -210,7 +210,7 @@ export class CausalLM {
     const tf = this.tf;
     const n = input.batch * seqLen;
     const ids = Int32Array.from(input.inputIds as ArrayLike<number>);
-    const text = tf.gather(this.weights.embed, tf.tensor1d(ids, 'int32')) as tfc.Tensor2D;
+    const text = frozenGather(tf, this.weights.embed, ids);
     const vid = this.videoTokenId;
     let placeholders = 0;
     if (vid !== undefined) for (let i = 0; i < n; i++) if (ids[i] === vid) placeholders++;
@@ -341,7 +341,7 @@ export class CausalLM {
   /** hidden [M, H] -> logits [M, vocab]. */
   project(hidden: tfc.Tensor2D): tfc.Tensor2D {
     const tf = this.tf;
-    return this.weights.lmHeadT ? tf.matMul(hidden, this.weights.lmHeadT) : tf.matMul(hidden, this.weights.embed, false, true);
+    return this.weights.lmHeadT ? frozenMatMul(tf, hidden, this.weights.lmHeadT) : frozenMatMul(tf, hidden, this.weights.embed, { transposeW: true });
   }
 
   /**

@@ -7,7 +7,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
 import { SeededRandom } from './random.js';
-import { variableName } from './ops.js';
+import { frozenMatMul, variableName } from './ops.js';
 
 /** Module short names and their PEFT/HF names. */
 export const LORA_MODULES = {
@@ -96,13 +96,12 @@ export interface LoraRun {
 
 /**
  * x [N, in] -> x W^T + b (+ LoRA). Plain matMul then add: tfjs-wasm's fused matmul with a bias is
- * wrong for batch > 1 or transposeA (see the brief), so rpv never asks for it.
+ * wrong for batch > 1 or transposeA (see the brief), so rpv never asks for it. The frozen part
+ * runs untaped (frozenMatMul): W is neither copied for the backward pass nor differentiated.
  */
 export function linear(tf: typeof tfc, x: tfc.Tensor2D, lin: Linear, lora?: LoraPair, run?: LoraRun): tfc.Tensor2D {
-  let y: tfc.Tensor2D = tf.matMul(x, lin.weightT);
-  if (lin.bias) y = tf.add(y, lin.bias);
-  if (lora && run) y = tf.add(y, loraDelta(tf, x, lora, run));
-  return y;
+  const y = frozenMatMul(tf, x, lin.weightT, { bias: lin.bias });
+  return lora && run ? tf.add(y, loraDelta(tf, x, lora, run)) : y;
 }
 
 /**

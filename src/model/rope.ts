@@ -54,12 +54,20 @@ export function rotateHalfMatrix(headDim: number): Float32Array {
  * rotateHalfMatrix. Every multiply is same-shape.
  */
 export function applyRope(tf: typeof tfc, x: tfc.Tensor2D, heads: number, cos: tfc.Tensor2D, sin: tfc.Tensor2D, rotate: tfc.Tensor2D): tfc.Tensor2D {
-  return tf.tidy(() => {
-    const [n, width] = x.shape;
-    const hd = width / heads;
-    const rotated = tf.reshape(tf.matMul(tf.reshape(x, [n * heads, hd]), rotate), [n, width]);
-    return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tfc.Tensor2D;
-  });
+  const [n, width] = x.shape;
+  const hd = width / heads;
+  // Linear in x: y = x cos + (x R) sin, so dx = dy cos + ((dy sin) R^T): x itself is not needed by
+  // the backward pass, only the tables (saved: they are intermediates of the pass).
+  const rot = (t: tfc.Tensor, r: tfc.Tensor, transpose: boolean) =>
+    tf.reshape(tf.matMul(tf.reshape(t, [n * heads, hd]), r as tfc.Tensor2D, false, transpose), [n, width]);
+  const f = tf.customGrad(((input: tfc.Tensor2D, save: tfc.GradSaveFunc) => {
+    save([cos, sin, rotate]);
+    return {
+      value: tf.add(tf.mul(input, cos), tf.mul(rot(input, rotate, false), sin)),
+      gradFunc: (dy: tfc.Tensor2D, [c, s, r]: tfc.Tensor[]) => tf.add(tf.mul(dy, c), rot(tf.mul(dy, s), r, true)),
+    };
+  }) as unknown as Parameters<typeof tfc.customGrad>[0]);
+  return f(x) as tfc.Tensor2D;
 }
 
 /** Tables for applyRope: cos and sin of each row ([rows, headDim] from ropeTables) tiled over `heads`, times `scale`. */
