@@ -1,9 +1,9 @@
 // The native GEMM against a float64 reference: shapes at and around every blocking edge, all four
 // transpose combinations, batches and batch broadcast, the fused epilogue, and both microkernels.
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadNativeAddon, sgemm } from '../../src/index.js';
+import { GemmParam, loadNativeAddon } from '../../src/native/addon.js';
 import type { NativeAddon } from '../../src/native/addon.js';
-import { GemmParam } from '../../src/native/addon.js';
+import { sgemm } from '../../src/native/gemm.js';
 import { maxRelError, randomArray, referenceGemm } from './helpers.js';
 import type { Act } from './helpers.js';
 

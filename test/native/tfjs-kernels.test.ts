@@ -8,7 +8,7 @@ import {
   installNativeMatmul,
   nativeMatmulStats,
   uninstallNativeMatmul,
-} from '../../src/index.js';
+} from '../../src/native/matmul.js';
 import { maxRelError, randomArray, referenceGemm, startWasm } from './helpers.js';
 import type { Act } from './helpers.js';
 

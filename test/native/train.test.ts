@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { installNativeMatmul, nativeMatmulStats, uninstallNativeMatmul } from '../../src/index.js';
+import { installNativeMatmul, nativeMatmulStats, uninstallNativeMatmul } from '../../src/native/matmul.js';
 import { loadModel } from '../../src/model/load.js';
 import { writeTinyModel } from '../../src/model/tiny.js';
 import type { CausalLM } from '../../src/model/decoder.js';
