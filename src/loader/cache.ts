@@ -2,9 +2,10 @@
  * The local cache of remote shards: one file per shard named by its sha256, so a shard is
  * downloaded once per machine whatever the number of workers, ranks or datasets sharing it.
  *
- * - Once per machine: a downloader holds `<name>.lock` (created with O_EXCL, holding its pid);
- *   others wait for the file to appear. A lock whose process is gone, or untouched for
- *   `staleLockMs`, is taken over.
+ * - Once per machine: a downloader holds `<name>.lock` (created with O_EXCL, holding its pid and
+ *   thread id); others wait for the file to appear. A lock whose process is gone, or untouched
+ *   for `staleLockMs`, is taken over; the pool removes the locks of a worker thread it stops
+ *   mid-download (`releaseAbandonedDownload`).
  * - Integrity: the body is checked against the index's sha256 and size before it is written
  *   (temp file + rename), so the cache never holds a partial or corrupt shard under its name.
  *   A cache hit is checked by size; `verify` re-hashes it as well.
@@ -15,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs, constants as fsConstants } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
+import { threadId } from 'node:worker_threads';
 import { writeFileAtomic } from '../util/atomic.js';
 import { fetchWithRetry, sleep, type RetryOptions } from './fetch.js';
 
@@ -63,7 +65,7 @@ export async function fetchShardCached(options: CachedFetchOptions): Promise<{ b
       continue;
     }
     try {
-      await handle.writeFile(`${process.pid}\n`);
+      await handle.writeFile(lockOwner(threadId));
       await handle.close();
       // It may have landed between our miss and our lock.
       const late = await readHit(file, options);
@@ -127,7 +129,7 @@ async function waitForOther(file: string, lock: string, staleLockMs: number): Pr
       return; // lock gone: the file is there or the other downloader gave up; look again
     }
     if (await fileExists(file)) return;
-    const pid = Number((await fs.readFile(lock, 'utf8').catch(() => '')).trim());
+    const pid = Number((await fs.readFile(lock, 'utf8').catch(() => '')).split(':')[0]);
     const dead = Number.isInteger(pid) && pid > 0 && !processAlive(pid);
     if (dead || Date.now() - stat.mtimeMs > staleLockMs) {
       await fs.rm(lock, { force: true });
@@ -178,4 +180,24 @@ export async function evictLeastRecentlyUsed(cacheDir: string, limitBytes: numbe
     removed.push(f.name);
   }
   return removed;
+}
+
+/** Content of a lock file: who holds it. */
+export function lockOwner(thread: number): string {
+  return `${process.pid}:${thread}\n`;
+}
+
+/**
+ * After worker thread `thread` of this process was stopped mid-download, remove its lock on the
+ * shard and its half-written temp file, so no one waits for a download that will never finish.
+ */
+export async function releaseAbandonedDownload(cacheDir: string, sha256: string, ext: string, thread: number): Promise<void> {
+  const name = `${sha256}${ext}`;
+  const lock = path.join(cacheDir, `${name}.lock`);
+  const owner = await fs.readFile(lock, 'utf8').catch(() => '');
+  if (owner === lockOwner(thread)) await fs.rm(lock, { force: true });
+  const prefix = `.${name}.${process.pid}.`;
+  for (const entry of await fs.readdir(cacheDir).catch(() => [] as string[])) {
+    if (entry.startsWith(prefix) && entry.endsWith('.tmp')) await fs.rm(path.join(cacheDir, entry), { force: true });
+  }
 }

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { runLoadTask, type LoadResult, type LoadTask } from './task.js';
+import { releaseAbandonedDownload } from './cache.js';
 
 interface Job {
   id: number;
@@ -26,6 +27,8 @@ interface Job {
 
 interface Slot {
   worker: Worker;
+  /** The worker's thread id (worker.threadId reads -1 once it has exited). */
+  thread: number;
   ready: boolean;
   job: Job | undefined;
 }
@@ -103,9 +106,11 @@ export class LoadPool {
     for (const job of this.queue.splice(0)) job.reject(err);
     await Promise.all(
       this.slots.map(async (slot) => {
-        slot.job?.reject(err);
+        const job = slot.job;
+        job?.reject(err);
         slot.job = undefined;
         await slot.worker.terminate();
+        if (job) await abandon(job.task, slot.thread);
       }),
     );
   }
@@ -113,7 +118,7 @@ export class LoadPool {
   private spawn(entry: ReturnType<typeof workerEntry>): Slot {
     const worker = new Worker(entry.target, { eval: entry.eval });
     live++;
-    const slot: Slot = { worker, ready: false, job: undefined };
+    const slot: Slot = { worker, thread: worker.threadId, ready: false, job: undefined };
     worker.on('message', (message: { ready?: true; id?: number; result?: LoadResult; error?: string }) => {
       if (message.ready) {
         slot.ready = true;
@@ -141,7 +146,10 @@ export class LoadPool {
     this.broken ??= error;
     const job = slot.job;
     slot.job = undefined;
-    if (job) job.reject(new Error(`${job.task.name}: ${error.message}`));
+    if (job) {
+      job.reject(new Error(`${job.task.name}: ${error.message}`));
+      void abandon(job.task, slot.thread);
+    }
     for (const queued of this.queue.splice(0)) queued.reject(new Error(`${queued.task.name}: ${error.message}`));
     void this.close();
   }
@@ -171,4 +179,11 @@ export class LoadPool {
       else slot.worker.unref();
     }
   }
+}
+
+/** Clean up after a task whose worker was stopped: a remote download leaves its lock and temp file. */
+async function abandon(task: LoadTask, thread: number): Promise<void> {
+  if (!task.remote) return;
+  const ext = task.format === 'parquet' ? '.parquet' : '.arrow';
+  await releaseAbandonedDownload(task.remote.cacheDir, task.sha256, ext, thread).catch(() => undefined);
 }

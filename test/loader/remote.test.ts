@@ -16,6 +16,8 @@ const dropOnce = new Set<string>();
 /** Files served with one flipped byte on the first response / on every response. */
 const corruptOnce = new Set<string>();
 const corruptAlways = new Set<string>();
+/** Files whose body stalls halfway for a while. */
+const slow = new Set<string>();
 
 beforeAll(async () => {
   ({ dir, cleanup } = tempDir('remote'));
@@ -36,6 +38,11 @@ beforeAll(async () => {
       bytes[bytes.length >> 1]! ^= 0xff;
     }
     res.writeHead(200, { 'content-length': bytes.length, 'content-type': 'application/octet-stream' });
+    if (slow.has(name)) {
+      res.write(bytes.subarray(0, bytes.length >> 1));
+      setTimeout(() => res.end(bytes.subarray(bytes.length >> 1)), 1500);
+      return;
+    }
     if (dropOnce.has(name) && count === 1) {
       res.write(bytes.subarray(0, bytes.length >> 1), () => res.destroy());
       return;
@@ -54,6 +61,7 @@ beforeEach(() => {
   dropOnce.clear();
   corruptOnce.clear();
   corruptAlways.clear();
+  slow.clear();
 });
 
 const retry = { attempts: 3, backoffMs: 5 };
@@ -104,6 +112,25 @@ describe('remote shards over http', () => {
     expect(requests.get('shard-00002.arrow')).toBe(3);
     const cached = await fs.readdir(path.join(dir, 'cache-c'));
     expect(cached.some((f) => f.endsWith('.lock') || f.endsWith('.tmp'))).toBe(false);
+  });
+
+  it('break during a download leaves no lock or temp file behind', async () => {
+    const cacheDir = path.join(dir, 'cache-e');
+    slow.add('shard-00001.arrow');
+    const options = { source: `${base}/index.json`, batchSize: 2, shuffle: false, windowShards: 1, workers: 2, cacheDir, retry };
+    const loader = createLoader(options);
+    for await (const batch of loader) {
+      expect(batch.sampleIds[0]).toBe('v00000/d0');
+      // shard-00001 is being fetched ahead (slowly) by the other worker: stop now.
+      await new Promise((r) => setTimeout(r, 300));
+      break;
+    }
+    const left = (await fs.readdir(cacheDir)).filter((f) => f.endsWith('.lock') || f.endsWith('.tmp'));
+    expect(left).toEqual([]);
+    // Another loader in this process gets the shard without waiting for a stale lock.
+    slow.clear();
+    const all = await collect(createLoader(options));
+    expect(all.length).toBeGreaterThan(10);
   });
 
   it('names a missing remote index', async () => {
