@@ -98,6 +98,11 @@ export function parseConfig(raw: Json, where = 'config.json'): DecoderConfig {
     throw new RpvError(`${where}: num_attention_heads ${numHeads} must be a multiple of num_key_value_heads ${numKvHeads} (grouped-query attention shares each key/value head among a whole number of query heads)`);
   }
   if (headDim % 2 !== 0) throw new RpvError(`${where}: head_dim ${headDim} must be even (rotary embedding rotates pairs)`);
+  const act = raw.hidden_act ?? 'silu';
+  if (act !== 'silu') throw new RpvError(`${where}: hidden_act ${JSON.stringify(act)} is not supported (rpv's MLP is SwiGLU with silu)`);
+  if (raw.use_sliding_window === true) {
+    throw new RpvError(`${where}: use_sliding_window true is not supported (rpv attends to every earlier position)`);
+  }
   const { theta, scaling } = parseRope(raw, where);
   const attentionBiasFlag = raw.attention_bias === true;
   return {

@@ -38,6 +38,10 @@ describe('loading Hugging Face folders', () => {
     expect(() => parseConfig({ ...cfg, rope_scaling: { rope_type: 'yarn', factor: 4 } }, 'c.json')).toThrow(
       'c.json: rope_scaling: unsupported rope type "yarn" (supported: default, linear, llama3)',
     );
+    expect(() => parseConfig({ ...cfg, hidden_act: 'gelu' }, 'c.json')).toThrow(`c.json: hidden_act "gelu" is not supported (rpv's MLP is SwiGLU with silu)`);
+    expect(() => parseConfig({ ...cfg, num_key_value_heads: 3 }, 'c.json')).toThrow(
+      'c.json: num_attention_heads 4 must be a multiple of num_key_value_heads 3 (grouped-query attention shares each key/value head among a whole number of query heads)',
+    );
   });
 
   it('names a missing tensor, and the tensor, expected and found shapes on a mismatch', async () => {

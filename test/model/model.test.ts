@@ -1,9 +1,10 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type * as tfc from '@tensorflow/tfjs-core';
 import {
+  ChatTokenizer,
   initBackend,
   KvCache,
   loadAdapter,
@@ -76,6 +77,14 @@ describe('tiny model folder', () => {
     expect(tok.decode(enc.ids.slice(enc.spans[1].start, enc.spans[1].end))).toBe('<|im_start|>user\n很辣吗？<|im_end|>\n');
     const gen = tok.encodeChat([{ role: 'user', content: 'Hi' }], { addGenerationPrompt: true });
     expect(tok.decode(gen.ids.slice(gen.generationPrompt!.start))).toBe('<|im_start|>assistant\n');
+  });
+
+  it('prefers chat_template.jinja over tokenizer_config.json', async () => {
+    const copy = path.join(tmp(), 'jinja');
+    cpSync(dir, copy, { recursive: true });
+    writeFileSync(path.join(copy, 'chat_template.jinja'), "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}");
+    const tok = await ChatTokenizer.load(copy);
+    expect(tok.applyChatTemplate([{ role: 'user', content: '你好' }])).toBe('[user] 你好\n');
   });
 });
 
