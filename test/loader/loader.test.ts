@@ -218,3 +218,21 @@ describe('float16 shards', () => {
     }
   });
 });
+
+describe('text-only datasets', () => {
+  it('yields batches with zero frames and an empty mask', async () => {
+    const { dir: textOnly, cleanup: done } = tempDir('text');
+    try {
+      await makeDataset(textOnly, { shards: 2, rowsPerShard: 3, frames: () => 0 });
+      const batches = await collect(createLoader({ source: textOnly, batchSize: 3, workers: 0 }));
+      expect(batches.length).toBeGreaterThan(0);
+      for (const b of batches) {
+        expect(b.dims).toEqual({ batch: 3, frames: 0, tokensPerFrame: 2, dim: 4 });
+        expect([b.frames.length, b.frameMask.length, b.frameTimes.length]).toEqual([0, 0, 0]);
+        expect(b.dialogues.every((d) => d.numFrames === 0 && d.turns.length === 2)).toBe(true);
+      }
+    } finally {
+      done();
+    }
+  });
+});
