@@ -258,6 +258,7 @@ struct AlignedBuffer {
 
 struct Workspace {
   AlignedBuffer a, b;
+  AlignedBuffer sharedB;  // op(B) packed once per call, read by every thread (caller's own)
 };
 
 Workspace& threadWorkspace() {
@@ -287,9 +288,19 @@ Tiling chooseTiling(const GemmArgs& g, int threads) {
   return t;
 }
 
+// op(B) packed once for a whole call: depth block q (rows q*KC ...) holds ceil(N/NR) panels of
+// kc_q x NR at data + q*KC*nPadded. Used when the same B would otherwise be packed by many tasks.
+struct PackedB {
+  const float* data = nullptr;
+  int64_t nPadded = 0;
+};
+
+// Above this many floats (16 MB) op(B) is packed per task instead (e.g. a large vocabulary).
+constexpr int64_t kMaxSharedB = int64_t{1} << 22;
+
 // One task: rows [i0, i1) x columns [j0, j1) of C for batch entry bi.
-void runTile(const GemmArgs& g, Microkernel kernel, int64_t bi, int64_t i0, int64_t i1,
-             int64_t j0, int64_t j1) {
+void runTile(const GemmArgs& g, Microkernel kernel, const PackedB& shared, int64_t bi, int64_t i0,
+             int64_t i1, int64_t j0, int64_t j1) {
   const float* a = g.a + bi * g.strideA;
   const float* b = g.b + bi * g.strideB;
   float* c = g.c + bi * g.strideC;
@@ -301,13 +312,19 @@ void runTile(const GemmArgs& g, Microkernel kernel, int64_t bi, int64_t i0, int6
   Workspace& ws = threadWorkspace();
   const int64_t nc = j1 - j0;
   const int64_t ncPadded = roundUp(nc, kNR);
-  float* bp = ws.b.get(static_cast<size_t>(std::min(g.k, kKC) * ncPadded));
+  float* ownB = shared.data ? nullptr : ws.b.get(static_cast<size_t>(std::min(g.k, kKC) * ncPadded));
   float* ap = ws.a.get(static_cast<size_t>(std::min(g.k, kKC) * kMC));
   alignas(64) float edge[kMR * kNR];
   for (int64_t p0 = 0; p0 < g.k; p0 += kKC) {
     const int64_t kc = std::min(kKC, g.k - p0);
     const bool accumulate = p0 > 0;
-    packB(g, b, p0, kc, j0, nc, bp);
+    const float* bp;
+    if (shared.data) {
+      bp = shared.data + p0 * shared.nPadded + (j0 / kNR) * kc * kNR;
+    } else {
+      packB(g, b, p0, kc, j0, nc, ownB);
+      bp = ownB;
+    }
     for (int64_t ic = i0; ic < i1; ic += kMC) {
       const int64_t mc = std::min(kMC, i1 - ic);
       packA(g, a, ic, mc, p0, kc, ap);
@@ -362,13 +379,42 @@ void sgemm(const GemmArgs& g, Isa isa, ThreadPool* pool) {
   const int threads = (pool && work >= 262144.0) ? pool->size() : 1;
   const Tiling t = chooseTiling(g, threads);
   const int64_t perBatch = t.mTiles * t.nTiles;
+  // One B for the whole call (weights, or a single matrix) that several row tiles would each
+  // pack: pack it once, all threads helping, and let every task read it.
+  PackedB shared;
+  const bool sameB = g.strideB == 0 || g.batch == 1;
+  const int64_t rowTiles = t.mTiles * (g.strideB == 0 ? g.batch : 1);
+  const int64_t nPadded = roundUp(g.n, kNR);
+  if (g.k > 0 && sameB && rowTiles > 1 && g.k * nPadded <= kMaxSharedB) {
+    float* data = threadWorkspace().sharedB.get(static_cast<size_t>(g.k * nPadded));
+    const int64_t kBlocks = ceilDiv(g.k, kKC);
+    const int64_t panels = nPadded / kNR;
+    constexpr int64_t kPanelsPerTask = 8;
+    const int64_t chunks = ceilDiv(panels, kPanelsPerTask);
+    auto pack = [&](int64_t index, int /*thread*/) {
+      const int64_t q = index / chunks;
+      const int64_t jp0 = (index % chunks) * kPanelsPerTask;
+      const int64_t jp1 = std::min(panels, jp0 + kPanelsPerTask);
+      const int64_t p0 = q * kKC;
+      const int64_t kc = std::min(kKC, g.k - p0);
+      const int64_t j0 = jp0 * kNR;
+      packB(g, g.b, p0, kc, j0, std::min(g.n, jp1 * kNR) - j0, data + p0 * nPadded + jp0 * kc * kNR);
+    };
+    if (threads > 1) {
+      pool->run(kBlocks * chunks, pack);
+    } else {
+      for (int64_t i = 0; i < kBlocks * chunks; ++i) pack(i, 0);
+    }
+    shared.data = data;
+    shared.nPadded = nPadded;
+  }
   auto task = [&](int64_t index, int /*thread*/) {
     const int64_t bi = index / perBatch;
     const int64_t rest = index % perBatch;
     const int64_t mi = rest / t.nTiles;
     const int64_t ni = rest % t.nTiles;
     const int64_t i0 = mi * t.mb, j0 = ni * t.nb;
-    runTile(g, kernel, bi, i0, std::min(g.m, i0 + t.mb), j0, std::min(g.n, j0 + t.nb));
+    runTile(g, kernel, shared, bi, i0, std::min(g.m, i0 + t.mb), j0, std::min(g.n, j0 + t.nb));
   };
   const int64_t tasks = g.batch * perBatch;
   if (threads > 1) {
