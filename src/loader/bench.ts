@@ -76,7 +76,7 @@ export async function benchLoader(options: LoaderBenchOptions): Promise<LoaderBe
       cache: 'warm',
       ...machine,
     };
-    log(`raw read ${format} (warm page cache, best of 3, ${(fileBytes / MB).toFixed(0)} MB in ${files.length} files): 1 reader ${one.toFixed(0)} MB/s, ${workers} readers ${many.toFixed(0)} MB/s -> ceiling ${ceilingMBps.toFixed(0)} MB/s`);
+    log(`raw read ${format} (warm page cache, best of 3, ${(fileBytes / MB).toFixed(fileBytes < 10 * MB ? 2 : 0)} MB in ${files.length} files): 1 reader ${one.toFixed(0)} MB/s, ${workers} readers ${many.toFixed(0)} MB/s -> ceiling ${ceilingMBps.toFixed(0)} MB/s`);
     cases.push(ceiling);
 
     // Correctness reference: the first sample of the first shard, decoded by the converter's reader.
@@ -95,7 +95,8 @@ export async function benchLoader(options: LoaderBenchOptions): Promise<LoaderBe
     let batches = 0;
     let samples = 0;
     let featureBytes = 0;
-    let peakRss = process.memoryUsage.rss();
+    const rssBefore = process.memoryUsage.rss();
+    let peakRss = rssBefore;
     let probe: Float32Array | undefined;
     const frameSize = info.schema.tokensPerFrame * info.schema.featureDim;
     const t0 = performance.now();
@@ -155,6 +156,7 @@ export async function benchLoader(options: LoaderBenchOptions): Promise<LoaderBe
       featureVsCeiling: round(featureMBps / ceilingMBps, 3),
       fileVsCeiling: round(fileMBps / ceilingMBps, 3),
       peakRssMB: round(peakRss / MB),
+      rssBeforeMB: round(rssBefore / MB),
       peakHeldMB: round(stats.peakResidentBytes / MB),
       waitFraction: round(stats.waitMs / 1000 / sec, 3),
       correct,
@@ -162,8 +164,8 @@ export async function benchLoader(options: LoaderBenchOptions): Promise<LoaderBe
     };
     log(
       `loader ${format} (shuffle, ${workers} workers, batch ${batchSize}): ${result.samplesPerSec} samples/s, ${result.batchesPerSec} batches/s, ` +
-        `features ${featureMBps.toFixed(0)} MB/s = ${result.featureVsCeiling} x ceiling; shard bytes ${fileMBps.toFixed(0)} MB/s = ${result.fileVsCeiling} x ceiling; ` +
-        `first batch after ${result.firstBatchSec} s, steady ${result.steadySamplesPerSec} samples/s; peak RSS ${result.peakRssMB} MB (held ${result.peakHeldMB} MB); next() waited ${((result.waitFraction as number) * 100).toFixed(0)}% of the time; checked: ${seen.size} samples once each, probe equal`,
+        `features ${featureMBps.toFixed(1)} MB/s = ${result.featureVsCeiling} x ceiling; shard bytes ${fileMBps.toFixed(1)} MB/s = ${result.fileVsCeiling} x ceiling; ` +
+        `first batch after ${result.firstBatchSec} s, steady ${result.steadySamplesPerSec} samples/s; peak RSS ${result.peakRssMB} MB (${result.rssBeforeMB} MB before the epoch; held ${result.peakHeldMB} MB); next() waited ${((result.waitFraction as number) * 100).toFixed(0)}% of the time; checked: ${seen.size} samples once each, probe equal`,
     );
     cases.push(result);
   }
