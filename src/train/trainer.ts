@@ -278,7 +278,7 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
       recipeYaml,
       keepLast: recipe.checkpoint.keep_last,
       exportAdapter: async (dir) => {
-        await exportAdapter(model, recipe, dir, log);
+        await exportAdapter(model, recipe, dir);
       },
     });
     return checkpoint;
@@ -362,7 +362,7 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
       if (stopped) break;
     }
     progress.finish();
-    if (step >= totalSteps) await exportAdapter(model, recipe, path.join(runDir, 'adapter'), log);
+    if (step >= totalSteps) await exportAdapter(model, recipe, path.join(runDir, 'adapter'));
   } finally {
     await iterator.return?.();
     optimizer.dispose();
