@@ -44,6 +44,12 @@ export { encodeVideo, IMAGE_EXTENSIONS } from './features/video.js';
 export type { EncodedVideo, EncodeVideoOptions } from './features/video.js';
 
 // Convert: input formats, converter, merge, inspect
+export { readShard, decodeShard, shardFormatOf } from './shard/read.js';
+export type { ReadShardOptions } from './shard/read.js';
+export { ShardWriter, encodeShard, writeShardFile, DEFAULT_MAX_SHARD_BYTES } from './shard/write.js';
+export type { EncodeShardOptions, FinishedShard, ParquetCompression, ShardWriterOptions } from './shard/write.js';
+export { readShardIndex, writeShardIndex, validateShardIndex, indexLocation } from './shard/index-file.js';
+export { float16ToFloat32, float32ToFloat16 } from './shard/float16.js';
 
 // Loader
 export {
