@@ -37,8 +37,9 @@ bool ThreadPool::claim(uint32_t gen, int64_t* task) {
   for (;;) {
     if (static_cast<uint32_t>(t >> 32) != gen) return false;
     const int64_t index = static_cast<int64_t>(t & 0xffffffffu);
-    // tasks_ is stable while generation `gen` has unclaimed tasks (see run()).
-    if (index >= tasks_) return false;
+    // Slot gen & 1 is not rewritten before generation gen + 1 has finished, and that cannot
+    // happen while this ticket (generation gen) is still current.
+    if (index >= jobs_[gen & 1].tasks.load(std::memory_order_relaxed)) return false;
     if (ticket_.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel)) {
       *task = index;
       return true;
@@ -49,9 +50,9 @@ bool ThreadPool::claim(uint32_t gen, int64_t* task) {
 void ThreadPool::work(uint32_t gen, int threadIndex) {
   int64_t task;
   while (claim(gen, &task)) {
-    // Safe to read fn_ after a successful claim: the job cannot finish (and fn_ cannot change)
+    // Read after a successful claim: the job cannot finish (and its slot cannot be reused)
     // before this task is done.
-    (*fn_)(task, threadIndex);
+    (*jobs_[gen & 1].fn.load(std::memory_order_relaxed))(task, threadIndex);
     done_.fetch_add(1, std::memory_order_acq_rel);
   }
 }
@@ -89,10 +90,10 @@ void ThreadPool::run(int64_t tasks, const std::function<void(int64_t, int)>& fn)
   uint32_t gen;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    fn_ = &fn;
-    tasks_ = tasks;
-    done_.store(0, std::memory_order_relaxed);
     gen = static_cast<uint32_t>(ticket_.load() >> 32) + 1;
+    jobs_[gen & 1].fn.store(&fn, std::memory_order_relaxed);
+    jobs_[gen & 1].tasks.store(tasks, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
     ticket_.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
   }
   if (sleepers_.load() > 0) wake_.notify_all();

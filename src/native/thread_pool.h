@@ -40,8 +40,13 @@ class ThreadPool {
   std::atomic<uint64_t> ticket_{0};
   std::atomic<int64_t> done_{0};
   std::atomic<int> sleepers_{0};
-  const std::function<void(int64_t, int)>* fn_ = nullptr;
-  int64_t tasks_ = 0;
+  // Jobs alternate between two slots (generation & 1): a worker that saw generation g can still
+  // be reading slot g while the caller fills slot g + 1 for the next job.
+  struct Job {
+    std::atomic<const std::function<void(int64_t, int)>*> fn{nullptr};
+    std::atomic<int64_t> tasks{0};
+  };
+  Job jobs_[2];
   std::atomic<bool> stop_{false};
 };
 
