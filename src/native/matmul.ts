@@ -304,7 +304,6 @@ function broadcastPairs(outer: number[], outerA: number[], outerB: number[]): In
 function epilogueStrides(shape: number[], outShape: number[]): [number, number, number] | null {
   const r = shape.length;
   const or = outShape.length;
-  if (r > or) return null;
   const m = outShape[or - 2];
   const n = outShape[or - 1];
   const last = r >= 1 ? shape[r - 1] : 1;
@@ -312,14 +311,12 @@ function epilogueStrides(shape: number[], outShape: number[]): [number, number, 
   if ((last !== n && last !== 1) || (second !== m && second !== 1)) return null;
   const colStride = last === 1 ? 0 : 1;
   const rowStride = second === 1 ? 0 : last;
-  const lead = shape.slice(0, Math.max(0, r - 2));
-  const leadSize = tf.util.sizeFromShape(lead);
+  // Leading dims: tfjs-core has checked that they broadcast against the op's (unflattened) batch
+  // dims, so a product of 1 broadcasts and a product equal to the flattened batch matches it.
+  const leadSize = tf.util.sizeFromShape(shape.slice(0, Math.max(0, r - 2)));
   if (leadSize === 1) return [0, rowStride, colStride];
-  const outLead = outShape.slice(0, -2);
-  const aligned = outLead.slice(outLead.length - lead.length);
-  const batch = tf.util.sizeFromShape(outLead);
-  if (leadSize !== batch || lead.some((d, i) => d !== aligned[i])) return null;
-  return [second * last, rowStride, colStride];
+  if (leadSize === tf.util.sizeFromShape(outShape.slice(0, -2))) return [second * last, rowStride, colStride];
+  return null;
 }
 
 function heapView(backend: WasmBackendLike): Float32Array {

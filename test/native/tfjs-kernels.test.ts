@@ -200,6 +200,24 @@ describe('_FusedMatMul on the wasm backend', () => {
     });
   }
 
+  it('takes a rank-4 operand pair with a bias per batch entry ([2, 3, 1, n])', async () => {
+    // tfjs-core flattens a and b to [6, ...] for the kernel; the bias keeps its rank.
+    const a4 = randomArray(6 * m * k, 61);
+    const b4 = randomArray(6 * k * n, 62);
+    const bias = randomArray(6 * n, 63);
+    const full = new Float32Array(6 * m * n);
+    for (let b = 0; b < 6; b++) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) full[(b * m + i) * n + j] = bias[b * n + j];
+    const before = nativeMatmulStats().nativeCalls;
+    const t = tf.tidy(() =>
+      tf.fused.matMul({ a: tf.tensor(a4, [2, 3, m, k]), b: tf.tensor(b4, [2, 3, k, n]), bias: tf.tensor(bias, [2, 3, 1, n]), activation: 'relu' }),
+    );
+    expect(nativeMatmulStats().nativeCalls).toBe(before + 1);
+    expect(t.shape).toEqual([2, 3, m, n]);
+    const ref = referenceGemm({ a: a4, b: b4, m, n, k, batchA: 6, batchB: 6, bias: full, activation: 'relu' });
+    expect(maxRelError(await t.data(), ref)).toBeLessThan(1e-5);
+    t.dispose();
+  });
+
   it('takes a bias broadcast over rows ([m, 1]) and per batch ([batch, 1, n])', async () => {
     for (const shape of [[m, 1], [batch, 1, n]]) {
       const bias = randomArray(shape.reduce((x, y) => x * y, 1), 31);
