@@ -160,19 +160,21 @@ export function encoderSpecOf(index: ShardIndex): string {
   throw new RpvError(`generate: cannot tell which encoder made this dataset (encoder id ${enc.id}); pass --encoder`);
 }
 
-/** Sample and encode a video file exactly as conversion did: adaptive frame times, one ffmpeg pass, the same encoder. */
+/**
+ * Sample and encode a video (or image) file exactly as conversion does: adaptive frame times,
+ * one ffmpeg pass, the dataset's encoder (src/features/video.ts encodeVideo).
+ */
 export async function videoFeatures(file: string, sampling: SamplingSettings, encoderSpec: string): Promise<VideoFeatures> {
-  const { probeVideo } = await import('../media/probe.js');
-  const { sampleFrameTimes } = await import('../media/sampling.js');
-  const { extractFrames } = await import('../media/extract.js');
+  const { encodeVideo } = await import('../features/video.js');
   const { createEncoder } = await import('../features/encoder.js');
-  const info = await probeVideo(file);
-  const times = sampleFrameTimes(info.durationSec, { fps: sampling.fps, minFrames: sampling.minFrames, maxFrames: sampling.maxFrames });
-  const frames = await extractFrames(file, times, { frameSize: sampling.frameSize });
   const encoder = await createEncoder(encoderSpec);
   try {
-    const features = await encoder.encode(frames, sampling.frameSize);
-    return { features, frameTimes: times, tokensPerFrame: encoder.tokensPerFrame, featureDim: encoder.featureDim };
+    const v = await encodeVideo(file, {
+      encoder,
+      frameSize: sampling.frameSize,
+      sampling: { fps: sampling.fps, minFrames: sampling.minFrames, maxFrames: sampling.maxFrames },
+    });
+    return { features: v.features, frameTimes: v.frameTimes, tokensPerFrame: encoder.tokensPerFrame, featureDim: encoder.featureDim };
   } finally {
     encoder.dispose?.();
   }
