@@ -75,14 +75,14 @@ describe('ChatHaruhi-54K', () => {
     expect(new Set(records.map((r) => r.id)).size).toBe(records.length);
     expect(skips).toEqual([
       { source: 'Haruhi_54K_sample.jsonl', line: 3, reason: expect.stringMatching(/^malformed JSON: /) },
-      { source: 'Haruhi_54K_sample.jsonl', line: 6, reason: "missing field 'agent_response'" },
-      { source: 'Haruhi_54K_sample.jsonl', line: 7, reason: 'invalid UTF-8' },
+      { source: 'Haruhi_54K_sample.jsonl', line: 6, reason: 'missing field: "agent_response"' },
+      { source: 'Haruhi_54K_sample.jsonl', line: 7, reason: 'invalid UTF-8: the line is not valid UTF-8 text' },
       {
         source: 'Haruhi_54K_sample.jsonl',
         line: 8,
-        reason: 'more_dialogues[0]: expected \'Speaker:「text」\', found "just some words with no speaker"',
+        reason: 'wrong type: "more_dialogues" 1 must be "Speaker:「text」", found "just some words with no speaker"',
       },
-      { source: 'Haruhi_54K_sample.jsonl', line: 9, reason: 'turn 1: empty text' },
+      { source: 'Haruhi_54K_sample.jsonl', line: 9, reason: 'empty turn: turn 1: empty text' },
     ]);
     // Every non-blank line is accounted for: read = records + skips.
     expect(records.length + skips.length).toBe(9);
@@ -112,8 +112,8 @@ describe('RoleBench', () => {
     expect(records.flatMap(turnsOf).some(([, text]) => text === '(baseline output)')).toBe(false);
     const file = 'rolebench-eng/instruction-generalization/role_specific/train.jsonl';
     expect(skips).toEqual([
-      { source: file, line: 3, reason: "field 'generated' holds no non-empty answer" },
-      { source: file, line: 4, reason: "field 'generated' must be a list of answers, found string" },
+      { source: file, line: 3, reason: 'empty dialogue: "generated" holds no non-empty answer' },
+      { source: file, line: 4, reason: 'wrong type: "generated" must be an array of answers, found a string' },
       { source: file, line: 6, reason: expect.stringMatching(/^malformed JSON: /) },
     ]);
   });
@@ -153,9 +153,9 @@ describe('MMRole-Data', () => {
     // `Please initiate the conversation`: the role speaks first.
     expect(turnsOf(vision).map(([s]) => s)).toEqual(['Vision']);
     expect(skips).toEqual([
-      { source: 'data/test/mmrole_sample.json', line: 4, reason: 'sample 孙悟空_comment_COCO_42_1: missing image images/COCO/train2017/does_not_exist.jpg' },
-      { source: 'data/test/mmrole_sample.json', line: 5, reason: "missing field 'role'" },
-      { source: 'data/test/mmrole_sample.json', line: 6, reason: 'sample broken_empty_answer: turn 2: empty text' },
+      { source: 'data/test/mmrole_sample.json', line: 4, reason: 'missing image: images/COCO/train2017/does_not_exist.jpg (sample 孙悟空_comment_COCO_42_1)' },
+      { source: 'data/test/mmrole_sample.json', line: 5, reason: 'missing field: "role"' },
+      { source: 'data/test/mmrole_sample.json', line: 6, reason: 'empty turn: sample broken_empty_answer turn 2: empty text' },
     ]);
   });
 
@@ -173,7 +173,7 @@ describe('MMRole-Data', () => {
     // No images are shipped with the reviews: each sample is skipped, naming its image.
     expect(strict.records).toHaveLength(0);
     expect(strict.skips).toHaveLength(216);
-    expect(strict.skips[0]!.reason).toMatch(/^sample \S+: missing image COCO\/train2017\/\d+\.jpg$/);
+    expect(strict.skips[0]!.reason).toMatch(/^missing image: COCO\/train2017\/\d+\.jpg \(sample \S+\)$/);
     const { records, skips } = await readAll(mmroleFormat, dir, { root: dir, missingMedia: 'text-only' });
     expect(skips).toEqual([]);
     expect(records).toHaveLength(216);

@@ -34,7 +34,7 @@ export async function* readJsonLines(file: string): AsyncGenerator<JsonLine> {
     try {
       text = decoder.decode(bytes);
     } catch {
-      return { line, error: 'invalid UTF-8' };
+      return { line, error: 'invalid UTF-8: the line is not valid UTF-8 text' };
     }
     if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     if (text.trim() === '') return null;
@@ -118,28 +118,29 @@ function str(value: unknown): string | null {
 
 /** One ChatHaruhi line as a record, or the reason it cannot be one. */
 export function chatharuhiRecord(value: unknown, source: string, line: number): SourceRecord | string {
-  if (!value || typeof value !== 'object' || Array.isArray(value)) return 'expected a JSON object';
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return 'wrong type: expected a JSON object';
   const row = value as Record<string, unknown>;
   for (const key of ['agent_role', 'user_question', 'agent_response']) {
-    if (str(row[key]) === null) return `missing field '${key}'`;
+    if (row[key] === undefined || row[key] === null) return `missing field: "${key}"`;
+    if (str(row[key]) === null) return `wrong type: "${key}" must be a string`;
   }
   const role = str(row.agent_role)!.trim();
-  if (!role) return "empty field 'agent_role'";
+  if (!role) return 'empty field: "agent_role" is empty';
   const userRole = str(row.user_role)?.trim() || 'user';
   const turns: Turn[] = [
     { speaker: userRole, text: unquote(str(row.user_question)!) },
     { speaker: role, text: unquote(str(row.agent_response)!) },
   ];
   const more = row.more_dialogues ?? [];
-  if (!Array.isArray(more)) return "field 'more_dialogues' must be an array of 'Speaker:「text」' strings";
+  if (!Array.isArray(more)) return 'wrong type: "more_dialogues" must be an array of "Speaker:「text」" strings';
   for (let i = 0; i < more.length; i++) {
     const entry = more[i];
     const turn = typeof entry === 'string' ? parseSpeakerLine(entry) : null;
-    if (!turn) return `more_dialogues[${i}]: expected 'Speaker:「text」', found ${JSON.stringify(entry)?.slice(0, 40)}`;
+    if (!turn) return `wrong type: "more_dialogues" ${i + 1} must be "Speaker:「text」", found ${JSON.stringify(entry)?.slice(0, 40)}`;
     turns.push(turn);
   }
   const empty = turns.findIndex((t) => t.text === '');
-  if (empty >= 0) return `turn ${empty + 1}: empty text`;
+  if (empty >= 0) return `empty turn: turn ${empty + 1}: empty text`;
   return {
     file: source,
     line,

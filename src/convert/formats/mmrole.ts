@@ -156,12 +156,12 @@ async function* readFile(file: string, options: MmroleReadOptions, profiles: Map
     const bytes = await fs.readFile(file);
     data = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
   } catch (err) {
-    const reason = err instanceof TypeError ? 'invalid UTF-8' : `malformed JSON: ${(err as Error).message}`;
+    const reason = err instanceof TypeError ? 'invalid UTF-8: the file is not valid UTF-8 text' : `malformed JSON: ${(err as Error).message}`;
     yield { kind: 'skip', skip: { source, reason } };
     return;
   }
   if (!Array.isArray(data)) {
-    yield { kind: 'skip', skip: { source, reason: 'expected a JSON array of MMRole samples' } };
+    yield { kind: 'skip', skip: { source, reason: 'malformed JSON: expected an array of MMRole samples' } };
     return;
   }
   for (let i = 0; i < data.length; i++) {
@@ -169,12 +169,12 @@ async function* readFile(file: string, options: MmroleReadOptions, profiles: Map
     const skip = (reason: string): ParsedItem => ({ kind: 'skip', skip: { source, line, reason } });
     const item = data[i] as Json;
     if (!item || typeof item !== 'object' || Array.isArray(item)) {
-      yield skip('expected an object');
+      yield skip('wrong type: expected a JSON object');
       continue;
     }
     const missing = ['id', 'role', 'conversations'].find((k) => item[k] === undefined || item[k] === null || item[k] === '');
     if (missing) {
-      yield skip(`missing field '${missing}'`);
+      yield skip(`missing field: "${missing}"`);
       continue;
     }
     const id = String(item.id);
@@ -182,7 +182,7 @@ async function* readFile(file: string, options: MmroleReadOptions, profiles: Map
     const otherRole = typeof item.other_role === 'string' && item.other_role.trim() ? item.other_role.trim() : 'a curious human';
     const conversations = item.conversations;
     if (!Array.isArray(conversations) || conversations.length === 0) {
-      yield skip(`sample ${id}: 'conversations' must be a non-empty array`);
+      yield skip(`wrong type: sample ${id}: "conversations" must be a non-empty array`);
       continue;
     }
     const turns: Turn[] = [];
@@ -193,7 +193,7 @@ async function* readFile(file: string, options: MmroleReadOptions, profiles: Map
       const value = turn?.value;
       const from = turn?.from;
       if (typeof value !== 'string' || value.trim() === '') {
-        bad = `sample ${id}: turn ${t + 1}: empty text`;
+        bad = `empty turn: sample ${id} turn ${t + 1}: empty text`;
         break;
       }
       const isRole = from === 'assistant' || from === 'gpt' || turn.role === role;
@@ -215,7 +215,7 @@ async function* readFile(file: string, options: MmroleReadOptions, profiles: Map
       continue;
     }
     if (!turns.some((t) => t.speaker === role)) {
-      yield skip(`sample ${id}: no turn of the role '${role}' (no answer to train on)`);
+      yield skip(`empty dialogue: sample ${id} has no turn of the role "${role}" (no answer to train on)`);
       continue;
     }
     const image = typeof item.image === 'string' && item.image.trim() ? item.image.trim() : null;
@@ -224,7 +224,7 @@ async function* readFile(file: string, options: MmroleReadOptions, profiles: Map
       const relative = path.join(imageBase, image);
       if (await exists(path.resolve(options.root, relative))) video = relative;
       else if (options.missingMedia !== 'text-only') {
-        yield skip(`sample ${id}: missing image ${relative}`);
+        yield skip(`missing image: ${relative} (sample ${id})`);
         continue;
       }
     }

@@ -61,23 +61,25 @@ export async function readRolebenchProfiles(input: string, root: string): Promis
 
 /** One RoleBench line as a record, or the reason it cannot be one. */
 export function rolebenchRecord(value: unknown, source: string, line: number, profiles: Map<string, string>): SourceRecord | string {
-  if (!value || typeof value !== 'object' || Array.isArray(value)) return 'expected a JSON object';
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return 'wrong type: expected a JSON object';
   const row = value as Record<string, unknown>;
-  if (typeof row.role !== 'string' || !row.role.trim()) return "missing field 'role'";
-  if (typeof row.question !== 'string') return "missing field 'question'";
-  const question = row.question.trim();
-  if (!question) return "empty field 'question'";
-  if (row.generated === undefined || row.generated === null) return "missing field 'generated'";
-  if (!Array.isArray(row.generated)) return `field 'generated' must be a list of answers, found ${typeof row.generated}`;
-  const role = row.role.trim();
+  for (const key of ['role', 'question']) {
+    if (row[key] === undefined || row[key] === null) return `missing field: "${key}"`;
+    if (typeof row[key] !== 'string') return `wrong type: "${key}" must be a string`;
+    if (!(row[key] as string).trim()) return `empty field: "${key}" is empty`;
+  }
+  const question = (row.question as string).trim();
+  if (row.generated === undefined || row.generated === null) return 'missing field: "generated"';
+  if (!Array.isArray(row.generated)) return `wrong type: "generated" must be an array of answers, found a ${typeof row.generated}`;
+  const role = (row.role as string).trim();
   const answers: string[] = [];
   for (let i = 0; i < row.generated.length; i++) {
     const a = row.generated[i];
-    if (typeof a !== 'string') return `generated[${i}]: expected a string, found ${JSON.stringify(a)?.slice(0, 40)}`;
+    if (typeof a !== 'string') return `wrong type: "generated" ${i + 1} must be a string, found ${JSON.stringify(a)?.slice(0, 40)}`;
     const t = a.trim();
     if (t && !answers.includes(t)) answers.push(t);
   }
-  if (answers.length === 0) return "field 'generated' holds no non-empty answer";
+  if (answers.length === 0) return 'empty dialogue: "generated" holds no non-empty answer';
   return {
     file: source,
     line,
