@@ -1,11 +1,144 @@
+import os from 'node:os';
 import type { CommandModule } from 'yargs';
 import { RpvError } from '../util/errors.js';
 
-// Placeholder until its issue lands (owner: convert).
-export const command: CommandModule = {
-  command: 'convert',
-  describe: 'Convert a raw export into Arrow/Parquet shards',
-  handler: () => {
-    throw new RpvError('rpv convert is not implemented yet');
+interface ConvertArgs {
+  input: string;
+  out: string;
+  'input-format'?: string;
+  format: 'arrow' | 'parquet' | 'both';
+  dtype: 'float16' | 'float32';
+  fps: number;
+  'min-frames': number;
+  'max-frames': number;
+  'frame-size': number;
+  encoder: string;
+  features?: string;
+  workers: number;
+  'max-shard-bytes': string;
+  compression: 'zstd' | 'snappy' | 'none';
+  part?: string;
+  resume: boolean;
+  overwrite: boolean;
+  strict: boolean;
+  'missing-media': 'skip' | 'text-only';
+  json: boolean;
+}
+
+/** `256MiB`, `1GB`, `1000000` -> bytes. */
+export function parseBytes(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$/i.exec(String(text));
+  if (!m) throw new RpvError(`convert: --max-shard-bytes "${text}": expected a size like 256MiB, 1GB or 1000000`);
+  const unit = (m[2] ?? '').toLowerCase().replace(/b$/, '');
+  const powers: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12, ki: 2 ** 10, mi: 2 ** 20, gi: 2 ** 30, ti: 2 ** 40 };
+  const mult = powers[unit];
+  if (mult === undefined) throw new RpvError(`convert: --max-shard-bytes "${text}": unknown unit`);
+  return Math.round(Number(m[1]) * mult);
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+export const command: CommandModule<object, ConvertArgs> = {
+  command: 'convert <input>',
+  describe: 'Convert a raw export (video + dialogues) into Arrow/Parquet shards',
+  builder: (yargs) =>
+    yargs
+      .positional('input', { type: 'string', demandOption: true, describe: 'Export folder or annotation file' })
+      .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Output folder for shards and index.json' })
+      .option('input-format', { type: 'string', describe: 'Input format (default: auto-detected): rpv, internvl, sharegpt, mmrole, chatharuhi, rolebench' })
+      .option('format', { choices: ['arrow', 'parquet', 'both'] as const, default: 'arrow' as const, describe: 'Shard format: Arrow IPC (training) or Parquet (interchange)' })
+      .option('dtype', { choices: ['float16', 'float32'] as const, default: 'float16' as const, describe: 'On-disk dtype of frame features' })
+      .option('fps', { type: 'number', default: 1, describe: 'Sampling: frames per second of video, before clamping' })
+      .option('min-frames', { type: 'number', default: 4, describe: 'Sampling: fewest frames per video' })
+      .option('max-frames', { type: 'number', default: 16, describe: 'Sampling: most frames per video' })
+      .option('frame-size', { type: 'number', default: 224, describe: 'Frames are scaled to N x N before encoding' })
+      .option('encoder', { type: 'string', default: 'grid', describe: 'Frame encoder: grid, grid:cells=N[,tokens=frame|cell], tfjs:<folder>' })
+      .option('features', { type: 'string', describe: 'Folder of precomputed features (<video id>.npy|.safetensors) instead of an encoder' })
+      .option('workers', { type: 'number', default: os.availableParallelism(), describe: 'Videos converted at once' })
+      .option('max-shard-bytes', { type: 'string', default: '256MiB', describe: 'Rotate shards at this size (Arrow size of the rows)' })
+      .option('compression', { choices: ['zstd', 'snappy', 'none'] as const, default: 'zstd' as const, describe: 'Parquet compression' })
+      .option('part', { type: 'string', describe: 'Convert part i of N (i from 0), by hash of the video: i/N; join parts with rpv merge' })
+      .option('resume', { type: 'boolean', default: false, describe: 'Continue an interrupted conversion into the same --out' })
+      .option('overwrite', { type: 'boolean', default: false, describe: 'Replace a dataset already in --out' })
+      .option('strict', { type: 'boolean', default: false, describe: 'Stop with exit code 1 at the first bad record instead of skipping it' })
+      .option('missing-media', { choices: ['skip', 'text-only'] as const, default: 'skip' as const, describe: 'A record whose media file is missing: skip it, or keep it as a text-only row' })
+      .option('json', { type: 'boolean', default: false, describe: 'Print the summary as JSON (no progress bar)' })
+      .example('rpv convert data/sample --out shards/sample', 'Convert the sample export to Arrow shards')
+      .example('rpv convert data/export --out shards/x --format both --part 0/4', 'Part 0 of 4 (e.g. one task of a Slurm array), Arrow and Parquet')
+      .example('rpv convert data/export --out shards/x --resume', 'Continue after Ctrl-C or a crash'),
+  handler: async (args) => {
+    const { convertExport } = await import('../convert/convert.js');
+    const controller = new AbortController();
+    let interrupts = 0;
+    const onSignal = () => {
+      interrupts++;
+      if (interrupts > 1) process.exit(130);
+      process.stderr.write('\nconvert: stopping (finishing nothing new; Ctrl-C again to quit at once)...\n');
+      controller.abort(new RpvError('convert: interrupted'));
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    let summary;
+    try {
+      summary = await convertExport({
+        input: args.input,
+        out: args.out,
+        inputFormat: args['input-format'],
+        format: args.format,
+        dtype: args.dtype,
+        fps: args.fps,
+        minFrames: args['min-frames'],
+        maxFrames: args['max-frames'],
+        frameSize: args['frame-size'],
+        encoder: args.encoder,
+        features: args.features,
+        workers: args.workers,
+        maxShardBytes: parseBytes(args['max-shard-bytes']),
+        compression: args.compression,
+        part: args.part,
+        resume: args.resume,
+        overwrite: args.overwrite,
+        strict: args.strict,
+        missingMedia: args['missing-media'],
+        progress: !args.json,
+        signal: controller.signal,
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+    if (summary.interrupted) {
+      process.stderr.write(
+        `convert: interrupted; ${summary.shards} finished shard(s) kept in ${summary.out}; run the same command with --resume to finish\n`,
+      );
+      process.exitCode = 130;
+      return;
+    }
+    const index = summary.index!;
+    const c = index.counts;
+    if (args.json) {
+      process.stdout.write(`${JSON.stringify({ ...summary, index: undefined, totals: index.totals, schema: index.schema }, null, 2)}\n`);
+    } else {
+      const lines = [
+        `converted ${c.converted} of ${c.read} records (${summary.inputFormat}) into ${index.totals.rows} rows, ${index.totals.dialogues} dialogues, ${index.totals.frames} frames` +
+          (c.grouped ? ` (${c.grouped} records shared a video with another)` : ''),
+        `skipped   ${c.skipped}` +
+          (c.skipped > 0 ? `: ${Object.entries(summary.skippedByReason).map(([k, v]) => `${k} ${v}`).join(', ')} (reasons in index.json "skipped")` : ''),
+        `shards    ${index.totals.shards} file(s), ${formatBytes(index.totals.bytes)} in ${summary.out}` + (summary.resumedShards ? ` (${summary.resumedShards} kept from the interrupted run)` : ''),
+        `schema    ${index.schema.tokensPerFrame} token(s) x ${index.schema.featureDim} dims per frame, ${index.schema.dtype}; encoder ${index.encoder.id}`,
+        `time      ${summary.elapsedSec.toFixed(1)} s` +
+          (summary.videosProcessed > 0 ? `, ${(summary.videosProcessed / summary.elapsedSec).toFixed(2)} videos/s` : ''),
+      ];
+      for (const s of index.skipped.slice(0, 10)) lines.push(`  skip ${s.source}${s.line !== undefined ? `:${s.line}` : ''}: ${s.reason}`);
+      if (index.skipped.length > 10) lines.push(`  ... ${index.skipped.length - 10} more in index.json`);
+      process.stdout.write(`${lines.join('\n')}\n`);
+    }
+    if (c.converted === 0) process.exitCode = 2;
   },
 };

@@ -1,0 +1,535 @@
+/**
+ * `convertExport`: raw export -> shards + index.json.
+ *
+ *   read records (format auto-detected) -> check -> keep this --part -> group by video
+ *   -> per video, `workers` at a time: path check, probe, adaptive sampling, one-pass frame
+ *      extraction, encoding (or precomputed features)
+ *   -> rows in input order -> ShardWriter (rotates at maxShardBytes, atomic files)
+ *   -> journal after each shard (resume) -> index.json (atomic) at the end.
+ *
+ * Counts: `read` = records and unparseable items read; `converted` = records whose dialogues are
+ * in a row; `skipped` = the rest, each with a reason; `read = converted + skipped`. Several
+ * records may share a row (`grouped` = converted - rows).
+ */
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { RpvError, errorMessage } from '../util/errors.js';
+import { Progress } from '../util/progress.js';
+import { SHARD_COLUMNS, SHARD_FORMAT_NAME, SHARD_FORMAT_VERSION } from '../shard/schema.js';
+import type { FeatureDType, FeatureSchema, SamplingSettings, ShardFileFormat, ShardIndex, SkipRecord, VideoRow } from '../shard/schema.js';
+import { DEFAULT_MAX_SHARD_BYTES, ShardWriter, type ParquetCompression } from '../shard/write.js';
+import { INDEX_FILE_NAME, writeShardIndex } from '../shard/index-file.js';
+import type { SourceRecord } from './record.js';
+import { detectInputFormat, getInputFormat, inputRoot } from './formats/index.js';
+import { groupKeyOf, groupRecords, parsePart, partOfKey, skipCategory, skipOf, type Part, type VideoGroup } from './group.js';
+import {
+  JOURNAL_FILE,
+  fingerprintChanges,
+  newJournal,
+  readJournal,
+  removeStrayFiles,
+  verifyJournalShards,
+  writeJournal,
+  type Journal,
+} from './journal.js';
+
+export type OutputFormat = ShardFileFormat | 'both';
+
+export interface ConvertOptions {
+  /** Export folder or file. */
+  input: string;
+  /** Output folder for shards and index.json. */
+  out: string;
+  /** Input format; auto-detected when absent. */
+  inputFormat?: string;
+  /** Shard file format(s). Default `arrow`. */
+  format?: OutputFormat;
+  /** On-disk feature dtype. Default `float16`. */
+  dtype?: FeatureDType;
+  /** Adaptive sampling: frames per second before clamping. Default 1. */
+  fps?: number;
+  /** Default 4. */
+  minFrames?: number;
+  /** Default 16. */
+  maxFrames?: number;
+  /** Frames are scaled to frameSize x frameSize before encoding. Default 224. */
+  frameSize?: number;
+  /** Encoder spec (`grid`, `grid:cells=8`, `tfjs:<folder>`). Default `grid`. */
+  encoder?: string;
+  /** Folder of precomputed features (`<video id>.npy|.safetensors`) used instead of an encoder. */
+  features?: string;
+  /** Videos converted at once. Default: the number of cores. */
+  workers?: number;
+  /** Rotate shards before the rows' Arrow size would pass this. Default 256 MiB. */
+  maxShardBytes?: number;
+  /** Parquet compression. Default `zstd`. */
+  compression?: ParquetCompression;
+  /** `i/N` or {index, count}: convert only the records whose video hashes to part i of N. */
+  part?: string | Part;
+  /** Continue an interrupted conversion into the same `out`. */
+  resume?: boolean;
+  /** Replace a dataset already in `out`. */
+  overwrite?: boolean;
+  /** Stop at the first skipped record (RpvError, exit 1). */
+  strict?: boolean;
+  /** A missing media file: skip the record (default) or keep it as a text-only row. */
+  missingMedia?: 'skip' | 'text-only';
+  /** Draw a progress bar on stderr. Default false. */
+  progress?: boolean;
+  /** Abort (Ctrl-C): stop cleanly, leaving resumable state. */
+  signal?: AbortSignal;
+  /** One-line notes (resume decisions), e.g. to stderr. */
+  log?: (line: string) => void;
+}
+
+export interface ConvertSummary {
+  out: string;
+  /** The index written (null when interrupted: nothing written but finished shards + journal). */
+  index: ShardIndex | null;
+  interrupted: boolean;
+  inputFormat: string;
+  counts: ShardIndex['counts'];
+  /** Skips grouped by category (text before the reason's first colon). */
+  skippedByReason: Record<string, number>;
+  rows: number;
+  dialogues: number;
+  shards: number;
+  bytes: number;
+  /** Shards kept from an interrupted run. */
+  resumedShards: number;
+  /** Videos processed in this run (not counting resumed ones). */
+  videosProcessed: number;
+  elapsedSec: number;
+}
+
+const DEFAULT_FRAME_SIZE = 224;
+
+/** Convert an export to shards; see the module comment. */
+export async function convertExport(options: ConvertOptions): Promise<ConvertSummary> {
+  const started = Date.now();
+  const log = options.log ?? (() => {});
+  const outputFormat = options.format ?? 'arrow';
+  if (!['arrow', 'parquet', 'both'].includes(outputFormat)) throw new RpvError(`convert: --format must be arrow, parquet or both; got ${outputFormat}`);
+  const formats: ShardFileFormat[] = outputFormat === 'both' ? ['arrow', 'parquet'] : [outputFormat];
+  const dtype = options.dtype ?? 'float16';
+  if (dtype !== 'float16' && dtype !== 'float32') throw new RpvError(`convert: --dtype must be float16 or float32; got ${String(dtype)}`);
+  const workers = options.workers ?? os.availableParallelism();
+  if (!(Number.isInteger(workers) && workers >= 1)) throw new RpvError(`convert: --workers must be an integer >= 1; got ${workers}`);
+  const maxShardBytes = options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
+  if (!(maxShardBytes > 0)) throw new RpvError(`convert: --max-shard-bytes must be > 0; got ${maxShardBytes}`);
+  const frameSize = options.frameSize ?? DEFAULT_FRAME_SIZE;
+  if (!(Number.isInteger(frameSize) && frameSize >= 8 && frameSize <= 4096)) throw new RpvError(`convert: --frame-size must be an integer from 8 to 4096; got ${frameSize}`);
+  const part = typeof options.part === 'string' ? parsePart(options.part) : (options.part ?? { index: 0, count: 1 });
+  const { validateSampling } = await import('../media/sampling.js');
+  const sampling = validateSampling({ fps: options.fps, minFrames: options.minFrames, maxFrames: options.maxFrames });
+  const samplingSettings: SamplingSettings = { ...sampling, frameSize };
+  const missingMedia = options.missingMedia ?? 'skip';
+
+  // 1. Input format and records.
+  const input = path.resolve(options.input);
+  const format = options.inputFormat ? getInputFormat(options.inputFormat) : await detectInputFormat(input);
+  const root = await inputRoot(input);
+  const out = path.resolve(options.out);
+
+  const fingerprint = {
+    input,
+    inputFormat: format.name,
+    format: outputFormat,
+    dtype,
+    sampling: samplingSettings,
+    encoder: options.features ? null : (options.encoder ?? 'grid'),
+    features: options.features ? path.resolve(options.features) : null,
+    part: `${part.index}/${part.count}`,
+    maxShardBytes,
+    compression: options.compression ?? 'zstd',
+    missingMedia,
+  };
+
+  // 2. Output folder: fresh, overwritten, or resumed.
+  const journal = await prepareOutput(out, options, fingerprint, log);
+  if (journal === 'complete') {
+    const { readShardIndex } = await import('../shard/index-file.js');
+    const index = await readShardIndex(out);
+    log(`convert --resume: ${out} is already complete (index.json written); nothing to do`);
+    return summaryOf(out, index, format.name, false, 0, 0, started);
+  }
+
+  const read = { items: 0 };
+  const skipped: SkipRecord[] = [];
+  const records: SourceRecord[] = [];
+  const strictCheck = (skip: SkipRecord) => {
+    if (options.strict) {
+      throw new RpvError(`convert --strict: ${skip.source}${skip.line !== undefined ? ` line ${skip.line}` : ''}: ${skip.reason}`);
+    }
+  };
+  for await (const item of format.read(input, { root, missingMedia } as { root: string })) {
+    if (item.kind === 'skip') {
+      // Items without a video key (unparseable) are reported by part 0 only, so parts sum up.
+      if (part.index !== 0) continue;
+      read.items++;
+      strictCheck(item.skip);
+      skipped.push(item.skip);
+    } else {
+      if (partOfKey(groupKeyOf(item.record), part.count) !== part.index) continue;
+      read.items++;
+      records.push(item.record);
+    }
+  }
+  const grouped = groupRecords(records);
+  for (const skip of grouped.skips) {
+    strictCheck(skip);
+    skipped.push(skip);
+  }
+  const groups = grouped.groups;
+
+  // 3. Encoder or precomputed features; the feature schema.
+  let encoder: import('../features/encoder.js').FrameEncoder | null = null;
+  let encoderInfo: { id: string; [key: string]: unknown };
+  let schema: FeatureSchema;
+  const featuresDir = options.features ? path.resolve(options.features) : null;
+  if (featuresDir) {
+    encoderInfo = { id: 'precomputed', kind: 'precomputed', folder: featuresDir };
+    schema = journal.schema ?? (await precomputedSchema(groups, featuresDir, dtype));
+  } else {
+    const { createEncoder } = await import('../features/encoder.js');
+    encoder = await createEncoder(options.encoder ?? 'grid');
+    encoderInfo = encoder.describe();
+    schema = { featureDim: encoder.featureDim, tokensPerFrame: encoder.tokensPerFrame, dtype };
+  }
+  journal.encoder = encoderInfo;
+  journal.schema = schema;
+
+  // 4. Which groups are already in finished shards (resume).
+  const done = new Set<string>();
+  for (const shard of journal.shards) for (const id of shard.videoIds) done.add(id);
+  const todo = groups.filter((g) => !done.has(g.videoId));
+  const resumedShards = journal.shards.length;
+  if (resumedShards > 0) log(`convert --resume: keeping ${resumedShards} finished shard(s) with ${done.size} videos; ${todo.length} videos to go`);
+
+  await fs.mkdir(out, { recursive: true });
+  const writer = new ShardWriter({
+    dir: out,
+    schema,
+    formats,
+    maxShardBytes,
+    compression: options.compression,
+    firstShard: journal.shards.reduce((m, sh) => Math.max(m, sh.index + 1), 0),
+    onShard: async (shard) => {
+      journal.shards.push({ index: shard.index, entries: shard.entries, videoIds: shard.videoIds, frames: shard.frames });
+      await writeJournal(out, journal);
+    },
+  });
+  await writeJournal(out, journal);
+
+  // 5. Convert the videos, `workers` at a time, writing rows in input order.
+  const progress = new Progress({ label: 'convert', total: todo.length, unit: 'videos', stream: options.progress ? process.stderr : null });
+  const mediaSkips = new Map<number, SkipRecord[]>();
+  const ctx: GroupContext = { root, frameSize, sampling, encoder, features: featuresDir, schema, missingMedia, signal: options.signal };
+  const window = workers * 4 + 8;
+  const results = new Map<number, VideoRow | SkipRecord[]>();
+  let nextToStart = 0;
+  let nextToWrite = 0;
+  let failure: unknown = null;
+  let wake: (() => void) | null = null;
+  const aborted = () => options.signal?.aborted === true || failure !== null;
+  let writing: Promise<void> = Promise.resolve();
+
+  const drain = async () => {
+    while (results.has(nextToWrite)) {
+      const result = results.get(nextToWrite)!;
+      results.delete(nextToWrite);
+      if (Array.isArray(result)) mediaSkips.set(nextToWrite, result);
+      else await writer.add(result);
+      nextToWrite++;
+      progress.tick(1, { skipped: skipped.length + countSkips(mediaSkips), shards: journal.shards.length });
+      wake?.();
+    }
+  };
+
+  const runWorker = async () => {
+    while (!aborted()) {
+      while (nextToStart - nextToWrite >= window && !aborted()) await new Promise<void>((r) => (wake = r));
+      if (aborted()) return;
+      const i = nextToStart++;
+      if (i >= todo.length) return;
+      const group = todo[i]!;
+      let result: VideoRow | SkipRecord[];
+      try {
+        result = await convertGroup(group, ctx);
+      } catch (err) {
+        if (options.signal?.aborted) return;
+        failure ??= err;
+        wake?.();
+        return;
+      }
+      if (Array.isArray(result) && options.strict) {
+        failure ??= new RpvError(`convert --strict: ${result[0]!.source}${result[0]!.line !== undefined ? ` line ${result[0]!.line}` : ''}: ${result[0]!.reason}`);
+        wake?.();
+        return;
+      }
+      results.set(i, result);
+      writing = writing.then(drain).catch((err) => {
+        failure ??= err;
+      });
+      await writing;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(workers, Math.max(1, todo.length)) }, runWorker));
+  await writing;
+  const interrupted = options.signal?.aborted === true && failure === null && nextToWrite < todo.length;
+  if (failure !== null || interrupted) {
+    progress.finish();
+    writer.discard();
+    encoder?.dispose?.();
+    if (failure !== null) throw failure;
+    const partial: ConvertSummary = {
+      ...summaryOf(out, null, format.name, true, resumedShards, nextToWrite, started),
+      shards: journal.shards.length,
+    };
+    return partial;
+  }
+  await writer.close();
+  progress.finish();
+  encoder?.dispose?.();
+
+  // 6. The index.
+  const skippedGroups = new Set<VideoGroup>();
+  for (let i = 0; i < todo.length; i++) {
+    const skips = mediaSkips.get(i);
+    if (!skips) continue;
+    skippedGroups.add(todo[i]!);
+    skipped.push(...skips);
+  }
+  const converted = groups.reduce((n, g) => n + (skippedGroups.has(g) ? 0 : g.records.length), 0);
+  const shardEntries = journal.shards.flatMap((s) => s.entries);
+  const rowsTotal = journal.shards.reduce((n, s) => n + s.videoIds.length, 0);
+  const dialoguesTotal = journal.shards.reduce((n, s) => n + s.entries[0]!.dialogues, 0);
+  const framesTotal = journal.shards.reduce((n, s) => n + s.frames, 0);
+  const index: ShardIndex = {
+    format: SHARD_FORMAT_NAME,
+    version: SHARD_FORMAT_VERSION,
+    created: new Date().toISOString(),
+    schema: { ...schema, columns: SHARD_COLUMNS },
+    sampling: samplingSettings,
+    encoder: encoderInfo,
+    input: { path: input, format: format.name },
+    ...(part.count > 1 ? { part: { index: part.index, count: part.count } } : {}),
+    shards: shardEntries,
+    totals: { rows: rowsTotal, dialogues: dialoguesTotal, frames: framesTotal, bytes: shardEntries.reduce((n, e) => n + e.bytes, 0), shards: shardEntries.length },
+    counts: { read: read.items, converted, skipped: skipped.length, rows: rowsTotal, grouped: converted - rowsTotal },
+    skipped,
+  };
+  if (rowsTotal !== groups.length - skippedGroups.size) {
+    throw new Error(`convert: ${rowsTotal} rows in shards, expected ${groups.length - skippedGroups.size} (videos less skipped ones)`);
+  }
+  if (index.counts.read !== index.counts.converted + index.counts.skipped) {
+    throw new Error(`convert: counts do not reconcile: read ${index.counts.read} != converted ${index.counts.converted} + skipped ${index.counts.skipped}`);
+  }
+  await writeShardIndex(out, index);
+  await fs.rm(path.join(out, JOURNAL_FILE), { force: true });
+  return summaryOf(out, index, format.name, false, resumedShards, todo.length, started);
+}
+
+function countSkips(m: Map<number, SkipRecord[]>): number {
+  let n = 0;
+  for (const v of m.values()) n += v.length;
+  return n;
+}
+
+function summaryOf(out: string, index: ShardIndex | null, inputFormat: string, interrupted: boolean, resumedShards: number, videosProcessed: number, started: number): ConvertSummary {
+  const skippedByReason: Record<string, number> = {};
+  for (const s of index?.skipped ?? []) {
+    const c = skipCategory(s.reason);
+    skippedByReason[c] = (skippedByReason[c] ?? 0) + 1;
+  }
+  return {
+    out,
+    index,
+    interrupted,
+    inputFormat,
+    counts: index?.counts ?? { read: 0, converted: 0, skipped: 0 },
+    skippedByReason,
+    rows: index?.totals.rows ?? 0,
+    dialogues: index?.totals.dialogues ?? 0,
+    shards: index?.totals.shards ?? 0,
+    bytes: index?.totals.bytes ?? 0,
+    resumedShards,
+    videosProcessed,
+    elapsedSec: (Date.now() - started) / 1000,
+  };
+}
+
+/**
+ * Make `out` ready: a fresh folder, a replaced dataset (`overwrite`), or a resumed one. Returns
+ * the journal to continue, or 'complete' when a resumed folder already has its index.
+ */
+async function prepareOutput(
+  out: string,
+  options: ConvertOptions,
+  fingerprint: Record<string, unknown>,
+  log: (line: string) => void,
+): Promise<Journal | 'complete'> {
+  const names = await fs.readdir(out).catch(() => [] as string[]);
+  const hasIndex = names.includes(INDEX_FILE_NAME);
+  const hasJournal = names.includes(JOURNAL_FILE);
+  const shardFiles = names.filter((n) => /^shard-\d+\.(arrow|parquet)$/.test(n));
+  if (options.resume) {
+    if (hasJournal) {
+      const journal = (await readJournal(out))!;
+      const changes = fingerprintChanges(journal.fingerprint, fingerprint);
+      if (changes.length > 0) {
+        throw new RpvError(`convert --resume: ${out} was started with other options (${changes.join('; ')}); resume with the same options, or use --overwrite`);
+      }
+      const { kept, dropped } = await verifyJournalShards(out, journal.shards);
+      for (const d of dropped) log(`convert --resume: redoing ${d}`);
+      journal.shards = kept;
+      const removed = await removeStrayFiles(out, new Set(kept.flatMap((s) => s.entries.map((e) => e.file))));
+      if (removed.length > 0) log(`convert --resume: removed ${removed.length} unfinished file(s): ${removed.join(', ')}`);
+      return journal;
+    }
+    if (hasIndex) return 'complete';
+    if (shardFiles.length > 0) throw new RpvError(`convert --resume: ${out} holds shard files but no journal or index.json; it was not written by rpv convert (or the journal was deleted): use --overwrite`);
+    log(`convert --resume: nothing to resume in ${out}; starting`);
+    return newJournal(fingerprint);
+  }
+  if (hasIndex || hasJournal || shardFiles.length > 0) {
+    if (!options.overwrite) {
+      const what = hasJournal ? 'an interrupted conversion (pass --resume to continue it)' : 'a dataset';
+      throw new RpvError(`convert: ${out} already holds ${what}; pass --overwrite to replace it${hasJournal ? '' : ', or choose another --out'}`);
+    }
+    for (const name of [...shardFiles, INDEX_FILE_NAME, JOURNAL_FILE]) await fs.rm(path.join(out, name), { force: true });
+    await removeStrayFiles(out, new Set());
+  }
+  return newJournal(fingerprint);
+}
+
+interface GroupContext {
+  root: string;
+  frameSize: number;
+  sampling: { fps: number; minFrames: number; maxFrames: number };
+  encoder: import('../features/encoder.js').FrameEncoder | null;
+  features: string | null;
+  schema: FeatureSchema;
+  missingMedia: 'skip' | 'text-only';
+  signal?: AbortSignal;
+}
+
+/**
+ * The schema of precomputed features: the dims of the first readable features file (in input
+ * order). Files with other dims are skipped with the reason when their video comes up.
+ */
+async function precomputedSchema(groups: readonly VideoGroup[], folder: string, dtype: FeatureDType): Promise<FeatureSchema> {
+  const { readPrecomputedFeatures } = await import('../features/precomputed.js');
+  for (const group of groups) {
+    if (group.video === null) continue;
+    try {
+      const feats = await readPrecomputedFeatures(folder, group.videoId);
+      return { featureDim: feats.featureDim, tokensPerFrame: feats.tokensPerFrame, dtype };
+    } catch {
+      // unreadable: skipped with its reason later
+    }
+  }
+  return { featureDim: 0, tokensPerFrame: 0, dtype };
+}
+
+function textOnlyRow(group: VideoGroup): VideoRow {
+  return {
+    video_id: group.videoId,
+    source: group.source,
+    role: group.role,
+    language: group.language,
+    platform: group.platform,
+    profile: group.profile,
+    summary: group.summary,
+    duration_sec: null,
+    num_frames: 0,
+    frame_times: new Float64Array(0),
+    frames: new Float32Array(0),
+    dialogues: group.dialogues,
+  };
+}
+
+/** Does `target` (a real path) lie inside `root` (a real path)? */
+function inside(root: string, target: string): boolean {
+  const rel = path.relative(root, target);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
+let realRootCache: { root: string; real: string } | null = null;
+
+/** One group -> its row, or the skips of all its records. */
+async function convertGroup(group: VideoGroup, ctx: GroupContext): Promise<VideoRow | SkipRecord[]> {
+  const schema = ctx.schema;
+  if (group.video === null) return textOnlyRow(group);
+  const skipAll = (reason: string) => group.records.map((r) => skipOf(r, reason));
+  const file = path.join(ctx.root, group.video);
+  // A symlink (or a symlinked folder) may lead out of the export: resolve and check.
+  if (realRootCache?.root !== ctx.root) realRootCache = { root: ctx.root, real: await fs.realpath(ctx.root) };
+  let real: string | null = null;
+  try {
+    real = await fs.realpath(file);
+  } catch {
+    real = null; // missing: the probe reports it
+  }
+  if (real !== null && !inside(realRootCache.real, real)) {
+    return skipAll(`path escapes export: ${group.video} is a symlink to ${real}, outside the export folder`);
+  }
+  const { MediaError } = await import('../media/probe.js');
+  const relative = (message: string) => message.split(file).join(group.video!);
+
+  if (ctx.features) {
+    const { readPrecomputedFeatures, FeaturesError } = await import('../features/precomputed.js');
+    let feats;
+    try {
+      feats = await readPrecomputedFeatures(ctx.features, group.videoId);
+    } catch (err) {
+      if (err instanceof FeaturesError) return skipAll(`features ${err.reason === 'missing-features' ? 'missing' : 'bad'}: ${err.message}`);
+      throw err;
+    }
+    if ((feats.featureDim !== schema.featureDim || feats.tokensPerFrame !== schema.tokensPerFrame)) {
+      return skipAll(
+        `features bad: ${feats.file}: [${feats.numFrames}, ${feats.tokensPerFrame}, ${feats.featureDim}] does not match the dataset's tokensPerFrame ${schema.tokensPerFrame} x featureDim ${schema.featureDim}`,
+      );
+    }
+    let duration: number | null = null;
+    try {
+      const { probeVideo } = await import('../media/probe.js');
+      duration = (await probeVideo(file, { signal: ctx.signal })).durationSec;
+    } catch (err) {
+      if (!(err instanceof MediaError)) throw err;
+    }
+    return {
+      ...textOnlyRow(group),
+      duration_sec: duration,
+      num_frames: feats.numFrames,
+      frame_times: feats.frameTimes,
+      frames: feats.frames,
+    };
+  }
+
+  const { encodeVideo } = await import('../features/video.js');
+  try {
+    const encoded = await encodeVideo(file, {
+      encoder: ctx.encoder!,
+      frameSize: ctx.frameSize,
+      sampling: ctx.sampling,
+      image: group.media === 'image' ? true : undefined,
+      signal: ctx.signal,
+    });
+    return {
+      ...textOnlyRow(group),
+      duration_sec: encoded.durationSec,
+      num_frames: encoded.numFrames,
+      frame_times: encoded.frameTimes,
+      frames: encoded.features,
+    };
+  } catch (err) {
+    if (err instanceof MediaError) {
+      if (err.reason === 'missing' && ctx.missingMedia === 'text-only') return textOnlyRow(group);
+      return skipAll(`video ${err.reason}: ${relative(err.message)}`);
+    }
+    if (ctx.signal?.aborted) throw err;
+    throw new RpvError(`convert: ${group.video}: ${errorMessage(err)}`, { cause: err });
+  }
+}
