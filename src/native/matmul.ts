@@ -9,9 +9,9 @@
  *   - a bias or prelu slope that cannot be described by [batch, row, col] strides.
  * Two places where it is right and tfjs-wasm 4.22 is not (test/native/tfjs-kernels.test.ts):
  *   - `_FusedMatMul` with a bias when batch > 1 or transposeA (the original mis-indexes the bias);
- *   - a batch broadcast beyond "equal batches or one side 1", e.g. [2, 1] with [1, 3]: tfjs pairs
- *     matrices by modulo and fills only max(batchA, batchB) of the output's matrices; here every
- *     output matrix gets its NumPy-broadcast pair (one kernel call per output matrix).
+ *   - a batch broadcast beyond "equal batches or one side 1", e.g. [2, 1] with [1, 3]: tfjs
+ *     allocates only max(batchA, batchB) matrices for the 6-matrix output; here every output
+ *     matrix gets its NumPy-broadcast pair (one kernel call per output matrix).
  *
  * Environment: RPV_NATIVE_MATMUL=0 disables it, RPV_MATMUL_THREADS sets the threads,
  * RPV_MATMUL_ISA=scalar forces the portable kernel, RPV_NATIVE_ADDON points at another binary.
