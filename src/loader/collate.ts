@@ -63,12 +63,17 @@ export function collate(samples: readonly Sample[], ctx: CollateContext): Batch 
   let frames = 0;
   for (const s of samples) if (s.numFrames > frames) frames = s.numFrames;
   const frameSize = ctx.tokensPerFrame * ctx.featureDim;
-  const out = new Float32Array(batch * frames * frameSize);
+  // Uninitialised memory: every element is written below (features copied, padding zeroed), which
+  // saves zero-filling 1.5 MB per batch of 32 x 16 x 768 floats before overwriting it.
+  const out = uninitializedFloat32(batch * frames * frameSize);
   const mask = new Uint8Array(batch * frames);
   const times = new Float64Array(batch * frames);
   const dialogues: DialogueSample[] = new Array(batch);
   samples.forEach((s, b) => {
-    out.set(s.frames.subarray(0, s.numFrames * frameSize), b * frames * frameSize);
+    const start = b * frames * frameSize;
+    const real = s.numFrames * frameSize;
+    out.set(s.frames.subarray(0, real), start);
+    out.fill(0, start + real, start + frames * frameSize);
     mask.fill(1, b * frames, b * frames + s.numFrames);
     times.set(s.frameTimes.subarray(0, s.numFrames), b * frames);
     dialogues[b] = {
@@ -94,4 +99,9 @@ export function collate(samples: readonly Sample[], ctx: CollateContext): Batch 
     dims: { batch, frames, tokensPerFrame: ctx.tokensPerFrame, dim: ctx.featureDim },
     dialogues,
   };
+}
+
+function uninitializedFloat32(length: number): Float32Array {
+  const bytes = Buffer.allocUnsafeSlow(length * 4);
+  return new Float32Array(bytes.buffer, bytes.byteOffset, length);
 }
