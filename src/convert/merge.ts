@@ -39,7 +39,8 @@ export async function mergeDatasets(options: MergeOptions): Promise<MergeSummary
   if (indexes.some((x) => x.dir === out)) throw new RpvError(`merge: --out ${out} is also an input`);
 
   // Same meaning of a row everywhere.
-  const first = indexes[0]!;
+  // The first input that has shards sets the formats (an empty part has none).
+  const first = indexes.find((x) => x.index.shards.length > 0) ?? indexes[0]!;
   for (const other of indexes.slice(1)) {
     const diffs: string[] = [];
     const cmp = (what: string, a: unknown, b: unknown) => {
@@ -48,7 +49,7 @@ export async function mergeDatasets(options: MergeOptions): Promise<MergeSummary
     cmp('schema', first.index.schema, other.index.schema);
     cmp('sampling', first.index.sampling, other.index.sampling);
     cmp('encoder', first.index.encoder.id, other.index.encoder.id);
-    cmp('formats', formatsOf(first.index), formatsOf(other.index));
+    if (first.index.shards.length > 0 && other.index.shards.length > 0) cmp('formats', formatsOf(first.index), formatsOf(other.index));
     if (diffs.length > 0) throw new RpvError(`merge: ${other.dir} does not match ${first.dir}: ${diffs.join('; ')}`);
   }
 
