@@ -83,6 +83,11 @@ export interface ForwardOptions {
   seed?: number;
   /** KV cache to read earlier positions from and append this pass's keys and values to. */
   cache?: KvCache;
+  /**
+   * Inference only: free each layer's intermediates as soon as the next layer has its input
+   * (gradients through such a pass are wrong). logits() and tokenLogprobs() always do this.
+   */
+  noGrad?: boolean;
 }
 
 /** Keys and values of the positions seen so far, per layer. */
@@ -320,13 +325,33 @@ export class CausalLM {
     };
     let h = this.embed(input, T);
     const newCache: LayerCache[] = [];
-    for (let i = 0; i < c.numLayers; i++) {
+    const layer = (i: number, x: tfc.Tensor2D): { h: tfc.Tensor2D; cache: LayerCache } => {
       const w = this.weights.layers[i];
       const ll = lora?.layers[i];
-      const a = attention(tf, c, rmsNorm(tf, h, w.inputNorm, c.rmsNormEps) as tfc.Tensor2D, w.attn, ll?.attn ?? {}, ctx, options.cache?.layers?.[i]);
-      newCache.push(a.cache);
-      h = tf.add(h, a.out);
-      h = tf.add(h, mlp(tf, rmsNorm(tf, h, w.postNorm, c.rmsNormEps) as tfc.Tensor2D, w.mlp, ll?.mlp ?? {}, loraRun));
+      const a = attention(tf, c, rmsNorm(tf, x, w.inputNorm, c.rmsNormEps) as tfc.Tensor2D, w.attn, ll?.attn ?? {}, ctx, options.cache?.layers?.[i]);
+      const mid = tf.add(x, a.out);
+      return { h: tf.add(mid, mlp(tf, rmsNorm(tf, mid, w.postNorm, c.rmsNormEps) as tfc.Tensor2D, w.mlp, ll?.mlp ?? {}, loraRun)), cache: a.cache };
+    };
+    for (let i = 0; i < c.numLayers; i++) {
+      if (options.noGrad) {
+        // Free each layer's intermediates at once: a forward of a 0.5B model otherwise holds
+        // every layer's activations until the caller's tidy ends.
+        const [next, k, v] = tf.tidy(() => {
+          const out = layer(i, h);
+          return [out.h, out.cache.k, out.cache.v];
+        }) as [tfc.Tensor2D, tfc.Tensor4D, tfc.Tensor4D];
+        h.dispose();
+        h = next;
+        newCache.push({ k, v });
+      } else {
+        const out = layer(i, h);
+        h = out.h;
+        newCache.push(out.cache);
+      }
+    }
+    if (options.noGrad && !options.cache) for (const l of newCache) {
+      l.k.dispose();
+      l.v.dispose();
     }
     if (options.cache) {
       for (const l of newCache) {
@@ -351,7 +376,7 @@ export class CausalLM {
   logits(input: ForwardInput, options: ForwardOptions & { lastOnly?: boolean } = {}): tfc.Tensor2D {
     const tf = this.tf;
     return tf.tidy(() => {
-      const h = this.hidden(input, options);
+      const h = this.hidden(input, { ...options, noGrad: true });
       if (!options.lastOnly) return this.project(h);
       const T = input.inputIds.length / input.batch;
       const rows = Int32Array.from({ length: input.batch }, (_, b) => b * T + T - 1);
@@ -399,7 +424,7 @@ export class CausalLM {
     const B = input.batch;
     const T = input.inputIds.length / B;
     const out = tf.tidy(() => {
-      const logp = tf.logSoftmax(this.project(this.hidden(input)));
+      const logp = tf.logSoftmax(this.project(this.hidden(input, { noGrad: true })));
       const V = this.config.vocabSize;
       const idx: number[] = [];
       for (let b = 0; b < B; b++) for (let t = 0; t + 1 < T; t++) idx.push((b * T + t) * V + (input.inputIds[b * T + t + 1] as number));

@@ -22,9 +22,19 @@ export interface LoadModelOptions {
   tokenizer?: boolean;
   /** Video placeholder token; default the first of VIDEO_PLACEHOLDERS the tokenizer knows. */
   videoToken?: string;
+  /** Where a memory warning goes (one line); default stderr, null for silence. */
+  log?: ((line: string) => void) | null;
 }
 
-export async function loadModel(dir: string, { backend = 'auto', tokenizer = true, videoToken }: LoadModelOptions = {}): Promise<CausalLM> {
+/**
+ * Float32 weights above this on the wasm backend get a warning: its heap is a wasm32 memory of at
+ * most 4 GiB, shared by weights, activations saved for the backward pass and gradients. Measured:
+ * a Qwen2.5-0.5B-shaped model (1.9 GiB) runs a 128-token forward but a LoRA training step exhausts
+ * the heap (emscripten aborts).
+ */
+export const WASM_WEIGHT_WARN_BYTES = 1.5 * 2 ** 30;
+
+export async function loadModel(dir: string, { backend = 'auto', tokenizer = true, videoToken, log = (l) => process.stderr.write(`${l}\n`) }: LoadModelOptions = {}): Promise<CausalLM> {
   const config = await readConfig(dir);
   if (!describeBackend()) await initBackend({ backend });
   const tf = await tfCore();
@@ -80,6 +90,13 @@ export async function loadModel(dir: string, { backend = 'auto', tokenizer = tru
     if (!config.tieWordEmbeddings) {
       const head = await read('lm_head.weight');
       weights.lmHeadT = keep(tf.tidy(() => tf.transpose(tf.tensor2d(head, [config.vocabSize, config.hiddenSize])) as tfc.Tensor2D));
+    }
+    const weightBytes = created.reduce((sum, t) => sum + t.size * 4, 0);
+    if (tf.getBackend() === 'wasm' && weightBytes > WASM_WEIGHT_WARN_BYTES) {
+      log?.(
+        `rpv: ${dir}: ${(weightBytes / 2 ** 30).toFixed(1)} GiB of float32 weights on the wasm backend, whose heap is at most 4 GiB: ` +
+          'training may run out of memory (short sequences, small batches help); the tensorflow backend (tfjs-node) has no such limit',
+      );
     }
     const model = new CausalLM(tf, config, weights, dir);
     if (tokenizer) {

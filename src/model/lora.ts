@@ -95,19 +95,10 @@ export interface LoraRun {
 }
 
 /**
- * x [N, in] -> x W^T + b (+ LoRA). Plain matMul then add: tfjs-wasm's fused matmul with a bias is
- * wrong for batch > 1 or transposeA (see the brief), so rpv never asks for it. The frozen part
- * runs untaped (frozenMatMul): W is neither copied for the backward pass nor differentiated.
- */
-export function linear(tf: typeof tfc, x: tfc.Tensor2D, lin: Linear, lora?: LoraPair, run?: LoraRun): tfc.Tensor2D {
-  const y = frozenMatMul(tf, x, lin.weightT, { bias: lin.bias });
-  return lora && run ? tf.add(y, loraDelta(tf, x, lora, run)) : y;
-}
-
-/**
  * Inverted-dropout mask with the LoRA scaling folded in: each value is 0 (probability `rate`) or
  * scaling / (1 - rate). Drawn in JavaScript from a seeded generator: one multiply on the backend
- * instead of tf.dropout's random-uniform, compare, cast and divide.
+ * instead of tf.dropout's random-uniform, compare, cast and divide, and the backward pass can draw
+ * the same mask again instead of keeping it.
  */
 export function dropoutMask(size: number, rate: number, scaling: number, seed: number): Float32Array {
   const rng = new SeededRandom(seed);
@@ -117,12 +108,37 @@ export function dropoutMask(size: number, rate: number, scaling: number, seed: n
   return mask;
 }
 
-/** scaling * (dropout(x) A^T) B^T. */
-export function loraDelta(tf: typeof tfc, x: tfc.Tensor2D, lora: LoraPair, run: LoraRun): tfc.Tensor2D {
-  if (run.dropout > 0) {
-    const mask = tf.tensor2d(dropoutMask(x.size, run.dropout, run.scaling, run.seed ?? 0), x.shape);
-    return tf.matMul(tf.matMul(tf.mul(x, mask), lora.aT), lora.bT);
-  }
-  // Scale the narrow [N, r] intermediate rather than the [N, out] result.
-  return tf.matMul(tf.mul(tf.matMul(x, lora.aT), run.scaling), lora.bT);
+/**
+ * x [N, in] -> x W^T + b + scaling * (dropout(x) A^T) B^T, as one taped op that saves x, A and B
+ * only. The frozen W is used by closure: never copied for the backward pass, never differentiated.
+ * The dropout mask is drawn again from its seed in the backward pass and the narrow [N, r]
+ * intermediate recomputed. With xd = dropout(x) * scaling and h = xd A^T:
+ * dB^T = h^T dy, dh = dy B, dA^T = xd^T dh, dx = dy W + (dh A) * mask * scaling.
+ *
+ * Plain matMul then add: tfjs-wasm's fused matmul with a bias is wrong for batch > 1 or
+ * transposeA (see the brief), so rpv never asks for it.
+ */
+export function linear(tf: typeof tfc, x: tfc.Tensor2D, lin: Linear, lora?: LoraPair, run?: LoraRun): tfc.Tensor2D {
+  if (!lora || !run) return frozenMatMul(tf, x, lin.weightT, { bias: lin.bias });
+  const shape = x.shape;
+  const maskOf = () => (run.dropout > 0 ? tf.tensor2d(dropoutMask(x.size, run.dropout, run.scaling, run.seed ?? 0), shape) : null);
+  const scaled = (t: tfc.Tensor, mask: tfc.Tensor | null) => (mask ? tf.mul(t, mask) : tf.mul(t, run.scaling));
+  const f = tf.customGrad(((input: tfc.Tensor2D, aT: tfc.Tensor2D, bT: tfc.Tensor2D, save: tfc.GradSaveFunc) => {
+    save([input, aT, bT]);
+    let y = tf.matMul(input, lin.weightT);
+    if (lin.bias) y = tf.add(y, lin.bias);
+    return {
+      value: tf.add(y, tf.matMul(tf.matMul(scaled(input, maskOf()), aT), bT)),
+      gradFunc: (dy: tfc.Tensor2D, [xs, as, bs]: tfc.Tensor[]) => {
+        const mask = maskOf();
+        const xd = scaled(xs, mask) as tfc.Tensor2D;
+        const dh = tf.matMul(dy, bs as tfc.Tensor2D, false, true);
+        const dB = tf.matMul(tf.matMul(xd, as as tfc.Tensor2D), dy, true, false);
+        const dA = tf.matMul(xd, dh, true, false);
+        const dx = tf.add(tf.matMul(dy, lin.weightT, false, true), scaled(tf.matMul(dh, as as tfc.Tensor2D, false, true), mask));
+        return [dx, dA, dB];
+      },
+    };
+  }) as unknown as Parameters<typeof tfc.customGrad>[0]);
+  return f(x, lora.aT, lora.bT) as tfc.Tensor2D;
 }

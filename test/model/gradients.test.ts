@@ -39,8 +39,10 @@ beforeAll(async () => {
   features = { data: new SeededRandom(4).normal(3 * featureDim, 1), shape: [1, 3, featureDim] };
 });
 
+let training = false;
 function loss(): tfc.Scalar {
-  const r = model.computeLoss({ inputIds: ids, batch: 1, video: { features } }, labels);
+  // With dropout, a fixed seed draws the same masks in every call: the loss stays a function.
+  const r = model.computeLoss({ inputIds: ids, batch: 1, video: { features } }, labels, { training, seed: 17 });
   return tf.div(r.sum, r.count) as tfc.Scalar;
 }
 
@@ -85,6 +87,31 @@ describe('gradients against finite differences (cpu backend, float32)', () => {
       const { analytic, numeric } = await checkDirectional(v, seed++);
       expect(Math.abs(analytic), label).toBeGreaterThan(1e-3);
       expect(Math.abs(analytic - numeric) / Math.abs(analytic), `${label}: analytic ${analytic}, numeric ${numeric}`).toBeLessThan(2e-2);
+    }
+  });
+
+  it('LoRA A and B with dropout on the LoRA input (training mode, fixed seed)', async () => {
+    model.lora!.config.dropout = 0.3;
+    const value = async () => {
+      const l = tf.tidy(loss);
+      const v = (await l.data())[0];
+      l.dispose();
+      return v;
+    };
+    const evalLoss = await value();
+    training = true;
+    try {
+      expect(Math.abs((await value()) - evalLoss)).toBeGreaterThan(1e-4);
+      const pairs = model.loraPairs();
+      let seed = 200;
+      for (const [label, v] of [['layer 0 k lora_A', pairs[1].aT], ['layer 1 up lora_B', pairs[12].bT], ['layer 1 down lora_A', pairs[13].aT]] as const) {
+        const { analytic, numeric } = await checkDirectional(v, seed++);
+        expect(Math.abs(analytic), label).toBeGreaterThan(1e-3);
+        expect(Math.abs(analytic - numeric) / Math.abs(analytic), `${label}: analytic ${analytic}, numeric ${numeric}`).toBeLessThan(2e-2);
+      }
+    } finally {
+      model.lora!.config.dropout = 0;
+      training = false;
     }
   });
 
