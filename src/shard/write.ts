@@ -38,8 +38,13 @@ export function encodeShard(rows: readonly VideoRow[], options: EncodeShardOptio
   const pw = parquetWasm;
   const compression = options.compression ?? 'zstd';
   const codec = compression === 'zstd' ? pw.Compression.ZSTD : compression === 'snappy' ? pw.Compression.SNAPPY : pw.Compression.UNCOMPRESSED;
+  // Feature values almost never repeat: dictionary encoding and min/max statistics of the
+  // frames' list items cost time on write and read (measured ~1.5x on read) and save nothing.
   const props = new pw.WriterPropertiesBuilder()
     .setCompression(codec)
+    .setColumnDictionaryEnabled('frames.list.item', false)
+    .setColumnStatisticsEnabled('frames.list.item', pw.EnabledStatistics.None)
+    .setColumnDictionaryEnabled('frame_times.list.item', false)
     .setMaxRowGroupSize(options.rowGroupRows ?? 256)
     .setCreatedBy('rpv (parquet-wasm / arrow-rs)')
     .build();

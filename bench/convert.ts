@@ -1,0 +1,136 @@
+/**
+ * Conversion throughput: `npx tsx bench/convert.ts [--clips 24] [--reps 2] [--frame-size 224]`
+ *
+ * Makes (if missing) the sample export under bench/data/convert-sample-<clips>/, then measures in
+ * one run, after a warm-up:
+ *   1. the ceiling: ffmpeg alone decoding just the sampled frames of every clip (the same
+ *      one-pass select filter rpv uses, `buildExtractArgs` with a null output; durations probed
+ *      beforehand, untimed), 1 process at a time and 2 at a time;
+ *   2. `convertExport` (probe + sampling + extraction + grid encoder + Arrow shards + index) with
+ *      --workers 1 and --workers 2.
+ * Prints ms per video and videos/s beside the ceiling with the same concurrency, and the
+ * workers-2 speedup; checks the converted rows (count, frames per the sampling rule); appends
+ * one JSON line per case to bench/results.jsonl.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { convertExport } from '../src/convert/convert.js';
+import { buildExtractArgs, fpsModeFlagFor } from '../src/media/extract.js';
+import { describeFfmpeg } from '../src/media/ffmpeg.js';
+import { probeVideo } from '../src/media/probe.js';
+import { sampleFrameTimes } from '../src/media/sampling.js';
+import { writeSampleExport } from '../src/media/sample-export.js';
+import { readShardIndex } from '../src/shard/index-file.js';
+import { readShard } from '../src/shard/read.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const { values: args } = parseArgs({
+  options: {
+    clips: { type: 'string', default: '24' },
+    reps: { type: 'string', default: '2' },
+    'frame-size': { type: 'string', default: '224' },
+  },
+});
+const clips = Number(args.clips);
+const reps = Math.max(1, Number(args.reps));
+const frameSize = Number(args['frame-size']);
+const exportDir = path.join(here, 'data', `convert-sample-${clips}`);
+
+if (!existsSync(path.join(exportDir, 'annotations.jsonl'))) {
+  console.log(`making the sample export (${clips} clips) in ${path.relative(process.cwd(), exportDir)}`);
+  await writeSampleExport(exportDir, { clips });
+}
+const records = (await fs.readFile(path.join(exportDir, 'annotations.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { id: string; video: string });
+const files = records.map((r) => path.join(exportDir, r.video));
+
+// The ceiling's plan (untimed): the sampled times of every clip.
+const { ffmpeg } = await describeFfmpeg();
+const fpsModeFlag = fpsModeFlagFor(ffmpeg.version);
+const plans = await Promise.all(files.map(async (file) => ({ file, times: sampleFrameTimes((await probeVideo(file)).durationSec) })));
+
+function runFfmpeg(argv: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(ffmpeg.path, argv, { stdio: ['ignore', 'ignore', 'ignore'] });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`ffmpeg exited ${code}`))));
+  });
+}
+
+/** Run every plan through ffmpeg alone, `concurrency` processes at a time; seconds. */
+async function ceiling(concurrency: number): Promise<number> {
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < plans.length) {
+        const plan = plans[next++]!;
+        await runFfmpeg(buildExtractArgs(plan.file, plan.times, { frameSize, output: 'null', fpsModeFlag }));
+      }
+    }),
+  );
+  return (performance.now() - t0) / 1000;
+}
+
+async function rpv(workers: number): Promise<{ sec: number; out: string }> {
+  const out = await fs.mkdtemp(path.join(os.tmpdir(), 'rpv-bench-convert-'));
+  const t0 = performance.now();
+  await convertExport({ input: exportDir, out, workers, frameSize, overwrite: true });
+  return { sec: (performance.now() - t0) / 1000, out };
+}
+
+async function check(out: string): Promise<boolean> {
+  const index = await readShardIndex(out);
+  let ok = index.totals.rows === records.length && index.counts.skipped === 0;
+  for (const entry of index.shards) {
+    for (const row of await readShard(path.join(out, entry.file), entry.format, { sha256: entry.sha256 })) {
+      const want = sampleFrameTimes(row.duration_sec!);
+      ok &&= row.num_frames === want.length && row.frame_times.every((t, i) => t === want[i]);
+    }
+  }
+  return ok;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+// Warm-up: page cache, ffmpeg binary, JIT.
+await ceiling(2);
+await rpv(2).then(({ out }) => fs.rm(out, { recursive: true, force: true }));
+
+const cases: Record<string, unknown>[] = [];
+const base = { bench: 'convert', clips: records.length, frameSize, reps, cpus: os.availableParallelism(), loadavg1: Number(os.loadavg()[0]!.toFixed(2)), node: process.version, ffmpeg: ffmpeg.version, time: new Date().toISOString() };
+const results: Record<number, { rpvSec: number; ceilSec: number }> = {};
+for (const workers of [1, 2]) {
+  const ceil: number[] = [];
+  const mine: number[] = [];
+  let correct = true;
+  for (let r = 0; r < reps; r++) {
+    ceil.push(await ceiling(workers));
+    const { sec, out } = await rpv(workers);
+    mine.push(sec);
+    correct &&= await check(out);
+    await fs.rm(out, { recursive: true, force: true });
+  }
+  const rpvSec = median(mine);
+  const ceilSec = median(ceil);
+  results[workers] = { rpvSec, ceilSec };
+  const n = records.length;
+  console.log(
+    `workers ${workers}: rpv ${(n / rpvSec).toFixed(2)} videos/s, ${((1000 * rpvSec) / n).toFixed(0)} ms/video | ` +
+      `ceiling (ffmpeg alone, ${workers} at a time) ${(n / ceilSec).toFixed(2)} videos/s, ${((1000 * ceilSec) / n).toFixed(0)} ms/video | ` +
+      `rpv/ceiling time ${(rpvSec / ceilSec).toFixed(2)}x (target <= 1.3x) | correct ${correct}`,
+  );
+  cases.push(
+    { ...base, case: `ceiling-ffmpeg-w${workers}`, workers, sec: ceilSec, videosPerSec: n / ceilSec, msPerVideo: (1000 * ceilSec) / n },
+    { ...base, case: `rpv-convert-w${workers}`, workers, sec: rpvSec, videosPerSec: n / rpvSec, msPerVideo: (1000 * rpvSec) / n, vsCeiling: rpvSec / ceilSec, correct },
+  );
+}
+const speedup = results[1]!.rpvSec / results[2]!.rpvSec;
+const ceilSpeedup = results[1]!.ceilSec / results[2]!.ceilSec;
+console.log(`--workers 2 vs 1: rpv ${speedup.toFixed(2)}x faster; ffmpeg alone ${ceilSpeedup.toFixed(2)}x (2 cores, shared machine: load ${base.loadavg1})`);
+cases.push({ ...base, case: 'rpv-convert-workers-speedup', speedup, ceilingSpeedup: ceilSpeedup });
+await fs.appendFile(path.join(here, 'results.jsonl'), cases.map((c) => JSON.stringify(c)).join('\n') + '\n');
+console.log(`appended ${cases.length} lines to bench/results.jsonl`);
