@@ -267,11 +267,11 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
 
   /** Iterates the rest of the current epoch; iterate again for the next epoch. */
   [Symbol.asyncIterator](): AsyncIterator<B> {
-    if (this.iterating) throw new RpvError('loader: already being iterated; finish or break the other loop first');
     return this.iterateEpoch();
   }
 
   private async *iterateEpoch(): AsyncGenerator<B, void, undefined> {
+    if (this.iterating) throw new RpvError('loader: already being iterated; finish or break the other loop first');
     this.iterating = true;
     let completed = false;
     const loads: Load[] = [];

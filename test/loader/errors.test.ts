@@ -111,6 +111,16 @@ describe('stopping', () => {
     await loader.close();
   });
 
+  it('refuses a second concurrent iteration of one loader', async () => {
+    const loader = createLoader({ source: path.join(dir, 'good'), batchSize: 2, workers: 0 });
+    const a = loader[Symbol.asyncIterator]();
+    const b = loader[Symbol.asyncIterator]();
+    expect((await a.next()).done).toBe(false);
+    await expect(b.next()).rejects.toThrow('loader: already being iterated; finish or break the other loop first');
+    expect((await a.next()).value.index).toBe(1);
+    await a.return!();
+  });
+
   it('return() on a waiting iterator ends it', async () => {
     const loader = createLoader({ source: path.join(dir, 'good'), batchSize: 2, workers: 1 });
     const it = loader[Symbol.asyncIterator]();
