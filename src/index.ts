@@ -50,6 +50,14 @@ export { ShardWriter, encodeShard, writeShardFile, DEFAULT_MAX_SHARD_BYTES } fro
 export type { EncodeShardOptions, FinishedShard, ParquetCompression, ShardWriterOptions } from './shard/write.js';
 export { readShardIndex, writeShardIndex, validateShardIndex, indexLocation } from './shard/index-file.js';
 export { float16ToFloat32, float32ToFloat16 } from './shard/float16.js';
+export { convertExport } from './convert/convert.js';
+export type { ConvertOptions, ConvertSummary, OutputFormat } from './convert/convert.js';
+export { mergeDatasets } from './convert/merge.js';
+export type { MergeDatasetsOptions, MergeDatasetsSummary } from './convert/merge.js';
+export { inspectDataset } from './convert/inspect.js';
+export type { InspectReport, ShardCheck } from './convert/inspect.js';
+export { INPUT_FORMATS, detectInputFormat, getInputFormat } from './convert/formats/index.js';
+export type { InputFormat, InputFormatName, ParsedItem, SourceRecord } from './convert/record.js';
 
 // Loader
 export {

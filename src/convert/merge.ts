@@ -14,7 +14,7 @@ import { INDEX_FILE_NAME, readShardIndex, writeShardIndex } from '../shard/index
 import { readShard } from '../shard/read.js';
 import { shardFileName } from '../shard/write.js';
 
-export interface MergeOptions {
+export interface MergeDatasetsOptions {
   /** Dataset folders to join, in order. */
   inputs: string[];
   /** Output folder (must not hold a dataset). */
@@ -23,7 +23,7 @@ export interface MergeOptions {
   copy?: boolean;
 }
 
-export interface MergeSummary {
+export interface MergeDatasetsSummary {
   out: string;
   index: ShardIndex;
   /** How each file was placed. */
@@ -31,7 +31,7 @@ export interface MergeSummary {
   copied: number;
 }
 
-export async function mergeDatasets(options: MergeOptions): Promise<MergeSummary> {
+export async function mergeDatasets(options: MergeDatasetsOptions): Promise<MergeDatasetsSummary> {
   if (options.inputs.length === 0) throw new RpvError('merge: name at least one dataset folder');
   const out = path.resolve(options.out);
   const indexes: { dir: string; index: ShardIndex }[] = [];
