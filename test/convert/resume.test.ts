@@ -25,30 +25,33 @@ function shardHashes(dir: string): Record<string, string> {
 }
 
 describe('interrupt and resume', () => {
-  it('kill -9 after the first shard, then --resume: the same shards as an uninterrupted run', async () => {
-    const out = tempDir();
+  /** Start the CLI and send `signal` as soon as the journal lists a finished shard. */
+  async function interrupt(out: string, signal: NodeJS.Signals): Promise<{ code: number | null; sent: boolean; stderr: string }> {
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli.ts'), 'convert', exportDir, '--out', out, ...common], {
       cwd: repoRoot,
-      stdio: 'ignore',
+      stdio: ['ignore', 'ignore', 'pipe'],
     });
-    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-    // Kill as soon as the journal lists a finished shard.
-    let killed = false;
-    while (!killed) {
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += String(d)));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    let sent = false;
+    while (!sent && child.exitCode === null) {
       await new Promise((r) => setTimeout(r, 5));
       try {
         const journal = JSON.parse(readFileSync(path.join(out, JOURNAL_FILE), 'utf8')) as { shards: unknown[] };
-        if (journal.shards.length >= 1) {
-          child.kill('SIGKILL');
-          killed = true;
-        }
+        if (journal.shards.length >= 1) sent = child.kill(signal);
       } catch {
         // not written yet, or being renamed
       }
-      if (child.exitCode !== null) break;
     }
-    await exited;
-    expect(killed).toBe(true);
+    const code = await exited;
+    return { code, sent, stderr };
+  }
+
+  it('kill -9 after the first shard, then --resume: the same shards as an uninterrupted run', async () => {
+    const out = tempDir();
+    const { sent } = await interrupt(out, 'SIGKILL');
+    expect(sent).toBe(true);
     expect(existsSync(path.join(out, 'index.json'))).toBe(false);
     // A half-written shard as a crash mid-write leaves it: must not count.
     await fs.writeFile(path.join(out, '.shard-00007.arrow.123.deadbeef.tmp'), 'partial');
@@ -63,6 +66,17 @@ describe('interrupt and resume', () => {
     expect(index.counts).toEqual((await readShardIndex(reference)).counts);
     expect(existsSync(path.join(out, JOURNAL_FILE))).toBe(false);
     expect((await fs.readdir(out)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('Ctrl-C stops cleanly with exit 130, and --resume finishes the same dataset', async () => {
+    const out = tempDir();
+    const { code, sent, stderr } = await interrupt(out, 'SIGINT');
+    expect(sent).toBe(true);
+    expect(code).toBe(130);
+    expect(stderr).toMatch(/convert: interrupted; \d+ finished shard\(s\) kept in .*; run the same command with --resume to finish/);
+    const resumed = await cli(['convert', exportDir, '--out', out, ...common, '--resume']);
+    expect(resumed.code).toBe(0);
+    expect(shardHashes(out)).toEqual(shardHashes(reference));
   });
 
   it('refuses to resume with different options, and to overwrite without --overwrite', async () => {
