@@ -1,0 +1,39 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeDataset, tempDir } from './helpers.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+let dir: string;
+let cleanup: () => void;
+
+beforeAll(async () => {
+  ({ dir, cleanup } = tempDir('bench'));
+  await makeDataset(dir, { shards: 3, rowsPerShard: 6, formats: ['arrow', 'parquet'] });
+});
+afterAll(() => cleanup());
+
+describe('rpv bench loader', () => {
+  it('measures the raw-read ceiling and the loader on Arrow and Parquet, checking what it timed', () => {
+    const run = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'bench', 'loader', dir, '--json', '--batch-size', '4'], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 100_000,
+    });
+    expect(run.status, run.stderr).toBe(0);
+    const cases = run.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(cases.map((c) => c.case)).toEqual(['raw-read-arrow', 'loader-arrow', 'raw-read-parquet', 'loader-parquet']);
+    for (const c of cases.filter((c) => c.case.startsWith('loader-'))) {
+      expect(c.correct).toBe(true);
+      expect(c.samples).toBe(c.batches * 4);
+      expect(c.featureVsCeiling).toBeCloseTo(c.featureMBps / c.ceilingMBps, 1);
+    }
+  });
+
+  it('names a folder without an index', () => {
+    const run = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'bench', 'loader', path.join(dir, 'nope')], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain(`readShardIndex: ${path.join(dir, 'nope', 'index.json')}: not found`);
+  });
+});
