@@ -40,6 +40,18 @@ describe('auto-detection', () => {
     expect(detected).toEqual([name]);
   });
 
+  it("the converter's registry picks each importer (MMRole before InternVL, whose detect also accepts it)", async () => {
+    const { detectInputFormat } = await import('../../src/convert/formats/index.js');
+    for (const [input, name] of [
+      [path.join(FIXTURES, 'mmrole'), 'mmrole'],
+      [path.join(SHARED_MMROLE, 'reviews/gpt-4-turbo/inter-role_test.json'), 'mmrole'],
+      [path.join(FIXTURES, 'chatharuhi/Haruhi_54K_sample.jsonl'), 'chatharuhi'],
+      [path.join(FIXTURES, 'rolebench'), 'rolebench'],
+    ]) {
+      expect((await detectInputFormat(input!)).name).toBe(name);
+    }
+  });
+
   it('MMRole-Eval review files are detected as MMRole-Data', async () => {
     expect(await mmroleFormat.detect(path.join(SHARED_MMROLE, 'reviews/gpt-4-turbo/comment_test.json'))).toBe(true);
     expect(await chatharuhiFormat.detect(path.join(SHARED_MMROLE, 'reviews/gpt-4-turbo/comment_test.json'))).toBe(false);

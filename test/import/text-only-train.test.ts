@@ -2,12 +2,8 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { ParsedItem, SourceRecord } from '../../src/convert/record.js';
-import { chatharuhiFormat } from '../../src/convert/formats/chatharuhi.js';
-import { rolebenchFormat } from '../../src/convert/formats/rolebench.js';
-import { writeShardFile } from '../../src/shard/write.js';
-import { writeShardIndex } from '../../src/shard/index-file.js';
-import { SHARD_COLUMNS, SHARD_FORMAT_NAME, SHARD_FORMAT_VERSION, type ShardIndex, type VideoRow } from '../../src/index.js';
+import { convertExport } from '../../src/convert/convert.js';
+import { mergeDatasets } from '../../src/convert/merge.js';
 import { parseRecipe } from '../../src/train/recipe.js';
 import { train } from '../../src/train/trainer.js';
 import { readMetrics } from '../../src/train/metrics.js';
@@ -17,55 +13,15 @@ const FIXTURES = path.resolve(import.meta.dirname, 'fixtures');
 const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'rpv-textonly-'));
 afterAll(() => fs.rm(tmp, { recursive: true, force: true }));
 
-async function records(format: typeof chatharuhiFormat, dir: string): Promise<SourceRecord[]> {
-  const out: SourceRecord[] = [];
-  for await (const item of format.read(dir, { root: dir }) as AsyncGenerator<ParsedItem>) if (item.kind === 'record') out.push(item.record);
-  return out;
-}
-
-/** A text-only record as its shard row: no frames, no duration. */
-function textOnlyRow(r: SourceRecord): VideoRow {
-  return {
-    video_id: r.id,
-    source: `${r.file}:${r.line}`,
-    role: r.role,
-    language: r.language ?? null,
-    platform: r.platform ?? null,
-    profile: r.profile ?? null,
-    summary: r.summary ?? null,
-    duration_sec: null,
-    num_frames: 0,
-    frame_times: new Float64Array(0),
-    frames: new Float32Array(0),
-    dialogues: r.dialogues.map((d, i) => ({ dialogue_id: d.id ?? String(i), turns: d.turns })),
-  };
-}
-
 describe('text-only rows from ChatHaruhi and RoleBench', () => {
-  it('train through the same loader and loop, with no video tokens', async () => {
-    const recs = [
-      ...(await records(chatharuhiFormat, path.join(FIXTURES, 'chatharuhi'))),
-      ...(await records(rolebenchFormat, path.join(FIXTURES, 'rolebench'))),
-    ];
-    expect(recs.every((r) => r.video === null)).toBe(true);
-    const rows = recs.map(textOnlyRow);
+  it('convert, merge, and train through the same loader and loop, with no video tokens', async () => {
+    // rpv convert each dataset, rpv merge them: one text-only dataset of 8 rows.
+    for (const name of ['chatharuhi', 'rolebench']) {
+      await convertExport({ input: path.join(FIXTURES, name), out: path.join(tmp, name), workers: 1 });
+    }
     const shards = path.join(tmp, 'shards');
-    await fs.mkdir(shards, { recursive: true });
-    const schema = { featureDim: 8, tokensPerFrame: 1, dtype: 'float16' as const };
-    const entry = await writeShardFile(rows, path.join(shards, 'shard-00000.arrow'), { format: 'arrow', schema });
-    const index: ShardIndex = {
-      format: SHARD_FORMAT_NAME,
-      version: SHARD_FORMAT_VERSION,
-      created: new Date(0).toISOString(),
-      schema: { ...schema, columns: SHARD_COLUMNS },
-      sampling: { fps: 1, minFrames: 4, maxFrames: 16, frameSize: 32 },
-      encoder: { id: 'none' },
-      shards: [entry],
-      totals: { rows: rows.length, dialogues: rows.reduce((n, r) => n + r.dialogues.length, 0), frames: 0, bytes: entry.bytes, shards: 1 },
-      counts: { read: rows.length, converted: rows.length, skipped: 0 },
-      skipped: [],
-    };
-    await writeShardIndex(shards, index);
+    const merged = await mergeDatasets({ inputs: [path.join(tmp, 'chatharuhi'), path.join(tmp, 'rolebench')], out: shards, copy: true });
+    expect(merged.index.totals).toMatchObject({ rows: 8, frames: 0 });
     const model = await writeModel(path.join(tmp, 'model'));
     const run = path.join(tmp, 'run');
     const recipe = parseRecipe(`# text-only import smoke run
