@@ -58,6 +58,10 @@ export { inspectDataset } from './convert/inspect.js';
 export type { InspectReport, ShardCheck } from './convert/inspect.js';
 export { INPUT_FORMATS, detectInputFormat, getInputFormat } from './convert/formats/index.js';
 export type { InputFormat, InputFormatName, ParsedItem, SourceRecord } from './convert/record.js';
+export { mmroleFormat, parseMmrolePrompt, readMmroleProfiles } from './convert/formats/mmrole.js';
+export type { MmrolePrompt, MmroleReadOptions } from './convert/formats/mmrole.js';
+export { chatharuhiFormat, parseSpeakerLine } from './convert/formats/chatharuhi.js';
+export { rolebenchFormat, readRolebenchProfiles } from './convert/formats/rolebench.js';
 
 // Loader
 export {
