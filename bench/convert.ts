@@ -128,6 +128,34 @@ for (const workers of [1, 2]) {
     { ...base, case: `rpv-convert-w${workers}`, workers, sec: rpvSec, videosPerSec: n / rpvSec, msPerVideo: (1000 * rpvSec) / n, vsCeiling: rpvSec / ceilSec, correct },
   );
 }
+// Where rpv's time per video goes (sequential, one stage at a time): the stages beyond ffmpeg's
+// decoding are ffprobe (a second process per video) and the encoder (on the main thread).
+{
+  const { extractFrames } = await import('../src/media/extract.js');
+  const { createEncoder } = await import('../src/features/encoder.js');
+  const encoder = await createEncoder('grid');
+  let probeMs = 0;
+  let extractMs = 0;
+  let encodeMs = 0;
+  for (const plan of plans) {
+    let t = performance.now();
+    await probeVideo(plan.file);
+    probeMs += performance.now() - t;
+    t = performance.now();
+    const frames = await extractFrames(plan.file, plan.times, { frameSize });
+    extractMs += performance.now() - t;
+    t = performance.now();
+    await encoder.encode(frames, frameSize);
+    encodeMs += performance.now() - t;
+  }
+  const n = plans.length;
+  const stages = { probeMs: probeMs / n, extractMs: extractMs / n, encodeMs: encodeMs / n };
+  console.log(
+    `stages per video (sequential): ffprobe ${stages.probeMs.toFixed(0)} ms, ffmpeg extract to RGB ${stages.extractMs.toFixed(0)} ms, ` +
+      `grid encoder ${stages.encodeMs.toFixed(0)} ms; ceiling ${((1000 * results[1]!.ceilSec) / n).toFixed(0)} ms`,
+  );
+  cases.push({ ...base, case: 'rpv-convert-stages', ...stages });
+}
 const speedup = results[1]!.rpvSec / results[2]!.rpvSec;
 const ceilSpeedup = results[1]!.ceilSec / results[2]!.ceilSec;
 console.log(`--workers 2 vs 1: rpv ${speedup.toFixed(2)}x faster; ffmpeg alone ${ceilSpeedup.toFixed(2)}x (2 cores, shared machine: load ${base.loadavg1})`);

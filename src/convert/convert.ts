@@ -228,11 +228,26 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
   const ctx: GroupContext = { root, frameSize, sampling, encoder, features: featuresDir, schema, missingMedia, signal: options.signal };
   const window = workers * 4 + 8;
   const results = new Map<number, VideoRow | SkipRecord[]>();
+  // Probes run ahead of extraction (up to `workers` videos), so ffprobe's latency hides behind
+  // the ffmpeg decoding of earlier videos.
+  const prepared = new Map<number, Promise<Prepared>>();
+  const prepare = (i: number) => {
+    if (i < todo.length && !prepared.has(i) && !aborted()) prepared.set(i, prepareGroup(todo[i]!, ctx).catch((err: unknown): Prepared => ({ kind: 'error', err })));
+  };
   let nextToStart = 0;
   let nextToWrite = 0;
   let failure: unknown = null;
-  let wake: (() => void) | null = null;
+  const waiters: (() => void)[] = [];
+  const wakeAll = () => {
+    for (const w of waiters.splice(0)) w();
+  };
+  const fail = (err: unknown) => {
+    failure ??= err;
+    wakeAll();
+  };
   const aborted = () => options.signal?.aborted === true || failure !== null;
+  const onAbort = () => wakeAll();
+  options.signal?.addEventListener('abort', onAbort);
   let writing: Promise<void> = Promise.resolve();
 
   const drain = async () => {
@@ -243,40 +258,45 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
       else await writer.add(result);
       nextToWrite++;
       progress.tick(1, { skipped: skipped.length + countSkips(mediaSkips), shards: journal.shards.length });
-      wake?.();
+      wakeAll();
     }
   };
 
   const runWorker = async () => {
     while (!aborted()) {
-      while (nextToStart - nextToWrite >= window && !aborted()) await new Promise<void>((r) => (wake = r));
+      while (nextToStart - nextToWrite >= window && !aborted()) await new Promise<void>((r) => waiters.push(r));
       if (aborted()) return;
       const i = nextToStart++;
       if (i >= todo.length) return;
-      const group = todo[i]!;
+      for (let k = i; k <= i + workers; k++) prepare(k);
       let result: VideoRow | SkipRecord[];
       try {
-        result = await convertGroup(group, ctx);
+        const ready = await prepared.get(i)!;
+        prepared.delete(i);
+        if (ready.kind === 'error') throw ready.err;
+        result = await finishGroup(ready, ctx);
       } catch (err) {
         if (options.signal?.aborted) return;
-        failure ??= err;
-        wake?.();
+        fail(err);
         return;
       }
       if (Array.isArray(result) && options.strict) {
-        failure ??= new RpvError(`convert --strict: ${result[0]!.source}${result[0]!.line !== undefined ? ` line ${result[0]!.line}` : ''}: ${result[0]!.reason}`);
-        wake?.();
+        fail(new RpvError(`convert --strict: ${result[0]!.source}${result[0]!.line !== undefined ? ` line ${result[0]!.line}` : ''}: ${result[0]!.reason}`));
         return;
       }
       results.set(i, result);
-      writing = writing.then(drain).catch((err) => {
-        failure ??= err;
-      });
+      writing = writing.then(drain).catch(fail);
       await writing;
     }
   };
-  await Promise.all(Array.from({ length: Math.min(workers, Math.max(1, todo.length)) }, runWorker));
-  await writing;
+  try {
+    await Promise.all(Array.from({ length: Math.min(workers, Math.max(1, todo.length)) }, runWorker));
+    await writing;
+    // Probes started ahead of an interrupt: let them settle (their ffprobe is killed by the signal).
+    await Promise.all(prepared.values());
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+  }
   const interrupted = options.signal?.aborted === true && failure === null && nextToWrite < todo.length;
   if (failure !== null || interrupted) {
     progress.finish();
@@ -458,11 +478,20 @@ function inside(root: string, target: string): boolean {
 
 let realRootCache: { root: string; real: string } | null = null;
 
-/** One group -> its row, or the skips of all its records. */
-async function convertGroup(group: VideoGroup, ctx: GroupContext): Promise<VideoRow | SkipRecord[]> {
+/** A group after its first stage: a finished result, or a video probed and ready to extract. */
+type Prepared =
+  | { kind: 'done'; result: VideoRow | SkipRecord[] }
+  | { kind: 'video'; group: VideoGroup; file: string; image: boolean; durationSec: number | null; times: number[] }
+  | { kind: 'error'; err: unknown };
+
+/**
+ * First stage of a group: text-only rows and precomputed features finish here; videos get their
+ * path checked, are probed and their frame times computed. Media problems become skips.
+ */
+async function prepareGroup(group: VideoGroup, ctx: GroupContext): Promise<Prepared> {
+  if (group.video === null) return { kind: 'done', result: textOnlyRow(group) };
   const schema = ctx.schema;
-  if (group.video === null) return textOnlyRow(group);
-  const skipAll = (reason: string) => group.records.map((r) => skipOf(r, reason));
+  const skipAll = (reason: string): Prepared => ({ kind: 'done', result: group.records.map((r) => skipOf(r, reason)) });
   const file = path.join(ctx.root, group.video);
   // A symlink (or a symlinked folder) may lead out of the export: resolve and check.
   if (realRootCache?.root !== ctx.root) realRootCache = { root: ctx.root, real: await fs.realpath(ctx.root) };
@@ -475,8 +504,7 @@ async function convertGroup(group: VideoGroup, ctx: GroupContext): Promise<Video
   if (real !== null && !inside(realRootCache.real, real)) {
     return skipAll(`path escapes export: ${group.video} is a symlink to ${real}, outside the export folder`);
   }
-  const { MediaError } = await import('../media/probe.js');
-  const relative = (message: string) => message.split(file).join(group.video!);
+  const { MediaError, probeVideo } = await import('../media/probe.js');
 
   if (ctx.features) {
     const { readPrecomputedFeatures, FeaturesError } = await import('../features/precomputed.js');
@@ -487,47 +515,62 @@ async function convertGroup(group: VideoGroup, ctx: GroupContext): Promise<Video
       if (err instanceof FeaturesError) return skipAll(`features ${err.reason === 'missing-features' ? 'missing' : 'bad'}: ${err.message}`);
       throw err;
     }
-    if ((feats.featureDim !== schema.featureDim || feats.tokensPerFrame !== schema.tokensPerFrame)) {
+    if (feats.featureDim !== schema.featureDim || feats.tokensPerFrame !== schema.tokensPerFrame) {
       return skipAll(
         `features bad: ${feats.file}: [${feats.numFrames}, ${feats.tokensPerFrame}, ${feats.featureDim}] does not match the dataset's tokensPerFrame ${schema.tokensPerFrame} x featureDim ${schema.featureDim}`,
       );
     }
     let duration: number | null = null;
     try {
-      const { probeVideo } = await import('../media/probe.js');
       duration = (await probeVideo(file, { signal: ctx.signal })).durationSec;
     } catch (err) {
       if (!(err instanceof MediaError)) throw err;
     }
-    return {
-      ...textOnlyRow(group),
-      duration_sec: duration,
-      num_frames: feats.numFrames,
-      frame_times: feats.frameTimes,
-      frames: feats.frames,
-    };
+    const row: VideoRow = { ...textOnlyRow(group), duration_sec: duration, num_frames: feats.numFrames, frame_times: feats.frameTimes, frames: feats.frames };
+    return { kind: 'done', result: row };
   }
 
-  const { encodeVideo } = await import('../features/video.js');
+  const { IMAGE_EXTENSIONS } = await import('../features/video.js');
+  const image = group.media === 'image' || IMAGE_EXTENSIONS.includes(path.extname(file).toLowerCase());
+  if (image) return { kind: 'video', group, file, image, durationSec: null, times: [0] };
   try {
-    const encoded = await encodeVideo(file, {
-      encoder: ctx.encoder!,
-      frameSize: ctx.frameSize,
-      sampling: ctx.sampling,
-      image: group.media === 'image' ? true : undefined,
-      signal: ctx.signal,
-    });
+    const info = await probeVideo(file, { signal: ctx.signal });
+    const { sampleFrameTimes } = await import('../media/sampling.js');
+    return { kind: 'video', group, file, image, durationSec: info.durationSec, times: sampleFrameTimes(info.durationSec, ctx.sampling) };
+  } catch (err) {
+    if (err instanceof MediaError) return mediaSkip(group, file, err, ctx);
+    throw err;
+  }
+}
+
+function mediaSkip(group: VideoGroup, file: string, err: import('../media/probe.js').MediaError, ctx: GroupContext): Prepared {
+  if (err.reason === 'missing' && ctx.missingMedia === 'text-only') return { kind: 'done', result: textOnlyRow(group) };
+  const reason = `video ${err.reason}: ${err.message.split(file).join(group.video!)}`;
+  return { kind: 'done', result: group.records.map((r) => skipOf(r, reason)) };
+}
+
+/** Second stage: one ffmpeg pass extracting the sampled frames, then the encoder. */
+async function finishGroup(ready: Exclude<Prepared, { kind: 'error' }>, ctx: GroupContext): Promise<VideoRow | SkipRecord[]> {
+  if (ready.kind === 'done') return ready.result;
+  const { group, file } = ready;
+  const { MediaError } = await import('../media/probe.js');
+  const { extractFrames, extractImage } = await import('../media/extract.js');
+  try {
+    const frames = ready.image
+      ? [await extractImage(file, { frameSize: ctx.frameSize, signal: ctx.signal })]
+      : await extractFrames(file, ready.times, { frameSize: ctx.frameSize, signal: ctx.signal });
+    const features = await ctx.encoder!.encode(frames, ctx.frameSize);
     return {
       ...textOnlyRow(group),
-      duration_sec: encoded.durationSec,
-      num_frames: encoded.numFrames,
-      frame_times: encoded.frameTimes,
-      frames: encoded.features,
+      duration_sec: ready.durationSec,
+      num_frames: frames.length,
+      frame_times: Float64Array.from(ready.times),
+      frames: features,
     };
   } catch (err) {
     if (err instanceof MediaError) {
-      if (err.reason === 'missing' && ctx.missingMedia === 'text-only') return textOnlyRow(group);
-      return skipAll(`video ${err.reason}: ${relative(err.message)}`);
+      const skip = mediaSkip(group, file, err, ctx);
+      return (skip as { result: VideoRow | SkipRecord[] }).result;
     }
     if (ctx.signal?.aborted) throw err;
     throw new RpvError(`convert: ${group.video}: ${errorMessage(err)}`, { cause: err });
