@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readShard } from '../../src/shard/read.js';
 import { parseRecipe } from '../../src/train/recipe.js';
@@ -13,6 +15,7 @@ import { JudgeClient, VIDEO2ROLEPLAY_METRICS, judgeSamples } from '../../src/ind
 import { recipeText, writeDataset, writeModel } from '../train/helpers.js';
 import { startFakeJudge, type FakeJudge } from './judge-server.js';
 
+const repo = path.resolve(import.meta.dirname, '../..');
 let tmp: string;
 let run: string;
 let shards: string;
@@ -64,6 +67,23 @@ describe('held-out evaluation of a trained run', () => {
     });
     expect(judged.counts.judged + judged.summary.unreviewed.length).toBe(result.samples.length);
     expect(judged.counts.failed).toBe(0);
+  });
+
+  it('rpv eval --run generates, judges and reports perplexity through the CLI', async () => {
+    const out = path.join(tmp, 'eval-cli');
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', path.join(repo, 'src/cli.ts'), 'eval', '--run', run, '--limit', '3', '--max-new-tokens', '3', '--base-url', judge.url, '--model', 'fake-judge', '--out', out, '--json'],
+      { cwd: repo },
+    );
+    const report = JSON.parse(stdout);
+    expect(report.run.checkpoint).toMatch(/step-000006$/);
+    expect(report.perplexity.samples).toBe(3);
+    expect(report.counts.samples).toBe(3);
+    expect(report.counts.judged + report.summary.unreviewed.length).toBe(3);
+    const answers = JSON.parse(await fs.readFile(path.join(out, 'answers.json'), 'utf8'));
+    expect(answers).toHaveLength(3);
+    expect(JSON.parse(await fs.readFile(path.join(out, 'report.json'), 'utf8')).perplexity).toEqual(report.perplexity);
   });
 
   it('limits the dialogues and can skip generation', async () => {
