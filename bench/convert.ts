@@ -94,6 +94,21 @@ async function check(out: string): Promise<boolean> {
   return ok;
 }
 
+/**
+ * CPU seconds used so far by this process and its waited-for children (ffmpeg, ffprobe), from
+ * /proc (Linux): unlike wall time, barely moved by other load on a shared machine.
+ */
+async function cpuSec(): Promise<number | null> {
+  try {
+    const stat = await fs.readFile('/proc/self/stat', 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]); // utime stime cutime cstime
+    return ticks / 100; // USER_HZ
+  } catch {
+    return null;
+  }
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 // Warm-up: page cache, ffmpeg binary, JIT.
@@ -106,10 +121,18 @@ const results: Record<number, { rpvSec: number; ceilSec: number }> = {};
 for (const workers of [1, 2]) {
   const ceil: number[] = [];
   const mine: number[] = [];
+  const ceilCpu: number[] = [];
+  const mineCpu: number[] = [];
   let correct = true;
   for (let r = 0; r < reps; r++) {
+    let c0 = await cpuSec();
     ceil.push(await ceiling(workers));
+    let c1 = await cpuSec();
+    if (c0 !== null && c1 !== null) ceilCpu.push(c1 - c0);
+    c0 = await cpuSec();
     const { sec, out } = await rpv(workers);
+    c1 = await cpuSec();
+    if (c0 !== null && c1 !== null) mineCpu.push(c1 - c0);
     mine.push(sec);
     correct &&= await check(out);
     await fs.rm(out, { recursive: true, force: true });
@@ -118,14 +141,21 @@ for (const workers of [1, 2]) {
   const ceilSec = median(ceil);
   results[workers] = { rpvSec, ceilSec };
   const n = records.length;
+  const cpu = mineCpu.length ? { rpvCpuMsPerVideo: (1000 * median(mineCpu)) / n, ceilingCpuMsPerVideo: (1000 * median(ceilCpu)) / n } : {};
   console.log(
     `workers ${workers}: rpv ${(n / rpvSec).toFixed(2)} videos/s, ${((1000 * rpvSec) / n).toFixed(0)} ms/video | ` +
       `ceiling (ffmpeg alone, ${workers} at a time) ${(n / ceilSec).toFixed(2)} videos/s, ${((1000 * ceilSec) / n).toFixed(0)} ms/video | ` +
       `rpv/ceiling time ${(rpvSec / ceilSec).toFixed(2)}x (target <= 1.3x) | correct ${correct}`,
   );
+  if (cpu.rpvCpuMsPerVideo !== undefined) {
+    console.log(
+      `           CPU per video (process + ffmpeg/ffprobe children): rpv ${cpu.rpvCpuMsPerVideo.toFixed(0)} ms, ceiling ${cpu.ceilingCpuMsPerVideo!.toFixed(0)} ms ` +
+        `(${(cpu.rpvCpuMsPerVideo / cpu.ceilingCpuMsPerVideo!).toFixed(2)}x)`,
+    );
+  }
   cases.push(
-    { ...base, case: `ceiling-ffmpeg-w${workers}`, workers, sec: ceilSec, videosPerSec: n / ceilSec, msPerVideo: (1000 * ceilSec) / n },
-    { ...base, case: `rpv-convert-w${workers}`, workers, sec: rpvSec, videosPerSec: n / rpvSec, msPerVideo: (1000 * rpvSec) / n, vsCeiling: rpvSec / ceilSec, correct },
+    { ...base, case: `ceiling-ffmpeg-w${workers}`, workers, sec: ceilSec, videosPerSec: n / ceilSec, msPerVideo: (1000 * ceilSec) / n, cpuMsPerVideo: cpu.ceilingCpuMsPerVideo },
+    { ...base, case: `rpv-convert-w${workers}`, workers, sec: rpvSec, videosPerSec: n / rpvSec, msPerVideo: (1000 * rpvSec) / n, vsCeiling: rpvSec / ceilSec, cpuMsPerVideo: cpu.rpvCpuMsPerVideo, correct },
   );
 }
 // Where rpv's time per video goes (sequential, one stage at a time): the stages beyond ffmpeg's

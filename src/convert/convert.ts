@@ -310,6 +310,7 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
     return partial;
   }
   await writer.close();
+  progress.tick(0, { shards: journal.shards.length });
   progress.finish();
   encoder?.dispose?.();
 
