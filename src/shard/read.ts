@@ -16,6 +16,7 @@ import { RpvError } from '../util/errors.js';
 import { SHARD_COLUMNS, type Dialogue, type ShardFileFormat, type VideoRow } from './schema.js';
 import { float16ToFloat32 } from './float16.js';
 import { SHARD_METADATA_KEY } from './arrow-table.js';
+import { checkArrowFile } from './arrow-check.js';
 
 export interface ReadShardOptions {
   /** Name used in error messages when `input` is bytes (default `shard`). */
@@ -23,9 +24,9 @@ export interface ReadShardOptions {
   /** Read only these columns' values; the others get empty values (e.g. `['video_id']`). */
   columns?: readonly (typeof SHARD_COLUMNS)[number][];
   /**
-   * Expected sha256 (hex) from the index: checked before decoding. Pass it whenever it is known:
-   * arrow-js trusts the flatbuffer metadata of an IPC file, and a file damaged inside its
-   * metadata (framing intact) can make it allocate or loop for a very long time.
+   * Expected sha256 (hex) from the index: checked before decoding. Without it a damaged file still
+   * fails with an error (framing, metadata counts and offsets are bounds-checked before arrow-js
+   * sees them, see arrow-check.ts) but damage inside the values would go unnoticed.
    */
   sha256?: string;
 }
@@ -91,15 +92,12 @@ export function shardTable(bytes: Uint8Array, format: ShardFileFormat, options: 
 }
 
 /**
- * Arrow IPC file -> table through the file reader and its footer only. (arrow-js's
- * `tableFromIPC` on a damaged file can loop forever: after the file reader it retries the bytes as
- * a stream; a corrupt shard must give an error, never a hang in a loader worker.)
+ * Arrow IPC file -> table through the file reader and its footer only, after the structural
+ * checks of arrow-check.ts: on a damaged file arrow-js's `tableFromIPC` can loop for minutes, and
+ * a corrupt shard must give an error, never a hang in a loader worker.
  */
 function readArrowFile(bytes: Uint8Array): Table {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const footerLength = view.getInt32(bytes.length - 10, true);
-  const footerStart = bytes.length - 10 - footerLength;
-  if (footerLength <= 0 || footerStart < 8) throw new Error(`footer length ${footerLength} does not fit in a ${bytes.length}-byte file`);
+  checkArrowFile(bytes);
   const reader = RecordBatchReader.from(bytes);
   if (!reader.isSync() || !reader.isFile()) throw new Error('not an Arrow IPC file');
   reader.open();

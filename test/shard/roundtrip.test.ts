@@ -100,6 +100,13 @@ describe('readShard errors', () => {
       const file = path.join(dir, `bad.${format}`);
       writeFileSync(file, bytes.subarray(0, bytes.length - 100));
       await expect(readShard(file)).rejects.toThrow(`readShard: ${file}: corrupt ${format} shard: not ${format === 'arrow' ? 'an Arrow IPC' : 'a Parquet'} file`);
+      // Damaged metadata (a buffer count) with intact magic: a clear error, never a hang.
+      if (format === 'arrow') {
+        const meta = Uint8Array.from(bytes);
+        meta.fill(0x07, 92, 96);
+        writeFileSync(file, meta);
+        await expect(readShard(file)).rejects.toThrow(/^readShard: .*: corrupt arrow shard: record batch 0: \d+ nodes and \d+ buffers do not fit in \d+ bytes of metadata$/);
+      }
       // Intact magic, damaged middle: the index's sha256 catches it before decoding.
       const damaged = Uint8Array.from(bytes);
       damaged.fill(0x07, 92, 96);
