@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../util/errors.js';
 import type { ShardEntry, ShardIndex, VideoRow } from '../shard/schema.js';
-import { readShardIndex } from '../shard/index-file.js';
+import { indexLocation, isUrl, readShardIndex } from '../shard/index-file.js';
 import { decodeShard } from '../shard/read.js';
 
 export interface ShardCheck {
@@ -27,13 +27,22 @@ export interface InspectReport {
   checks: ShardCheck[] | null;
 }
 
+/** Bytes of a shard next to the index: a local file, or fetched when the index is a URL. */
+async function shardBytes(dir: string, file: string): Promise<Uint8Array> {
+  if (!isUrl(dir)) return fs.readFile(path.join(dir.endsWith('.json') ? path.dirname(dir) : dir, file));
+  const url = new URL(file, indexLocation(dir)).toString();
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status} ${response.statusText}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
 export async function inspectDataset(dir: string, options: { verify?: boolean; onShard?: (check: ShardCheck) => void } = {}): Promise<InspectReport> {
   const index = await readShardIndex(dir);
   let sampleRow: VideoRow | null = null;
   const first = index.shards[0];
   if (first && !options.verify) {
     try {
-      const bytes = await fs.readFile(path.join(dir, first.file));
+      const bytes = await shardBytes(dir, first.file);
       sampleRow = decodeShard(bytes, first.format, { name: first.file, sha256: first.sha256 })[0] ?? null;
     } catch {
       sampleRow = null; // reported by --verify
@@ -45,7 +54,7 @@ export async function inspectDataset(dir: string, options: { verify?: boolean; o
     for (const entry of index.shards) {
       const check = await verifyShard(dir, entry, index);
       if (check.ok && sampleRow === null && check.file === first?.file) {
-        sampleRow = decodeShard(await fs.readFile(path.join(dir, entry.file)), entry.format, { name: entry.file })[0] ?? null;
+        sampleRow = decodeShard(await shardBytes(dir, entry.file), entry.format, { name: entry.file })[0] ?? null;
       }
       checks.push(check);
       options.onShard?.(check);
@@ -55,11 +64,10 @@ export async function inspectDataset(dir: string, options: { verify?: boolean; o
 }
 
 async function verifyShard(dir: string, entry: ShardEntry, index: ShardIndex): Promise<ShardCheck> {
-  const file = path.join(dir, entry.file);
   const bad = (problem: string): ShardCheck => ({ file: entry.file, ok: false, problem });
   let bytes: Uint8Array;
   try {
-    bytes = await fs.readFile(file);
+    bytes = await shardBytes(dir, entry.file);
   } catch (err) {
     return bad((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : errorMessage(err));
   }
