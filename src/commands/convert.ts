@@ -6,6 +6,7 @@ interface ConvertArgs {
   input: string;
   out: string;
   'input-format'?: string;
+  'media-root'?: string;
   format: 'arrow' | 'parquet' | 'both';
   dtype: 'float16' | 'float32';
   fps: number;
@@ -51,6 +52,7 @@ export const command: CommandModule<object, ConvertArgs> = {
       .positional('input', { type: 'string', demandOption: true, describe: 'Export folder or annotation file' })
       .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Output folder for shards and index.json' })
       .option('input-format', { type: 'string', describe: 'Input format (default: auto-detected): rpv, internvl, sharegpt, mmrole, chatharuhi, rolebench' })
+      .option('media-root', { type: 'string', describe: 'Folder media paths are relative to (default: the input folder or the input file\'s folder)' })
       .option('format', { choices: ['arrow', 'parquet', 'both'] as const, default: 'arrow' as const, describe: 'Shard format: Arrow IPC (training) or Parquet (interchange)' })
       .option('dtype', { choices: ['float16', 'float32'] as const, default: 'float16' as const, describe: 'On-disk dtype of frame features' })
       .option('fps', { type: 'number', default: 1, describe: 'Sampling: frames per second of video, before clamping' })
@@ -89,6 +91,7 @@ export const command: CommandModule<object, ConvertArgs> = {
         input: args.input,
         out: args.out,
         inputFormat: args['input-format'],
+        mediaRoot: args['media-root'],
         format: args.format,
         dtype: args.dtype,
         fps: args.fps,

@@ -41,6 +41,11 @@ export interface ConvertOptions {
   input: string;
   /** Output folder for shards and index.json. */
   out: string;
+  /**
+   * Folder media paths are relative to (and must stay inside). Default: the input folder, or the
+   * folder of an input file. (InternVL's `root`, LLaMA-Factory's `media_dir`.)
+   */
+  mediaRoot?: string;
   /** Input format; auto-detected when absent. */
   inputFormat?: string;
   /** Shard file format(s). Default `arrow`. */
@@ -129,11 +134,15 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
   // 1. Input format and records.
   const input = path.resolve(options.input);
   const format = options.inputFormat ? getInputFormat(options.inputFormat) : await detectInputFormat(input);
-  const root = await inputRoot(input);
+  const root = options.mediaRoot ? path.resolve(options.mediaRoot) : await inputRoot(input);
+  if (options.mediaRoot && !(await fs.stat(root).then((st) => st.isDirectory()).catch(() => false))) {
+    throw new RpvError(`convert: --media-root ${options.mediaRoot} is not a folder`);
+  }
   const out = path.resolve(options.out);
 
   const fingerprint = {
     input,
+    mediaRoot: root,
     inputFormat: format.name,
     format: outputFormat,
     dtype,
@@ -322,6 +331,8 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
     skippedGroups.add(todo[i]!);
     skipped.push(...skips);
   }
+  // Skips in input order (file, then line), whatever stage found them.
+  skipped.sort((a, b) => (a.source < b.source ? -1 : a.source > b.source ? 1 : (a.line ?? 0) - (b.line ?? 0)));
   const converted = groups.reduce((n, g) => n + (skippedGroups.has(g) ? 0 : g.records.length), 0);
   const shardEntries = journal.shards.flatMap((s) => s.entries);
   const rowsTotal = journal.shards.reduce((n, s) => n + s.videoIds.length, 0);
@@ -334,7 +345,7 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
     schema: { ...schema, columns: SHARD_COLUMNS },
     sampling: samplingSettings,
     encoder: encoderInfo,
-    input: { path: input, format: format.name },
+    input: { path: input, format: format.name, mediaRoot: root },
     ...(part.count > 1 ? { part: { index: part.index, count: part.count } } : {}),
     shards: shardEntries,
     totals: { rows: rowsTotal, dialogues: dialoguesTotal, frames: framesTotal, bytes: shardEntries.reduce((n, e) => n + e.bytes, 0), shards: shardEntries.length },

@@ -48,6 +48,15 @@ describe('InternVL / LLaVA chat JSONL', () => {
       { source: 'train.jsonl', line: 4, reason: 'wrong type: conversations 1: "from" must be one of human, gpt, user, assistant, system; found "robot"' },
     ]);
   });
+  it('resolves media against --media-root when annotations live elsewhere', async () => {
+    const dir = tempDir('rpv-ann-');
+    const line = { id: 'x1', video: 'videos/clip-02.mp4', conversations: [{ from: 'human', value: '<video>hi' }, { from: 'gpt', value: 'hello' }] };
+    await fs.writeFile(path.join(dir, 'train.jsonl'), JSON.stringify(line));
+    const out = tempDir();
+    const summary = await convertExport({ input: path.join(dir, 'train.jsonl'), out, mediaRoot: sample, maxFrames: 4 });
+    expect(summary.counts).toMatchObject({ read: 1, converted: 1, skipped: 0 });
+    expect((await readAllRows(out)).map((r) => [r.video_id, r.num_frames])).toEqual([['videos/clip-02', 4]]);
+  });
 });
 
 describe('ShareGPT / LLaMA-Factory', () => {
