@@ -51,11 +51,37 @@ export function fromFloat16Bits(bits: number): number {
   return halfTable()[bits & 0xffff]!;
 }
 
-/** Encode a float32 array as half bits, one pass. */
+const HALF_OVERFLOW = (127 + 16) << 23; // 65536: from here on the result is infinity (or NaN)
+const FLOAT_INF = 255 << 23;
+const MIN_NORMAL_HALF = 113 << 23; // 2^-14
+const DENORM_MAGIC = (127 - 15 + (23 - 10) + 1) << 23; // 0.5: aligns a subnormal's 10 bits at the bottom
+const REBIAS = ((15 - 127) << 23) + 0xfff;
+
+/**
+ * Encode a float32 array as half bits, one pass. Branch-light round-to-nearest-even (the method of
+ * F. Giesen's `float_to_half_fast3_rtne`): normal results add the rebias plus 0xfff and the
+ * mantissa's lowest kept bit, then shift; subnormals are rounded by float addition of 0.5 (exact in
+ * double, rounded once when stored as float32). Same results as `toFloat16Bits` (NaN payloads
+ * become the quiet NaN 0x7e00).
+ */
 export function float32ToFloat16(src: Float32Array, out: Uint16Array = new Uint16Array(src.length)): Uint16Array {
   if (out.length < src.length) throw new RangeError(`float32ToFloat16: output holds ${out.length} values, input has ${src.length}`);
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  for (let i = 0; i < bits.length; i++) out[i] = halfFromFloatBits(bits[i]!);
+  for (let i = 0; i < bits.length; i++) {
+    const u = bits[i]!;
+    const sign = (u >>> 16) & 0x8000;
+    let a = u & 0x7fffffff;
+    if (a >= HALF_OVERFLOW) {
+      out[i] = sign | (a > FLOAT_INF ? 0x7e00 : 0x7c00);
+    } else if (a < MIN_NORMAL_HALF) {
+      scratchU32[0] = a;
+      scratchF32[0] = scratchF32[0]! + 0.5;
+      out[i] = sign | (scratchU32[0]! - DENORM_MAGIC);
+    } else {
+      a += REBIAS + ((a >>> 13) & 1);
+      out[i] = sign | (a >>> 13);
+    }
+  }
   return out;
 }
 

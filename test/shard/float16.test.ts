@@ -48,6 +48,24 @@ describe('float16', () => {
     expect(fromFloat16Bits(0x7bff)).toBe(65504);
   });
 
+  it('array encoder agrees with the scalar one on random bit patterns of every range', () => {
+    let seed = 99;
+    const next = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0);
+    const bits = new Uint32Array(200000);
+    for (let i = 0; i < bits.length; i++) {
+      // Exponents spread over zero, subnormal-half, normal-half and overflow ranges.
+      const exp = [0, 90, 100, 102, 103, 110, 112, 113, 114, 127, 140, 142, 143, 144, 200, 255][next() % 16]!;
+      bits[i] = (next() & 0x80000000) | (exp << 23) | (next() & 0x7fffff);
+    }
+    const values = new Float32Array(bits.buffer);
+    const fast = float32ToFloat16(values);
+    for (let i = 0; i < values.length; i++) {
+      const want = toFloat16Bits(values[i]!);
+      const isNaN = (want & 0x7c00) === 0x7c00 && (want & 0x3ff) !== 0;
+      if (isNaN ? fast[i] !== ((want & 0x8000) | 0x7e00) : fast[i] !== want) expect({ bits: bits[i], fast: fast[i] }).toEqual({ bits: bits[i], fast: want });
+    }
+  });
+
   it('round-trips every finite half exactly', () => {
     const bits = new Uint16Array(65536);
     for (let i = 0; i < 65536; i++) bits[i] = i;
