@@ -59,7 +59,11 @@ export function recipesDir(): string {
   return fileURLToPath(new URL('../../recipes/', import.meta.url));
 }
 
-type ConvertFn = (options: Record<string, unknown>) => Promise<Record<string, unknown>>;
+/** Clips of the demo's sample export: 72 to train on, 24 held out (every colour x direction pair several times). */
+export const DEMO_CLIPS = 96;
+
+/** Frames are scaled to this before the grid encoder (its statistics need no more). */
+export const DEMO_FRAME_SIZE = 64;
 
 export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const print = options.print ?? ((l: string) => process.stdout.write(`${l}\n`));
@@ -77,7 +81,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     print('  present, reused (--fresh to redo)');
   } else {
     const { writeSampleExport } = await import('../media/sample-export.js');
-    const s = await writeSampleExport(exportDir, { progress });
+    const s = await writeSampleExport(exportDir, { clips: DEMO_CLIPS, progress });
     print(`  ${s.clips.length} clips (${s.totalDurationSec.toFixed(0)} s of ${s.videoCodec}), ${s.roles.length} roles, ${s.dialogues} dialogues in ${s.elapsedSec.toFixed(1)} s`);
   }
 
@@ -85,19 +89,22 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   if (existsSync(path.join(shardsDir, 'index.json'))) {
     print('  present, reused (--fresh to redo)');
   } else {
-    const spec: string = '../convert/convert.js';
-    const mod = (await import(spec)) as { convertExport?: ConvertFn };
-    if (!mod.convertExport) throw new RpvError('demo: src/convert/convert.ts has no convertExport');
-    await mod.convertExport({ input: exportDir, out: shardsDir, format: 'arrow', progress });
+    const { convertExport } = await import('../convert/convert.js');
+    const c = await convertExport({ input: exportDir, out: shardsDir, format: 'arrow', frameSize: DEMO_FRAME_SIZE, progress });
+    print(`  ${c.rows} videos, ${c.dialogues} dialogues -> ${c.shards} shard(s) in ${c.elapsedSec.toFixed(1)} s (${c.counts.skipped} skipped)`);
   }
-  const { readShardIndex } = await import('../shard/index-file.js');
-  const index = await readShardIndex(shardsDir);
+  const { inspectDataset, renderRow } = await import('../convert/inspect.js');
+  const report = await inspectDataset(shardsDir, { verify: true });
+  const index = report.index;
   const t = index.totals;
+  const bad = (report.checks ?? []).filter((c) => !c.ok);
+  if (bad.length > 0) throw new RpvError(`demo: ${shardsDir}: ${bad.map((c) => `${c.file}: ${c.problem}`).join('; ')}`);
   print(
-    `  ${t.rows} videos, ${t.dialogues} dialogues, ${t.frames} frames in ${t.shards} shard(s), ${(t.bytes / 1024).toFixed(0)} KiB; ` +
+    `  inspect: ${t.rows} videos, ${t.dialogues} dialogues, ${t.frames} frames in ${t.shards} shard(s) (verified), ${(t.bytes / 1024).toFixed(0)} KiB; ` +
       `features ${index.schema.featureDim}-dim x ${index.schema.tokensPerFrame} token(s)/frame (${index.encoder.id}), ${index.schema.dtype}; ` +
       `read ${index.counts.read} = converted ${index.counts.converted} + skipped ${index.counts.skipped}`,
   );
+  if (report.sampleRow) for (const line of renderRow(report.sampleRow, index, 70).slice(0, 6)) print(`    ${line}`);
 
   stage(3, 'loader benchmark (small: 1 worker, batch 8, Arrow)');
   const { benchLoader } = await import('../loader/bench.js');
@@ -108,7 +115,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   else {
     const { writeTinyModel } = await import('../model/tiny.js');
     await writeTinyModel(modelDir, DEMO_MODEL);
-    print(`  qwen2 layout, hidden ${DEMO_MODEL.hiddenSize}, ${DEMO_MODEL.numLayers} layers, vocabulary ${DEMO_MODEL.vocabSize}, random weights (std ${DEMO_MODEL.initStd})`);
+    const recipe = await loadRecipe(path.join(recipesDir(), 'demo.yaml'), [`model.path=${modelDir}`, `data.shards=${shardsDir}`]);
+    const merges = await fitTokenizer(modelDir, path.join(exportDir, 'annotations.jsonl'), recipe);
+    print(
+      `  qwen2 layout, hidden ${DEMO_MODEL.hiddenSize}, ${DEMO_MODEL.numLayers} layers, random weights (std ${DEMO_MODEL.initStd}); ` +
+        `byte-level BPE of ${DEMO_MODEL.vocabSize} tokens (${merges} merges learnt from the training videos' dialogues)`,
+    );
   }
 
   const runs: DemoRun[] = [];
@@ -153,6 +165,40 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const seconds = (performance.now() - started) / 1000;
   print(`  curves: ${svg}; runs: runs/demo, runs/demo-text-only; total ${formatDuration(seconds)}`);
   return { runs, videoHelps, seconds };
+}
+
+/**
+ * Replace the tiny model's tokenizer by a byte-level BPE learnt from the export's training-split
+ * text (role prompts, profiles, dialogues), with the same vocabulary size and special-token ids.
+ * A real base model's tokenizer knows its language's common words; with the stock tiny
+ * tokenizer the demo's words (and all Chinese) fall apart into bytes, making sequences ~3x longer
+ * and each video-dependent word several hard tokens. Held-out videos' text is not used.
+ */
+export async function fitTokenizer(modelDir: string, annotationsFile: string, recipe: import('./recipe.js').Recipe): Promise<number> {
+  const { trainByteLevelBpe, bpeTokenizerJson } = await import('../model/bpe.js');
+  const { TINY_SPECIAL_TOKENS } = await import('../model/tiny.js');
+  const { isHeldOut } = await import('./dataset.js');
+  const { systemText } = await import('./prompt.js');
+  const records = (await fs.readFile(annotationsFile, 'utf8'))
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as { id: string; role: string; profile?: string; dialogues: { turns: { speaker: string; text: string }[] }[] });
+  let text = '';
+  for (const r of records) {
+    if (isHeldOut(r.id, recipe.data.heldout_fraction, recipe.seed)) continue;
+    text += `${systemText(r.role, r.profile ?? null, false)}\n`;
+    for (const d of r.dialogues) for (const t of d.turns) text += `${t.text}\n`;
+  }
+  const file = path.join(modelDir, 'tokenizer.json');
+  const before = JSON.parse(await fs.readFile(file, 'utf8')) as { added_tokens: { id: number; content: string }[] };
+  const bpe = trainByteLevelBpe(text, DEMO_MODEL.vocabSize - 256 - TINY_SPECIAL_TOKENS.length);
+  const special = TINY_SPECIAL_TOKENS.map((content, i) => ({ content, id: bpe.vocab.size + i }));
+  for (const s of special) {
+    const old = before.added_tokens.find((t) => t.content === s.content);
+    if (!old || old.id !== s.id) throw new RpvError(`demo: the refitted tokenizer would move ${s.content} from id ${old?.id} to ${s.id}`);
+  }
+  await writeFileAtomic(file, `${JSON.stringify(bpeTokenizerJson(bpe, special))}\n`);
+  return bpe.merges.length;
 }
 
 /** Held-out loss curves of several runs on one plot. */

@@ -101,6 +101,33 @@ describe('train', () => {
     expect(metrics.filter((m) => m.type === 'train').map((m) => m.loss)).toEqual(straight);
   });
 
+  it('Ctrl-C finishes the step, saves a checkpoint and exits 130', async () => {
+    const file = path.join(root, 'sigint.yaml');
+    await fs.writeFile(file, recipeText(path.join(root, 'sigint'), shards, model, ''));
+    const args = ['--import', 'tsx', path.resolve('src/cli.ts'), 'train', file, 'train.max_steps=60', 'checkpoint.every_steps=0', 'eval.every_steps=0', '--no-progress'];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    let code: number | null | undefined;
+    child.on('exit', (c) => (code = c));
+    const metricsFile = path.join(root, 'sigint', 'metrics.jsonl');
+    const stepsLogged = async () => (existsSync(metricsFile) ? (await fs.readFile(metricsFile, 'utf8')).split('\n').filter(Boolean).length : 0);
+    for (let i = 0; i < 1200 && code === undefined && (await stepsLogged()) < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    child.kill('SIGINT');
+    for (let i = 0; i < 1200 && code === undefined; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(code, err).toBe(130);
+    const m = /^stopped at step (\d+)\/60; checkpoint (.+)$/m.exec(out);
+    expect(m, out + err).not.toBeNull();
+    const step = Number(m![1]);
+    expect(step).toBeGreaterThanOrEqual(2);
+    expect(step).toBeLessThan(60);
+    expect(path.basename(m![2]!)).toBe(`step-${String(step).padStart(6, '0')}`);
+    expect(await stepsLogged()).toBe(step);
+    expect(err).toContain('interrupt: finishing this step, saving a checkpoint, then exiting');
+  });
+
   it('keeps tf.memory().numTensors flat over 100 steps', async () => {
     const counts: number[] = [];
     const r = recipeFor('memory', ['train.max_steps=100', 'train.grad_accum_steps=1', 'eval.every_steps=50', 'checkpoint.every_steps=50', 'data.batch_size=2']);
