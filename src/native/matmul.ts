@@ -16,6 +16,7 @@
  * Environment: RPV_NATIVE_MATMUL=0 disables it, RPV_MATMUL_THREADS sets the threads,
  * RPV_MATMUL_ISA=scalar forces the portable kernel, RPV_NATIVE_ADDON points at another binary.
  */
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import type { DataType, KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
@@ -97,6 +98,22 @@ function inactive(reason: string): NativeMatmulInfo {
   };
 }
 
+/**
+ * The CPUs this process may use: its affinity mask (os.availableParallelism), capped by a cgroup
+ * v2 CPU quota (a container limited to 2 CPUs on a 64-core host must not start 64 threads).
+ */
+export function defaultThreads(): number {
+  const cpus = availableParallelism();
+  try {
+    const [quota, period] = readFileSync('/sys/fs/cgroup/cpu.max', 'utf8').trim().split(/\s+/);
+    const limit = Math.ceil(Number(quota) / Number(period));
+    if (quota !== 'max' && Number.isFinite(limit) && limit >= 1) return Math.min(cpus, limit);
+  } catch {
+    // No cgroup v2 CPU controller here: the affinity mask is the limit.
+  }
+  return cpus;
+}
+
 function parseThreads(value: string | number | undefined, source: string): number | undefined {
   if (value === undefined || value === '') return undefined;
   const n = typeof value === 'number' ? value : Number(value);
@@ -120,7 +137,7 @@ export function installNativeMatmul(options: InstallNativeMatmulOptions = {}): N
   const threads =
     parseThreads(options.threads, 'threads') ??
     parseThreads(process.env.RPV_MATMUL_THREADS, 'RPV_MATMUL_THREADS') ??
-    availableParallelism();
+    defaultThreads();
   const isa = options.isa ?? (process.env.RPV_MATMUL_ISA as InstallNativeMatmulOptions['isa']) ?? 'auto';
   if (!['auto', 'scalar', 'avx2-fma'].includes(isa)) {
     throw new RpvError(`native matmul: isa must be auto, scalar or avx2-fma, found ${JSON.stringify(isa)}`);
