@@ -89,12 +89,15 @@ const cache = new Map<string, AddonLoad>();
  * same from the environment).
  */
 export function loadNativeAddon(options: { addonPath?: string } = {}): AddonLoad {
+  const override = options.addonPath ?? process.env.RPV_NATIVE_ADDON;
   const candidates = options.addonPath ? [options.addonPath] : addonCandidates();
   const path = candidates.find((p) => existsSync(p));
   if (!path) {
     return {
       addon: null,
-      reason: `addon not built (no ${candidates[0]}; run \`node src/native/build.mjs\` with g++, make and python3 present)`,
+      reason: override
+        ? `addon not found at ${candidates[0]}`
+        : `addon not built (no ${candidates[0]}; run \`node src/native/build.mjs\` with g++, make and python3 present)`,
     };
   }
   const cached = cache.get(path);

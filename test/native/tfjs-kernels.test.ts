@@ -1,6 +1,9 @@
 // The native kernels registered on tfjs's wasm backend: results against a float64 reference,
 // the fallbacks (dtype, batch broadcast), tfjs-wasm's own _FusedMatMul bias bug, heap growth,
 // install / uninstall and the never-throw contract.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -300,13 +303,27 @@ describe('install and describe', () => {
     expect(info).toMatchObject({
       active: false,
       threads: 0,
-      reason: 'addon not built (no /nonexistent/rpv_matmul.node; run `node src/native/build.mjs` with g++, make and python3 present)',
+      reason: 'addon not found at /nonexistent/rpv_matmul.node',
     });
     expect(info.summary).toBe(`native matmul: off (${info.reason}); tfjs-wasm's own single-threaded matmul is used`);
     const before = nativeMatmulStats().nativeCalls;
     tf.tidy(() => tf.matMul(tf.ones([2, 2]), tf.ones([2, 2])));
     expect(nativeMatmulStats().nativeCalls).toBe(before);
     install();
+  });
+
+  it('never throws for a binary that does not load', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'rpv-native-bogus-'));
+    const bogus = path.join(dir, 'rpv_matmul.node');
+    writeFileSync(bogus, 'not a shared object');
+    try {
+      const info = installNativeMatmul({ addonPath: bogus });
+      expect(info.active).toBe(false);
+      expect(info.reason).toMatch(new RegExp(`^addon ${bogus.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} failed to load: .*(invalid ELF header|too short)`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      install();
+    }
   });
 
   it('is disabled by RPV_NATIVE_MATMUL=0 and rejects a bad RPV_MATMUL_THREADS', () => {
