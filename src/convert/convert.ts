@@ -142,6 +142,7 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
 
   const fingerprint = {
     input,
+    inputFiles: await inputFilesFingerprint(input, out),
     mediaRoot: root,
     inputFormat: format.name,
     format: outputFormat,
@@ -361,6 +362,27 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
   await writeShardIndex(out, index);
   await fs.rm(path.join(out, JOURNAL_FILE), { force: true });
   return summaryOf(out, index, format.name, false, resumedShards, todo.length, started);
+}
+
+/**
+ * Size and modification time of the input's annotation files (JSON/JSONL, outside `out`), so that
+ * `--resume` refuses an input that changed since the interrupted run.
+ */
+async function inputFilesFingerprint(input: string, out: string): Promise<string[]> {
+  const { listFiles } = await import('./formats/json-input.js');
+  const st = await fs.stat(input);
+  const files = st.isDirectory() ? await listFiles(input, ['.json', '.jsonl']) : [input];
+  const inside = (f: string) => {
+    const rel = path.relative(out, f);
+    return !rel.startsWith('..') && !path.isAbsolute(rel);
+  };
+  const out2: string[] = [];
+  for (const f of files) {
+    if (inside(f)) continue;
+    const s = await fs.stat(f);
+    out2.push(`${path.relative(input, f) || path.basename(f)}:${s.size}:${Math.round(s.mtimeMs)}`);
+  }
+  return out2;
 }
 
 function countSkips(m: Map<number, SkipRecord[]>): number {

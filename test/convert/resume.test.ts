@@ -88,6 +88,15 @@ describe('interrupt and resume', () => {
     await expect(convertExport({ input: exportDir, out, maxShardBytes: 1, maxFrames: 5, resume: true })).rejects.toThrow(
       `convert --resume: ${out} was started with other options (sampling: {"fps":1,"minFrames":4,"maxFrames":4,"frameSize":224} -> {"fps":1,"minFrames":4,"maxFrames":5,"frameSize":224}); resume with the same options, or use --overwrite`,
     );
+    // An input edited since the interrupted run: refused too.
+    const copy = tempDir();
+    await fs.cp(exportDir, copy, { recursive: true });
+    const out2 = tempDir();
+    await convertExport({ input: copy, out: out2, maxShardBytes: 1, maxFrames: 4, signal: controller.signal });
+    await fs.appendFile(path.join(copy, 'annotations.jsonl'), '\n');
+    await expect(convertExport({ input: copy, out: out2, maxShardBytes: 1, maxFrames: 4, resume: true })).rejects.toThrow(
+      /^convert --resume: .* was started with other options \(inputFiles: \[.*"annotations.jsonl:\d+:\d+".*\] -> \[.*\]\); resume with the same options, or use --overwrite$/,
+    );
     await expect(convertExport({ input: exportDir, out: reference })).rejects.toThrow(
       `convert: ${reference} already holds a dataset; pass --overwrite to replace it, or choose another --out`,
     );
