@@ -109,6 +109,38 @@ for (const isa of ['auto', 'scalar'] as const) {
   });
 }
 
+describe('random shapes', () => {
+  it('matches the reference on 150 seeded random problems (shapes, transposes, batches, epilogues)', () => {
+    const rand = randomArray(150 * 12, 2024).map((v) => (v + 1) / 2);
+    const acts: Act[] = ['linear', 'relu', 'relu6', 'elu', 'leakyrelu', 'prelu', 'sigmoid'];
+    for (let c = 0; c < 150; c++) {
+      const r = (i: number) => rand[c * 12 + i];
+      addon.setIsa(r(0) < 0.25 ? 'scalar' : 'auto');
+      addon.setThreads(r(1) < 0.5 ? 1 : 2);
+      const big = r(2) < 0.1;
+      const m = 1 + Math.floor(r(3) * (big ? 300 : 40));
+      const n = 1 + Math.floor(r(4) * (big ? 300 : 40));
+      const k = Math.floor(r(5) * (big ? 600 : 40));
+      const batch = 1 + Math.floor(r(6) * 3);
+      const side = Math.floor(r(7) * 3); // 0: both batched, 1: a broadcast, 2: b broadcast
+      const batchA = side === 1 ? 1 : batch;
+      const batchB = side === 2 ? 1 : batch;
+      const transposeA = r(8) < 0.5;
+      const transposeB = r(9) < 0.5;
+      const activation = r(10) < 0.5 ? 'linear' : acts[Math.floor(r(11) * acts.length)];
+      const outBatch = Math.max(batchA, batchB);
+      const a = randomArray(batchA * m * k, 3 * c + 1);
+      const b = randomArray(batchB * k * n, 3 * c + 2);
+      const bias = r(10) < 0.3 ? undefined : randomArray([n, m * n, outBatch * m * n][c % 3], 3 * c + 3);
+      const alpha = activation === 'prelu' ? randomArray(n, c) : undefined;
+      const o = { a, b, m, n, k, transposeA, transposeB, batchA, batchB, bias, activation };
+      const out = sgemm({ ...o, leakyreluAlpha: 0.3, preluAlpha: alpha, addon });
+      const err = maxRelError(out, referenceGemm({ ...o, leaky: 0.3, alpha }));
+      if (!(err < 1e-5)) throw new Error(`case ${c}: ${JSON.stringify({ m, n, k, batchA, batchB, transposeA, transposeB, activation, bias: bias?.length })}: error ${err}`);
+    }
+  });
+});
+
 describe('thread pool', () => {
   it('gives bit-identical results with 1 and 2 threads (same summation order)', () => {
     addon.setIsa('auto');

@@ -296,6 +296,13 @@ describe('install and describe', () => {
     expect(maxRelError(await t.data(), referenceGemm({ a: aData, b: bData, m: 20, n: 25, k: 30, batchA: 3, batchB: 3 }))).toBeLessThan(1e-5);
     t.dispose();
     expect(installNativeMatmul({ threads: 2, isa: 'auto' }).isa).toBe(info.detectedIsa);
+    process.env.RPV_MATMUL_ISA = 'scalar';
+    try {
+      expect(installNativeMatmul({ threads: 2 }).isa).toBe('scalar');
+    } finally {
+      delete process.env.RPV_MATMUL_ISA;
+    }
+    expect(installNativeMatmul({ threads: 2 }).isa).toBe(info.detectedIsa);
   });
 
   it('never throws for a missing addon: inactive with the reason, originals back in place', () => {
