@@ -149,16 +149,19 @@ export function rowsToTable(rows: readonly VideoRow[], schema: FeatureSchema): T
   const timeOffsets = offsetsOf(rows.map((r) => r.frame_times.length));
   const times = new Float64Array(timeOffsets[n]!);
   const frameOffsets = offsetsOf(rows.map((r) => r.frames.length));
-  const f32 = new Float32Array(frameOffsets[n]!);
+  // Each row's features go straight into the column's buffer (halves converted on the way).
+  const featureValues = schema.dtype === 'float16' ? new Uint16Array(frameOffsets[n]!) : new Float32Array(frameOffsets[n]!);
   for (let i = 0; i < n; i++) {
     times.set(rows[i]!.frame_times, timeOffsets[i]!);
-    f32.set(rows[i]!.frames, frameOffsets[i]!);
+    const frames = rows[i]!.frames;
+    if (featureValues instanceof Uint16Array) float32ToFloat16(frames, featureValues.subarray(frameOffsets[i]!, frameOffsets[i + 1]!));
+    else featureValues.set(frames, frameOffsets[i]!);
   }
   const featureType = schema.dtype === 'float16' ? new Float16() : new Float32();
   const frameChild =
-    schema.dtype === 'float16'
-      ? makeData({ type: featureType as Float16, length: f32.length, nullCount: 0, data: float32ToFloat16(f32) })
-      : makeData({ type: featureType as Float32, length: f32.length, nullCount: 0, data: f32 });
+    featureValues instanceof Uint16Array
+      ? makeData({ type: featureType as Float16, length: featureValues.length, nullCount: 0, data: featureValues })
+      : makeData({ type: featureType as Float32, length: featureValues.length, nullCount: 0, data: featureValues });
 
   // dialogues: List<Struct<dialogue_id, turns: List<Struct<speaker, text>>>>
   const dialogueIds: string[] = [];
