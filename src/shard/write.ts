@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { tableToIPC } from 'apache-arrow';
+import { tableToIPC, type Table } from 'apache-arrow';
 import { writeFileAtomic } from '../util/atomic.js';
 import type { FeatureSchema, ShardEntry, ShardFileFormat, VideoRow } from './schema.js';
 import { estimateRowBytes, rowsToTable } from './arrow-table.js';
@@ -32,7 +32,11 @@ let parquetWasm: typeof import('parquet-wasm') | undefined;
 
 /** The bytes of one shard file holding `rows`. */
 export function encodeShard(rows: readonly VideoRow[], options: EncodeShardOptions): Uint8Array {
-  const table = rowsToTable(rows, options.schema);
+  return encodeTable(rowsToTable(rows, options.schema), options);
+}
+
+/** The bytes of one shard file holding `table` (from `rowsToTable`). */
+function encodeTable(table: Table, options: EncodeShardOptions): Uint8Array {
   if (options.format === 'arrow') return tableToIPC(table, 'file');
   parquetWasm ??= require('parquet-wasm') as typeof import('parquet-wasm');
   const pw = parquetWasm;
@@ -64,8 +68,8 @@ export function countDialogues(rows: readonly VideoRow[]): number {
 }
 
 /** Encode `rows` and write them to `file` atomically (temp + fsync + rename); the index entry. */
-export async function writeShardFile(rows: readonly VideoRow[], file: string, options: EncodeShardOptions): Promise<ShardEntry> {
-  const bytes = encodeShard(rows, options);
+export async function writeShardFile(rows: readonly VideoRow[], file: string, options: EncodeShardOptions, table?: Table): Promise<ShardEntry> {
+  const bytes = table ? encodeTable(table, options) : encodeShard(rows, options);
   await writeFileAtomic(file, bytes);
   return {
     file: path.basename(file),
@@ -160,9 +164,10 @@ export class ShardWriter {
     this.bufferBytes = 0;
     const index = this.next++;
     const entries: ShardEntry[] = [];
+    const table = rowsToTable(rows, this.options.schema); // once for every format
     for (const format of this.options.formats) {
       const file = path.join(this.options.dir, shardFileName(index, format, this.options.prefix));
-      entries.push(await writeShardFile(rows, file, { format, schema: this.options.schema, compression: this.options.compression }));
+      entries.push(await writeShardFile(rows, file, { format, schema: this.options.schema, compression: this.options.compression }, table));
     }
     let frames = 0;
     for (const row of rows) frames += row.num_frames;
