@@ -166,6 +166,7 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
   }
 
   const read = { items: 0 };
+  let readInterrupted = false;
   const skipped: SkipRecord[] = [];
   const records: SourceRecord[] = [];
   const strictCheck = (skip: SkipRecord) => {
@@ -174,6 +175,10 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
     }
   };
   for await (const item of format.read(input, { root, missingMedia } as { root: string })) {
+    if (options.signal?.aborted) {
+      readInterrupted = true; // nothing converted yet: resume starts over
+      break;
+    }
     if (item.kind === 'skip') {
       // Items without a video key (unparseable) are reported by part 0 only, so parts sum up.
       if (part.index !== 0) continue;
@@ -307,7 +312,7 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
   }
-  const interrupted = options.signal?.aborted === true && failure === null && nextToWrite < todo.length;
+  const interrupted = options.signal?.aborted === true && failure === null && (readInterrupted || nextToWrite < todo.length);
   if (failure !== null || interrupted) {
     progress.finish();
     writer.discard();
