@@ -42,13 +42,13 @@ function encodeTable(table: Table, options: EncodeShardOptions): Uint8Array {
   const pw = parquetWasm;
   const compression = options.compression ?? 'zstd';
   const codec = compression === 'zstd' ? pw.Compression.ZSTD : compression === 'snappy' ? pw.Compression.SNAPPY : pw.Compression.UNCOMPRESSED;
-  // Feature values almost never repeat: dictionary encoding and min/max statistics of the
-  // frames' list items cost time on write and read (measured ~1.5x on read) and save nothing.
+  // No dictionary encoding: feature values never repeat, and ZSTD already shrinks repeated text.
+  // Measured on 100 rows of 16 x 768 features: write 1.5-1.9x and read 1.2-2.9x faster, the same
+  // size (float16) or 12% smaller (float32). parquet-wasm's per-column setters take one path
+  // segment, so nested columns such as frames.list.item cannot be configured alone.
   const props = new pw.WriterPropertiesBuilder()
     .setCompression(codec)
-    .setColumnDictionaryEnabled('frames.list.item', false)
-    .setColumnStatisticsEnabled('frames.list.item', pw.EnabledStatistics.None)
-    .setColumnDictionaryEnabled('frame_times.list.item', false)
+    .setDictionaryEnabled(false)
     .setMaxRowGroupSize(options.rowGroupRows ?? 256)
     .setCreatedBy('rpv (parquet-wasm / arrow-rs)')
     .build();
