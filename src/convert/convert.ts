@@ -14,25 +14,18 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { RpvError, errorMessage } from '../util/errors.js';
+import { RpvError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
 import { SHARD_COLUMNS, SHARD_FORMAT_NAME, SHARD_FORMAT_VERSION } from '../shard/schema.js';
 import type { FeatureDType, FeatureSchema, SamplingSettings, ShardFileFormat, ShardIndex, SkipRecord, VideoRow } from '../shard/schema.js';
 import { DEFAULT_MAX_SHARD_BYTES, ShardWriter, type ParquetCompression } from '../shard/write.js';
-import { INDEX_FILE_NAME, writeShardIndex } from '../shard/index-file.js';
+import { writeShardIndex } from '../shard/index-file.js';
 import type { SourceRecord } from './record.js';
 import { detectInputFormat, getInputFormat, inputRoot } from './formats/index.js';
-import { groupKeyOf, groupRecords, parsePart, partOfKey, skipCategory, skipOf, type Part, type VideoGroup } from './group.js';
-import {
-  JOURNAL_FILE,
-  fingerprintChanges,
-  newJournal,
-  readJournal,
-  removeStrayFiles,
-  verifyJournalShards,
-  writeJournal,
-  type Journal,
-} from './journal.js';
+import { groupKeyOf, groupRecords, parsePart, partOfKey, skipCategory, type Part, type VideoGroup } from './group.js';
+import { JOURNAL_FILE, writeJournal } from './journal.js';
+import { inputFilesFingerprint, prepareOutput } from './output.js';
+import { finishGroup, precomputedSchema, prepareGroup, type GroupContext, type Prepared } from './stages.js';
 
 export type OutputFormat = ShardFileFormat | 'both';
 
@@ -369,27 +362,6 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
   return summaryOf(out, index, format.name, false, resumedShards, todo.length, started);
 }
 
-/**
- * Size and modification time of the input's annotation files (JSON/JSONL, outside `out`), so that
- * `--resume` refuses an input that changed since the interrupted run.
- */
-async function inputFilesFingerprint(input: string, out: string): Promise<string[]> {
-  const { listFiles } = await import('./formats/json-input.js');
-  const st = await fs.stat(input);
-  const files = st.isDirectory() ? await listFiles(input, ['.json', '.jsonl']) : [input];
-  const inside = (f: string) => {
-    const rel = path.relative(out, f);
-    return !rel.startsWith('..') && !path.isAbsolute(rel);
-  };
-  const out2: string[] = [];
-  for (const f of files) {
-    if (inside(f)) continue;
-    const s = await fs.stat(f);
-    out2.push(`${path.relative(input, f) || path.basename(f)}:${s.size}:${Math.round(s.mtimeMs)}`);
-  }
-  return out2;
-}
-
 function countSkips(m: Map<number, SkipRecord[]>): number {
   let n = 0;
   for (const v of m.values()) n += v.length;
@@ -417,201 +389,4 @@ function summaryOf(out: string, index: ShardIndex | null, inputFormat: string, i
     videosProcessed,
     elapsedSec: (Date.now() - started) / 1000,
   };
-}
-
-/**
- * Make `out` ready: a fresh folder, a replaced dataset (`overwrite`), or a resumed one. Returns
- * the journal to continue, or 'complete' when a resumed folder already has its index.
- */
-async function prepareOutput(
-  out: string,
-  options: ConvertOptions,
-  fingerprint: Record<string, unknown>,
-  log: (line: string) => void,
-): Promise<Journal | 'complete'> {
-  const names = await fs.readdir(out).catch(() => [] as string[]);
-  const hasIndex = names.includes(INDEX_FILE_NAME);
-  const hasJournal = names.includes(JOURNAL_FILE);
-  const shardFiles = names.filter((n) => /^shard-\d+\.(arrow|parquet)$/.test(n));
-  if (options.resume) {
-    if (hasJournal) {
-      const journal = (await readJournal(out))!;
-      const changes = fingerprintChanges(journal.fingerprint, fingerprint);
-      if (changes.length > 0) {
-        throw new RpvError(`convert --resume: ${out} was started with other options (${changes.join('; ')}); resume with the same options, or use --overwrite`);
-      }
-      const { kept, dropped } = await verifyJournalShards(out, journal.shards);
-      for (const d of dropped) log(`convert --resume: redoing ${d}`);
-      journal.shards = kept;
-      const removed = await removeStrayFiles(out, new Set(kept.flatMap((s) => s.entries.map((e) => e.file))));
-      if (removed.length > 0) log(`convert --resume: removed ${removed.length} unfinished file(s): ${removed.join(', ')}`);
-      return journal;
-    }
-    if (hasIndex) return 'complete';
-    if (shardFiles.length > 0) throw new RpvError(`convert --resume: ${out} holds shard files but no journal or index.json; it was not written by rpv convert (or the journal was deleted): use --overwrite`);
-    log(`convert --resume: nothing to resume in ${out}; starting`);
-    return newJournal(fingerprint);
-  }
-  if (hasIndex || hasJournal || shardFiles.length > 0) {
-    if (!options.overwrite) {
-      const what = hasJournal ? 'an interrupted conversion (pass --resume to continue it)' : 'a dataset';
-      throw new RpvError(`convert: ${out} already holds ${what}; pass --overwrite to replace it${hasJournal ? '' : ', or choose another --out'}`);
-    }
-    for (const name of [...shardFiles, INDEX_FILE_NAME, JOURNAL_FILE]) await fs.rm(path.join(out, name), { force: true });
-    await removeStrayFiles(out, new Set());
-  }
-  return newJournal(fingerprint);
-}
-
-interface GroupContext {
-  root: string;
-  frameSize: number;
-  sampling: { fps: number; minFrames: number; maxFrames: number };
-  encoder: import('../features/encoder.js').FrameEncoder | null;
-  features: string | null;
-  schema: FeatureSchema;
-  missingMedia: 'skip' | 'text-only';
-  signal?: AbortSignal;
-}
-
-/**
- * The schema of precomputed features: the dims of the first readable features file (in input
- * order). Files with other dims are skipped with the reason when their video comes up.
- */
-async function precomputedSchema(groups: readonly VideoGroup[], folder: string, dtype: FeatureDType): Promise<FeatureSchema> {
-  const { readPrecomputedFeatures } = await import('../features/precomputed.js');
-  for (const group of groups) {
-    if (group.video === null) continue;
-    try {
-      const feats = await readPrecomputedFeatures(folder, group.videoId);
-      return { featureDim: feats.featureDim, tokensPerFrame: feats.tokensPerFrame, dtype };
-    } catch {
-      // unreadable: skipped with its reason later
-    }
-  }
-  return { featureDim: 0, tokensPerFrame: 0, dtype };
-}
-
-function textOnlyRow(group: VideoGroup): VideoRow {
-  return {
-    video_id: group.videoId,
-    source: group.source,
-    role: group.role,
-    language: group.language,
-    platform: group.platform,
-    profile: group.profile,
-    summary: group.summary,
-    duration_sec: null,
-    num_frames: 0,
-    frame_times: new Float64Array(0),
-    frames: new Float32Array(0),
-    dialogues: group.dialogues,
-  };
-}
-
-/** Does `target` (a real path) lie inside `root` (a real path)? */
-function inside(root: string, target: string): boolean {
-  const rel = path.relative(root, target);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
-}
-
-let realRootCache: { root: string; real: string } | null = null;
-
-/** A group after its first stage: a finished result, or a video probed and ready to extract. */
-type Prepared =
-  | { kind: 'done'; result: VideoRow | SkipRecord[] }
-  | { kind: 'video'; group: VideoGroup; file: string; image: boolean; durationSec: number | null; times: number[] }
-  | { kind: 'error'; err: unknown };
-
-/**
- * First stage of a group: text-only rows and precomputed features finish here; videos get their
- * path checked, are probed and their frame times computed. Media problems become skips.
- */
-async function prepareGroup(group: VideoGroup, ctx: GroupContext): Promise<Prepared> {
-  if (group.video === null) return { kind: 'done', result: textOnlyRow(group) };
-  const schema = ctx.schema;
-  const skipAll = (reason: string): Prepared => ({ kind: 'done', result: group.records.map((r) => skipOf(r, reason)) });
-  const file = path.join(ctx.root, group.video);
-  // A symlink (or a symlinked folder) may lead out of the export: resolve and check.
-  if (realRootCache?.root !== ctx.root) realRootCache = { root: ctx.root, real: await fs.realpath(ctx.root) };
-  let real: string | null = null;
-  try {
-    real = await fs.realpath(file);
-  } catch {
-    real = null; // missing: the probe reports it
-  }
-  if (real !== null && !inside(realRootCache.real, real)) {
-    return skipAll(`path escapes export: ${group.video} is a symlink to ${real}, outside the export folder`);
-  }
-  const { MediaError, probeVideo } = await import('../media/probe.js');
-
-  if (ctx.features) {
-    const { readPrecomputedFeatures, FeaturesError } = await import('../features/precomputed.js');
-    let feats;
-    try {
-      feats = await readPrecomputedFeatures(ctx.features, group.videoId);
-    } catch (err) {
-      if (err instanceof FeaturesError) return skipAll(`features ${err.reason === 'missing-features' ? 'missing' : 'bad'}: ${err.message}`);
-      throw err;
-    }
-    if (feats.featureDim !== schema.featureDim || feats.tokensPerFrame !== schema.tokensPerFrame) {
-      return skipAll(
-        `features bad: ${feats.file}: [${feats.numFrames}, ${feats.tokensPerFrame}, ${feats.featureDim}] does not match the dataset's tokensPerFrame ${schema.tokensPerFrame} x featureDim ${schema.featureDim}`,
-      );
-    }
-    let duration: number | null = null;
-    try {
-      duration = (await probeVideo(file, { signal: ctx.signal })).durationSec;
-    } catch (err) {
-      if (!(err instanceof MediaError)) throw err;
-    }
-    const row: VideoRow = { ...textOnlyRow(group), duration_sec: duration, num_frames: feats.numFrames, frame_times: feats.frameTimes, frames: feats.frames };
-    return { kind: 'done', result: row };
-  }
-
-  const { IMAGE_EXTENSIONS } = await import('../features/video.js');
-  const image = group.media === 'image' || IMAGE_EXTENSIONS.includes(path.extname(file).toLowerCase());
-  if (image) return { kind: 'video', group, file, image, durationSec: null, times: [0] };
-  try {
-    const info = await probeVideo(file, { signal: ctx.signal });
-    const { sampleFrameTimes } = await import('../media/sampling.js');
-    return { kind: 'video', group, file, image, durationSec: info.durationSec, times: sampleFrameTimes(info.durationSec, ctx.sampling) };
-  } catch (err) {
-    if (err instanceof MediaError) return mediaSkip(group, file, err, ctx);
-    throw err;
-  }
-}
-
-function mediaSkip(group: VideoGroup, file: string, err: import('../media/probe.js').MediaError, ctx: GroupContext): Prepared {
-  if (err.reason === 'missing' && ctx.missingMedia === 'text-only') return { kind: 'done', result: textOnlyRow(group) };
-  const reason = `video ${err.reason}: ${err.message.split(file).join(group.video!)}`;
-  return { kind: 'done', result: group.records.map((r) => skipOf(r, reason)) };
-}
-
-/** Second stage: one ffmpeg pass extracting the sampled frames, then the encoder. */
-async function finishGroup(ready: Exclude<Prepared, { kind: 'error' }>, ctx: GroupContext): Promise<VideoRow | SkipRecord[]> {
-  if (ready.kind === 'done') return ready.result;
-  const { group, file } = ready;
-  const { MediaError } = await import('../media/probe.js');
-  const { extractFrames, extractImage } = await import('../media/extract.js');
-  try {
-    const frames = ready.image
-      ? [await extractImage(file, { frameSize: ctx.frameSize, signal: ctx.signal })]
-      : await extractFrames(file, ready.times, { frameSize: ctx.frameSize, signal: ctx.signal });
-    const features = await ctx.encoder!.encode(frames, ctx.frameSize);
-    return {
-      ...textOnlyRow(group),
-      duration_sec: ready.durationSec,
-      num_frames: frames.length,
-      frame_times: Float64Array.from(ready.times),
-      frames: features,
-    };
-  } catch (err) {
-    if (err instanceof MediaError) {
-      const skip = mediaSkip(group, file, err, ctx);
-      return (skip as { result: VideoRow | SkipRecord[] }).result;
-    }
-    if (ctx.signal?.aborted) throw err;
-    throw new RpvError(`convert: ${group.video}: ${errorMessage(err)}`, { cause: err });
-  }
 }
