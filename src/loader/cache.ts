@@ -11,14 +11,18 @@
  *   A cache hit is checked by size; `verify` re-hashes it as well.
  * - Size limit: after each download, least recently used files (by mtime, touched on every hit)
  *   are removed until the cache fits `limitBytes`; the file just fetched is never removed.
+ * - Stopping: `signal` ends a download or a wait at once (AbortedError); the lock is removed on
+ *   the way out, so a worker asked to stop leaves nothing behind and exits on its own.
+ *
+ * File calls go through ./fsc.js (callback API), never `fs/promises`: see there why.
  */
 import { createHash } from 'node:crypto';
-import { promises as fs, constants as fsConstants } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { threadId } from 'node:worker_threads';
-import { writeFileAtomic } from '../util/atomic.js';
-import { fetchWithRetry, sleep, type RetryOptions } from './fetch.js';
+import { tempPathFor } from '../util/atomic.js';
+import * as fs from './fsc.js';
+import { fetchWithRetry, sleep, throwIfAborted, type RetryOptions } from './fetch.js';
 
 export interface CachedFetchOptions extends RetryOptions {
   url: string;
@@ -31,7 +35,12 @@ export interface CachedFetchOptions extends RetryOptions {
   /** Re-hash a cache hit. */
   verify?: boolean;
   staleLockMs?: number;
+  /** Stop (the download, a wait for another downloader) as soon as this fires. */
+  signal?: AbortSignal;
 }
+
+/** A lock file still empty after this long was left by a downloader stopped before writing its owner. */
+const EMPTY_LOCK_STALE_MS = 10_000;
 
 /** Default cache folder: $RPV_CACHE_DIR, else $XDG_CACHE_HOME/rpv/shards, else ~/.cache/rpv/shards. */
 export function defaultCacheDir(): string {
@@ -46,27 +55,32 @@ export function sha256Hex(bytes: Uint8Array): string {
 
 /** A shard's bytes, from the cache or downloaded into it. */
 export async function fetchShardCached(options: CachedFetchOptions): Promise<{ bytes: Uint8Array; downloaded: boolean }> {
-  const { cacheDir, sha256, ext, staleLockMs = 120_000 } = options;
+  const { cacheDir, sha256, ext, staleLockMs = 120_000, signal } = options;
   await fs.mkdir(cacheDir, { recursive: true });
   const file = path.join(cacheDir, `${sha256}${ext}`);
   const lock = `${file}.lock`;
   for (;;) {
+    throwIfAborted(signal);
     const hit = await readHit(file, options);
     if (hit) return { bytes: hit, downloaded: false };
-    let handle: fs.FileHandle | undefined;
+    let fd: number | undefined;
     try {
-      handle = await fs.open(lock, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY);
+      fd = await fs.open(lock, 'wx');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
-    if (!handle) {
+    if (fd === undefined) {
       // Someone else is downloading it: wait for the file, or take over a dead lock.
-      await waitForOther(file, lock, staleLockMs);
+      await waitForOther(file, lock, staleLockMs, signal);
       continue;
     }
     try {
-      await handle.writeFile(lockOwner(threadId));
-      await handle.close();
+      try {
+        await fs.writeAll(fd, Buffer.from(lockOwner(threadId)));
+      } finally {
+        await fs.close(fd);
+      }
+      throwIfAborted(signal);
       // It may have landed between our miss and our lock.
       const late = await readHit(file, options);
       if (late) return { bytes: late, downloaded: false };
@@ -82,7 +96,7 @@ export async function fetchShardCached(options: CachedFetchOptions): Promise<{ b
       } finally {
         clearInterval(keepAlive);
       }
-      await writeFileAtomic(file, bytes);
+      await writeCacheFile(file, bytes);
       await evictLeastRecentlyUsed(cacheDir, options.limitBytes, new Set([path.basename(file)]));
       return { bytes, downloaded: true };
     } finally {
@@ -108,6 +122,24 @@ async function readHit(file: string, { bytes: size, sha256, verify }: CachedFetc
   return bytes;
 }
 
+/** `file` = `bytes`, through a temp file beside it + fsync + rename (as util/atomic's writeFileAtomic). */
+async function writeCacheFile(file: string, bytes: Uint8Array): Promise<void> {
+  const tmp = tempPathFor(file);
+  try {
+    const fd = await fs.open(tmp, 'wx');
+    try {
+      await fs.writeAll(fd, bytes);
+      await fs.fsync(fd);
+    } finally {
+      await fs.close(fd);
+    }
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+}
+
 async function download(options: CachedFetchOptions): Promise<Uint8Array> {
   return fetchWithRetry(options.url, options, (body) => {
     if (body.byteLength !== options.bytes) {
@@ -119,9 +151,9 @@ async function download(options: CachedFetchOptions): Promise<Uint8Array> {
   });
 }
 
-async function waitForOther(file: string, lock: string, staleLockMs: number): Promise<void> {
+async function waitForOther(file: string, lock: string, staleLockMs: number, signal: AbortSignal | undefined): Promise<void> {
   for (;;) {
-    await sleep(25);
+    await sleep(25, signal);
     let stat;
     try {
       stat = await fs.stat(lock);
@@ -129,9 +161,11 @@ async function waitForOther(file: string, lock: string, staleLockMs: number): Pr
       return; // lock gone: the file is there or the other downloader gave up; look again
     }
     if (await fileExists(file)) return;
-    const pid = Number((await fs.readFile(lock, 'utf8').catch(() => '')).split(':')[0]);
+    const owner = await fs.readFile(lock, 'utf8').catch(() => '');
+    const pid = Number(owner.split(':')[0]);
     const dead = Number.isInteger(pid) && pid > 0 && !processAlive(pid);
-    if (dead || Date.now() - stat.mtimeMs > staleLockMs) {
+    const age = Date.now() - stat.mtimeMs;
+    if (dead || age > staleLockMs || (owner === '' && age > EMPTY_LOCK_STALE_MS)) {
       await fs.rm(lock, { force: true });
       return;
     }

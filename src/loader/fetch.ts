@@ -13,6 +13,19 @@ export interface RetryOptions {
   timeoutMs?: number;
 }
 
+/** Thrown when the caller's signal stopped a download (never retried). */
+export class AbortedError extends Error {
+  constructor(message = 'stopped') {
+    super(message);
+    this.name = 'AbortError';
+  }
+}
+
+/** Throw AbortedError if `signal` has fired. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new AbortedError();
+}
+
 export class HttpError extends Error {
   constructor(
     message: string,
@@ -23,12 +36,15 @@ export class HttpError extends Error {
   }
 }
 
-/** One GET of the whole body; throws HttpError. */
-export async function fetchOnce(url: string, timeoutMs: number): Promise<Uint8Array> {
+/** One GET of the whole body; throws HttpError, or AbortedError when `signal` fires. */
+export async function fetchOnce(url: string, timeoutMs: number, signal?: AbortSignal): Promise<Uint8Array> {
+  throwIfAborted(signal);
+  const timeout = AbortSignal.timeout(timeoutMs);
   let response: Response;
   try {
-    response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    response = await fetch(url, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
   } catch (err) {
+    throwIfAborted(signal);
     throw new HttpError(`GET ${url}: ${describeFetchError(err)}`, true);
   }
   if (!response.ok) {
@@ -40,6 +56,7 @@ export async function fetchOnce(url: string, timeoutMs: number): Promise<Uint8Ar
   try {
     body = await response.arrayBuffer();
   } catch (err) {
+    throwIfAborted(signal);
     throw new HttpError(`GET ${url}: connection broke mid-body (${describeFetchError(err)})`, true);
   }
   const declared = response.headers.get('content-length');
@@ -56,8 +73,21 @@ function describeFetchError(err: unknown): string {
   return `${err.message}${causeText}`;
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Wait `ms`; with a signal, reject with AbortedError as soon as it fires. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (!signal) return new Promise((resolve) => setTimeout(resolve, ms));
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(new AbortedError());
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(new AbortedError());
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /** Delay before attempt `attempt` (1-based, attempt >= 2). */
@@ -68,19 +98,20 @@ export function backoffDelayMs(attempt: number, { backoffMs = 250, maxBackoffMs 
 
 /**
  * GET with retries. `check` may reject a body (e.g. a checksum mismatch) by returning an error
- * message; that attempt then counts as failed and the file is fetched again.
+ * message; that attempt then counts as failed and the file is fetched again. `signal` stops the
+ * transfer and the backoff at once (AbortedError, not retried).
  */
 export async function fetchWithRetry(
   url: string,
-  options: RetryOptions = {},
+  options: RetryOptions & { signal?: AbortSignal } = {},
   check?: (body: Uint8Array) => string | undefined,
 ): Promise<Uint8Array> {
-  const { attempts = 5, timeoutMs = 120_000 } = options;
+  const { attempts = 5, timeoutMs = 120_000, signal } = options;
   const failures: string[] = [];
   for (let attempt = 1; attempt <= attempts; attempt++) {
-    if (attempt > 1) await sleep(backoffDelayMs(attempt, options));
+    if (attempt > 1) await sleep(backoffDelayMs(attempt, options), signal);
     try {
-      const body = await fetchOnce(url, timeoutMs);
+      const body = await fetchOnce(url, timeoutMs, signal);
       const problem = check?.(body);
       if (problem === undefined) return body;
       failures.push(problem);

@@ -4,7 +4,16 @@
  *
  * Robustness rules: every task's promise settles (a worker that crashes or exits fails its task
  * and the pool); idle workers are unref'd so an abandoned loader never keeps a process alive;
- * `close()` terminates every worker.
+ * `close()` stops every worker and resolves once they have exited.
+ *
+ * Stopping never terminates a worker that is doing I/O. On Node 20, `worker.terminate()` while the
+ * worker is inside an fs/promises call (or starts one during teardown) can abort the whole
+ * process (`node::fs::OpenFileHandle ... Assertion failed: (argc) == (5)`). So `close()` posts
+ * `{ stop: true }`: the worker aborts its tasks (fetch through an AbortSignal, waits and backoff
+ * at once, file steps at their next boundary; locks are removed by the task itself), closes its
+ * port when nothing is in flight and exits on its own. Only a worker that has not exited after
+ * `stopTimeoutMs` (stuck, or an entry that ignores the message) is terminated, and its download
+ * lock and temp files are then removed for it (`releaseAbandonedDownload`).
  *
  * The worker file is found beside this module: `worker.js` when running from built JavaScript
  * (dist/), else `worker.ts` loaded through tsx's ESM API (development and tests only; tsx is a
@@ -31,7 +40,17 @@ interface Slot {
   thread: number;
   ready: boolean;
   job: Job | undefined;
+  exited: boolean;
+  /** Resolves when the thread has exited. */
+  exit: Promise<void>;
 }
+
+export interface PoolOptions {
+  /** How long close() waits for a worker to exit on its own before terminating it (default 30 s). */
+  stopTimeoutMs?: number;
+}
+
+export const DEFAULT_STOP_TIMEOUT_MS = 30_000;
 
 /** How to start the worker: the built .js beside this file, or the .ts source through tsx. */
 export function workerEntry(): { target: URL | string; eval: boolean; kind: 'js' | 'ts' } {
@@ -69,7 +88,12 @@ export class LoadPool {
   private nextId = 1;
   private broken: Error | undefined;
   private closed = false;
+  private closing: Promise<void> | undefined;
   private inProcessBusy = 0;
+  /** workers: 0 — the task running on this thread, and how to stop it. */
+  private inProcessRun: Promise<unknown> | undefined;
+  private readonly inProcessAbort = new AbortController();
+  private readonly stopTimeoutMs: number;
 
   /**
    * `size` worker threads; 0 runs tasks on the calling thread (one at a time). `entry` overrides
@@ -78,7 +102,9 @@ export class LoadPool {
   constructor(
     readonly size: number,
     entry?: ReturnType<typeof workerEntry>,
+    options: PoolOptions = {},
   ) {
+    this.stopTimeoutMs = options.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
     if (size > 0) {
       entry ??= workerEntry();
       for (let i = 0; i < size; i++) this.slots.push(this.spawn(entry));
@@ -99,26 +125,54 @@ export class LoadPool {
     return this.queue.length + this.slots.filter((s) => s.job).length + this.inProcessBusy;
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Fail queued and running tasks, stop every worker (see the top of this file) and resolve once
+   * all have exited and no task runs on this thread. Every call returns the same promise.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
     this.closed = true;
     const err = new Error('loader: closed');
     for (const job of this.queue.splice(0)) job.reject(err);
-    await Promise.all(
-      this.slots.map(async (slot) => {
-        const job = slot.job;
-        job?.reject(err);
-        slot.job = undefined;
-        await slot.worker.terminate();
-        if (job) await abandon(job.task, slot.thread);
+    this.inProcessAbort.abort();
+    await Promise.all([...this.slots.map((slot) => this.stopSlot(slot, err)), this.inProcessRun?.catch(() => undefined)]);
+  }
+
+  private async stopSlot(slot: Slot, err: Error): Promise<void> {
+    const job = slot.job;
+    slot.job = undefined;
+    job?.reject(err);
+    if (slot.exited) return;
+    // Keep the process up until the thread is gone (close() is awaited), then let it exit.
+    slot.worker.ref();
+    slot.worker.postMessage({ stop: true });
+    let timer: NodeJS.Timeout | undefined;
+    const exited = await Promise.race([
+      slot.exit.then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), this.stopTimeoutMs);
       }),
-    );
+    ]);
+    clearTimeout(timer);
+    if (exited) return;
+    // Last resort: a worker that does not stop on request. Its file calls avoid fs/promises
+    // (fsc.ts), so terminating it cannot hit the FileHandle assertion.
+    await slot.worker.terminate();
+    if (job) await abandon(job.task, slot.thread);
   }
 
   private spawn(entry: ReturnType<typeof workerEntry>): Slot {
     const worker = new Worker(entry.target, { eval: entry.eval });
     live++;
-    const slot: Slot = { worker, thread: worker.threadId, ready: false, job: undefined };
+    let exited!: () => void;
+    const exit = new Promise<void>((resolve) => {
+      exited = resolve;
+    });
+    const slot: Slot = { worker, thread: worker.threadId, ready: false, job: undefined, exited: false, exit };
     worker.on('message', (message: { ready?: true; id?: number; result?: LoadResult; error?: string }) => {
       if (message.ready) {
         slot.ready = true;
@@ -135,6 +189,8 @@ export class LoadPool {
     worker.on('error', (err: unknown) => this.fail(slot, err instanceof Error ? err : new Error(String(err))));
     worker.on('exit', (code) => {
       live--;
+      slot.exited = true;
+      exited();
       if (!this.closed) this.fail(slot, new Error(`loader: worker thread exited with code ${code}`));
     });
     return slot;
@@ -160,10 +216,11 @@ export class LoadPool {
       while (this.queue.length > 0 && this.inProcessBusy === 0) {
         const job = this.queue.shift()!;
         this.inProcessBusy++;
-        runLoadTask(job.task)
+        this.inProcessRun = runLoadTask(job.task, this.inProcessAbort.signal)
           .then(job.resolve, (err: unknown) => job.reject(err instanceof Error ? err : new Error(String(err))))
           .finally(() => {
             this.inProcessBusy--;
+            this.inProcessRun = undefined;
             this.pump();
           });
       }

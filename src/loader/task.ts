@@ -3,11 +3,11 @@
  * check them against the index, decode them. Runs inside a worker thread, or in-process when
  * the loader has `workers: 0`.
  */
-import { promises as fs } from 'node:fs';
+import * as fs from './fsc.js';
 import type { ShardFileFormat } from '../shard/schema.js';
 import { decodeShard, shardBuffers, type DecodedShard } from './decode.js';
 import { fetchShardCached, sha256Hex } from './cache.js';
-import type { RetryOptions } from './fetch.js';
+import { throwIfAborted, type RetryOptions } from './fetch.js';
 
 export interface LoadTask {
   /** Shard file name as in the index (for messages). */
@@ -31,7 +31,12 @@ export interface LoadResult {
   downloaded: boolean;
 }
 
-export async function runLoadTask(task: LoadTask): Promise<LoadResult> {
+/**
+ * `signal` asks the task to stop: a download or a wait for another downloader ends at once, other
+ * steps at their next boundary; it then rejects with an AbortedError (nothing left in the cache).
+ */
+export async function runLoadTask(task: LoadTask, signal?: AbortSignal): Promise<LoadResult> {
+  throwIfAborted(signal);
   let bytes: Uint8Array;
   let downloaded = false;
   if (task.remote) {
@@ -44,6 +49,7 @@ export async function runLoadTask(task: LoadTask): Promise<LoadResult> {
       limitBytes: task.remote.limitBytes,
       verify: task.verify,
       ...task.remote.retry,
+      signal,
     });
     bytes = got.bytes;
     downloaded = got.downloaded;
@@ -62,6 +68,7 @@ export async function runLoadTask(task: LoadTask): Promise<LoadResult> {
       if (got !== task.sha256) throw new Error(`sha256 mismatch: index says ${task.sha256}, file has ${got}`);
     }
   }
+  throwIfAborted(signal);
   const shard = await decodeShard(bytes, { name: task.name, format: task.format, frameSize: task.frameSize });
   return { shard, downloaded };
 }
