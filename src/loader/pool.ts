@@ -91,6 +91,7 @@ export class LoadPool {
   private closing: Promise<void> | undefined;
   private inProcessBusy = 0;
   /** workers: 0 — the task running on this thread, and how to stop it. */
+  private inProcessJob: Job | undefined;
   private inProcessRun: Promise<unknown> | undefined;
   private readonly inProcessAbort = new AbortController();
   private readonly stopTimeoutMs: number;
@@ -138,6 +139,7 @@ export class LoadPool {
     this.closed = true;
     const err = new Error('loader: closed');
     for (const job of this.queue.splice(0)) job.reject(err);
+    this.inProcessJob?.reject(err);
     this.inProcessAbort.abort();
     await Promise.all([...this.slots.map((slot) => this.stopSlot(slot, err)), this.inProcessRun?.catch(() => undefined)]);
   }
@@ -216,10 +218,12 @@ export class LoadPool {
       while (this.queue.length > 0 && this.inProcessBusy === 0) {
         const job = this.queue.shift()!;
         this.inProcessBusy++;
+        this.inProcessJob = job;
         this.inProcessRun = runLoadTask(job.task, this.inProcessAbort.signal)
           .then(job.resolve, (err: unknown) => job.reject(err instanceof Error ? err : new Error(String(err))))
           .finally(() => {
             this.inProcessBusy--;
+            this.inProcessJob = undefined;
             this.inProcessRun = undefined;
             this.pump();
           });

@@ -147,6 +147,18 @@ describe('worker pool', () => {
     await pool.close();
   });
 
+  it('close() terminates, as a last resort, a worker that ignores the stop request', async () => {
+    const { LoadPool } = await import('../../src/loader/pool.js');
+    const deaf = `require('node:worker_threads').parentPort.postMessage({ ready: true }); require('node:worker_threads').parentPort.on('message', () => {});`;
+    const pool = new LoadPool(1, { target: deaf, eval: true, kind: 'js' }, { stopTimeoutMs: 200 });
+    const run = pool.run(task).catch((err: Error) => err.message);
+    await pool.close();
+    expect(await run).toBe('loader: closed');
+    expect(liveWorkerThreads()).toBe(0);
+    // close() is idempotent and every call waits for the same shutdown.
+    await pool.close();
+  });
+
   it('fails the task of a worker that exits', async () => {
     const { LoadPool } = await import('../../src/loader/pool.js');
     const exit = `require('node:worker_threads').parentPort.postMessage({ ready: true }); require('node:worker_threads').parentPort.on('message', () => process.exit(7));`;
