@@ -81,7 +81,15 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const shardsDir = path.join(dir, 'shards');
   const modelDir = path.join(dir, 'tiny-model');
   const stage = (n: number, text: string) => print(`\n[${n}/6] ${text}`);
-  if (options.fresh) await fs.rm(dir, { recursive: true, force: true });
+  // What the folder was built with: anything else (an older rpv, other settings) is rebuilt.
+  const config = JSON.stringify({ clips: DEMO_CLIPS, encoder: DEMO_ENCODER, frameSize: DEMO_FRAME_SIZE, model: DEMO_MODEL });
+  const configFile = path.join(dir, 'demo-config.json');
+  const built = await fs.readFile(configFile, 'utf8').catch(() => null);
+  if (options.fresh || (built !== null && built.trim() !== config) || (built === null && existsSync(dir))) {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+  await fs.mkdir(dir, { recursive: true });
+  await writeFileAtomic(configFile, `${config}\n`);
 
   stage(1, `sample export -> ${exportDir}`);
   if (existsSync(path.join(exportDir, 'facts.json')) && existsSync(path.join(exportDir, 'annotations.jsonl'))) {
@@ -121,9 +129,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   if (existsSync(path.join(modelDir, 'config.json'))) print('  present, reused (--fresh to redo)');
   else {
     const { writeTinyModel } = await import('../model/tiny.js');
-    await writeTinyModel(modelDir, DEMO_MODEL);
+    // Built beside, then renamed: an interrupted demo never leaves a model with the stock tokenizer.
+    const tmp = `${modelDir}.tmp`;
+    await fs.rm(tmp, { recursive: true, force: true });
+    await writeTinyModel(tmp, DEMO_MODEL);
     const recipe = await loadRecipe(path.join(recipesDir(), 'demo.yaml'), [`model.path=${modelDir}`, `data.shards=${shardsDir}`]);
-    const merges = await fitTokenizer(modelDir, path.join(exportDir, 'annotations.jsonl'), recipe);
+    const merges = await fitTokenizer(tmp, path.join(exportDir, 'annotations.jsonl'), recipe);
+    await fs.rename(tmp, modelDir);
     print(
       `  qwen2 layout, hidden ${DEMO_MODEL.hiddenSize}, ${DEMO_MODEL.numLayers} layers, random weights (std ${DEMO_MODEL.initStd}); ` +
         `byte-level BPE of ${DEMO_MODEL.vocabSize} tokens (${merges} merges learnt from the training videos' dialogues)`,
@@ -231,6 +243,8 @@ async function showReplies(print: (l: string) => void, shardsDir: string, runs: 
   const { readShard } = await import('../shard/read.js');
   const { isHeldOut } = await import('./dataset.js');
   const { loadForGeneration, generateReply } = await import('./generate.js');
+  const { staticProfile } = await import('./dataset.js');
+  const { promptTokenizer } = await import('./bridge.js');
   const index = await readShardIndex(shardsDir);
   const first = runs[0]!;
   const recipe = (await loadForGeneration(path.join('runs', first.name)).then((r) => (r.model.dispose(), r.recipe)));
@@ -248,7 +262,13 @@ async function showReplies(print: (l: string) => void, shardsDir: string, runs: 
         const reply = await generateReply({
           model: loaded.model,
           role: row.role,
-          profile: row.profile,
+          // The static profile exactly as training rendered it (mode and token cap of the recipe).
+          profile: staticProfile(promptTokenizer(loaded.model.tokenizer!), { ...row, dialogue_id: dialogue.dialogue_id }, new Map(), {
+            mode: loaded.recipe.prompt.static_profile,
+            dialogues: 0,
+            maxTokens: loaded.recipe.prompt.profile_max_tokens,
+            seed: loaded.recipe.seed,
+          }),
           video: loaded.recipe.data.use_video ? { features: row.frames, frameTimes: row.frame_times, tokensPerFrame: index.schema.tokensPerFrame, featureDim: index.schema.featureDim } : null,
           history: [{ role: 'user', content: dialogue.turns[0]!.text }],
           maxNewTokens: 40,

@@ -37,6 +37,9 @@ import { Rng } from './rng.js';
 import { lrAt, warmupStepsFor } from './schedule.js';
 import { loadTrainModel, exportAdapter } from './model-io.js';
 
+/** Rendered prompts kept across epochs (about 1-2 KB each). */
+const PROMPT_CACHE_ENTRIES = 100_000;
+
 /** What the loader's collate hands the trainer: samples rendered, frames copied. */
 interface MicroBatch {
   epoch: number;
@@ -106,9 +109,16 @@ export async function openSession(recipe: Recipe, log: (line: string) => void = 
   const totalSteps = recipe.train.max_steps ?? Math.max(1, Math.ceil(recipe.train.epochs * stepsPerEpoch));
   const warmupSteps = warmupStepsFor(totalSteps, recipe.scheduler.warmup_ratio, recipe.scheduler.warmup_steps);
   const params = trainableParams(model, { video: recipe.data.use_video });
+  // Rendering is a pure function of the sample, so later epochs reuse it (bounded: small datasets
+  // and the first PROMPT_CACHE_ENTRIES samples of large ones).
+  const cache = new Map<string, ReturnType<typeof renderSample>>();
   const prepare = (s: Sample) => {
     if (isHeldOut(s.video_id, recipe.data.heldout_fraction, recipe.seed)) return { skip: 'held-out' as const };
-    const rendered = renderSample(recipe, tokenizer, dataset, s, schema.tokensPerFrame);
+    let rendered = cache.get(s.sampleId);
+    if (!rendered) {
+      rendered = renderSample(recipe, tokenizer, dataset, s, schema.tokensPerFrame);
+      if (cache.size < PROMPT_CACHE_ENTRIES) cache.set(s.sampleId, rendered);
+    }
     if ('skip' in rendered) return { skip: rendered.skip };
     return { sample: prepared(s, rendered, recipe.data.use_video, schema.tokensPerFrame * schema.featureDim), prompt: rendered };
   };
