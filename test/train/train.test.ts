@@ -4,7 +4,8 @@ import { existsSync, mkdtempSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { dryRun, parseRecipe, readMetrics, train, type TrainMetric } from '../../src/index.js';
+import { dryRun, generateReply, loadForGeneration, parseRecipe, readMetrics, train, type TrainMetric } from '../../src/index.js';
+import { readShard } from '../../src/shard/read.js';
 import { recipeText, writeDataset, writeModel } from './helpers.js';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'rpv-train-'));
@@ -138,6 +139,26 @@ describe('train', () => {
     expect(new Set(counts.slice(1))).toEqual(new Set([counts[1]]));
     expect(counts[0]).toBe(counts[1]);
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('generates a reply from a run: greedy is deterministic, streamed pieces make the text, max tokens respected', async () => {
+    const run = await loadForGeneration(path.join(root, 'straight'));
+    try {
+      const [row] = await readShard(path.join(shards, 'shard-00000.arrow'));
+      const video = { features: row!.frames, frameTimes: row!.frame_times, tokensPerFrame: 1, featureDim: 8 };
+      const pieces: string[] = [];
+      const a = await generateReply({ model: run.model, role: row!.role, video, history: [{ role: 'user', content: 'What colour is it?' }], maxNewTokens: 6, onText: (t) => pieces.push(t) });
+      const b = await generateReply({ model: run.model, role: row!.role, video, history: [{ role: 'user', content: 'What colour is it?' }], maxNewTokens: 6 });
+      expect(a.tokenIds).toEqual(b.tokenIds);
+      expect(a.tokenIds.length).toBeLessThanOrEqual(6);
+      expect(pieces.join('')).toBe(a.text);
+      expect(a.promptTokens).toBeGreaterThan(4);
+      const sampled = await generateReply({ model: run.model, role: row!.role, video, history: [{ role: 'user', content: 'Hi' }], maxNewTokens: 6, temperature: 1, topP: 0.9, seed: 5 });
+      const again = await generateReply({ model: run.model, role: row!.role, video, history: [{ role: 'user', content: 'Hi' }], maxNewTokens: 6, temperature: 1, topP: 0.9, seed: 5 });
+      expect(sampled.tokenIds).toEqual(again.tokenIds);
+    } finally {
+      run.model.dispose();
+    }
   });
 
   it('--dry-run shows the recipe, counts and one sample with its loss mask', async () => {
