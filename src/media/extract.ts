@@ -13,10 +13,10 @@
  * only the chosen frames are scaled and piped; `showinfo` reports each chosen frame's timestamp
  * on stderr so several requested times falling on the same frame are mapped exactly.
  */
-import { spawn } from 'node:child_process';
 import { RpvError } from '../util/errors.js';
 import { describeFfmpeg, resolveFfmpeg } from './ffmpeg.js';
-import { MediaError, abortError, checkReadableFile, looksLikeMp4 } from './probe.js';
+import { MediaError, checkReadableFile, looksLikeMp4 } from './probe.js';
+import { runBinary } from './run.js';
 
 export interface ExtractOptions {
   /** Output frames are frameSize x frameSize RGB24. */
@@ -194,25 +194,3 @@ function checkFrameSize(frameSize: number): void {
   }
 }
 
-/** Spawn ffmpeg, collect stdout as bytes and stderr as text; SIGKILL it on abort. */
-function runBinary(bin: string, args: string[], signal?: AbortSignal): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: Buffer; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(abortError(signal));
-    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const chunks: Buffer[] = [];
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => chunks.push(b));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const onAbort = () => child.kill('SIGKILL');
-    signal?.addEventListener('abort', onAbort, { once: true });
-    child.on('error', (err) => {
-      signal?.removeEventListener('abort', onAbort);
-      reject(new RpvError(`cannot run ${bin}: ${err.message}`, { cause: err }));
-    });
-    child.on('close', (code, killedBy) => {
-      signal?.removeEventListener('abort', onAbort);
-      if (signal?.aborted) reject(abortError(signal));
-      else resolve({ code, signal: killedBy, stdout: Buffer.concat(chunks), stderr });
-    });
-  });
-}

@@ -3,9 +3,10 @@
  * from one ffprobe run. Unusable files throw `MediaError` with a machine-readable `reason`,
  * which the converter records as the skip reason.
  */
-import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { RpvError } from '../util/errors.js';
+import { runCapture } from './run.js';
+
 import { resolveFfmpeg } from './ffmpeg.js';
 
 /** Why a media file cannot be used. */
@@ -275,40 +276,6 @@ export async function looksLikeMp4(file: string): Promise<boolean> {
   }
 }
 
-/** Spawn a tool, collect stdout/stderr as text; kill it on abort. */
-export function runCapture(
-  bin: string,
-  args: string[],
-  signal?: AbortSignal,
-): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(abortError(signal));
-    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const onAbort = () => child.kill('SIGKILL');
-    signal?.addEventListener('abort', onAbort, { once: true });
-    child.on('error', (err) => {
-      signal?.removeEventListener('abort', onAbort);
-      reject(new RpvError(`cannot run ${bin}: ${err.message}`, { cause: err }));
-    });
-    child.on('close', (code, killedBy) => {
-      signal?.removeEventListener('abort', onAbort);
-      if (signal?.aborted) reject(abortError(signal));
-      else resolve({ code, signal: killedBy, stdout, stderr });
-    });
-  });
-}
-
-export function abortError(signal: AbortSignal): Error {
-  const reason: unknown = signal.reason;
-  if (reason instanceof Error) return reason;
-  const err = new Error('aborted');
-  err.name = 'AbortError';
-  return err;
-}
 
 /** The most telling line of ffmpeg/ffprobe's stderr, without the `[demuxer @ 0x..]` prefix or the file name. */
 export function firstErrorLine(stderr: string, file: string): string {
