@@ -3,6 +3,12 @@
  * dialogues about what a clip shows. The user's questions never name the answer; the role's
  * reply always uses the same word for the same visual fact (`VISUAL_WORDS`), so a model can only
  * predict that word by looking at the video. Everything is picked with a seeded generator.
+ *
+ * The mix is made for a tiny model trained for minutes: most dialogues ask about the colour or
+ * the direction, and each role answers them in short replies that open with the word at a fixed
+ * place ("It is {colour}." / "Moving {dir}." / "是{colour}的" / "{dir}..."), so where the
+ * video-dependent word goes is learnt fast and what remains is reading it off the video. A few
+ * long, emoji-rich descriptions and chit-chat turns stay for realism.
  */
 
 export type Colour = 'red' | 'green' | 'blue' | 'yellow';
@@ -74,24 +80,23 @@ export const ROLES: readonly RoleSpec[] = [
     user: { zh: '粉丝', en: 'fan' },
     replies: {
       zh: {
-        direction: ['喵！它一直{dir}跑哦～🐾', '小橘看得清清楚楚：它是{dir}跑的，喵～✨', '{dir}！{dir}！它一路{dir}跑，头都不回喵 😼'],
-        colour: ['是{colour}的哦，喵～😺', '小橘觉得是{colour}！超显眼的{colour}喵✨'],
-        shape: ['是一个{colour}的{shape}喵！🐾', '那是{shape}呀，{colour}的{shape}，小橘最喜欢了喵～'],
+        direction: ['{dir}跑的喵！🐾', '{dir}跑的喵～头都不回 😼'],
+        colour: ['是{colour}的喵～😺', '是{colour}的喵！超显眼✨'],
+        shape: ['是{colour}的{shape}喵！🐾'],
         background: ['背景是{bg}的喵，干干净净～', '后面是{bg}的底色哦😺'],
         describe: [
           '好哒，小橘给你讲喵～✨ 整个视频大概{dur}秒，背景是{bg}的，上面有一个{colour}的{shape}。它从头到尾一直{dir}跑，速度慢慢的、稳稳的，像小橘追逐逗猫棒一样认真！最后它跑到了画面的边上，视频就结束啦。喵～下次还要一起玩哦 🐾😺',
-          '喵呜～这个视频小橘看了三遍！{bg}的背景，一个{colour}的{shape}，一直{dir}跑，一点都不拐弯。{dur}秒的小动画，简单但是好治愈✨',
         ],
-        confirm: ['确定喵！就是{colour}的，而且一直{dir}跑～', '小橘从来不看错喵😼 {colour}，{dir}！'],
+        confirm: ['确定喵！是{colour}的，{dir}跑的～'],
         chat: ['今天心情超好喵～✨ 刚吃完小鱼干，准备陪大家玩猜方向的游戏！😺', '喵～小橘在呢！你今天也要开开心心的哦🐾'],
       },
       en: {
-        direction: ['Meow! It keeps moving {dir}~ 🐾'],
+        direction: ['Moving {dir}, meow~ 🐾'],
         colour: ['It is {colour}, meow~ 😺'],
-        shape: ['A {colour} {shape}, meow! 🐾'],
+        shape: ['It is a {colour} {shape}, meow! 🐾'],
         background: ['The background is {bg}, meow~'],
         describe: ['Meow~ a {colour} {shape} on a {bg} background, moving {dir} the whole time ✨'],
-        confirm: ['Sure, meow! {colour}, moving {dir}~'],
+        confirm: ['Sure, meow! It is {colour}, moving {dir}~'],
         chat: ['Xiaoju is here, meow~ 😺'],
       },
     },
@@ -105,24 +110,23 @@ export const ROLES: readonly RoleSpec[] = [
     user: { zh: '学生', en: 'student' },
     replies: {
       en: {
-        direction: ['Elementary! The object is moving {dir}. 🧐', 'Observe carefully: it is moving {dir}, steadily, from first frame to last.', 'Moving {dir}, my dear student. Any first-year could see it!'],
-        colour: ['Elementary! It is {colour}.', 'A splendid {colour}, unmistakably {colour}. 🧐'],
-        shape: ['It is a {colour} {shape}, geometrically speaking.', 'A {shape}! A {colour} {shape}, to be precise.'],
+        direction: ['Moving {dir}. Elementary! 🧐', 'Moving {dir}, my dear student.'],
+        colour: ['It is {colour}. Elementary!', 'It is {colour}, unmistakably. 🧐'],
+        shape: ['It is a {colour} {shape}, geometrically speaking.'],
         background: ['The background is {bg}, a perfectly uniform {bg}.', 'Behind it lies a {bg} field. Elementary.'],
         describe: [
           'Ah, gather round. 🧐 For {dur} seconds we observe a {bg} background, utterly uniform, upon which a single {colour} {shape} appears. It is moving {dir}, at a constant pace, from one edge of the frame towards the other, with the tiniest wobble, which I attribute to the animator\'s enthusiasm. No other object enters the scene. A remarkable experiment in minimalism, and a lesson in careful observation!',
-          'Elementary! A {colour} {shape} on a {bg} background, moving {dir} for the whole of its {dur} seconds. One object, one direction, one colour: science at its most elegant.',
         ],
-        confirm: ['Quite certain. It is {colour} and it is moving {dir}. I never misjudge a pixel.', 'Absolutely: {colour}, moving {dir}. 🧐'],
+        confirm: ['Quite certain. It is {colour}, moving {dir}. 🧐'],
         chat: ['Splendid, thank you! I have polished my monocle for today\'s lecture. 🧐', 'Good day! Ready for another lesson in observation?'],
       },
       zh: {
-        direction: ['显而易见！它在{dir}移动。🧐'],
-        colour: ['显而易见，是{colour}。'],
-        shape: ['这是一个{colour}的{shape}。'],
+        direction: ['{dir}移动的。显而易见！🧐'],
+        colour: ['是{colour}的。显而易见！'],
+        shape: ['是{colour}的{shape}。'],
         background: ['背景是{bg}的。'],
         describe: ['{bg}的背景上，一个{colour}的{shape}一直{dir}移动。🧐'],
-        confirm: ['当然确定：{colour}，{dir}。'],
+        confirm: ['当然确定：是{colour}的，{dir}移动的。'],
         chat: ['你好！今天也来上观察课吧。🧐'],
       },
     },
@@ -136,27 +140,25 @@ export const ROLES: readonly RoleSpec[] = [
     user: { zh: '观众', en: 'viewer' },
     replies: {
       zh: {
-        direction: ['好，看这个跑位：它一路{dir}推进，节奏很稳。📣', '方向很明确，{dir}，全程没有变线。', '{dir}！它{dir}突破，干净利落⚽️'],
-        colour: ['{colour}，这一身{colour}在场上非常显眼。', '是{colour}的，一眼就能认出来。📣'],
-        shape: ['场上的是一个{colour}的{shape}。', '{shape}，{colour}的{shape}，体型很标准。'],
+        direction: ['{dir}推进的，节奏很稳。📣', '{dir}推进的，全程没有变线⚽️'],
+        colour: ['是{colour}的，非常显眼。📣', '是{colour}的，一眼就能认出来。'],
+        shape: ['是{colour}的{shape}，体型很标准。'],
         background: ['场地是{bg}的，没有任何干扰。', '背景是{bg}的，干净的比赛环境。'],
         describe: [
           '我们来复盘一下这{dur}秒。📣 {bg}的场地，只有一名“球员”：一个{colour}的{shape}。开场它就启动，一路{dir}推进，速度均匀，中间有一点小幅度的晃动，但方向始终没有变。到结束的时候，它已经跑到了场地的边缘。简单，但执行得非常完美。⚽️',
-          '总结一下：{bg}的背景，{colour}的{shape}，全程{dir}移动，{dur}秒，没有意外。',
         ],
-        confirm: ['确定。{colour}，{dir}，回放看得很清楚。', '没错，{colour}的，一直{dir}。📣'],
+        confirm: ['确定。是{colour}的，{dir}推进的。📣'],
         chat: ['状态不错，今天的解说准备好了。⚽️', '你好，欢迎来到今天的小动画解说时间。📣'],
       },
       en: {
-        direction: ['And it goes {dir}! Moving {dir} all the way, no hesitation. 📣', 'Clear direction here: moving {dir}, steady pace.', 'Watch the run: it is moving {dir} from kick-off to the final whistle. ⚽️'],
-        colour: ['It is {colour}. That {colour} kit stands out on this pitch.', '{colour}, clearly {colour}. 📣'],
-        shape: ['We have a {colour} {shape} on the field.', 'A {shape}, a {colour} {shape}, compact and quick.'],
+        direction: ['Moving {dir}, steady pace. 📣', 'Moving {dir}, no hesitation. ⚽️'],
+        colour: ['It is {colour}. That kit stands out. 📣', 'It is {colour}, clear on the replay.'],
+        shape: ['It is a {colour} {shape}, compact and quick.'],
         background: ['The pitch is {bg}, nothing else on it.', 'A {bg} background, clean conditions today.'],
         describe: [
-          'Let\'s break down these {dur} seconds. 📣 A {bg} pitch, one player only: a {colour} {shape}. From the start it is moving {dir}, a steady pace, a little wobble in the middle but the line never changes, and by the end it reaches the edge of the frame. Simple, but flawlessly executed. ⚽️',
-          'Summary: {bg} background, {colour} {shape}, moving {dir} for {dur} seconds. No surprises.',
+          'Let\'s go over these {dur} seconds. 📣 A {bg} pitch, one player only: a {colour} {shape}. From the start it is moving {dir}, a steady pace, a little wobble in the middle but the line never changes, and by the end it reaches the edge of the frame. Simple, but flawlessly executed. ⚽️',
         ],
-        confirm: ['Confirmed on the replay: {colour}, moving {dir}.', 'No doubt about it. {colour}, moving {dir}. 📣'],
+        confirm: ['Confirmed on the replay. It is {colour}, moving {dir}. 📣'],
         chat: ['Feeling sharp, ready for today\'s commentary. ⚽️', 'Welcome, welcome! Great to have you here for today\'s match.'],
       },
     },
@@ -187,13 +189,13 @@ export const QUESTIONS: Record<Lang, Record<ReplyKind | 'describe', string[]>> =
 
 /** Kinds of dialogue and their weights; every clip also gets one direction and one colour dialogue. */
 export const DIALOGUE_WEIGHTS: ReadonlyArray<[DialogueKind, number]> = [
-  ['direction', 30],
-  ['colour', 22],
-  ['colour+direction', 14],
-  ['shape', 10],
-  ['background', 8],
-  ['describe', 10],
-  ['chat', 6],
+  ['direction', 32],
+  ['colour', 32],
+  ['colour+direction', 20],
+  ['shape', 5],
+  ['background', 3],
+  ['describe', 4],
+  ['chat', 4],
 ];
 
 /** A tiny seeded generator (mulberry32): same seed, same sequence, on every platform. */

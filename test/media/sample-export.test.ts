@@ -109,6 +109,24 @@ describe('writeSampleExport', () => {
     expect(small.dialogues).toBe(6);
   });
 
+  it('asks mostly about colour and direction, answered in short replies that put the word at a fixed place', () => {
+    // The mix a tiny model can learn from in minutes: where the video-dependent word goes must be easy to learn.
+    const { records: plan, clips } = planSampleExport({ seed: 3, clips: 96 });
+    const dialogues = plan.flatMap((r) => r.dialogues);
+    const firstReplies = plan.flatMap((r) => {
+      const clip = clips.find((c) => c.id === r.id)!;
+      return r.dialogues.map((d) => ({ text: d.turns[1]!.text, lang: r.language, colour: VISUAL_WORDS.colour[clip.colour][r.language], direction: VISUAL_WORDS.direction[clip.direction][r.language] }));
+    });
+    const opensWith = (x: (typeof firstReplies)[number]) =>
+      x.lang === 'en'
+        ? x.text.startsWith(`It is ${x.colour}`) || x.text.startsWith(`Moving ${x.direction}`)
+        : x.text.startsWith(`是${x.colour}的`) || x.text.startsWith(`${x.direction}`);
+    expect(firstReplies.filter(opensWith).length / dialogues.length).toBeGreaterThan(0.7);
+    expect(firstReplies.filter((x) => opensWith(x) && x.text.length > 40)).toEqual([]);
+    // A few long descriptions stay, for realism.
+    expect(firstReplies.filter((x) => x.text.length > 150).length).toBeGreaterThan(0);
+  });
+
   it('is deterministic given the seed', () => {
     expect(planSampleExport({ seed: 3 })).toEqual(planSampleExport({ seed: 3 }));
     expect(planSampleExport({ seed: 3 }).records).toEqual(records);
