@@ -1,7 +1,8 @@
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Turn } from '../../shard/schema.js';
 import type { InputFormat, ParsedItem, SourceRecord } from '../record.js';
+import { readJsonLinesFile as readJsonLines } from './json-input.js';
 
 /**
  * ChatHaruhi-54K (Li et al. 2023; huggingface.co/datasets/silk-road/ChatHaruhi-54K-Role-Playing-Dialogue,
@@ -16,50 +17,6 @@ import type { InputFormat, ParsedItem, SourceRecord } from '../record.js';
  * the user's question, the role's response, then `more_dialogues` in order. Rows with a missing
  * field, an empty text, or a `more_dialogues` entry without a speaker are skipped with the reason.
  */
-
-/** One line of a JSON-lines file: its parsed value, or why it could not be read. */
-export type JsonLine = { line: number; value: unknown } | { line: number; error: string };
-
-/**
- * The lines of a JSONL file as they stream in, each decoded as strict UTF-8 (invalid bytes are a
- * reason to skip that line, not to corrupt its text) and parsed; blank lines are passed over.
- */
-export async function* readJsonLines(file: string): AsyncGenerator<JsonLine> {
-  const decoder = new TextDecoder('utf-8', { fatal: true });
-  let pending: Buffer[] = [];
-  let line = 0;
-  const emit = (bytes: Buffer): JsonLine | null => {
-    line++;
-    let text: string;
-    try {
-      text = decoder.decode(bytes);
-    } catch {
-      return { line, error: 'invalid UTF-8: the line is not valid UTF-8 text' };
-    }
-    if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-    if (text.trim() === '') return null;
-    try {
-      return { line, value: JSON.parse(text) };
-    } catch (err) {
-      return { line, error: `malformed JSON: ${(err as Error).message}` };
-    }
-  };
-  for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) {
-    let start = 0;
-    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, start)) {
-      pending.push(chunk.subarray(start, i));
-      const out = emit(Buffer.concat(pending));
-      pending = [];
-      if (out) yield out;
-      start = i + 1;
-    }
-    if (start < chunk.length) pending.push(chunk.subarray(start));
-  }
-  if (pending.length > 0) {
-    const out = emit(Buffer.concat(pending));
-    if (out) yield out;
-  }
-}
 
 /** The `.jsonl` files of an input: the file itself, or those under a folder (sorted). */
 export async function jsonlFiles(input: string, exclude: (name: string) => boolean = () => false): Promise<string[]> {

@@ -1,7 +1,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { InputFormat, ParsedItem, SourceRecord } from '../record.js';
-import { firstJsonLine, guessLanguage, jsonlFiles, readJsonLines } from './chatharuhi.js';
+import { firstJsonLine, guessLanguage, jsonlFiles } from './chatharuhi.js';
+import { readJsonLinesFile as readJsonLines } from './json-input.js';
 
 /**
  * RoleBench (Wang et al. 2023, RoleLLM; huggingface.co/datasets/ZenMoore/RoleBench): role-specific
