@@ -23,7 +23,7 @@ import { parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { encodeShard } from '../src/shard/write.js';
 import { decodeShard } from '../src/shard/read.js';
-import { float16ToFloat32, float32ToFloat16 } from '../src/shard/float16.js';
+import { float16ToFloat32, float32ToFloat16 } from '../src/util/float16.js';
 import type { FeatureSchema, VideoRow } from '../src/shard/schema.js';
 
 const require = createRequire(import.meta.url);

@@ -49,7 +49,7 @@ export type { ReadShardOptions } from './shard/read.js';
 export { ShardWriter, encodeShard, writeShardFile, DEFAULT_MAX_SHARD_BYTES } from './shard/write.js';
 export type { EncodeShardOptions, FinishedShard, ParquetCompression, ShardWriterOptions } from './shard/write.js';
 export { readShardIndex, writeShardIndex, validateShardIndex, indexLocation } from './shard/index-file.js';
-export { float16ToFloat32, float32ToFloat16 } from './shard/float16.js';
+export { float16ToFloat32, float32ToFloat16 } from './util/float16.js';
 export { convertExport } from './convert/convert.js';
 export type { ConvertOptions, ConvertSummary, OutputFormat } from './convert/convert.js';
 export { mergeDatasets } from './convert/merge.js';

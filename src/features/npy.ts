@@ -6,7 +6,7 @@
  * C order into Float32Array, and writes float32 or float16.
  */
 import { RpvError } from '../util/errors.js';
-import { floatToHalfBits } from '../util/safetensors.js';
+import { fromFloat16Bits, toFloat16Bits } from '../util/float16.js';
 
 export type NpyDType = 'float16' | 'float32' | 'float64';
 
@@ -72,7 +72,7 @@ export function parseNpy(bytes: Uint8Array, where: string): NpyArray {
   const base = dataStart;
   if (kind.dtype === 'float32') for (let i = 0; i < count; i++) data[i] = view.getFloat32(base + 4 * i, little);
   else if (kind.dtype === 'float64') for (let i = 0; i < count; i++) data[i] = view.getFloat64(base + 8 * i, little);
-  else for (let i = 0; i < count; i++) data[i] = halfBitsToFloat(view.getUint16(base + 2 * i, little));
+  else for (let i = 0; i < count; i++) data[i] = fromFloat16Bits(view.getUint16(base + 2 * i, little));
   return { dtype: kind.dtype, shape, data };
 }
 
@@ -95,17 +95,8 @@ export function encodeNpy(data: ArrayLike<number>, shape: number[], dtype: 'floa
   for (let i = 0; i < header.length; i++) out[10 + i] = header.charCodeAt(i);
   for (let i = 0; i < count; i++) {
     if (dtype === 'float32') view.setFloat32(total + 4 * i, data[i]!, true);
-    else view.setUint16(total + 2 * i, floatToHalfBits(data[i]!), true);
+    else view.setUint16(total + 2 * i, toFloat16Bits(data[i]!), true);
   }
   return out;
 }
 
-/** IEEE 754 half-precision bits to a number. */
-export function halfBitsToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 0x1f) return frac ? Number.NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}

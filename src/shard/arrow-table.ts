@@ -20,7 +20,7 @@ import {
   type DataType,
 } from 'apache-arrow';
 import { SHARD_FORMAT_VERSION, type FeatureDType, type FeatureSchema, type VideoRow } from './schema.js';
-import { float32ToFloat16 } from './float16.js';
+import { float32ToFloat16 } from '../util/float16.js';
 
 /** Schema metadata key holding `{version, featureDim, tokensPerFrame, dtype}` as JSON. */
 export const SHARD_METADATA_KEY = 'rpv.schema';

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { DataType, RecordBatch, RecordBatchReader, Table, Type, tableFromIPC, type Data } from 'apache-arrow';
 import { RpvError } from '../util/errors.js';
 import { SHARD_COLUMNS, type Dialogue, type ShardFileFormat, type VideoRow } from './schema.js';
-import { float16ToFloat32 } from './float16.js';
+import { float16ToFloat32 } from '../util/float16.js';
 import { SHARD_METADATA_KEY } from './arrow-table.js';
 import { checkArrowFile } from './arrow-check.js';
 

@@ -10,6 +10,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { RpvError } from './errors.js';
+import { float16ToFloat32, toFloat16Bits } from './float16.js';
 import { writeFileAtomic } from './atomic.js';
 
 /** dtypes rpv decodes. */
@@ -68,52 +69,8 @@ const MAX_HEADER_BYTES = 100_000_000;
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
-let f16Table: Float32Array | null = null;
-/** All 65536 half values as float32, built once. */
-function halfTable(): Float32Array {
-  if (f16Table) return f16Table;
-  const table = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >> 10) & 0x1f;
-    const frac = h & 0x3ff;
-    let v: number;
-    if (exp === 0) v = frac * 2 ** -24;
-    else if (exp === 31) v = frac ? NaN : Infinity;
-    else v = (1 + frac / 1024) * 2 ** (exp - 15);
-    table[h] = sign * v;
-  }
-  f16Table = table;
-  return table;
-}
-
 /** float32 -> IEEE half bits, round to nearest even (as numpy and torch do). */
-export function floatToHalfBits(value: number): number {
-  f32[0] = value;
-  const x = u32[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // Inf / NaN
-  let e = exp - 127 + 15;
-  if (e >= 31) return sign | 0x7c00; // overflow -> Inf
-  if (e <= 0) {
-    // Subnormal half (or zero).
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    const half = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    const rounded = rem > mid || (rem === mid && (half & 1)) ? half + 1 : half;
-    return sign | rounded;
-  }
-  const half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  const rounded = rem > 0x1000 || (rem === 0x1000 && (half & 1)) ? half + 1 : half; // may carry into exp: correct
-  void e;
-  return sign | rounded;
-}
+export { toFloat16Bits as floatToHalfBits } from './float16.js';
 
 /** float32 -> bfloat16 bits, round to nearest even; NaN stays NaN. */
 export function floatToBFloat16Bits(value: number): number {
@@ -135,11 +92,7 @@ function decode(bytes: Uint8Array, dtype: SafetensorsDType, count: number): Floa
     case 'F64':
       return Float32Array.from(new Float64Array(buf, off, count));
     case 'F16': {
-      const src = new Uint16Array(buf, off, count);
-      const table = halfTable();
-      const out = new Float32Array(count);
-      for (let i = 0; i < count; i++) out[i] = table[src[i]];
-      return out;
+      return float16ToFloat32(new Uint16Array(buf, off, count));
     }
     case 'BF16': {
       const src = new Uint16Array(buf, off, count);
@@ -326,7 +279,7 @@ function encode(t: SafetensorsInput, dtype: SafetensorsFloatDType | 'I32', name:
     return new Uint8Array(out.buffer);
   }
   const out = new Uint16Array(count);
-  const conv = dtype === 'F16' ? floatToHalfBits : floatToBFloat16Bits;
+  const conv = dtype === 'F16' ? toFloat16Bits : floatToBFloat16Bits;
   for (let i = 0; i < count; i++) out[i] = conv(data[i]);
   return new Uint8Array(out.buffer);
 }

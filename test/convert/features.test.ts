@@ -3,7 +3,7 @@ import path from 'node:path';
 import { expect, it } from 'vitest';
 import { convertExport } from '../../src/convert/convert.js';
 import { readShardIndex } from '../../src/shard/index-file.js';
-import { float16ToFloat32, float32ToFloat16 } from '../../src/shard/float16.js';
+import { float16ToFloat32, float32ToFloat16 } from '../../src/util/float16.js';
 import { readAllRows, sampleExport, tempDir } from './fixtures.js';
 
 /** A float32 .npy file (format 1.0, C order). */

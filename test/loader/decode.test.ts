@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { float16ToFloat32 } from '../../src/shard/float16.js';
+import { float16ToFloat32 } from '../../src/util/float16.js';
 import { halfToFloat } from '../../src/loader/decode.js';
 
 describe('halfToFloat (the workers float16 -> float32 conversion)', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { float16ToFloat32, float32ToFloat16, fromFloat16Bits, toFloat16Bits } from '../../src/shard/float16.js';
+import { float16ToFloat32, float32ToFloat16, fromFloat16Bits, toFloat16Bits } from '../../src/util/float16.js';
 
 describe('float16', () => {
   it('encodes known values to their IEEE half bit patterns', () => {

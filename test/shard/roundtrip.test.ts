@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { readShard } from '../../src/shard/read.js';
 import { ShardWriter, encodeShard, writeShardFile } from '../../src/shard/write.js';
-import { float16ToFloat32, float32ToFloat16 } from '../../src/shard/float16.js';
+import { float16ToFloat32, float32ToFloat16 } from '../../src/util/float16.js';
 import type { FeatureSchema, VideoRow } from '../../src/shard/schema.js';
 
 const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'rpv-shard-'));
