@@ -1,13 +1,15 @@
 /**
- * `probeVideo`: what a video file holds (duration, size, streams) and whether it is usable,
- * from one ffprobe run. Unusable files throw `MediaError` with a machine-readable `reason`,
- * which the converter records as the skip reason.
+ * `probeVideo`: what a video file holds (duration, size, streams) and whether it is usable:
+ * read in-process from a clean mp4/mov header (`probeMp4`), else from one ffprobe run.
+ * Unusable files throw `MediaError` with a machine-readable `reason`, which the converter
+ * records as the skip reason.
  */
 import { promises as fs } from 'node:fs';
 import { RpvError } from '../util/errors.js';
 import { runCapture } from './run.js';
 
 import { resolveFfmpeg } from './ffmpeg.js';
+import { probeMp4 } from './mp4.js';
 
 /** Why a media file cannot be used. */
 export type MediaErrorReason = 'missing' | 'unreadable' | 'empty' | 'audio-only' | 'truncated' | 'not-media';
@@ -39,8 +41,11 @@ export interface VideoInfo {
   fps?: number;
   /** Video packets actually present in the file (the probe demuxes the whole file). */
   videoPackets?: number;
-  /** Which tool answered: `ffmpeg` when ffprobe crashed on the file. */
-  prober?: 'ffprobe' | 'ffmpeg';
+  /**
+   * Which reader answered: `mp4` (the in-process mp4/mov header reader), `ffprobe`, or `ffmpeg`
+   * when ffprobe crashed on the file.
+   */
+  prober?: 'mp4' | 'ffprobe' | 'ffmpeg';
 }
 
 export interface ProbeOptions {
@@ -50,6 +55,12 @@ export interface ProbeOptions {
    * declare a duration a frame or two past the last packet.
    */
   truncatedToleranceSec?: number;
+  /**
+   * `auto` (default): read a clean mp4/mov header in-process and run ffprobe only for anything
+   * else (other containers, fragmented or damaged files, and every error). `ffprobe`: always
+   * run ffprobe (the answers are the same; for comparisons and benchmarks).
+   */
+  prober?: 'auto' | 'ffprobe';
   signal?: AbortSignal;
 }
 
@@ -70,11 +81,44 @@ interface FfprobeJson {
 }
 
 /**
+ * Probe `file`: from its mp4/mov header when `probeMp4` is sure of every answer (the same
+ * answers ffprobe gives, without a process), else with ffprobe (`probeWithFfprobe`).
+ */
+export async function probeVideo(file: string, options: ProbeOptions = {}): Promise<VideoInfo> {
+  await checkReadableFile(file);
+  if ((options.prober ?? 'auto') === 'auto') {
+    options.signal?.throwIfAborted();
+    const mp4 = await probeMp4(file);
+    if (mp4) {
+      try {
+        return finishProbe(file, {
+          declaredSec: mp4.durationSec,
+          declaredFrames: mp4.videoPackets,
+          packets: mp4.videoPackets,
+          lastEndSec: mp4.lastEndSec,
+          width: mp4.width,
+          height: mp4.height,
+          hasAudio: mp4.hasAudio,
+          codec: mp4.videoCodec,
+          fps: mp4.fps,
+          partialFile: undefined,
+          prober: 'mp4',
+        }, options);
+      } catch (err) {
+        // Let ffprobe judge (and word) whatever the header reader would reject.
+        if (!(err instanceof MediaError)) throw err;
+      }
+    }
+  }
+  return probeWithFfprobe(file, options);
+}
+
+/**
  * Probe `file` with ffprobe. Reads every packet header (demux only, no decode: a few ms for a
  * short clip) so that a file cut short is reported `truncated` even when its header still
  * declares the full duration.
  */
-export async function probeVideo(file: string, options: ProbeOptions = {}): Promise<VideoInfo> {
+export async function probeWithFfprobe(file: string, options: ProbeOptions = {}): Promise<VideoInfo> {
   await checkReadableFile(file);
   const { ffprobePath, ffmpegPath } = await resolveFfmpeg();
   const args = [
@@ -149,7 +193,7 @@ interface ProbeFacts {
   fps: number | undefined;
   /** The demuxer's complaint about a cut file, if any. */
   partialFile: string | undefined;
-  prober: 'ffprobe' | 'ffmpeg';
+  prober: 'mp4' | 'ffprobe' | 'ffmpeg';
 }
 
 /** The truncation checks and the result, shared by both probers. */
