@@ -8,6 +8,7 @@
       "sources": [
         "src/native/addon.cc",
         "src/native/gemm.cc",
+        "src/native/grid.cc",
         "src/native/thread_pool.cc"
       ],
       "cflags_cc!": ["-fno-exceptions"],

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "gemm.h"
+#include "grid.h"
 #include "thread_pool.h"
 
 namespace {
@@ -204,6 +205,40 @@ int clampThreads(double v) {
   return v > 256 ? 256 : static_cast<int>(v);
 }
 
+// gridSums(rgb: Uint8Array, size, cells, out: Float64Array): grid-v1 statistics (grid.cc).
+napi_value GridSums(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  if (argc < 4) return throwError(env, "rpv grid: gridSums(rgb, size, cells, out) needs 4 arguments", true);
+  bool isTyped = false;
+  napi_typedarray_type type;
+  size_t rgbLen = 0, outLen = 0;
+  void* rgbData = nullptr;
+  void* outData = nullptr;
+  if (napi_is_typedarray(env, argv[0], &isTyped) != napi_ok || !isTyped ||
+      napi_get_typedarray_info(env, argv[0], &type, &rgbLen, &rgbData, nullptr, nullptr) != napi_ok ||
+      type != napi_uint8_array) {
+    return throwError(env, "rpv grid: gridSums: rgb must be a Uint8Array", true);
+  }
+  isTyped = false;
+  if (napi_is_typedarray(env, argv[3], &isTyped) != napi_ok || !isTyped ||
+      napi_get_typedarray_info(env, argv[3], &type, &outLen, &outData, nullptr, nullptr) != napi_ok ||
+      type != napi_float64_array) {
+    return throwError(env, "rpv grid: gridSums: out must be a Float64Array", true);
+  }
+  double size = 0, cells = 0;
+  if (napi_get_value_double(env, argv[1], &size) != napi_ok || napi_get_value_double(env, argv[2], &cells) != napi_ok ||
+      !(size >= 1 && size <= 4096 && size == std::floor(size)) || !(cells >= 1 && cells <= 32 && cells == std::floor(cells))) {
+    return throwError(env, "rpv grid: gridSums: size must be an integer from 1 to 4096 and cells from 1 to 32", true);
+  }
+  const size_t s = static_cast<size_t>(size), g = static_cast<size_t>(cells);
+  if (rgbLen != s * s * 3) return throwError(env, "rpv grid: gridSums: rgb must hold size * size * 3 bytes", true);
+  if (outLen < 7 * g * g + 9) return throwError(env, "rpv grid: gridSums: out must hold 7 * cells^2 + 9 numbers", true);
+  rpv::gridSums(static_cast<const uint8_t*>(rgbData), static_cast<int>(s), static_cast<int>(g), static_cast<double*>(outData));
+  return nullptr;
+}
+
 napi_value SetThreads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -319,6 +354,7 @@ NAPI_MODULE_INIT() {
   } fns[] = {
       {"gemm", Gemm},           {"setThreads", SetThreads}, {"threads", Threads},
       {"isa", GetIsa},          {"setIsa", SetIsa},         {"detectedIsa", DetectedIsa},
+      {"gridSums", GridSums},
   };
   for (const Fn& f : fns) {
     napi_value fn;

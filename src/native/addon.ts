@@ -1,7 +1,8 @@
 /**
- * Finding and loading rpv's native GEMM addon (build/Release/rpv_matmul.node, built by
- * `npm install` through src/native/build.mjs). Loading never throws: a missing or broken binary
- * gives `{ addon: null, reason }` so callers can fall back to tfjs-wasm's own kernels.
+ * Finding and loading rpv's native addon (build/Release/rpv_matmul.node, built by `npm install`
+ * through src/native/build.mjs): the GEMM and the grid encoder's frame statistics. Loading never
+ * throws: a missing or broken binary gives `{ addon: null, reason }` so callers fall back to
+ * tfjs-wasm's own kernels and to the JS grid statistics.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -29,6 +30,8 @@ export interface NativeAddon {
   detectedIsa(): MatmulIsa;
   /** Length of the params array gemm expects. */
   paramCount: number;
+  /** grid-v1 frame statistics (src/native/grid.cc); absent from addons built before it. */
+  gridSums?(rgb: Uint8Array, size: number, cells: number, out: Float64Array): void;
 }
 
 /** Positions in gemm's Float64Array of parameters; mirrors `enum Param` in addon.cc. */

@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridEncoder, createEncoder, extractFrames, probeVideo, resolveFfmpeg, sampleFrameTimes } from '../../src/index.js';
-import { GRID_CELL_FEATURES, GRID_FRAME_FEATURES } from '../../src/features/grid.js';
+import { GRID_CELL_FEATURES, GRID_FRAME_FEATURES, gridSumsJs } from '../../src/features/grid.js';
+import { loadNativeAddon } from '../../src/native/addon.js';
 import { buildClipArgs } from '../../src/media/sample-export.js';
 import { ffmpeg } from '../media/helpers.js';
 
@@ -69,6 +70,40 @@ describe('grid-v1 encoder', () => {
     g.fill(255, 9, 12);
     const one = await new GridEncoder({ cells: 1 }).encode([g], 2);
     expect(Array.from(one.subarray(0, 7))).toEqual([0, 0, 0, 1, 1, 0, 1]);
+  });
+
+  it('gives the same features from the native kernel and from JS, to the bit', async () => {
+    const { addon, reason } = loadNativeAddon();
+    if (!addon) {
+      // Without a compiler the addon is not built; CI builds it (npm ci runs the install script).
+      console.warn(`grid native kernel not checked: ${reason}`);
+      return;
+    }
+    let seed = 7;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 16) & 255;
+    for (const size of [1, 3, 7, 32, 61, 224]) {
+      // Noise, a flat frame with a square (long runs), and black/white speckle.
+      const frames = [0, 1, 2].map((kind) => {
+        const f = new Uint8Array(size * size * 3);
+        for (let i = 0; i < f.length; i++) f[i] = kind === 0 ? rnd() : kind === 1 ? (i % 3) * 70 + ((i / 3) % size > size / 2 ? 100 : 0) : (rnd() & 1) * 255;
+        return f;
+      });
+      for (const cells of [1, 2, 4, 5, 32]) {
+        for (const tokens of ['frame', 'cell'] as const) {
+          const js = new GridEncoder({ cells, tokens, kernel: 'js' }).encodeSync(frames, size);
+          const native = new GridEncoder({ cells, tokens, kernel: 'native' }).encodeSync(frames, size);
+          expect([size, cells, tokens, Buffer.from(native.buffer).equals(Buffer.from(js.buffer))]).toEqual([size, cells, tokens, true]);
+        }
+        const a = new Float64Array(7 * cells * cells + 9);
+        const b = new Float64Array(7 * cells * cells + 9);
+        gridSumsJs(frames[0]!, size, cells, a);
+        addon.gridSums!(frames[0]!, size, cells, b);
+        expect(Array.from(b)).toEqual(Array.from(a));
+      }
+    }
+    expect(() => addon.gridSums!(new Uint8Array(10), 4, 2, new Float64Array(37))).toThrow('rgb must hold size * size * 3 bytes');
+    expect(() => addon.gridSums!(new Uint8Array(48), 4, 2, new Float64Array(3))).toThrow('out must hold 7 * cells^2 + 9 numbers');
+    expect(new GridEncoder().kernel).toBe('native');
   });
 
   it('separates colours and positions of a shape', async () => {
