@@ -1,4 +1,5 @@
 import { RpvError, errorMessage } from '../util/errors.js';
+import { Semaphore } from '../util/semaphore.js';
 import { hashRequest, type JudgeCache } from './cache.js';
 
 /**
@@ -106,8 +107,7 @@ export class JudgeClient {
     apiKey: string | null;
     onRetry?: JudgeClientOptions['onRetry'];
   };
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
+  private readonly slots: Semaphore;
 
   constructor({
     baseUrl,
@@ -144,6 +144,7 @@ export class JudgeClient {
       cache,
       onRetry,
     };
+    this.slots = new Semaphore(this.options.concurrency);
   }
 
   /** The request body sent for `messages` (also what the cache key hashes). */
@@ -170,7 +171,7 @@ export class JudgeClient {
     const { maxRetries } = this.options;
     for (let attempt = 0; ; attempt++) {
       let error: RetryableError;
-      await this.acquire();
+      await this.slots.acquire();
       try {
         return await this.callOnce(body);
       } catch (err) {
@@ -180,7 +181,7 @@ export class JudgeClient {
         }
         error = err;
       } finally {
-        this.release();
+        this.slots.release();
       }
       if (attempt >= maxRetries) {
         this.stats.failed++;
@@ -245,20 +246,6 @@ export class JudgeClient {
     this.stats.promptTokens += reply.usage?.prompt_tokens ?? 0;
     this.stats.completionTokens += reply.usage?.completion_tokens ?? 0;
     return content;
-  }
-
-  private async acquire(): Promise<void> {
-    if (this.active < this.options.concurrency) {
-      this.active++;
-      return;
-    }
-    await new Promise<void>((resolve) => this.waiting.push(resolve));
-  }
-
-  private release(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.active--;
   }
 }
 
