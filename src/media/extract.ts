@@ -11,12 +11,15 @@
  *
  * The selection happens inside ffmpeg (`select` with an expression over the requested times), so
  * only the chosen frames are scaled and piped; `showinfo` reports each chosen frame's timestamp
- * on stderr so several requested times falling on the same frame are mapped exactly.
+ * on stderr so several requested times falling on the same frame are mapped exactly. The frames
+ * just before the last time (the fallback for a stream ending before it) are selected only in a
+ * second pass, run when the first one finds no frame at or after the last time: in the usual case
+ * they would all be scaled, converted and piped for nothing.
  */
 import { RpvError } from '../util/errors.js';
 import { describeFfmpeg, resolveFfmpeg } from './ffmpeg.js';
 import { MediaError, checkReadableFile, looksLikeMp4 } from './probe.js';
-import { runBinary } from './run.js';
+import { runBinary, runBinaryOutputs } from './run.js';
 
 export interface ExtractOptions {
   /** Output frames are frameSize x frameSize RGB24. */
@@ -27,11 +30,15 @@ export interface ExtractOptions {
   endToleranceSec?: number;
   /** Kill ffmpeg and reject when aborted. */
   signal?: AbortSignal;
+  /** The caller has just checked the file is a readable, non-empty file (the probe does): skip that. */
+  checked?: boolean;
 }
 
-export interface BuildExtractArgsOptions extends Omit<ExtractOptions, 'signal'> {
+export interface BuildExtractArgsOptions extends Omit<ExtractOptions, 'signal' | 'checked'> {
   /** `pipe` (default): raw RGB24 frames on stdout. `null`: decode and select but write nothing (benchmarks). */
   output?: 'pipe' | 'null';
+  /** Also select the frames in the `endToleranceSec` before the last time. Default false. */
+  tail?: boolean;
   /**
    * The option that stops ffmpeg duplicating or dropping frames: `-fps_mode` (ffmpeg >= 5.1) or
    * `-vsync` (older, deprecated since). Default `-vsync`; `extractFrames` picks from the version.
@@ -52,13 +59,18 @@ function quantize(t: number): number {
   return Number(t.toFixed(6));
 }
 
-/** The ffmpeg select expression keeping the first frame at or after each time (and the tail window). */
-export function buildSelectExpression(timesSec: readonly number[], endToleranceSec: number): string {
+/**
+ * The ffmpeg select expression keeping the first frame at or after each time; with `tail`, also
+ * every frame in the `endToleranceSec` before the last time (the fallback when the stream ends
+ * before reaching it).
+ */
+export function buildSelectExpression(timesSec: readonly number[], endToleranceSec: number, tail = true): string {
   const prev = 'if(isnan(prev_t),-1,prev_t)';
   const terms = [...new Set(timesSec.map(quantize))].map((t) => `lte(${t},t)*gt(${t},${prev})`);
-  const last = quantize(timesSec[timesSec.length - 1]!);
-  // Frames just before the last time: the fallback if the stream ends before reaching it.
-  terms.push(`gte(t,${quantize(last - endToleranceSec)})*lt(t,${last})`);
+  if (tail) {
+    const last = quantize(timesSec[timesSec.length - 1]!);
+    terms.push(`gte(t,${quantize(last - endToleranceSec)})*lt(t,${last})`);
+  }
   return `gt(${terms.join('+')},0)`;
 }
 
@@ -67,7 +79,7 @@ export function buildExtractArgs(file: string, timesSec: readonly number[], opti
   checkTimes(file, timesSec);
   const { frameSize, threads = 1, endToleranceSec = 1, output = 'pipe' } = options;
   checkFrameSize(frameSize);
-  const select = buildSelectExpression(timesSec, endToleranceSec);
+  const select = buildSelectExpression(timesSec, endToleranceSec, options.tail ?? false);
   const filter = `setpts=PTS-STARTPTS,select='${select}',showinfo,scale=${frameSize}:${frameSize}:flags=area`;
   return [
     '-hide_banner', '-nostdin', '-nostats', '-loglevel', 'info',
@@ -87,17 +99,22 @@ export function buildExtractArgs(file: string, timesSec: readonly number[], opti
 export async function extractFrames(file: string, timesSec: readonly number[], options: ExtractOptions): Promise<Uint8Array[]> {
   checkTimes(file, timesSec);
   if (timesSec.length === 0) return [];
-  await checkReadableFile(file);
+  if (!options.checked) await checkReadableFile(file);
   const { ffmpeg } = await describeFfmpeg();
   const endToleranceSec = options.endToleranceSec ?? 1;
-  const args = buildExtractArgs(file, timesSec, { ...options, fpsModeFlag: fpsModeFlagFor(ffmpeg.version) });
+  const fpsModeFlag = fpsModeFlagFor(ffmpeg.version);
   const frameBytes = options.frameSize * options.frameSize * 3;
-  const { code, signal, stdout, stderr } = await runBinary(ffmpeg.path, args, options.signal);
-  const decoded = parseShowinfo(stderr);
-  if (code !== 0) throw await classifyFailure(file, stderr, code, signal);
-  if (stdout.length !== decoded.length * frameBytes) {
-    throw new RpvError(`extract: ${file}: ffmpeg wrote ${stdout.length} bytes for ${decoded.length} frames of ${frameBytes} bytes`);
+  const lastT = quantize(timesSec[timesSec.length - 1]!);
+  let run = await extractPass(ffmpeg.path, file, buildExtractArgs(file, timesSec, { ...options, fpsModeFlag }), frameBytes, options.signal);
+  if (run.decoded.length === 0 || run.decoded[run.decoded.length - 1]! < lastT) {
+    // No frame at or after the last time: decode again keeping the frames just before it.
+    run = await extractPass(ffmpeg.path, file, buildExtractArgs(file, timesSec, { ...options, fpsModeFlag, tail: true }), frameBytes, options.signal);
   }
+  return pickFrames(file, timesSec, run.decoded, run.stdout, frameBytes, endToleranceSec);
+}
+
+/** For each requested time, the view of the first selected frame at or after it (see the module comment). */
+function pickFrames(file: string, timesSec: readonly number[], decoded: number[], stdout: Buffer, frameBytes: number, endToleranceSec: number): Uint8Array[] {
   if (decoded.length === 0) {
     throw new MediaError(file, 'truncated', `no frame decoded at or after ${quantize(timesSec[0]!)} s`);
   }
@@ -108,15 +125,111 @@ export async function extractFrames(file: string, timesSec: readonly number[], o
     while (j < decoded.length && decoded[j]! < t) j++;
     let index = j;
     if (j === decoded.length) {
-      const lastT = decoded[decoded.length - 1]!;
-      if (t - lastT > endToleranceSec) {
+      const lastDecoded = decoded[decoded.length - 1]!;
+      if (t - lastDecoded > endToleranceSec) {
         throw new MediaError(file, 'truncated', `no frame at or after ${t.toFixed(2)} s nor in the ${endToleranceSec} s before it: the video ends early`);
       }
       index = decoded.length - 1;
     }
-    frames.push(stdout.subarray(index * frameBytes, (index + 1) * frameBytes).slice());
+    // Views of ffmpeg's output (read-only by the encoders): no copy.
+    frames.push(stdout.subarray(index * frameBytes, (index + 1) * frameBytes));
   }
   return frames;
+}
+
+/** One ffmpeg run: the selected frames' timestamps (from showinfo) and their RGB24 bytes. */
+async function extractPass(bin: string, file: string, args: string[], frameBytes: number, signal?: AbortSignal): Promise<{ decoded: number[]; stdout: Buffer }> {
+  const { code, signal: killedBy, stdout, stderr } = await runBinary(bin, args, signal);
+  const decoded = parseShowinfo(stderr);
+  if (code !== 0) throw await classifyFailure(file, stderr, code, killedBy);
+  if (stdout.length !== decoded.length * frameBytes) {
+    throw new RpvError(`extract: ${file}: ffmpeg wrote ${stdout.length} bytes for ${decoded.length} frames of ${frameBytes} bytes`);
+  }
+  return { decoded, stdout };
+}
+
+/** One video of a batch: its file and the times to extract. */
+export interface ExtractItem {
+  file: string;
+  timesSec: readonly number[];
+}
+
+/** ffmpeg arguments decoding several videos in one process, video k's frames on file descriptor 3 + k. */
+export function buildBatchExtractArgs(items: readonly ExtractItem[], options: Omit<BuildExtractArgsOptions, 'tail'>): string[] {
+  const { frameSize, threads = 1, endToleranceSec = 1, output = 'pipe' } = options;
+  checkFrameSize(frameSize);
+  const inputs: string[] = [];
+  const chains: string[] = [];
+  const outputs: string[] = [];
+  items.forEach(({ file, timesSec }, k) => {
+    checkTimes(file, timesSec);
+    inputs.push('-threads', String(threads), '-i', file);
+    const select = buildSelectExpression(timesSec, endToleranceSec, false);
+    chains.push(`[${k}:v:0]setpts=PTS-STARTPTS,select='${select}',showinfo@v${k},scale=${frameSize}:${frameSize}:flags=area[o${k}]`);
+    outputs.push('-map', `[o${k}]`, options.fpsModeFlag ?? '-vsync', 'passthrough',
+      ...(output === 'null' ? ['-f', 'null', '-'] : ['-f', 'rawvideo', '-pix_fmt', 'rgb24', `pipe:${3 + k}`]));
+  });
+  return ['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'info', ...inputs, '-filter_complex', chains.join(';'), ...outputs];
+}
+
+/**
+ * `extractFrames` for several videos in one ffmpeg process: the same frames, with one process
+ * start (and one fork of this process) for the whole batch instead of one per video, which for
+ * short clips is a large share of the work. Each item gets its frames or the `MediaError` that
+ * `extractFrames` would throw for it alone: when the batch run fails as a whole (a file ffmpeg
+ * cannot open, a crash) or an item needs the tail frames before its last time, those items are
+ * extracted again one by one, so a bad file never costs the others their frames or changes them.
+ */
+export async function extractFramesBatch(items: readonly ExtractItem[], options: ExtractOptions): Promise<Array<Uint8Array[] | MediaError>> {
+  const alone = async (item: ExtractItem): Promise<Uint8Array[] | MediaError> => {
+    try {
+      return await extractFrames(item.file, item.timesSec, options);
+    } catch (err) {
+      if (err instanceof MediaError) return err;
+      throw err;
+    }
+  };
+  const unreadable = new Map<ExtractItem, MediaError>();
+  if (!options.checked) {
+    for (const item of items) {
+      await checkReadableFile(item.file).catch((err: unknown) => {
+        if (!(err instanceof MediaError)) throw err;
+        unreadable.set(item, err);
+      });
+    }
+  }
+  const batch = items.filter((item) => item.timesSec.length > 0 && !unreadable.has(item));
+  if (batch.length <= 1) return Promise.all(items.map((item) => unreadable.get(item) ?? alone(item)));
+  const { ffmpeg } = await describeFfmpeg();
+  const endToleranceSec = options.endToleranceSec ?? 1;
+  const frameBytes = options.frameSize * options.frameSize * 3;
+  const args = buildBatchExtractArgs(batch, { ...options, fpsModeFlag: fpsModeFlagFor(ffmpeg.version) });
+  const { code, signal, outputs, stderr } = await runBinaryOutputs(ffmpeg.path, args, batch.length, options.signal);
+  const decoded = parseShowinfoBatch(stderr, batch.length);
+  const byItem = new Map<ExtractItem, Uint8Array[] | null>();
+  if (code === 0 && signal === null) {
+    batch.forEach((item, k) => {
+      const times = decoded[k]!;
+      const bytes = outputs[k]!;
+      const lastT = quantize(item.timesSec[item.timesSec.length - 1]!);
+      // Anything short of a clean answer for this item: it is redone alone.
+      if (bytes.length !== times.length * frameBytes || times.length === 0 || times[times.length - 1]! < lastT) return byItem.set(item, null);
+      byItem.set(item, pickFrames(item.file, item.timesSec, times, bytes, frameBytes, endToleranceSec));
+    });
+  }
+  const results: Array<Uint8Array[] | MediaError> = [];
+  for (const item of items) results.push(unreadable.get(item) ?? byItem.get(item) ?? (await alone(item)));
+  return results;
+}
+
+/** `parseShowinfo` for a batch: the kept frames' timestamps of video k, from `showinfo@v<k>`. */
+export function parseShowinfoBatch(stderr: string, count: number): number[][] {
+  const lines: string[][] = Array.from({ length: count }, () => []);
+  for (const line of stderr.split('\n')) {
+    const m = /^\[showinfo@v(\d+) @/.exec(line);
+    if (m && Number(m[1]) < count) lines[Number(m[1])]!.push(line.replace(/^\[showinfo@v\d+/, '[Parsed_showinfo'));
+  }
+  return lines.map((l) => parseShowinfo(l.join('\n')));
 }
 
 /** Decode the first frame of an image (jpg, png, webp, ...) or video as one RGB24 frame. */

@@ -1,4 +1,8 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { RpvError } from '../util/errors.js';
 
 export interface RunResult {
@@ -29,6 +33,70 @@ export function runBinary(bin: string, args: string[], signal?: AbortSignal): Pr
       else resolve({ code, signal: killedBy, stdout: Buffer.concat(chunks), stderr });
     });
   });
+}
+
+/**
+ * `runBinary` for a tool writing `count` outputs on file descriptors 3 .. 3 + count - 1 (stdout
+ * unused), each collected as one buffer. The descriptors are anonymous files (created and
+ * unlinked at once, in /dev/shm when there is one, else the temp folder), not pipes: the tool
+ * writes at its own pace and each output is read back with one read into one buffer, instead of
+ * in 64 KiB chunks joined at the end. Nothing is left on disk, whatever happens.
+ */
+export async function runBinaryOutputs(bin: string, args: string[], count: number, signal?: AbortSignal): Promise<Omit<RunResult, 'stdout'> & { outputs: Buffer[] }> {
+  if (signal?.aborted) throw abortError(signal);
+  const fds: number[] = [];
+  try {
+    const dir = scratchDir();
+    for (let k = 0; k < count; k++) {
+      const name = path.join(dir, `.rpv-${process.pid}-${randomBytes(6).toString('hex')}.out`);
+      fds.push(fs.openSync(name, 'wx+', 0o600));
+      fs.unlinkSync(name);
+    }
+    const { code, killedBy, stderr } = await new Promise<{ code: number | null; killedBy: NodeJS.Signals | null; stderr: string }>((resolve, reject) => {
+      const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe', ...fds] });
+      let stderr = '';
+      child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+      const onAbort = () => child.kill('SIGKILL');
+      signal?.addEventListener('abort', onAbort, { once: true });
+      child.on('error', (err) => {
+        signal?.removeEventListener('abort', onAbort);
+        reject(new RpvError(`cannot run ${bin}: ${err.message}`, { cause: err }));
+      });
+      child.on('close', (code, killedBy) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (signal?.aborted) reject(abortError(signal));
+        else resolve({ code, killedBy, stderr });
+      });
+    });
+    const outputs = fds.map((fd) => {
+      const size = fs.fstatSync(fd).size;
+      const buf = Buffer.allocUnsafeSlow(size);
+      let done = 0;
+      while (done < size) {
+        const n = fs.readSync(fd, buf, done, size - done, done);
+        if (n === 0) break;
+        done += n;
+      }
+      return buf.subarray(0, done);
+    });
+    return { code, signal: killedBy, outputs, stderr };
+  } finally {
+    for (const fd of fds) fs.closeSync(fd);
+  }
+}
+
+let scratch: string | undefined;
+/** Where anonymous output files go: /dev/shm (memory) when writable, else the temp folder. */
+function scratchDir(): string {
+  if (scratch === undefined) {
+    try {
+      fs.accessSync('/dev/shm', fs.constants.W_OK);
+      scratch = '/dev/shm';
+    } catch {
+      scratch = os.tmpdir();
+    }
+  }
+  return scratch;
 }
 
 /** The same with stdout decoded as UTF-8 text (ffprobe's JSON). */

@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MediaError, buildExtractArgs, extractFrames, extractImage, resolveFfmpeg, sampleFrameTimes } from '../../src/index.js';
-import { fpsModeFlagFor } from '../../src/media/extract.js';
+import { extractFramesBatch, fpsModeFlagFor, parseShowinfoBatch } from '../../src/media/extract.js';
 import { colourName, ffmpeg, makeColourSteps, meanColour, tempDir } from './helpers.js';
 
 let dir: string;
@@ -92,6 +92,57 @@ describe('extractFrames', () => {
     const { ffmpegPath } = await resolveFfmpeg();
     const code = await new Promise<number | null>((resolve) => spawn(ffmpegPath, args, { stdio: 'ignore' }).on('close', resolve));
     expect(code).toBe(0);
+  });
+});
+
+describe('extractFramesBatch', () => {
+  it('gives every video of a batch the frames (or the error) it gets alone, and leaves no files', async () => {
+    const steps2 = path.join(dir, 'steps-bf.mp4');
+    await makeColourSteps(steps2, ['-preset', 'medium', '-bf', '3']);
+    const notes = path.join(dir, 'notes.mp4');
+    await fs.writeFile(notes, 'not a video\n'.repeat(50));
+    const items = [
+      { file: steps, timesSec: [0.5, 1.5, 2.5, 3.5] },
+      { file: steps2, timesSec: [0.25, 1.0, 1.0, 3.95] }, // 3.95: past the last frame (the tail pass)
+      { file: path.join(dir, 'missing.mp4'), timesSec: [1] },
+      { file: steps, timesSec: [0.5, 6] }, // ends early
+      { file: steps, timesSec: [] },
+      { file: steps2, timesSec: sampleFrameTimes(4) },
+    ];
+    const shmBefore = await fs.readdir('/dev/shm').catch(() => []);
+    const batched = await extractFramesBatch(items, { frameSize: 8 });
+    const alone = await Promise.all(items.map((it) => extractFrames(it.file, it.timesSec, { frameSize: 8 }).catch((err: unknown) => err)));
+    expect(batched).toHaveLength(items.length);
+    batched.forEach((got, k) => {
+      const want = alone[k];
+      if (want instanceof MediaError) {
+        expect([k, (got as MediaError).message]).toEqual([k, want.message]);
+      } else {
+        expect([k, (got as Uint8Array[]).map((f) => Buffer.from(f).toString('hex'))]).toEqual([k, (want as Uint8Array[]).map((f) => Buffer.from(f).toString('hex'))]);
+      }
+    });
+    expect((batched[0] as Uint8Array[]).map(colourName)).toEqual(['red', 'green', 'blue', 'white']);
+    expect((batched[1] as Uint8Array[]).map(colourName)).toEqual(['red', 'green', 'green', 'white']);
+    expect((batched[2] as MediaError).reason).toBe('missing');
+    expect((batched[3] as MediaError).reason).toBe('truncated');
+    expect(batched[4]).toEqual([]);
+    // A file ffmpeg cannot open fails the batch run: every video is redone alone, same answers.
+    const withBad = await extractFramesBatch([items[0]!, { file: notes, timesSec: [1] }, items[5]!], { frameSize: 8 });
+    expect((withBad[1] as MediaError).reason).toBe('not-media');
+    expect((withBad[0] as Uint8Array[]).map(colourName)).toEqual(['red', 'green', 'blue', 'white']);
+    expect((withBad[2] as Uint8Array[]).map(colourName)).toEqual(['red', 'green', 'blue', 'white']);
+    expect((await fs.readdir('/dev/shm').catch(() => [])).filter((n) => n.startsWith('.rpv-'))).toEqual(shmBefore.filter((n) => n.startsWith('.rpv-')));
+  });
+
+  it('attributes showinfo lines to their video', () => {
+    const log = [
+      '[showinfo@v1 @ 0x1] config in time_base: 1/10, frame_rate: 10/1',
+      '[showinfo@v0 @ 0x2] config in time_base: 1/1000, frame_rate: 25/1',
+      '[showinfo@v1 @ 0x1] n:   0 pts:      5 pts_time:0.5 pos: 48 fmt:yuv420p',
+      '[showinfo@v0 @ 0x2] n:   0 pts:   1040 pts_time:1.04 pos: 48 fmt:yuv420p',
+      '[showinfo@v1 @ 0x1] n:   1 pts:     25 pts_time:2.5 pos: 99 fmt:yuv420p',
+    ].join('\n');
+    expect(parseShowinfoBatch(log, 3)).toEqual([[1.04], [0.5, 2.5], []]);
   });
 });
 
