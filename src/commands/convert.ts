@@ -16,6 +16,7 @@ interface ConvertArgs {
   encoder: string;
   features?: string;
   workers: number;
+  batch?: number;
   'max-shard-bytes': string;
   compression: 'zstd' | 'snappy' | 'none';
   part?: string;
@@ -61,7 +62,8 @@ export const command: CommandModule<object, ConvertArgs> = {
       .option('frame-size', { type: 'number', default: 224, describe: 'Frames are scaled to N x N before encoding' })
       .option('encoder', { type: 'string', default: 'grid', describe: 'Frame encoder: grid, grid:cells=N[,tokens=frame|cell], tfjs:<folder>' })
       .option('features', { type: 'string', describe: 'Folder of precomputed features (<video id>.npy|.safetensors) instead of an encoder' })
-      .option('workers', { type: 'number', default: os.availableParallelism(), describe: 'Videos converted at once' })
+      .option('workers', { type: 'number', default: os.availableParallelism(), describe: 'ffmpeg processes at once (each decodes a batch of videos)' })
+      .option('batch', { type: 'number', describe: 'Videos per ffmpeg process (consecutive, up to 120 s of video); 1 = one process per video [default: 8, fewer for large frames]' })
       .option('max-shard-bytes', { type: 'string', default: '256MiB', describe: 'Rotate shards at this size (Arrow size of the rows)' })
       .option('compression', { choices: ['zstd', 'snappy', 'none'] as const, default: 'zstd' as const, describe: 'Parquet compression' })
       .option('part', { type: 'string', describe: 'Convert part i of N (i from 0), by hash of the video: i/N; join parts with rpv merge' })
@@ -101,6 +103,7 @@ export const command: CommandModule<object, ConvertArgs> = {
         encoder: args.encoder,
         features: args.features,
         workers: args.workers,
+        batch: args.batch,
         maxShardBytes: parseBytes(args['max-shard-bytes']),
         compression: args.compression,
         part: args.part,

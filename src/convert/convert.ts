@@ -16,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { RpvError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
+import { Semaphore } from '../util/semaphore.js';
 import { SHARD_COLUMNS, SHARD_FORMAT_NAME, SHARD_FORMAT_VERSION } from '../shard/schema.js';
 import type { FeatureDType, FeatureSchema, SamplingSettings, ShardFileFormat, ShardIndex, SkipRecord, VideoRow } from '../shard/schema.js';
 import { DEFAULT_MAX_SHARD_BYTES, ShardWriter, type ParquetCompression } from '../shard/write.js';
@@ -25,7 +26,7 @@ import { detectInputFormat, getInputFormat, inputRoot } from './formats/index.js
 import { groupKeyOf, groupRecords, parsePart, partOfKey, skipCategory, type Part, type VideoGroup } from './group.js';
 import { JOURNAL_FILE, writeJournal } from './journal.js';
 import { inputFilesFingerprint, prepareOutput } from './output.js';
-import { finishGroup, precomputedSchema, prepareGroup, type GroupContext, type Prepared } from './stages.js';
+import { finishBatch, precomputedSchema, prepareGroup, type GroupContext, type Prepared } from './stages.js';
 
 export type OutputFormat = ShardFileFormat | 'both';
 
@@ -57,8 +58,15 @@ export interface ConvertOptions {
   encoder?: string;
   /** Folder of precomputed features (`<video id>.npy|.safetensors`) used instead of an encoder. */
   features?: string;
-  /** Videos converted at once. Default: the number of cores. */
+  /** ffmpeg processes at once. Default: the number of cores. */
   workers?: number;
+  /**
+   * Videos decoded by one ffmpeg process (consecutive ones, up to 120 s of video in all); 1 gives
+   * one process per video. Default 8, fewer when their frames would pass 256 MiB. Batches shrink
+   * towards the end of a run (each takes at most its share of the videos left), so that the last
+   * ones keep every worker busy.
+   */
+  batch?: number;
   /** Rotate shards before the rows' Arrow size would pass this. Default 256 MiB. */
   maxShardBytes?: number;
   /** Parquet compression. Default `zstd`. */
@@ -102,6 +110,15 @@ export interface ConvertSummary {
 }
 
 const DEFAULT_FRAME_SIZE = 224;
+/** A batch stops growing at this much video: starting a process costs little next to decoding it. */
+const BATCH_MAX_SEC = 120;
+/** Bound on a batch's decoded frames in memory. */
+const BATCH_MAX_BYTES = 256 * 1024 * 1024;
+
+/** Videos per ffmpeg process: 8, fewer when 8 videos' frames would pass BATCH_MAX_BYTES. */
+function defaultBatch(frameSize: number, maxFrames: number): number {
+  return Math.max(1, Math.min(8, Math.floor(BATCH_MAX_BYTES / (maxFrames * frameSize * frameSize * 3))));
+}
 
 /** Convert an export to shards; see the module comment. */
 export async function convertExport(options: ConvertOptions): Promise<ConvertSummary> {
@@ -233,10 +250,18 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
   // 5. Convert the videos, `workers` at a time, writing rows in input order.
   const progress = new Progress({ label: 'convert', total: todo.length, unit: 'videos', stream: options.progress ? process.stderr : null });
   const mediaSkips = new Map<number, SkipRecord[]>();
-  const ctx: GroupContext = { root, frameSize, sampling, encoder, features: featuresDir, schema, missingMedia, signal: options.signal };
-  const window = workers * 4 + 8;
+  // `workers` ffmpeg extractions at a time; twice as many groups in flight, so a group encoding
+  // its frames (on this thread) never holds up the next extraction.
+  const ctx: GroupContext = { root, frameSize, sampling, encoder, features: featuresDir, schema, missingMedia, signal: options.signal, extractSlots: new Semaphore(workers) };
+  const lanes = workers * 2;
+  const batch = options.batch ?? defaultBatch(frameSize, sampling.maxFrames);
+  if (!(Number.isInteger(batch) && batch >= 1)) throw new RpvError(`convert: --batch must be an integer >= 1; got ${batch}`);
+  // Guided batches: a lane takes at most its share of what is left, so batches shrink towards
+  // the end and the last ones do not leave workers idle.
+  const batchNow = () => Math.max(1, Math.min(batch, Math.ceil((todo.length - nextToStart) / (2 * workers))));
+  const window = lanes * batch * 2 + 8;
   const results = new Map<number, VideoRow | SkipRecord[]>();
-  // Probes run ahead of extraction (up to `workers` videos), so ffprobe's latency hides behind
+  // Probes run ahead of extraction (up to `lanes` videos), so ffprobe's latency hides behind
   // the ffmpeg decoding of earlier videos.
   const prepared = new Map<number, Promise<Prepared>>();
   const prepare = (i: number) => {
@@ -270,35 +295,64 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
     }
   };
 
+  // A lane takes consecutive groups, up to `batch` videos and BATCH_MAX_SEC of video, extracts
+  // them in one ffmpeg process, encodes them and hands the rows to the writer.
   const runWorker = async () => {
     while (!aborted()) {
-      while (nextToStart - nextToWrite >= window && !aborted()) await new Promise<void>((r) => waiters.push(r));
-      if (aborted()) return;
-      const i = nextToStart++;
-      if (i >= todo.length) return;
-      for (let k = i; k <= i + workers; k++) prepare(k);
-      let result: VideoRow | SkipRecord[];
+      const taken: number[] = [];
+      const readies: Exclude<Prepared, { kind: 'error' }>[] = [];
+      let videos = 0;
+      let seconds = 0;
+      const cap = batchNow();
       try {
-        const ready = await prepared.get(i)!;
-        prepared.delete(i);
-        if (ready.kind === 'error') throw ready.err;
-        result = await finishGroup(ready, ctx);
+        while (taken.length === 0 || (videos < cap && seconds < BATCH_MAX_SEC)) {
+          if (aborted() || nextToStart >= todo.length) break;
+          if (nextToStart - nextToWrite >= window) {
+            // A lane holding groups never waits for room: it may hold the next group to write.
+            if (taken.length > 0) break;
+            await new Promise<void>((r) => waiters.push(r));
+            continue;
+          }
+          const i = nextToStart++;
+          taken.push(i);
+          for (let k = i; k <= i + lanes * batch && k < todo.length; k++) prepare(k);
+          const ready = await prepared.get(i)!;
+          prepared.delete(i);
+          if (ready.kind === 'error') throw ready.err;
+          readies.push(ready);
+          if (ready.kind === 'video' && !ready.image) {
+            videos++;
+            seconds += ready.durationSec ?? 0;
+          }
+        }
       } catch (err) {
         if (options.signal?.aborted) return;
         fail(err);
         return;
       }
-      if (Array.isArray(result) && options.strict) {
-        fail(new RpvError(`convert --strict: ${result[0]!.source}${result[0]!.line !== undefined ? ` line ${result[0]!.line}` : ''}: ${result[0]!.reason}`));
+      if (taken.length === 0) return;
+      let batchResults: (VideoRow | SkipRecord[])[];
+      try {
+        batchResults = await finishBatch(readies, ctx);
+      } catch (err) {
+        if (options.signal?.aborted) return;
+        fail(err);
         return;
       }
-      results.set(i, result);
+      for (let b = 0; b < taken.length; b++) {
+        const result = batchResults[b]!;
+        if (Array.isArray(result) && options.strict) {
+          fail(new RpvError(`convert --strict: ${result[0]!.source}${result[0]!.line !== undefined ? ` line ${result[0]!.line}` : ''}: ${result[0]!.reason}`));
+          return;
+        }
+        results.set(taken[b]!, result);
+      }
       writing = writing.then(drain).catch(fail);
       await writing;
     }
   };
   try {
-    await Promise.all(Array.from({ length: Math.min(workers, Math.max(1, todo.length)) }, runWorker));
+    await Promise.all(Array.from({ length: Math.min(lanes, Math.max(1, todo.length)) }, runWorker));
     await writing;
     // Probes started ahead of an interrupt: let them settle (their ffprobe is killed by the signal).
     await Promise.all(prepared.values());

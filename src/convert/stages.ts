@@ -8,6 +8,11 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { RpvError, errorMessage } from '../util/errors.js';
+import { IMAGE_EXTENSIONS } from '../features/video.js';
+import { FeaturesError, readPrecomputedFeatures } from '../features/precomputed.js';
+import { extractFramesBatch, extractImage } from '../media/extract.js';
+import { MediaError, probeVideo } from '../media/probe.js';
+import { sampleFrameTimes } from '../media/sampling.js';
 import type { FeatureDType, FeatureSchema, SkipRecord, VideoRow } from '../shard/schema.js';
 import { skipOf, type VideoGroup } from './group.js';
 
@@ -20,6 +25,11 @@ export interface GroupContext {
   schema: FeatureSchema;
   missingMedia: 'skip' | 'text-only';
   signal?: AbortSignal;
+  /**
+   * Bounds the ffmpeg extractions running at once. A group gives its slot back as soon as its
+   * frames are out, before encoding them, so the next video's ffmpeg starts meanwhile.
+   */
+  extractSlots?: import('../util/semaphore.js').Semaphore;
 }
 
 /**
@@ -27,7 +37,6 @@ export interface GroupContext {
  * order). Files with other dims are skipped with the reason when their video comes up.
  */
 export async function precomputedSchema(groups: readonly VideoGroup[], folder: string, dtype: FeatureDType): Promise<FeatureSchema> {
-  const { readPrecomputedFeatures } = await import('../features/precomputed.js');
   for (const group of groups) {
     if (group.video === null) continue;
     try {
@@ -91,10 +100,8 @@ export async function prepareGroup(group: VideoGroup, ctx: GroupContext): Promis
   if (real !== null && !inside(realRootCache.real, real)) {
     return skipAll(`path escapes export: ${group.video} is a symlink to ${real}, outside the export folder`);
   }
-  const { MediaError, probeVideo } = await import('../media/probe.js');
 
   if (ctx.features) {
-    const { readPrecomputedFeatures, FeaturesError } = await import('../features/precomputed.js');
     let feats;
     try {
       feats = await readPrecomputedFeatures(ctx.features, group.videoId);
@@ -117,12 +124,10 @@ export async function prepareGroup(group: VideoGroup, ctx: GroupContext): Promis
     return { kind: 'done', result: row };
   }
 
-  const { IMAGE_EXTENSIONS } = await import('../features/video.js');
   const image = group.media === 'image' || IMAGE_EXTENSIONS.includes(path.extname(file).toLowerCase());
   if (image) return { kind: 'video', group, file, image, durationSec: null, times: [0] };
   try {
     const info = await probeVideo(file, { signal: ctx.signal });
-    const { sampleFrameTimes } = await import('../media/sampling.js');
     return { kind: 'video', group, file, image, durationSec: info.durationSec, times: sampleFrameTimes(info.durationSec, ctx.sampling) };
   } catch (err) {
     if (err instanceof MediaError) return mediaSkip(group, file, err, ctx);
@@ -130,36 +135,70 @@ export async function prepareGroup(group: VideoGroup, ctx: GroupContext): Promis
   }
 }
 
-function mediaSkip(group: VideoGroup, file: string, err: import('../media/probe.js').MediaError, ctx: GroupContext): Prepared {
+function mediaSkip(group: VideoGroup, file: string, err: MediaError, ctx: GroupContext): Prepared {
   if (err.reason === 'missing' && ctx.missingMedia === 'text-only') return { kind: 'done', result: textOnlyRow(group) };
   const reason = `video ${err.reason}: ${err.message.split(file).join(group.video!)}`;
   return { kind: 'done', result: group.records.map((r) => skipOf(r, reason)) };
 }
 
-/** Second stage: one ffmpeg pass extracting the sampled frames, then the encoder. */
-export async function finishGroup(ready: Exclude<Prepared, { kind: 'error' }>, ctx: GroupContext): Promise<VideoRow | SkipRecord[]> {
-  if (ready.kind === 'done') return ready.result;
-  const { group, file } = ready;
-  const { MediaError } = await import('../media/probe.js');
-  const { extractFrames, extractImage } = await import('../media/extract.js');
-  try {
-    const frames = ready.image
-      ? [await extractImage(file, { frameSize: ctx.frameSize, signal: ctx.signal })]
-      : await extractFrames(file, ready.times, { frameSize: ctx.frameSize, signal: ctx.signal });
-    const features = await ctx.encoder!.encode(frames, ctx.frameSize);
-    return {
-      ...textOnlyRow(group),
-      duration_sec: ready.durationSec,
-      num_frames: frames.length,
-      frame_times: Float64Array.from(ready.times),
-      frames: features,
-    };
-  } catch (err) {
-    if (err instanceof MediaError) {
-      const skip = mediaSkip(group, file, err, ctx);
-      return (skip as { result: VideoRow | SkipRecord[] }).result;
+/**
+ * Second stage, for consecutive groups: the videos' sampled frames extracted by one ffmpeg
+ * process (images one by one), then encoded; results in the order of `readies`.
+ */
+export async function finishBatch(readies: readonly Exclude<Prepared, { kind: 'error' }>[], ctx: GroupContext): Promise<(VideoRow | SkipRecord[])[]> {
+  const frames = new Map<number, Uint8Array[] | MediaError>();
+  const videos = readies.flatMap((r, k) => (r.kind === 'video' && !r.image ? [{ k, file: r.file, timesSec: r.times }] : []));
+  const extract = async () => {
+    if (videos.length > 0) {
+      const got = await extractFramesBatch(videos, { frameSize: ctx.frameSize, signal: ctx.signal, checked: true });
+      videos.forEach((v, i) => frames.set(v.k, got[i]!));
     }
-    if (ctx.signal?.aborted) throw err;
-    throw new RpvError(`convert: ${group.video}: ${errorMessage(err)}`, { cause: err });
+    for (let k = 0; k < readies.length; k++) {
+      const r = readies[k]!;
+      if (r.kind !== 'video' || !r.image) continue;
+      try {
+        frames.set(k, [await extractImage(r.file, { frameSize: ctx.frameSize, signal: ctx.signal })]);
+      } catch (err) {
+        if (!(err instanceof MediaError)) throw err;
+        frames.set(k, err);
+      }
+    }
+  };
+  if (readies.some((r) => r.kind === 'video')) {
+    if (ctx.extractSlots) {
+      await ctx.extractSlots.run(extract);
+      // Let the lane that got the slot spawn its ffmpeg before this one encodes on this thread.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    } else {
+      await extract();
+    }
   }
+  const out: (VideoRow | SkipRecord[])[] = [];
+  for (let k = 0; k < readies.length; k++) {
+    const ready = readies[k]!;
+    if (ready.kind === 'done') {
+      out.push(ready.result);
+      continue;
+    }
+    const { group, file } = ready;
+    const got = frames.get(k)!;
+    if (got instanceof MediaError) {
+      out.push((mediaSkip(group, file, got, ctx) as { result: VideoRow | SkipRecord[] }).result);
+      continue;
+    }
+    try {
+      const features = await ctx.encoder!.encode(got, ctx.frameSize);
+      out.push({
+        ...textOnlyRow(group),
+        duration_sec: ready.durationSec,
+        num_frames: got.length,
+        frame_times: Float64Array.from(ready.times),
+        frames: features,
+      });
+    } catch (err) {
+      if (ctx.signal?.aborted) throw err;
+      throw new RpvError(`convert: ${group.video}: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+  return out;
 }

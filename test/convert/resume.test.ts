@@ -11,7 +11,7 @@ import { cli, readAllRows, repoRoot, sampleExport, tempDir } from './fixtures.js
 let exportDir: string;
 let reference: string;
 // Every row its own shard: many shards, so the kill lands between two of them.
-const common = ['--max-shard-bytes', '1', '--max-frames', '4', '--workers', '1', '--format', 'both'];
+const common = ['--max-shard-bytes', '1', '--max-frames', '4', '--workers', '1', '--batch', '2', '--format', 'both'];
 
 beforeAll(async () => {
   exportDir = await sampleExport(8);
