@@ -1,16 +1,18 @@
 /**
- * Conversion throughput: `npx tsx bench/convert.ts [--clips 24] [--reps 2] [--frame-size 224]`
+ * Conversion throughput: `npx tsx bench/convert.ts [--clips 24] [--reps 5] [--frame-size 224]`
  *
  * Makes (if missing) the sample export under bench/data/convert-sample-<clips>/, then measures in
- * one run, after a warm-up:
+ * one run, after two warm-up rounds, `reps` rounds of (ceiling, rpv) back to back, medians kept:
  *   1. the ceiling: ffmpeg alone decoding just the sampled frames of every clip (the same
  *      one-pass select filter rpv uses, `buildExtractArgs` with a null output; durations probed
- *      beforehand, untimed), 1 process at a time and 2 at a time;
+ *      beforehand, untimed), one process per clip, 1 process at a time and 2 at a time;
  *   2. `convertExport` (probe + sampling + extraction + grid encoder + Arrow shards + index) with
- *      --workers 1 and --workers 2.
- * Prints ms per video and videos/s beside the ceiling with the same concurrency, and the
- * workers-2 speedup; checks the converted rows (count, frames per the sampling rule); appends
- * one JSON line per case to bench/results.jsonl.
+ *      --workers 1 and --workers 2;
+ *   3. for reference, ffmpeg alone with up to 8 clips per process (`buildBatchExtractArgs`, null
+ *      outputs), as rpv batches them: how much of rpv's time is process start-up it saves.
+ * Prints ms per video and videos/s beside the ceiling with the same concurrency, CPU per video
+ * (this process and its children), and the workers-2 speedup; checks the converted rows (count,
+ * frames per the sampling rule); appends one JSON line per case to bench/results.jsonl.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
@@ -19,7 +21,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { convertExport } from '../src/convert/convert.js';
-import { buildExtractArgs, fpsModeFlagFor } from '../src/media/extract.js';
+import { buildBatchExtractArgs, buildExtractArgs, fpsModeFlagFor } from '../src/media/extract.js';
 import { describeFfmpeg } from '../src/media/ffmpeg.js';
 import { probeVideo } from '../src/media/probe.js';
 import { sampleFrameTimes } from '../src/media/sampling.js';
@@ -31,7 +33,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
   options: {
     clips: { type: 'string', default: '24' },
-    reps: { type: 'string', default: '2' },
+    reps: { type: 'string', default: '5' },
     'frame-size': { type: 'string', default: '224' },
   },
 });
@@ -60,15 +62,23 @@ function runFfmpeg(argv: string[]): Promise<void> {
   });
 }
 
-/** Run every plan through ffmpeg alone, `concurrency` processes at a time; seconds. */
-async function ceiling(concurrency: number): Promise<number> {
+/**
+ * Run every plan through ffmpeg alone, `concurrency` processes at a time, `perProcess` clips per
+ * process (1: the ceiling; more: batched as rpv does); seconds.
+ */
+async function ceiling(concurrency: number, perProcess = 1): Promise<number> {
   const t0 = performance.now();
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (next < plans.length) {
-        const plan = plans[next++]!;
-        await runFfmpeg(buildExtractArgs(plan.file, plan.times, { frameSize, output: 'null', fpsModeFlag }));
+        const take = plans.slice(next, next + perProcess);
+        next += take.length;
+        await runFfmpeg(
+          take.length === 1
+            ? buildExtractArgs(take[0]!.file, take[0]!.times, { frameSize, output: 'null', fpsModeFlag })
+            : buildBatchExtractArgs(take.map((p) => ({ file: p.file, timesSec: p.times })), { frameSize, output: 'null', fpsModeFlag }),
+        );
       }
     }),
   );
@@ -112,14 +122,17 @@ async function cpuSec(): Promise<number | null> {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 // Warm-up: page cache, ffmpeg binary, JIT.
-await ceiling(2);
-await rpv(2).then(({ out }) => fs.rm(out, { recursive: true, force: true }));
+for (let w = 0; w < 2; w++) {
+  await ceiling(2);
+  await rpv(2).then(({ out }) => fs.rm(out, { recursive: true, force: true }));
+}
 
 const cases: Record<string, unknown>[] = [];
 const base = { bench: 'convert', clips: records.length, frameSize, reps, cpus: os.availableParallelism(), loadavg1: Number(os.loadavg()[0]!.toFixed(2)), node: process.version, ffmpeg: ffmpeg.version, time: new Date().toISOString() };
 const results: Record<number, { rpvSec: number; ceilSec: number }> = {};
 for (const workers of [1, 2]) {
   const ceil: number[] = [];
+  const ceilBatched: number[] = [];
   const mine: number[] = [];
   const ceilCpu: number[] = [];
   const mineCpu: number[] = [];
@@ -129,6 +142,7 @@ for (const workers of [1, 2]) {
     ceil.push(await ceiling(workers));
     let c1 = await cpuSec();
     if (c0 !== null && c1 !== null) ceilCpu.push(c1 - c0);
+    ceilBatched.push(await ceiling(workers, 8));
     c0 = await cpuSec();
     const { sec, out } = await rpv(workers);
     c1 = await cpuSec();
@@ -141,11 +155,15 @@ for (const workers of [1, 2]) {
   const ceilSec = median(ceil);
   results[workers] = { rpvSec, ceilSec };
   const n = records.length;
+  const batchedSec = median(ceilBatched);
   const cpu = mineCpu.length ? { rpvCpuMsPerVideo: (1000 * median(mineCpu)) / n, ceilingCpuMsPerVideo: (1000 * median(ceilCpu)) / n } : {};
   console.log(
     `workers ${workers}: rpv ${(n / rpvSec).toFixed(2)} videos/s, ${((1000 * rpvSec) / n).toFixed(0)} ms/video | ` +
       `ceiling (ffmpeg alone, ${workers} at a time) ${(n / ceilSec).toFixed(2)} videos/s, ${((1000 * ceilSec) / n).toFixed(0)} ms/video | ` +
       `rpv/ceiling time ${(rpvSec / ceilSec).toFixed(2)}x (target <= 1.3x) | correct ${correct}`,
+  );
+  console.log(
+    `           for reference, ffmpeg alone with 8 clips per process: ${((1000 * batchedSec) / n).toFixed(0)} ms/video (rpv/that ${(rpvSec / batchedSec).toFixed(2)}x)`,
   );
   if (cpu.rpvCpuMsPerVideo !== undefined) {
     console.log(
@@ -155,11 +173,12 @@ for (const workers of [1, 2]) {
   }
   cases.push(
     { ...base, case: `ceiling-ffmpeg-w${workers}`, workers, sec: ceilSec, videosPerSec: n / ceilSec, msPerVideo: (1000 * ceilSec) / n, cpuMsPerVideo: cpu.ceilingCpuMsPerVideo },
-    { ...base, case: `rpv-convert-w${workers}`, workers, sec: rpvSec, videosPerSec: n / rpvSec, msPerVideo: (1000 * rpvSec) / n, vsCeiling: rpvSec / ceilSec, cpuMsPerVideo: cpu.rpvCpuMsPerVideo, correct },
+    { ...base, case: `ffmpeg-batched8-w${workers}`, workers, sec: batchedSec, videosPerSec: n / batchedSec, msPerVideo: (1000 * batchedSec) / n },
+    { ...base, case: `rpv-convert-w${workers}`, workers, sec: rpvSec, videosPerSec: n / rpvSec, msPerVideo: (1000 * rpvSec) / n, vsCeiling: rpvSec / ceilSec, vsBatched: rpvSec / batchedSec, cpuMsPerVideo: cpu.rpvCpuMsPerVideo, correct },
   );
 }
-// Where rpv's time per video goes (sequential, one stage at a time): the stages beyond ffmpeg's
-// decoding are ffprobe (a second process per video) and the encoder (on the main thread).
+// Where rpv's time per video goes (sequential, one stage at a time, one clip per ffmpeg process):
+// the probe (in-process for mp4), extraction to RGB, and the encoder (on the main thread).
 {
   const { extractFrames } = await import('../src/media/extract.js');
   const { createEncoder } = await import('../src/features/encoder.js');
@@ -181,7 +200,7 @@ for (const workers of [1, 2]) {
   const n = plans.length;
   const stages = { probeMs: probeMs / n, extractMs: extractMs / n, encodeMs: encodeMs / n };
   console.log(
-    `stages per video (sequential): ffprobe ${stages.probeMs.toFixed(0)} ms, ffmpeg extract to RGB ${stages.extractMs.toFixed(0)} ms, ` +
+    `stages per video (sequential): probe ${stages.probeMs.toFixed(1)} ms, ffmpeg extract to RGB ${stages.extractMs.toFixed(0)} ms, ` +
       `grid encoder ${stages.encodeMs.toFixed(0)} ms; ceiling ${((1000 * results[1]!.ceilSec) / n).toFixed(0)} ms`,
   );
   cases.push({ ...base, case: 'rpv-convert-stages', ...stages });
