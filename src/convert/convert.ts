@@ -17,6 +17,7 @@ import path from 'node:path';
 import { RpvError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
 import { Semaphore } from '../util/semaphore.js';
+import { OutputArena } from '../media/run.js';
 import { SHARD_COLUMNS, SHARD_FORMAT_NAME, SHARD_FORMAT_VERSION } from '../shard/schema.js';
 import type { FeatureDType, FeatureSchema, SamplingSettings, ShardFileFormat, ShardIndex, SkipRecord, VideoRow } from '../shard/schema.js';
 import { DEFAULT_MAX_SHARD_BYTES, ShardWriter, type ParquetCompression } from '../shard/write.js';
@@ -298,6 +299,7 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
   // A lane takes consecutive groups, up to `batch` videos and BATCH_MAX_SEC of video, extracts
   // them in one ffmpeg process, encodes them and hands the rows to the writer.
   const runWorker = async () => {
+    const arena = new OutputArena();
     while (!aborted()) {
       const taken: number[] = [];
       const readies: Exclude<Prepared, { kind: 'error' }>[] = [];
@@ -333,7 +335,7 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
       if (taken.length === 0) return;
       let batchResults: (VideoRow | SkipRecord[])[];
       try {
-        batchResults = await finishBatch(readies, ctx);
+        batchResults = await finishBatch(readies, ctx, arena);
       } catch (err) {
         if (options.signal?.aborted) return;
         fail(err);

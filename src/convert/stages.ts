@@ -12,6 +12,7 @@ import { IMAGE_EXTENSIONS } from '../features/video.js';
 import { FeaturesError, readPrecomputedFeatures } from '../features/precomputed.js';
 import { extractFramesBatch, extractImage } from '../media/extract.js';
 import { MediaError, probeVideo } from '../media/probe.js';
+import type { OutputArena } from '../media/run.js';
 import { sampleFrameTimes } from '../media/sampling.js';
 import type { FeatureDType, FeatureSchema, SkipRecord, VideoRow } from '../shard/schema.js';
 import { skipOf, type VideoGroup } from './group.js';
@@ -145,12 +146,17 @@ function mediaSkip(group: VideoGroup, file: string, err: MediaError, ctx: GroupC
  * Second stage, for consecutive groups: the videos' sampled frames extracted by one ffmpeg
  * process (images one by one), then encoded; results in the order of `readies`.
  */
-export async function finishBatch(readies: readonly Exclude<Prepared, { kind: 'error' }>[], ctx: GroupContext): Promise<(VideoRow | SkipRecord[])[]> {
+export async function finishBatch(
+  readies: readonly Exclude<Prepared, { kind: 'error' }>[],
+  ctx: GroupContext,
+  arena?: OutputArena,
+): Promise<(VideoRow | SkipRecord[])[]> {
   const frames = new Map<number, Uint8Array[] | MediaError>();
   const videos = readies.flatMap((r, k) => (r.kind === 'video' && !r.image ? [{ k, file: r.file, timesSec: r.times }] : []));
   const extract = async () => {
     if (videos.length > 0) {
-      const got = await extractFramesBatch(videos, { frameSize: ctx.frameSize, signal: ctx.signal, checked: true });
+      // The frames are views into `arena` (the lane's): all encoded before this returns.
+      const got = await extractFramesBatch(videos, { frameSize: ctx.frameSize, signal: ctx.signal, checked: true, arena });
       videos.forEach((v, i) => frames.set(v.k, got[i]!));
     }
     for (let k = 0; k < readies.length; k++) {

@@ -32,9 +32,14 @@ export interface ExtractOptions {
   signal?: AbortSignal;
   /** The caller has just checked the file is a readable, non-empty file (the probe does): skip that. */
   checked?: boolean;
+  /**
+   * `extractFramesBatch` reads the frames into this buffer: they are views into it, valid only
+   * until the next extraction with the same arena (the converter encodes them before that).
+   */
+  arena?: import('./run.js').OutputArena;
 }
 
-export interface BuildExtractArgsOptions extends Omit<ExtractOptions, 'signal' | 'checked'> {
+export interface BuildExtractArgsOptions extends Omit<ExtractOptions, 'signal' | 'checked' | 'arena'> {
   /** `pipe` (default): raw RGB24 frames on stdout. `null`: decode and select but write nothing (benchmarks). */
   output?: 'pipe' | 'null';
   /** Also select the frames in the `endToleranceSec` before the last time. Default false. */
@@ -204,7 +209,7 @@ export async function extractFramesBatch(items: readonly ExtractItem[], options:
   const endToleranceSec = options.endToleranceSec ?? 1;
   const frameBytes = options.frameSize * options.frameSize * 3;
   const args = buildBatchExtractArgs(batch, { ...options, fpsModeFlag: fpsModeFlagFor(ffmpeg.version) });
-  const { code, signal, outputs, stderr } = await runBinaryOutputs(ffmpeg.path, args, batch.length, options.signal);
+  const { code, signal, outputs, stderr } = await runBinaryOutputs(ffmpeg.path, args, batch.length, options.signal, options.arena);
   const decoded = parseShowinfoBatch(stderr, batch.length);
   const byItem = new Map<ExtractItem, Uint8Array[] | null>();
   if (code === 0 && signal === null) {

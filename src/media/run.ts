@@ -42,7 +42,13 @@ export function runBinary(bin: string, args: string[], signal?: AbortSignal): Pr
  * writes at its own pace and each output is read back with one read into one buffer, instead of
  * in 64 KiB chunks joined at the end. Nothing is left on disk, whatever happens.
  */
-export async function runBinaryOutputs(bin: string, args: string[], count: number, signal?: AbortSignal): Promise<Omit<RunResult, 'stdout'> & { outputs: Buffer[] }> {
+export async function runBinaryOutputs(
+  bin: string,
+  args: string[],
+  count: number,
+  signal?: AbortSignal,
+  arena?: OutputArena,
+): Promise<Omit<RunResult, 'stdout'> & { outputs: Buffer[] }> {
   if (signal?.aborted) throw abortError(signal);
   const fds: number[] = [];
   try {
@@ -68,20 +74,38 @@ export async function runBinaryOutputs(bin: string, args: string[], count: numbe
         else resolve({ code, killedBy, stderr });
       });
     });
-    const outputs = fds.map((fd) => {
-      const size = fs.fstatSync(fd).size;
-      const buf = Buffer.allocUnsafeSlow(size);
+    const sizes = fds.map((fd) => fs.fstatSync(fd).size);
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const into = arena ? arena.take(total) : Buffer.allocUnsafeSlow(total);
+    let at = 0;
+    const outputs = fds.map((fd, k) => {
+      const size = sizes[k]!;
       let done = 0;
       while (done < size) {
-        const n = fs.readSync(fd, buf, done, size - done, done);
+        const n = fs.readSync(fd, into, at + done, size - done, done);
         if (n === 0) break;
         done += n;
       }
-      return buf.subarray(0, done);
+      const view = into.subarray(at, at + done);
+      at += size;
+      return view;
     });
     return { code, signal: killedBy, outputs, stderr };
   } finally {
     for (const fd of fds) fs.closeSync(fd);
+  }
+}
+
+/**
+ * One reusable buffer for `runBinaryOutputs`: each call's outputs are views into it, valid until
+ * the next call with the same arena. Saves allocating (and the kernel zero-filling) fresh memory
+ * for every batch of frames.
+ */
+export class OutputArena {
+  private buf = Buffer.alloc(0);
+  take(size: number): Buffer {
+    if (this.buf.length < size) this.buf = Buffer.allocUnsafeSlow(Math.max(size, Math.ceil(this.buf.length * 1.5)));
+    return this.buf;
   }
 }
 
