@@ -5,6 +5,8 @@ interface SampleExportArgs {
   seed: number;
   clips: number;
   dialogues: number;
+  size: string;
+  fps: number;
   json: boolean;
 }
 
@@ -17,16 +19,21 @@ export const command: CommandModule<object, SampleExportArgs> = {
       .option('seed', { type: 'number', default: 1, describe: 'Seed of every choice: same seed, same export' })
       .option('clips', { type: 'number', default: 24, describe: 'Number of clips (3–40 s each)' })
       .option('dialogues', { type: 'number', default: 8, describe: 'Dialogues per clip' })
+      .option('size', { type: 'string', default: '160x120', describe: 'Frame size WxH of the clips (even numbers; shapes scale with it)' })
+      .option('fps', { type: 'number', default: 10, describe: 'Frame rate of the clips' })
       .option('json', { type: 'boolean', default: false, describe: 'Print the summary as JSON' })
       .example('rpv sample-export data/sample', 'Write 24 clips and their dialogues to data/sample')
-      .example('rpv sample-export /tmp/s --clips 6 --seed 7', 'A smaller export with other content'),
+      .example('rpv sample-export /tmp/s --clips 6 --seed 7', 'A smaller export with other content')
+      .example('rpv sample-export /tmp/phone --size 480x854 --fps 30', 'Phone-sized vertical clips (heavier to decode, for benchmarks)'),
   handler: async (args) => {
-    const { writeSampleExport } = await import('../media/sample-export.js');
+    const { parseClipRender, writeSampleExport } = await import('../media/sample-export.js');
+    const render = parseClipRender(args.size ?? '160x120', args.fps ?? 10);
     const summary = await writeSampleExport(args.dir, {
       seed: args.seed,
       clips: args.clips,
       dialoguesPerClip: args.dialogues,
       progress: !args.json,
+      render,
     });
     if (args.json) {
       process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
@@ -35,7 +42,7 @@ export const command: CommandModule<object, SampleExportArgs> = {
     const lines = [
       `wrote ${summary.dir}`,
       `  annotations.jsonl  ${summary.clips.length} records, ${summary.dialogues} dialogues, ${summary.turns} turns, roles: ${summary.roles.join(', ')}`,
-      `  videos/            ${summary.clips.length} clips (${summary.videoCodec}, 160x120, 10 fps), ${summary.totalDurationSec} s in all, ${(summary.videoBytes / 1024).toFixed(0)} KiB`,
+      `  videos/            ${summary.clips.length} clips (${summary.videoCodec}, ${render.width}x${render.height}, ${render.fps} fps), ${summary.totalDurationSec} s in all, ${(summary.videoBytes / 1024).toFixed(0)} KiB`,
       `  facts.json         what each clip shows (colour, direction, shape, background)`,
       '',
       '  clip     secs  role             lang  shape   colour  direction  background  audio',

@@ -53,6 +53,25 @@ export interface SampleExportOptions {
   concurrency?: number;
   /** Draw a progress bar on stderr. Default false. */
   progress?: boolean;
+  /** Frame size and rate of the clips (shapes and offsets scale with the size). Default 160x120 at 10 fps. */
+  render?: ClipRender;
+}
+
+/** `WxH` and a frame rate checked into a `ClipRender` (even sizes from 16 to 4096, 1 to 120 fps). */
+export function parseClipRender(size: string, fps: number): ClipRender {
+  const m = /^(\d+)x(\d+)$/.exec(size.trim());
+  const [width, height] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
+  const ok = (v: number) => Number.isInteger(v) && v >= 16 && v <= 4096 && v % 2 === 0;
+  if (!ok(width) || !ok(height)) throw new RpvError(`sample-export: --size must be WxH with even numbers from 16 to 4096, got "${size}"`);
+  if (!(Number.isFinite(fps) && fps >= 1 && fps <= 120)) throw new RpvError(`sample-export: --fps must be from 1 to 120, got ${fps}`);
+  return { width, height, fps };
+}
+
+/** Frame size and rate of generated clips. */
+export interface ClipRender {
+  width: number;
+  height: number;
+  fps: number;
 }
 
 export interface SampleClip extends ClipFacts {
@@ -177,11 +196,11 @@ export async function writeSampleExport(dir: string, options: SampleExportOption
       const clip = clips[i]!;
       const file = path.join(dir, clip.video);
       try {
-        await renderClip(ffmpegPath, clip, file, codec);
+        await renderClip(ffmpegPath, clip, file, codec, options.render);
       } catch (err) {
         if (codec === 'libx264' && err instanceof RpvError && /Unknown encoder|libx264/i.test(err.message)) {
           codec = 'mpeg4';
-          await renderClip(ffmpegPath, clip, file, codec);
+          await renderClip(ffmpegPath, clip, file, codec, options.render);
         } else {
           throw err;
         }
@@ -221,18 +240,27 @@ export async function writeSampleExport(dir: string, options: SampleExportOption
 }
 
 /** ffmpeg arguments rendering one clip: a lavfi colour field, a moving overlay, optional tone. */
-export function buildClipArgs(clip: ClipFacts & { hasAudio: boolean }, output: string, codec: 'libx264' | 'mpeg4' = 'libx264'): string[] {
+export function buildClipArgs(
+  clip: ClipFacts & { hasAudio: boolean },
+  output: string,
+  codec: 'libx264' | 'mpeg4' = 'libx264',
+  render: ClipRender = { width: WIDTH, height: HEIGHT, fps: FPS },
+): string[] {
   const D = clip.durationSec;
-  const [w, h] = SHAPE_SIZE[clip.shape];
+  const { width: WIDTH_, height: HEIGHT_, fps: FPS_ } = render;
+  const k = Math.min(WIDTH_ / WIDTH, HEIGHT_ / HEIGHT);
+  const even = (v: number) => Math.max(2, 2 * Math.round((v * k) / 2));
+  const [w, h] = SHAPE_SIZE[clip.shape].map(even) as [number, number];
   // The perpendicular coordinate is fixed per clip (from its facts, so it is deterministic), with a small wobble.
   const across = (clip.colour.length * 7 + clip.durationSec * 5) % 60;
   const horizontal = clip.direction === 'left' || clip.direction === 'right';
   const progress = clip.direction === 'right' || clip.direction === 'down' ? `t/${D}` : `(1-t/${D})`;
-  const x = horizontal ? `(W-w)*${progress}` : `${20 + across}+3*sin(t*2)`;
-  const y = horizontal ? `${20 + (across % 50)}+3*sin(t*2)` : `(H-h)*${progress}`;
+  const px = (v: number) => (k === 1 ? String(v) : String(Math.round(v * k)));
+  const x = horizontal ? `(W-w)*${progress}` : `${px(20 + across)}+${px(3)}*sin(t*2)`;
+  const y = horizontal ? `${px(20 + (across % 50))}+${px(3)}*sin(t*2)` : `(H-h)*${progress}`;
   const graph =
-    `color=c=${BACKGROUND_HEX[clip.background]}:s=${WIDTH}x${HEIGHT}:r=${FPS}:d=${D},noise=alls=4:allf=t[bg];` +
-    `color=c=${COLOUR_HEX[clip.colour]}:s=${w}x${h}:r=${FPS}:d=${D}[fg];` +
+    `color=c=${BACKGROUND_HEX[clip.background]}:s=${WIDTH_}x${HEIGHT_}:r=${FPS_}:d=${D},noise=alls=4:allf=t[bg];` +
+    `color=c=${COLOUR_HEX[clip.colour]}:s=${w}x${h}:r=${FPS_}:d=${D}[fg];` +
     `[bg][fg]overlay=x='${x}':y='${y}':eval=frame:shortest=1[v]` +
     (clip.hasAudio ? `;sine=frequency=${220 + 110 * COLOURS.indexOf(clip.colour)}:duration=${D}[a]` : '');
   const video = codec === 'libx264' ? ['-c:v', 'libx264', '-preset', 'veryfast', '-crf', '28'] : ['-c:v', 'mpeg4', '-q:v', '5'];
@@ -248,11 +276,11 @@ export function buildClipArgs(clip: ClipFacts & { hasAudio: boolean }, output: s
   ];
 }
 
-async function renderClip(ffmpegPath: string, clip: Omit<SampleClip, 'bytes'>, file: string, codec: 'libx264' | 'mpeg4'): Promise<void> {
+async function renderClip(ffmpegPath: string, clip: Omit<SampleClip, 'bytes'>, file: string, codec: 'libx264' | 'mpeg4', render?: ClipRender): Promise<void> {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
   try {
     await new Promise<void>((resolve, reject) => {
-      const child = spawn(ffmpegPath, buildClipArgs(clip, tmp, codec), { stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(ffmpegPath, buildClipArgs(clip, tmp, codec, render), { stdio: ['ignore', 'ignore', 'pipe'] });
       let err = '';
       child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
       child.on('error', reject);

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probeVideo, writeSampleExport } from '../../src/index.js';
 import type { SampleExportSummary } from '../../src/index.js';
-import { planSampleExport } from '../../src/media/sample-export.js';
+import { buildClipArgs, parseClipRender, planSampleExport } from '../../src/media/sample-export.js';
 import { VISUAL_WORDS } from '../../src/media/sample-dialogues.js';
 import { tempDir } from './helpers.js';
 
@@ -132,5 +132,22 @@ describe('writeSampleExport', () => {
     expect(planSampleExport({ seed: 3 }).records).toEqual(records);
     expect(planSampleExport({ seed: 4 }).records).not.toEqual(records);
     expect(() => planSampleExport({ clips: 0 })).toThrow('sample-export: clips must be an integer from 1 to 999, got 0');
+  });
+});
+
+describe('clip rendering at other sizes', () => {
+  it('scales the frame, the shape and its offsets; the default stays 160x120 at 10 fps', () => {
+    const clip = { colour: 'red', direction: 'up', shape: 'bar', background: 'black', durationSec: 6, hasAudio: false } as const;
+    const graph = (args: string[]) => args[args.indexOf('-filter_complex') + 1]!;
+    const base = graph(buildClipArgs(clip, 'x.mp4'));
+    expect(base).toContain('s=160x120:r=10:');
+    expect(base).toContain('s=36x12:r=10:');
+    const big = graph(buildClipArgs(clip, 'x.mp4', 'libx264', parseClipRender('480x854', 30)));
+    expect(big).toContain('s=480x854:r=30:');
+    expect(big).toContain('s=108x36:r=30:'); // 3x: the smaller of 480/160 and 854/120
+    expect(base.match(/overlay=x='(\d+)\+3\*sin/)![1]).toBe('71');
+    expect(big.match(/overlay=x='(\d+)\+9\*sin/)![1]).toBe('213');
+    expect(() => parseClipRender('481x3', 10)).toThrow('sample-export: --size must be WxH with even numbers from 16 to 4096, got "481x3"');
+    expect(() => parseClipRender('320x240', 0)).toThrow('sample-export: --fps must be from 1 to 120, got 0');
   });
 });
