@@ -1,7 +1,9 @@
 /**
- * Conversion throughput: `npx tsx bench/convert.ts [--clips 24] [--reps 5] [--frame-size 224]`
+ * Conversion throughput: `npx tsx bench/convert.ts [--clips 24] [--reps 5] [--frame-size 224] [--size 160x120 --fps 10]`
  *
- * Makes (if missing) the sample export under bench/data/convert-sample-<clips>/, then measures in
+ * Makes (if missing) the sample export under bench/data/convert-sample-<clips>/ (with `--size` or
+ * `--fps` other than the sample's 160x120 at 10 fps: convert-sample-<clips>-<WxH>-<fps>/, e.g.
+ * phone-sized 480x854 at 30 fps, far heavier to decode), then measures in
  * one run, after two warm-up rounds, `reps` rounds of (ceiling, rpv) back to back, medians kept:
  *   1. the ceiling: ffmpeg alone decoding just the sampled frames of every clip (the same
  *      one-pass select filter rpv uses, `buildExtractArgs` with a null output; durations probed
@@ -25,7 +27,7 @@ import { buildBatchExtractArgs, buildExtractArgs, fpsModeFlagFor } from '../src/
 import { describeFfmpeg } from '../src/media/ffmpeg.js';
 import { probeVideo } from '../src/media/probe.js';
 import { sampleFrameTimes } from '../src/media/sampling.js';
-import { writeSampleExport } from '../src/media/sample-export.js';
+import { parseClipRender, writeSampleExport } from '../src/media/sample-export.js';
 import { readShardIndex } from '../src/shard/index-file.js';
 import { readShard } from '../src/shard/read.js';
 
@@ -35,16 +37,20 @@ const { values: args } = parseArgs({
     clips: { type: 'string', default: '24' },
     reps: { type: 'string', default: '5' },
     'frame-size': { type: 'string', default: '224' },
+    size: { type: 'string', default: '160x120' },
+    fps: { type: 'string', default: '10' },
   },
 });
 const clips = Number(args.clips);
 const reps = Math.max(1, Number(args.reps));
 const frameSize = Number(args['frame-size']);
-const exportDir = path.join(here, 'data', `convert-sample-${clips}`);
+const render = parseClipRender(args.size!, Number(args.fps));
+const standard = render.width === 160 && render.height === 120 && render.fps === 10;
+const exportDir = path.join(here, 'data', `convert-sample-${clips}${standard ? '' : `-${render.width}x${render.height}-${render.fps}`}`);
 
 if (!existsSync(path.join(exportDir, 'annotations.jsonl'))) {
-  console.log(`making the sample export (${clips} clips) in ${path.relative(process.cwd(), exportDir)}`);
-  await writeSampleExport(exportDir, { clips });
+  console.log(`making the sample export (${clips} clips, ${render.width}x${render.height} at ${render.fps} fps) in ${path.relative(process.cwd(), exportDir)}`);
+  await writeSampleExport(exportDir, { clips, render, progress: true });
 }
 const records = (await fs.readFile(path.join(exportDir, 'annotations.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { id: string; video: string });
 const files = records.map((r) => path.join(exportDir, r.video));
@@ -128,7 +134,7 @@ for (let w = 0; w < 2; w++) {
 }
 
 const cases: Record<string, unknown>[] = [];
-const base = { bench: 'convert', clips: records.length, frameSize, reps, cpus: os.availableParallelism(), loadavg1: Number(os.loadavg()[0]!.toFixed(2)), node: process.version, ffmpeg: ffmpeg.version, time: new Date().toISOString() };
+const base = { bench: 'convert', clips: records.length, source: `${render.width}x${render.height}@${render.fps}`, frameSize, reps, cpus: os.availableParallelism(), loadavg1: Number(os.loadavg()[0]!.toFixed(2)), node: process.version, ffmpeg: ffmpeg.version, time: new Date().toISOString() };
 const results: Record<number, { rpvSec: number; ceilSec: number }> = {};
 for (const workers of [1, 2]) {
   const ceil: number[] = [];
