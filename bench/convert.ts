@@ -4,7 +4,8 @@
  * Makes (if missing) the sample export under bench/data/convert-sample-<clips>/ (with `--size` or
  * `--fps` other than the sample's 160x120 at 10 fps: convert-sample-<clips>-<WxH>-<fps>/, e.g.
  * phone-sized 480x854 at 30 fps, far heavier to decode), then measures in
- * one run, after two warm-up rounds, `reps` rounds of (ceiling, rpv) back to back, medians kept:
+ * one run, after two warm-up rounds, `reps` rounds each measuring everything below back to back
+ * (the ratio rpv/ceiling is taken within each round; medians kept):
  *   1. the ceiling: ffmpeg alone decoding just the sampled frames of every clip (the same
  *      one-pass select filter rpv uses, `buildExtractArgs` with a null output; durations probed
  *      beforehand, untimed), one process per clip, 1 process at a time and 2 at a time;
@@ -136,37 +137,46 @@ for (let w = 0; w < 2; w++) {
 const cases: Record<string, unknown>[] = [];
 const base = { bench: 'convert', clips: records.length, source: `${render.width}x${render.height}@${render.fps}`, frameSize, reps, cpus: os.availableParallelism(), loadavg1: Number(os.loadavg()[0]!.toFixed(2)), node: process.version, ffmpeg: ffmpeg.version, time: new Date().toISOString() };
 const results: Record<number, { rpvSec: number; ceilSec: number }> = {};
-for (const workers of [1, 2]) {
-  const ceil: number[] = [];
-  const ceilBatched: number[] = [];
-  const mine: number[] = [];
-  const ceilCpu: number[] = [];
-  const mineCpu: number[] = [];
-  let correct = true;
-  for (let r = 0; r < reps; r++) {
+interface Samples { ceil: number[]; ceilBatched: number[]; mine: number[]; ratio: number[]; ceilCpu: number[]; mineCpu: number[]; correct: boolean }
+const samples: Record<number, Samples> = {
+  1: { ceil: [], ceilBatched: [], mine: [], ratio: [], ceilCpu: [], mineCpu: [], correct: true },
+  2: { ceil: [], ceilBatched: [], mine: [], ratio: [], ceilCpu: [], mineCpu: [], correct: true },
+};
+// Every round measures all six back to back, so a slow drift of the machine (other tenants of a
+// shared host) touches rpv and its ceiling alike; the ratio is taken within each round.
+for (let r = 0; r < reps; r++) {
+  for (const workers of [1, 2]) {
+    const m = samples[workers]!;
     let c0 = await cpuSec();
-    ceil.push(await ceiling(workers));
+    const ceilSec = await ceiling(workers);
     let c1 = await cpuSec();
-    if (c0 !== null && c1 !== null) ceilCpu.push(c1 - c0);
-    ceilBatched.push(await ceiling(workers, 8));
+    m.ceil.push(ceilSec);
+    if (c0 !== null && c1 !== null) m.ceilCpu.push(c1 - c0);
+    m.ceilBatched.push(await ceiling(workers, 8));
     c0 = await cpuSec();
     const { sec, out } = await rpv(workers);
     c1 = await cpuSec();
-    if (c0 !== null && c1 !== null) mineCpu.push(c1 - c0);
-    mine.push(sec);
-    correct &&= await check(out);
+    if (c0 !== null && c1 !== null) m.mineCpu.push(c1 - c0);
+    m.mine.push(sec);
+    m.ratio.push(sec / ceilSec);
+    m.correct &&= await check(out);
     await fs.rm(out, { recursive: true, force: true });
   }
+}
+for (const workers of [1, 2]) {
+  const { ceil, ceilBatched, mine, ratio, ceilCpu, mineCpu, correct } = samples[workers]!;
   const rpvSec = median(mine);
   const ceilSec = median(ceil);
   results[workers] = { rpvSec, ceilSec };
   const n = records.length;
   const batchedSec = median(ceilBatched);
+  const vsCeiling = median(ratio);
+  const spread = `${Math.min(...ratio).toFixed(2)}-${Math.max(...ratio).toFixed(2)}`;
   const cpu = mineCpu.length ? { rpvCpuMsPerVideo: (1000 * median(mineCpu)) / n, ceilingCpuMsPerVideo: (1000 * median(ceilCpu)) / n } : {};
   console.log(
     `workers ${workers}: rpv ${(n / rpvSec).toFixed(2)} videos/s, ${((1000 * rpvSec) / n).toFixed(0)} ms/video | ` +
       `ceiling (ffmpeg alone, ${workers} at a time) ${(n / ceilSec).toFixed(2)} videos/s, ${((1000 * ceilSec) / n).toFixed(0)} ms/video | ` +
-      `rpv/ceiling time ${(rpvSec / ceilSec).toFixed(2)}x (target <= 1.3x) | correct ${correct}`,
+      `rpv/ceiling time ${vsCeiling.toFixed(2)}x (median of ${reps} rounds, range ${spread}; target <= 1.3x) | correct ${correct}`,
   );
   console.log(
     `           for reference, ffmpeg alone with 8 clips per process: ${((1000 * batchedSec) / n).toFixed(0)} ms/video (rpv/that ${(rpvSec / batchedSec).toFixed(2)}x)`,
@@ -180,7 +190,7 @@ for (const workers of [1, 2]) {
   cases.push(
     { ...base, case: `ceiling-ffmpeg-w${workers}`, workers, sec: ceilSec, videosPerSec: n / ceilSec, msPerVideo: (1000 * ceilSec) / n, cpuMsPerVideo: cpu.ceilingCpuMsPerVideo },
     { ...base, case: `ffmpeg-batched8-w${workers}`, workers, sec: batchedSec, videosPerSec: n / batchedSec, msPerVideo: (1000 * batchedSec) / n },
-    { ...base, case: `rpv-convert-w${workers}`, workers, sec: rpvSec, videosPerSec: n / rpvSec, msPerVideo: (1000 * rpvSec) / n, vsCeiling: rpvSec / ceilSec, vsBatched: rpvSec / batchedSec, cpuMsPerVideo: cpu.rpvCpuMsPerVideo, correct },
+    { ...base, case: `rpv-convert-w${workers}`, workers, sec: rpvSec, videosPerSec: n / rpvSec, msPerVideo: (1000 * rpvSec) / n, vsCeiling, vsCeilingRange: ratio.map((x) => Number(x.toFixed(3))), vsBatched: rpvSec / batchedSec, cpuMsPerVideo: cpu.rpvCpuMsPerVideo, correct },
   );
 }
 // Where rpv's time per video goes (sequential, one stage at a time, one clip per ffmpeg process):

@@ -259,7 +259,7 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
   if (!(Number.isInteger(batch) && batch >= 1)) throw new RpvError(`convert: --batch must be an integer >= 1; got ${batch}`);
   // Guided batches: a lane takes at most its share of what is left, so batches shrink towards
   // the end and the last ones do not leave workers idle.
-  const batchNow = () => Math.max(1, Math.min(batch, Math.ceil((todo.length - nextToStart) / (2 * workers))));
+  const batchNow = () => Math.max(1, Math.min(batch, Math.ceil((todo.length - nextToStart) / workers)));
   const window = lanes * batch * 2 + 8;
   const results = new Map<number, VideoRow | SkipRecord[]>();
   // Probes run ahead of extraction (up to `lanes` videos), so ffprobe's latency hides behind
