@@ -204,7 +204,12 @@ export async function extractFramesBatch(items: readonly ExtractItem[], options:
     }
   }
   const batch = items.filter((item) => item.timesSec.length > 0 && !unreadable.has(item));
-  if (batch.length <= 1) return Promise.all(items.map((item) => unreadable.get(item) ?? alone(item)));
+  // Windows: ffmpeg's extra output descriptors (pipe:3 ...) are not inherited there; one by one.
+  if (batch.length <= 1 || process.platform === 'win32') {
+    const results: Array<Uint8Array[] | MediaError> = [];
+    for (const item of items) results.push(unreadable.get(item) ?? (await alone(item)));
+    return results;
+  }
   const { ffmpeg } = await describeFfmpeg();
   const endToleranceSec = options.endToleranceSec ?? 1;
   const frameBytes = options.frameSize * options.frameSize * 3;
