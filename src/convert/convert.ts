@@ -262,8 +262,8 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
   const batchNow = () => Math.max(1, Math.min(batch, Math.ceil((todo.length - nextToStart) / workers)));
   const window = lanes * batch * 2 + 8;
   const results = new Map<number, VideoRow | SkipRecord[]>();
-  // Probes run ahead of extraction (up to `lanes` videos), so ffprobe's latency hides behind
-  // the ffmpeg decoding of earlier videos.
+  // Probes run a few videos ahead (`workers`), so an ffprobe's latency (containers other than
+  // mp4/mov) hides behind earlier work without starting many ffprobe processes at once.
   const prepared = new Map<number, Promise<Prepared>>();
   const prepare = (i: number) => {
     if (i < todo.length && !prepared.has(i) && !aborted()) prepared.set(i, prepareGroup(todo[i]!, ctx).catch((err: unknown): Prepared => ({ kind: 'error', err })));
@@ -317,7 +317,7 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
           }
           const i = nextToStart++;
           taken.push(i);
-          for (let k = i; k <= i + lanes * batch && k < todo.length; k++) prepare(k);
+          for (let k = i; k <= i + workers && k < todo.length; k++) prepare(k);
           const ready = await prepared.get(i)!;
           prepared.delete(i);
           if (ready.kind === 'error') throw ready.err;
