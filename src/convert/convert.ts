@@ -251,8 +251,8 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
   // 5. Convert the videos, `workers` at a time, writing rows in input order.
   const progress = new Progress({ label: 'convert', total: todo.length, unit: 'videos', stream: options.progress ? process.stderr : null });
   const mediaSkips = new Map<number, SkipRecord[]>();
-  // `workers` ffmpeg extractions at a time; twice as many groups in flight, so a group encoding
-  // its frames (on this thread) never holds up the next extraction.
+  // `workers` ffmpeg extractions at a time; twice as many lanes, so a lane encoding its frames
+  // (on this thread) never holds up the next extraction.
   const ctx: GroupContext = { root, frameSize, sampling, encoder, features: featuresDir, schema, missingMedia, signal: options.signal, extractSlots: new Semaphore(workers) };
   const lanes = workers * 2;
   const batch = options.batch ?? defaultBatch(frameSize, sampling.maxFrames);
@@ -262,8 +262,8 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
   const batchNow = () => Math.max(1, Math.min(batch, Math.ceil((todo.length - nextToStart) / workers)));
   const window = lanes * batch * 2 + 8;
   const results = new Map<number, VideoRow | SkipRecord[]>();
-  // Probes run a few videos ahead (`workers`), so an ffprobe's latency (containers other than
-  // mp4/mov) hides behind earlier work without starting many ffprobe processes at once.
+  // Probes run a batch ahead, so an ffprobe's latency (containers other than mp4/mov) hides
+  // behind earlier work without starting many ffprobe processes at once.
   const prepared = new Map<number, Promise<Prepared>>();
   const prepare = (i: number) => {
     if (i < todo.length && !prepared.has(i) && !aborted()) prepared.set(i, prepareGroup(todo[i]!, ctx).catch((err: unknown): Prepared => ({ kind: 'error', err })));
@@ -296,28 +296,38 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
     }
   };
 
-  // A lane takes consecutive groups, up to `batch` videos and BATCH_MAX_SEC of video, extracts
-  // them in one ffmpeg process, encodes them and hands the rows to the writer.
+  // A lane first waits for an extraction slot, then takes the next groups (up to `batchNow()`
+  // videos and BATCH_MAX_SEC of video: sized when it can start, so batches shrink as the run
+  // ends), extracts them in one ffmpeg process, gives the slot back, encodes them and hands the
+  // rows to the writer.
+  const slots = ctx.extractSlots!;
   const runWorker = async () => {
     const arena = new OutputArena();
     while (!aborted()) {
+      // Room in the window first, holding no slot (the rows to write next may need one).
+      while (nextToStart - nextToWrite >= window && !aborted()) await new Promise<void>((r) => waiters.push(r));
+      if (aborted() || nextToStart >= todo.length) return;
+      await slots.acquire();
+      let held = true;
+      const release = () => {
+        if (held) {
+          held = false;
+          slots.release();
+        }
+      };
       const taken: number[] = [];
-      const readies: Exclude<Prepared, { kind: 'error' }>[] = [];
-      let videos = 0;
-      let seconds = 0;
-      const cap = batchNow();
+      let batchResults: (VideoRow | SkipRecord[])[];
       try {
+        const readies: Exclude<Prepared, { kind: 'error' }>[] = [];
+        let videos = 0;
+        let seconds = 0;
+        const cap = batchNow();
         while (taken.length === 0 || (videos < cap && seconds < BATCH_MAX_SEC)) {
-          if (aborted() || nextToStart >= todo.length) break;
-          if (nextToStart - nextToWrite >= window) {
-            // A lane holding groups never waits for room: it may hold the next group to write.
-            if (taken.length > 0) break;
-            await new Promise<void>((r) => waiters.push(r));
-            continue;
-          }
+          // A lane holding groups never waits for room: it may hold the next group to write.
+          if (aborted() || nextToStart >= todo.length || nextToStart - nextToWrite >= window) break;
           const i = nextToStart++;
           taken.push(i);
-          for (let k = i; k <= i + workers && k < todo.length; k++) prepare(k);
+          for (let k = i; k <= i + Math.max(workers, cap) && k < todo.length; k++) prepare(k);
           const ready = await prepared.get(i)!;
           prepared.delete(i);
           if (ready.kind === 'error') throw ready.err;
@@ -327,20 +337,18 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
             seconds += ready.durationSec ?? 0;
           }
         }
+        if (taken.length === 0) {
+          release();
+          continue;
+        }
+        batchResults = await finishBatch(readies, ctx, arena, release);
       } catch (err) {
+        release();
         if (options.signal?.aborted) return;
         fail(err);
         return;
       }
-      if (taken.length === 0) return;
-      let batchResults: (VideoRow | SkipRecord[])[];
-      try {
-        batchResults = await finishBatch(readies, ctx, arena);
-      } catch (err) {
-        if (options.signal?.aborted) return;
-        fail(err);
-        return;
-      }
+      release();
       for (let b = 0; b < taken.length; b++) {
         const result = batchResults[b]!;
         if (Array.isArray(result) && options.strict) {

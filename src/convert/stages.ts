@@ -27,8 +27,9 @@ export interface GroupContext {
   missingMedia: 'skip' | 'text-only';
   signal?: AbortSignal;
   /**
-   * Bounds the ffmpeg extractions running at once. A group gives its slot back as soon as its
-   * frames are out, before encoding them, so the next video's ffmpeg starts meanwhile.
+   * Bounds the ffmpeg extractions running at once. A lane takes a slot before choosing its batch
+   * and gives it back as soon as the frames are out (`finishBatch`'s `extracted`), before
+   * encoding them, so the next batch's ffmpeg starts meanwhile.
    */
   extractSlots?: import('../util/semaphore.js').Semaphore;
 }
@@ -150,6 +151,8 @@ export async function finishBatch(
   readies: readonly Exclude<Prepared, { kind: 'error' }>[],
   ctx: GroupContext,
   arena?: OutputArena,
+  /** Called once the frames are out (before encoding): the caller's extraction slot can go. */
+  extracted?: () => void,
 ): Promise<(VideoRow | SkipRecord[])[]> {
   const frames = new Map<number, Uint8Array[] | MediaError>();
   const videos = readies.flatMap((r, k) => (r.kind === 'video' && !r.image ? [{ k, file: r.file, timesSec: r.times }] : []));
@@ -170,14 +173,11 @@ export async function finishBatch(
       }
     }
   };
-  if (readies.some((r) => r.kind === 'video')) {
-    if (ctx.extractSlots) {
-      await ctx.extractSlots.run(extract);
-      // Let the lane that got the slot spawn its ffmpeg before this one encodes on this thread.
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    } else {
-      await extract();
-    }
+  if (readies.some((r) => r.kind === 'video')) await extract();
+  if (extracted) {
+    extracted();
+    // Let the lane that gets the slot spawn its ffmpeg before this one encodes on this thread.
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
   const out: (VideoRow | SkipRecord[])[] = [];
   for (let k = 0; k < readies.length; k++) {
