@@ -12,15 +12,23 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Spawn a tool (ffmpeg, ffprobe), collect stdout as bytes and stderr as text; SIGKILL it on abort. */
-export function runBinary(bin: string, args: string[], signal?: AbortSignal): Promise<RunResult> {
+/**
+ * Spawn `bin` with `stdio` (stderr must be 'pipe'), collect stderr as text, SIGKILL it on abort;
+ * `onChild` attaches any other collectors. Resolves when it has exited and its pipes closed.
+ */
+function runChild(
+  bin: string,
+  args: string[],
+  stdio: import('node:child_process').StdioOptions,
+  signal: AbortSignal | undefined,
+  onChild: (child: import('node:child_process').ChildProcess) => void = () => {},
+): Promise<{ code: number | null; killedBy: NodeJS.Signals | null; stderr: string }> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(abortError(signal));
-    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const chunks: Buffer[] = [];
+    const child = spawn(bin, args, { stdio });
     let stderr = '';
-    child.stdout.on('data', (b: Buffer) => chunks.push(b));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    onChild(child);
     const onAbort = () => child.kill('SIGKILL');
     signal?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (err) => {
@@ -30,9 +38,18 @@ export function runBinary(bin: string, args: string[], signal?: AbortSignal): Pr
     child.on('close', (code, killedBy) => {
       signal?.removeEventListener('abort', onAbort);
       if (signal?.aborted) reject(abortError(signal));
-      else resolve({ code, signal: killedBy, stdout: Buffer.concat(chunks), stderr });
+      else resolve({ code, killedBy, stderr });
     });
   });
+}
+
+/** Spawn a tool (ffmpeg, ffprobe), collect stdout as bytes and stderr as text; SIGKILL it on abort. */
+export async function runBinary(bin: string, args: string[], signal?: AbortSignal): Promise<RunResult> {
+  const chunks: Buffer[] = [];
+  const { code, killedBy, stderr } = await runChild(bin, args, ['ignore', 'pipe', 'pipe'], signal, (child) => {
+    child.stdout!.on('data', (b: Buffer) => chunks.push(b));
+  });
+  return { code, signal: killedBy, stdout: Buffer.concat(chunks), stderr };
 }
 
 /**
@@ -58,22 +75,7 @@ export async function runBinaryOutputs(
       fds.push(fs.openSync(name, 'wx+', 0o600));
       fs.unlinkSync(name);
     }
-    const { code, killedBy, stderr } = await new Promise<{ code: number | null; killedBy: NodeJS.Signals | null; stderr: string }>((resolve, reject) => {
-      const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe', ...fds] });
-      let stderr = '';
-      child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-      const onAbort = () => child.kill('SIGKILL');
-      signal?.addEventListener('abort', onAbort, { once: true });
-      child.on('error', (err) => {
-        signal?.removeEventListener('abort', onAbort);
-        reject(new RpvError(`cannot run ${bin}: ${err.message}`, { cause: err }));
-      });
-      child.on('close', (code, killedBy) => {
-        signal?.removeEventListener('abort', onAbort);
-        if (signal?.aborted) reject(abortError(signal));
-        else resolve({ code, killedBy, stderr });
-      });
-    });
+    const { code, killedBy, stderr } = await runChild(bin, args, ['ignore', 'ignore', 'pipe', ...fds], signal);
     const sizes = fds.map((fd) => fs.fstatSync(fd).size);
     const total = sizes.reduce((a, b) => a + b, 0);
     const into = arena ? arena.take(total) : Buffer.allocUnsafeSlow(total);
