@@ -127,3 +127,32 @@ describe('convert the sample export', () => {
     expect(rows32.every((r) => r.num_frames === 4)).toBe(true);
   });
 });
+
+describe('batched extraction', () => {
+  it('gives byte-identical shards one video per ffmpeg process and 8 per process, over mixed containers and bad files', async () => {
+    const { ffmpeg } = await import('../media/helpers.js');
+    const { writeAnnotations } = await import('./fixtures.js');
+    const { promises: fs } = await import('node:fs');
+    const dir = tempDir();
+    await fs.mkdir(path.join(dir, 'v'));
+    const v = (name: string) => path.join(dir, 'v', name);
+    await ffmpeg(['-f', 'lavfi', '-i', 'testsrc=s=96x64:r=10:d=5', '-c:v', 'libx264', '-preset', 'ultrafast', v('a.mp4')]);
+    await ffmpeg(['-f', 'lavfi', '-i', 'testsrc=s=96x64:r=25:d=4', '-c:v', 'libx264', '-preset', 'ultrafast', '-f', 'mpegts', v('b.ts')]);
+    await ffmpeg(['-f', 'lavfi', '-i', 'testsrc=s=96x64:r=10:d=3', '-c:v', 'libvpx', '-b:v', '200k', v('c.webm')]);
+    await ffmpeg(['-f', 'lavfi', '-i', 'testsrc=s=96x64:r=1:d=1', '-frames:v', '1', v('d.png')]);
+    await ffmpeg(['-f', 'lavfi', '-i', 'testsrc=s=96x64:r=30:d=7', '-c:v', 'libx264', '-preset', 'medium', '-bf', '3', v('e.mp4')]);
+    await fs.writeFile(v('cut.mp4'), (await fs.readFile(v('e.mp4'))).subarray(0, 3000));
+    const turns = [{ speaker: 'U', text: 'hi' }, { speaker: 'R', text: 'yo' }];
+    const names = ['a.mp4', 'b.ts', 'c.webm', 'd.png', 'e.mp4', 'cut.mp4', 'missing.mp4', 'a.mp4'];
+    await writeAnnotations(dir, names.map((name, i) => ({ id: `r${i === 7 ? 0 : i}`, video: `v/${name}`, role: 'R', dialogues: [{ turns }] })));
+    const one = tempDir();
+    const eight = tempDir();
+    await convertExport({ input: dir, out: one, workers: 2, batch: 1 });
+    await convertExport({ input: dir, out: eight, workers: 2, batch: 8 });
+    const [a, b] = [await readShardIndex(one), await readShardIndex(eight)];
+    expect(b.shards.map((s) => s.sha256)).toEqual(a.shards.map((s) => s.sha256));
+    expect(b.totals.rows).toBe(5); // a.mp4 twice is one row; cut and missing skipped
+    expect(b.skipped.map((s) => s.reason.split(':')[0])).toEqual(['video truncated', 'video missing']);
+    expect((await readAllRows(eight)).map((r) => [r.video_id, r.num_frames])).toEqual((await readAllRows(one)).map((r) => [r.video_id, r.num_frames]));
+  });
+});
