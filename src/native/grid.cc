@@ -12,6 +12,7 @@
 #include "grid.h"
 
 #include <cstdlib>
+#include <initializer_list>
 #include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -128,6 +129,11 @@ __attribute__((target("ssse3"))) void rgbRowSsse3(const uint8_t* __restrict px, 
 }
 #endif
 
+/** Writes `values` to `out` as doubles (exact: every sum is below 2^53 for frames rpv accepts). */
+void store(double* out, std::initializer_list<int64_t> values) {
+  for (const int64_t v : values) *out++ = static_cast<double>(v);
+}
+
 RgbRowFn pickRgbRow() {
 #if defined(__x86_64__) || defined(__i386__)
   if (std::getenv("RPV_GRID_SCALAR") == nullptr && __builtin_cpu_supports("ssse3")) return rgbRowSsse3;
@@ -217,14 +223,7 @@ void gridSums(const uint8_t* __restrict rgb, int size, int cells, double* __rest
         ex += rex;
         ey += rey;
       }
-      double* o = out + 7 * (cy * G + cx);
-      o[0] = static_cast<double>(sr);
-      o[1] = static_cast<double>(sg);
-      o[2] = static_cast<double>(sb);
-      o[3] = static_cast<double>(sl);
-      o[4] = static_cast<double>(sl2);
-      o[5] = static_cast<double>(ex);
-      o[6] = static_cast<double>(ey);
+      store(out + 7 * (cy * G + cx), {sr, sg, sb, sl, static_cast<int64_t>(sl2), ex, ey});
     }
   }
   if (!tiled) {
@@ -234,16 +233,7 @@ void gridSums(const uint8_t* __restrict rgb, int size, int cells, double* __rest
       addForeground(a, y);
     }
   }
-  double* f = out + 7 * G * G;
-  f[0] = static_cast<double>(fgN);
-  f[1] = static_cast<double>(fgX);
-  f[2] = static_cast<double>(fgY);
-  f[3] = static_cast<double>(fgR);
-  f[4] = static_cast<double>(fgG);
-  f[5] = static_cast<double>(fgB);
-  f[6] = mr;
-  f[7] = mg;
-  f[8] = mb;
+  store(out + 7 * G * G, {fgN, fgX, fgY, fgR, fgG, fgB, mr, mg, mb});
 }
 
 }  // namespace rpv
