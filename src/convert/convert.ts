@@ -2,8 +2,9 @@
  * `convertExport`: raw export -> shards + index.json.
  *
  *   read records (format auto-detected) -> check -> keep this --part -> group by video
- *   -> per video, `workers` at a time: path check, probe, adaptive sampling, one-pass frame
- *      extraction, encoding (or precomputed features)
+ *   -> per video: path check, probe, adaptive sampling; then batches of consecutive videos,
+ *      `workers` ffmpeg processes at a time, each decoding its batch in one pass; encoding (or
+ *      precomputed features)
  *   -> rows in input order -> ShardWriter (rotates at maxShardBytes, atomic files)
  *   -> journal after each shard (resume) -> index.json (atomic) at the end.
  *

@@ -1,9 +1,9 @@
 /**
  * The per-video stages of a conversion. `prepareGroup`: text-only rows and precomputed features
  * finish here; a video gets its path checked (symlinks out of the export are refused) and is
- * probed, and its frame times are computed by the adaptive sampling rule. `finishGroup`: one
- * ffmpeg pass extracts the sampled frames, the encoder turns them into features. Media problems
- * become skips of every record of the video, with the reason.
+ * probed, and its frame times are computed by the adaptive sampling rule. `finishBatch`: one
+ * ffmpeg process extracts the sampled frames of consecutive videos, the encoder turns them into
+ * features. Media problems become skips of every record of the video, with the reason.
  */
 import { realpathSync, promises as fs } from 'node:fs';
 import path from 'node:path';
