@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { RpvError } from '../util/errors.js';
+import { loadNativeAddon, type NativeAddon } from '../native/addon.js';
+import { errorMessage, RpvError } from '../util/errors.js';
 
 export interface RunResult {
   code: number | null;
@@ -45,6 +46,10 @@ function runChild(
 
 /** Spawn a tool (ffmpeg, ffprobe), collect stdout as bytes and stderr as text; SIGKILL it on abort. */
 export async function runBinary(bin: string, args: string[], signal?: AbortSignal): Promise<RunResult> {
+  if (nativeSpawn()) {
+    const { outputs, ...rest } = await runToFiles(bin, args, 1, 1, signal);
+    return { ...rest, stdout: outputs[0]! };
+  }
   const chunks: Buffer[] = [];
   const { code, killedBy, stderr } = await runChild(bin, args, ['ignore', 'pipe', 'pipe'], signal, (child) => {
     child.stdout!.on('data', (b: Buffer) => chunks.push(b));
@@ -57,7 +62,8 @@ export async function runBinary(bin: string, args: string[], signal?: AbortSigna
  * unused), each collected as one buffer. The descriptors are anonymous files (created and
  * unlinked at once, in /dev/shm when there is one, else the temp folder), not pipes: the tool
  * writes at its own pace and each output is read back with one read into one buffer, instead of
- * in 64 KiB chunks joined at the end. Nothing is left on disk, whatever happens.
+ * in 64 KiB chunks joined at the end. Nothing is left on disk, whatever happens. With `arena` the
+ * outputs are views into its buffer (valid until its next use).
  */
 export async function runBinaryOutputs(
   bin: string,
@@ -66,36 +72,122 @@ export async function runBinaryOutputs(
   signal?: AbortSignal,
   arena?: OutputArena,
 ): Promise<Omit<RunResult, 'stdout'> & { outputs: Buffer[] }> {
+  return runToFiles(bin, args, 3, count, signal, arena);
+}
+
+/**
+ * Runs `bin` with `count` anonymous files as its descriptors `first` .. `first + count - 1`
+ * (1 = stdout) and reads them back once it has exited. Started by the addon's posix_spawn when
+ * there is one (no fork of this large process; see src/native/spawn.cc), else by child_process.
+ * Stderr is a file as well with the addon, a pipe without.
+ */
+async function runToFiles(
+  bin: string,
+  args: string[],
+  first: 1 | 3,
+  count: number,
+  signal?: AbortSignal,
+  arena?: OutputArena,
+): Promise<Omit<RunResult, 'stdout'> & { outputs: Buffer[] }> {
   if (signal?.aborted) throw abortError(signal);
   const fds: number[] = [];
+  const spawnFiles = nativeSpawn();
   try {
-    const dir = scratchDir();
-    for (let k = 0; k < count; k++) {
-      const name = path.join(dir, `.rpv-${process.pid}-${randomBytes(6).toString('hex')}.out`);
-      fds.push(fs.openSync(name, 'wx+', 0o600));
-      fs.unlinkSync(name);
+    for (let k = 0; k < count; k++) fds.push(anonymousFile());
+    let result: { code: number | null; killedBy: NodeJS.Signals | null; stderr: string };
+    if (spawnFiles) {
+      const errFd = anonymousFile();
+      fds.push(errFd);
+      const stdio = first === 1 ? [-1, ...fds.slice(0, count), errFd] : [-1, -1, errFd, ...fds.slice(0, count)];
+      const { code, killedBy } = await runSpawned(spawnFiles, bin, args, stdio, signal);
+      result = { code, killedBy, stderr: readWhole(errFd, Buffer.allocUnsafe(fs.fstatSync(errFd).size)).toString('utf8') };
+    } else {
+      const stdio = first === 1 ? ['ignore', fds[0]!, 'pipe'] : ['ignore', 'ignore', 'pipe', ...fds];
+      result = await runChild(bin, args, stdio as import('node:child_process').StdioOptions, signal);
     }
-    const { code, killedBy, stderr } = await runChild(bin, args, ['ignore', 'ignore', 'pipe', ...fds], signal);
-    const sizes = fds.map((fd) => fs.fstatSync(fd).size);
+    const outFds = fds.slice(0, count);
+    const sizes = outFds.map((fd) => fs.fstatSync(fd).size);
     const total = sizes.reduce((a, b) => a + b, 0);
     const into = arena ? arena.take(total) : Buffer.allocUnsafeSlow(total);
     let at = 0;
-    const outputs = fds.map((fd, k) => {
-      const size = sizes[k]!;
-      let done = 0;
-      while (done < size) {
-        const n = fs.readSync(fd, into, at + done, size - done, done);
-        if (n === 0) break;
-        done += n;
-      }
-      const view = into.subarray(at, at + done);
-      at += size;
+    const outputs = outFds.map((fd, k) => {
+      const view = readWhole(fd, into.subarray(at, at + sizes[k]!));
+      at += sizes[k]!;
       return view;
     });
-    return { code, signal: killedBy, outputs, stderr };
+    return { code: result.code, signal: result.killedBy, outputs, stderr: result.stderr };
   } finally {
     for (const fd of fds) fs.closeSync(fd);
   }
+}
+
+/** Reads file `fd` from its start into `into` (sized from fstat); the bytes read. */
+function readWhole(fd: number, into: Buffer): Buffer {
+  let done = 0;
+  while (done < into.length) {
+    const n = fs.readSync(fd, into, done, into.length - done, done);
+    if (n === 0) break;
+    done += n;
+  }
+  return into.subarray(0, done);
+}
+
+/** A new file opened for reading and writing and unlinked at once (in /dev/shm when it can be). */
+function anonymousFile(): number {
+  const name = path.join(scratchDir(), `.rpv-${process.pid}-${randomBytes(6).toString('hex')}.out`);
+  const fd = fs.openSync(name, 'wx+', 0o600);
+  fs.unlinkSync(name);
+  return fd;
+}
+
+type SpawnFiles = NonNullable<NativeAddon['spawnFiles']>;
+let addonSpawn: SpawnFiles | null | undefined;
+
+/**
+ * The addon's `spawnFiles` (Linux), unless RPV_SPAWN=node asks for Node's child_process (read
+ * at each call; the addon is looked up once).
+ */
+export function nativeSpawn(): SpawnFiles | null {
+  if (process.env.RPV_SPAWN === 'node') return null;
+  if (addonSpawn === undefined) {
+    const { addon } = loadNativeAddon();
+    addonSpawn = addon?.spawnFiles?.bind(addon) ?? null;
+  }
+  return addonSpawn;
+}
+
+const signalNames = new Map<number, NodeJS.Signals>(
+  Object.entries(os.constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
+);
+
+/** `runChild` through the addon's posix_spawn: `stdio[i]` is the child's descriptor i. */
+function runSpawned(
+  spawnFiles: SpawnFiles,
+  bin: string,
+  args: string[],
+  stdio: number[],
+  signal: AbortSignal | undefined,
+): Promise<{ code: number | null; killedBy: NodeJS.Signals | null }> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortError(signal));
+    let exited = false;
+    let pid = 0;
+    // The child is not reaped before onExit runs, so its pid cannot have been reused.
+    const onAbort = () => {
+      if (!exited) process.kill(pid, 'SIGKILL');
+    };
+    try {
+      pid = spawnFiles(bin, args, stdio, (code, sig) => {
+        exited = true;
+        signal?.removeEventListener('abort', onAbort);
+        if (signal?.aborted) reject(abortError(signal));
+        else resolve({ code: sig ? null : code, killedBy: sig ? (signalNames.get(sig) ?? 'SIGKILL') : null });
+      });
+    } catch (err) {
+      return reject(new RpvError(`cannot run ${bin}: ${errorMessage(err)}`, { cause: err }));
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /**

@@ -6,6 +6,8 @@
 //       Every index the call will touch is bounds-checked before any work starts.
 //   setThreads(n) / threads()  the persistent pool (caller thread included).
 //   isa() / setIsa('auto' | 'scalar' | 'avx2-fma') / detectedIsa()
+//   gridSums(...)  grid-v1 frame statistics (grid.cc)
+//   spawnFiles(...)  posix_spawn with a pidfd exit watch, Linux only (spawn.cc)
 #include <node_api.h>
 
 #include <cmath>
@@ -18,6 +20,7 @@
 
 #include "gemm.h"
 #include "grid.h"
+#include "spawn.h"
 #include "thread_pool.h"
 
 namespace {
@@ -361,6 +364,12 @@ NAPI_MODULE_INIT() {
     if (napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.cb, nullptr, &fn) != napi_ok ||
         napi_set_named_property(env, exports, f.name, fn) != napi_ok) {
       return nullptr;
+    }
+  }
+  if (rpv::spawnSupported()) {
+    napi_value fn;
+    if (napi_create_function(env, "spawnFiles", NAPI_AUTO_LENGTH, rpv::SpawnFiles, nullptr, &fn) == napi_ok) {
+      napi_set_named_property(env, exports, "spawnFiles", fn);
     }
   }
   napi_value count;

@@ -1,8 +1,8 @@
 /**
  * Finding and loading rpv's native addon (build/Release/rpv_matmul.node, built by `npm install`
- * through src/native/build.mjs): the GEMM and the grid encoder's frame statistics. Loading never
- * throws: a missing or broken binary gives `{ addon: null, reason }` so callers fall back to
- * tfjs-wasm's own kernels and to the JS grid statistics.
+ * through src/native/build.mjs): the GEMM, the grid encoder's frame statistics and a posix_spawn
+ * for ffmpeg. Loading never throws: a missing or broken binary gives `{ addon: null, reason }` so
+ * callers fall back to tfjs-wasm's own kernels, the JS grid statistics and child_process.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -32,6 +32,12 @@ export interface NativeAddon {
   paramCount: number;
   /** grid-v1 frame statistics (src/native/grid.cc); absent from addons built before it. */
   gridSums?(rgb: Uint8Array, size: number, cells: number, out: Float64Array): void;
+  /**
+   * posix_spawn of `file` (PATH search) with `fds[i]` as its descriptor i (-1: /dev/null);
+   * `onExit(code, signal)` once on the event loop (code -1 when signalled). Linux only; absent
+   * from older addons. Throws with the errno name as `code` when it cannot start.
+   */
+  spawnFiles?(file: string, args: string[], fds: number[], onExit: (code: number, signal: number) => void): number;
 }
 
 /** Positions in gemm's Float64Array of parameters; mirrors `enum Param` in addon.cc. */
