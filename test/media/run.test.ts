@@ -1,6 +1,7 @@
 // Running tools: the addon's posix_spawn (src/native/spawn.cc, Linux) and Node's child_process
 // (RPV_SPAWN=node, and every other platform) must behave the same: stdout bytes, stderr text,
 // outputs on descriptors 3.., exit codes, signals, abort and a missing binary.
+import { readdirSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { nativeSpawn, OutputArena, runBinary, runBinaryOutputs } from '../../src/media/run.js';
 import { loadNativeAddon } from '../../src/native/addon.js';
@@ -94,4 +95,24 @@ it.runIf(process.platform === 'linux')('passes the addon-started tool only the d
   // (this process holds dozens more, and whatever its own parent leaked into it).
   const r = await runBinary('sh', ['-c', 'ls /proc/$$/fd; true']);
   expect(r.stdout.toString().trim().split('\n').map(Number).sort()).toEqual([0, 1, 2]);
+});
+
+it.runIf(process.platform === 'linux')('reaps every tool it starts, many at once', async () => {
+  use('native');
+  const runs = await Promise.all(Array.from({ length: 24 }, (_, k) => runBinary('sh', ['-c', `exit ${k % 3}`])));
+  expect(runs.map((r) => r.code)).toEqual(Array.from({ length: 24 }, (_, k) => k % 3));
+  // No child of this process is left behind, zombie or not.
+  const children = readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map((d) => {
+      try {
+        const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        return { pid: Number(d), state: fields[0], ppid: Number(fields[1]), name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) };
+      } catch {
+        return null;
+      }
+    })
+    .filter((p) => p !== null && p.ppid === process.pid && p.name === 'sh');
+  expect(children).toEqual([]);
 });
