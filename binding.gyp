@@ -9,7 +9,7 @@
         "src/native/addon.cc",
         "src/native/gemm.cc",
         "src/native/grid.cc",
-        "src/native/spawn.cc",
+        "src/native/spawner.cc",
         "src/native/thread_pool.cc"
       ],
       "cflags_cc!": ["-fno-exceptions"],

@@ -78,7 +78,7 @@ export async function runBinaryOutputs(
 /**
  * Runs `bin` with `count` anonymous files as its descriptors `first` .. `first + count - 1`
  * (1 = stdout) and reads them back once it has exited. Started by the addon's posix_spawn when
- * there is one (no fork of this large process; see src/native/spawn.cc), else by child_process.
+ * there is one (no fork of this large process; see src/native/spawner.cc), else by child_process.
  * Stderr is a file as well with the addon, a pipe without.
  */
 async function runToFiles(

@@ -7,7 +7,7 @@
 //   setThreads(n) / threads()  the persistent pool (caller thread included).
 //   isa() / setIsa('auto' | 'scalar' | 'avx2-fma') / detectedIsa()
 //   gridSums(...)  grid-v1 frame statistics (grid.cc)
-//   spawnFiles(...)  posix_spawn with a pidfd exit watch, Linux only (spawn.cc)
+//   spawnFiles(...)  posix_spawn with a pidfd exit watch, Linux only (spawner.cc)
 #include <node_api.h>
 
 #include <cmath>
@@ -20,7 +20,7 @@
 
 #include "gemm.h"
 #include "grid.h"
-#include "spawn.h"
+#include "spawner.h"
 #include "thread_pool.h"
 
 namespace {

@@ -9,13 +9,14 @@
 //
 // spawnFiles(file, args, fds, onExit) -> pid
 //   file: searched in PATH like execvp; args: argv[1..]; fds[i] becomes the child's descriptor i
-//   (-1: /dev/null); nothing else is inherited. The child's signal mask is empty and every signal
+//   (-1: /dev/null); nothing else is inherited (glibc >= 2.34; before, descriptors without
+//   close-on-exec would be, as with child_process). The child's signal mask is empty and every signal
 //   has its default action (Node ignores SIGPIPE; ffmpeg must not). onExit(code, signal) is called
 //   once on the event loop: code = exit status or -1, signal = the number that killed it or 0.
 //   Throws (code = errno name, e.g. ENOENT) when the child could not start.
 // Linux only (pidfd_open needs Linux 5.3); elsewhere, or when the kernel lacks pidfd_open,
 // spawnFiles is not exported and rpv uses Node's child_process.
-#include "spawn.h"
+#include "spawner.h"
 
 #if defined(__linux__)
 
@@ -38,6 +39,19 @@ extern char** environ;
 #define SYS_pidfd_open 434
 #endif
 
+// glibc before 2.24 started the child with fork and did not report exec errors; 2.32 added
+// strerrorname_np, 2.34 posix_spawn_file_actions_addclosefrom_np. musl has neither of the last two.
+#if defined(__GLIBC__)
+#define RPV_GLIBC_AT_LEAST(major, minor) (__GLIBC__ > (major) || (__GLIBC__ == (major) && __GLIBC_MINOR__ >= (minor)))
+#else
+#define RPV_GLIBC_AT_LEAST(major, minor) 0
+#endif
+#if !defined(__GLIBC__) || RPV_GLIBC_AT_LEAST(2, 24)
+#define RPV_SPAWN_REPORTS_EXEC_ERRORS 1
+#else
+#define RPV_SPAWN_REPORTS_EXEC_ERRORS 0
+#endif
+
 namespace rpv {
 namespace {
 
@@ -53,8 +67,25 @@ struct Child {
 
 int pidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
+const char* errnoName(int err) {
+#if RPV_GLIBC_AT_LEAST(2, 32)
+  return strerrorname_np(err);  // "ENOENT"; null for an unknown number
+#else
+  switch (err) {
+    case ENOENT: return "ENOENT";
+    case EACCES: return "EACCES";
+    case ENOEXEC: return "ENOEXEC";
+    case ENOMEM: return "ENOMEM";
+    case EAGAIN: return "EAGAIN";
+    case EMFILE: return "EMFILE";
+    case EBADF: return "EBADF";
+    default: return nullptr;
+  }
+#endif
+}
+
 napi_value throwErrno(napi_env env, int err, const std::string& what) {
-  const char* name = strerrorname_np(err);  // "ENOENT"; null for an unknown number
+  const char* name = errnoName(err);
   const std::string message = what + ": " + strerror(err);
   napi_throw_error(env, name ? name : "ERR_RPV_SPAWN", message.c_str());
   return nullptr;
@@ -143,6 +174,9 @@ struct SpawnSetup {
 
 bool spawnSupported() {
   static const bool supported = [] {
+#if !RPV_SPAWN_REPORTS_EXEC_ERRORS
+    return false;  // a missing binary would look like an exit with status 127
+#endif
     const int fd = pidfdOpen(getpid());
     if (fd < 0) return false;
     close(fd);
@@ -218,7 +252,9 @@ napi_value SpawnFiles(napi_env env, napi_callback_info info) {
   }
   setup.haveActions = setup.haveAttr = true;
   for (uint32_t i = 0; i < nfds; i++) posix_spawn_file_actions_adddup2(&setup.actions, sources[i], static_cast<int>(i));
+#if RPV_GLIBC_AT_LEAST(2, 34)
   posix_spawn_file_actions_addclosefrom_np(&setup.actions, static_cast<int>(nfds));
+#endif
   sigset_t none, all;
   sigemptyset(&none);
   sigfillset(&all);

@@ -1,4 +1,4 @@
-// posix_spawn of a tool with chosen descriptors and exit seen through a pidfd; see spawn.cc.
+// posix_spawn of a tool with chosen descriptors and exit seen through a pidfd; see spawner.cc.
 #pragma once
 
 #include <node_api.h>
