@@ -31,7 +31,10 @@ export const command: CommandModule<object, EnvArgs> = {
       .example('$0 env --json', 'The same as JSON, for bug reports'),
   handler: async (args) => {
     const node = { version: process.version, platform: `${process.platform}-${process.arch}`, cpus: (await import('node:os')).cpus().length };
-    const media = await probe(async () => (await import('../media/ffmpeg.js')).describeFfmpeg());
+    const media = await probe(async () => ({
+      ...(await (await import('../media/ffmpeg.js')).describeFfmpeg()),
+      started: (await import('../media/run.js')).describeSpawn(),
+    }));
     const backend = await probe(async () => {
       const { initBackend, describeBackend } = await import('../model/backend.js');
       await initBackend({ backend: (args.backend ?? 'auto') as 'auto' });

@@ -156,6 +156,14 @@ export function nativeSpawn(): SpawnFiles | null {
   return addonSpawn;
 }
 
+/** How tools are started here, for `rpv env`. */
+export function describeSpawn(): string {
+  if (nativeSpawn()) return 'posix_spawn (native addon; RPV_SPAWN=node for child_process)';
+  if (process.env.RPV_SPAWN === 'node') return 'child_process (RPV_SPAWN=node)';
+  const { addon, reason } = loadNativeAddon();
+  return `child_process (${addon ? 'the addon has no posix_spawn on this platform' : reason})`;
+}
+
 const signalNames = new Map<number, NodeJS.Signals>(
   Object.entries(os.constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
 );

@@ -76,3 +76,17 @@ describe('resolveFfmpeg', () => {
     );
   });
 });
+
+describe('rpv env', () => {
+  it('reports the ffmpeg and ffprobe in use and how they are started', async () => {
+    const { cli } = await import('../convert/fixtures.js');
+    const { code, stdout } = await cli(['env', '--json', '--backend', 'cpu']);
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout) as { media: { ffmpeg: { path: string; version: string }; ffprobe: { path: string }; started: string } };
+    const d = await describeFfmpeg();
+    expect(report.media.ffmpeg).toMatchObject({ path: d.ffmpeg.path, version: d.ffmpeg.version });
+    expect(report.media.ffprobe.path).toBe(d.ffprobe.path);
+    const native = process.platform === 'linux' && (await import('../../src/native/addon.js')).loadNativeAddon().addon !== null;
+    expect(report.media.started).toMatch(native ? /^posix_spawn \(native addon/ : /^child_process \(/);
+  }, 60_000);
+});

@@ -3,7 +3,7 @@
 // outputs on descriptors 3.., exit codes, signals, abort and a missing binary.
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { nativeSpawn, OutputArena, runBinary, runBinaryOutputs } from '../../src/media/run.js';
+import { describeSpawn, nativeSpawn, OutputArena, runBinary, runBinaryOutputs } from '../../src/media/run.js';
 import { loadNativeAddon } from '../../src/native/addon.js';
 
 const saved = process.env.RPV_SPAWN;
@@ -22,6 +22,7 @@ it('uses the addon to start tools on Linux, child_process under RPV_SPAWN=node',
   if (process.platform === 'linux' && loadNativeAddon().addon) expect(nativeSpawn()).toBeTypeOf('function');
   use('node');
   expect(nativeSpawn()).toBeNull();
+  expect(describeSpawn()).toBe('child_process (RPV_SPAWN=node)');
 });
 
 // 1 MiB of every byte value, written by the tool itself.
