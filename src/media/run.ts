@@ -14,22 +14,20 @@ export interface RunResult {
 }
 
 /**
- * Spawn `bin` with `stdio` (stderr must be 'pipe'), collect stderr as text, SIGKILL it on abort;
- * `onChild` attaches any other collectors. Resolves when it has exited and its pipes closed.
+ * Spawn `bin` with `stdio` (stderr must be 'pipe') through child_process, collect stderr as text,
+ * SIGKILL it on abort. Resolves when it has exited and its pipes closed.
  */
 function runChild(
   bin: string,
   args: string[],
   stdio: import('node:child_process').StdioOptions,
   signal: AbortSignal | undefined,
-  onChild: (child: import('node:child_process').ChildProcess) => void = () => {},
 ): Promise<{ code: number | null; killedBy: NodeJS.Signals | null; stderr: string }> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(abortError(signal));
     const child = spawn(bin, args, { stdio });
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    onChild(child);
     const onAbort = () => child.kill('SIGKILL');
     signal?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (err) => {
@@ -46,15 +44,8 @@ function runChild(
 
 /** Spawn a tool (ffmpeg, ffprobe), collect stdout as bytes and stderr as text; SIGKILL it on abort. */
 export async function runBinary(bin: string, args: string[], signal?: AbortSignal): Promise<RunResult> {
-  if (nativeSpawn()) {
-    const { outputs, ...rest } = await runToFiles(bin, args, 1, 1, signal);
-    return { ...rest, stdout: outputs[0]! };
-  }
-  const chunks: Buffer[] = [];
-  const { code, killedBy, stderr } = await runChild(bin, args, ['ignore', 'pipe', 'pipe'], signal, (child) => {
-    child.stdout!.on('data', (b: Buffer) => chunks.push(b));
-  });
-  return { code, signal: killedBy, stdout: Buffer.concat(chunks), stderr };
+  const { outputs, ...rest } = await runToFiles(bin, args, 1, 1, signal);
+  return { ...rest, stdout: outputs[0]! };
 }
 
 /**
@@ -77,7 +68,7 @@ export async function runBinaryOutputs(
 
 /**
  * Runs `bin` with `count` anonymous files as its descriptors `first` .. `first + count - 1`
- * (1 = stdout) and reads them back once it has exited. Started by the addon's posix_spawn when
+ * (1: stdout; 3: stdout unused) and reads them back once it has exited. Started by the addon's posix_spawn when
  * there is one (no fork of this large process; see src/native/spawner.cc), else by child_process.
  * Stderr is a file as well with the addon, a pipe without.
  */
