@@ -247,10 +247,9 @@ napi_value SpawnFiles(napi_env env, napi_callback_info info) {
   }
 
   SpawnSetup setup;
-  if (posix_spawn_file_actions_init(&setup.actions) != 0 || posix_spawnattr_init(&setup.attr) != 0) {
-    return throwErrno(env, ENOMEM, "rpv spawn");
-  }
-  setup.haveActions = setup.haveAttr = true;
+  setup.haveActions = posix_spawn_file_actions_init(&setup.actions) == 0;
+  setup.haveAttr = setup.haveActions && posix_spawnattr_init(&setup.attr) == 0;
+  if (!setup.haveAttr) return throwErrno(env, ENOMEM, "rpv spawn");
   for (uint32_t i = 0; i < nfds; i++) posix_spawn_file_actions_adddup2(&setup.actions, sources[i], static_cast<int>(i));
 #if RPV_GLIBC_AT_LEAST(2, 34)
   posix_spawn_file_actions_addclosefrom_np(&setup.actions, static_cast<int>(nfds));
