@@ -217,6 +217,14 @@ export class SafetensorsReader {
     return [...this.entries.keys()];
   }
 
+  /** Where a tensor's bytes lie in the file (absolute byte offset), for reading them in place. */
+  location(name: string): { dtype: SafetensorsDType; shape: number[]; byteOffset: number; byteLength: number } {
+    const entry = this.entries.get(name);
+    if (!entry) throw new RpvError(`${this.file}: no tensor named ${name}`);
+    const [begin, end] = entry.dataOffsets;
+    return { dtype: entry.dtype, shape: entry.shape, byteOffset: this.dataStart + begin, byteLength: end - begin };
+  }
+
   /** Read and decode one tensor. */
   async read(name: string): Promise<SafetensorsTensor> {
     const entry = this.entries.get(name);
