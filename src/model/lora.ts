@@ -7,7 +7,8 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
 import { SeededRandom } from './random.js';
-import { frozenMatMul, variableName } from './ops.js';
+import { frozenLinear, variableName } from './ops.js';
+import type { FrozenLinear } from './frozen.js';
 
 /** Module short names and their PEFT/HF names. */
 export const LORA_MODULES = {
@@ -79,11 +80,8 @@ export function createLoraPair(tf: typeof tfc, name: string, inFeatures: number,
   };
 }
 
-/** A frozen linear, weight stored transposed [in, out] so the forward is a plain matmul. */
-export interface Linear {
-  weightT: tfc.Tensor2D;
-  bias?: tfc.Tensor1D;
-}
+/** A frozen linear of the base (tfjs tensors or mapped weights: src/model/frozen.ts). */
+export type Linear = FrozenLinear;
 
 /** Settings of one forward pass that LoRA branches need. */
 export interface LoraRun {
@@ -114,19 +112,15 @@ export function dropoutMask(size: number, rate: number, scaling: number, seed: n
  * The dropout mask is drawn again from its seed in the backward pass and the narrow [N, r]
  * intermediate recomputed. With xd = dropout(x) * scaling and h = xd A^T:
  * dB^T = h^T dy, dh = dy B, dA^T = xd^T dh, dx = dy W + (dh A) * mask * scaling.
- *
- * Plain matMul then add: tfjs-wasm's fused matmul with a bias is wrong for batch > 1 or
- * transposeA (see the brief), so rpv never asks for it.
  */
 export function linear(tf: typeof tfc, x: tfc.Tensor2D, lin: Linear, lora?: LoraPair, run?: LoraRun): tfc.Tensor2D {
-  if (!lora || !run) return frozenMatMul(tf, x, lin.weightT, { bias: lin.bias });
+  if (!lora || !run) return frozenLinear(tf, x, lin);
   const shape = x.shape;
   const maskOf = () => (run.dropout > 0 ? tf.tensor2d(dropoutMask(x.size, run.dropout, run.scaling, run.seed ?? 0), shape) : null);
   const scaled = (t: tfc.Tensor, mask: tfc.Tensor | null) => (mask ? tf.mul(t, mask) : tf.mul(t, run.scaling));
   const f = tf.customGrad(((input: tfc.Tensor2D, aT: tfc.Tensor2D, bT: tfc.Tensor2D, save: tfc.GradSaveFunc) => {
     save([input, aT, bT]);
-    let y = tf.matMul(input, lin.weightT);
-    if (lin.bias) y = tf.add(y, lin.bias);
+    const y = lin.forward(input);
     return {
       value: tf.add(y, tf.matMul(tf.matMul(scaled(input, maskOf()), aT), bT)),
       gradFunc: (dy: tfc.Tensor2D, [xs, as, bs]: tfc.Tensor[]) => {
@@ -135,7 +129,7 @@ export function linear(tf: typeof tfc, x: tfc.Tensor2D, lin: Linear, lora?: Lora
         const dh = tf.matMul(dy, bs as tfc.Tensor2D, false, true);
         const dB = tf.matMul(tf.matMul(xd, as as tfc.Tensor2D), dy, true, false);
         const dA = tf.matMul(xd, dh, true, false);
-        const dx = tf.add(tf.matMul(dy, lin.weightT, false, true), scaled(tf.matMul(dh, as as tfc.Tensor2D, false, true), mask));
+        const dx = tf.add(lin.backward(dy), scaled(tf.matMul(dh, as as tfc.Tensor2D, false, true), mask));
         return [dx, dA, dB];
       },
     };
