@@ -31,6 +31,7 @@ import { crossEntropyChunkRows, type FrozenTable } from './frozen.js';
 import { checkpointed } from './checkpoint.js';
 import { SeededRandom } from './random.js';
 import type { MappedFile } from '../native/frozen.js';
+import { nativeAttentionAvailable } from '../native/attention.js';
 import type { ChatTokenizer } from './tokenizer.js';
 
 /** Label value that is not trained (as PyTorch's CrossEntropyLoss ignore_index). */
@@ -335,6 +336,8 @@ export class CausalLM {
       tf.tensor2d(rotateHalfMatrix(c.headDim), [c.headDim, c.headDim]),
       tf.tensor4d(mask, [B, 1, T, S]),
     ];
+    // The fused kernel keeps no keys and values: not when a KV cache is being filled.
+    const fused = !options.cache && nativeAttentionAvailable();
     const contextOf = (t: tfc.Tensor[], layer: number) => ({
       batch: B,
       seqLen: T,
@@ -345,10 +348,11 @@ export class CausalLM {
       rotate: t[4] as tfc.Tensor2D,
       mask: t[5],
       loraRun: loraRun ? (m: string) => loraRun!(layer, m) : undefined,
+      fused,
     });
     let h = this.embed(input, T);
     const newCache: LayerCache[] = [];
-    const layer = (i: number, x: tfc.Tensor2D, t: tfc.Tensor[]): { h: tfc.Tensor2D; cache: LayerCache } => {
+    const layer = (i: number, x: tfc.Tensor2D, t: tfc.Tensor[]): { h: tfc.Tensor2D; cache?: LayerCache } => {
       const w = this.weights.layers[i];
       const ll = lora?.layers[i];
       const ctx = contextOf(t, i);
@@ -363,11 +367,11 @@ export class CausalLM {
         // every layer's activations until the caller's tidy ends.
         const [next, k, v] = tf.tidy(() => {
           const out = layer(i, h, tables);
-          return [out.h, out.cache.k, out.cache.v];
-        }) as [tfc.Tensor2D, tfc.Tensor4D, tfc.Tensor4D];
+          return out.cache ? [out.h, out.cache.k, out.cache.v] : [out.h];
+        }) as [tfc.Tensor2D, tfc.Tensor4D?, tfc.Tensor4D?];
         h.dispose();
         h = next;
-        newCache.push({ k, v });
+        if (k && v) newCache.push({ k, v });
       } else if (checkpoint) {
         const params: tfc.Variable[] = [];
         const ll = lora?.layers[i];
@@ -376,7 +380,7 @@ export class CausalLM {
       } else {
         const out = layer(i, h, tables);
         h = out.h;
-        newCache.push(out.cache);
+        if (out.cache) newCache.push(out.cache);
       }
     }
     if (options.noGrad) for (const t of tables) t.dispose();

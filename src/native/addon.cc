@@ -19,9 +19,11 @@
 #include <string>
 #include <thread>
 
+#include "attention.h"
 #include "frozen.h"
 #include "gemm.h"
 #include "grid.h"
+#include "pointwise.h"
 #include "spawner.h"
 #include "thread_pool.h"
 
@@ -382,6 +384,8 @@ NAPI_MODULE_INIT() {
     }
   }
   if (!rpv::registerFrozen(env, exports)) return nullptr;
+  if (!rpv::registerPointwise(env, exports)) return nullptr;
+  if (!rpv::registerAttention(env, exports)) return nullptr;
   if (rpv::spawnSupported()) {
     napi_value fn;
     if (napi_create_function(env, "spawnFiles", NAPI_AUTO_LENGTH, rpv::SpawnFiles, nullptr, &fn) == napi_ok) {

@@ -325,7 +325,9 @@ void runTile(const GemmArgs& g, Microkernel kernel, const PackedB& shared, int64
   const float* a = g.a + bi * g.strideA;
   float* c = g.c + bi * g.strideC;
   if (g.k == 0) {
-    for (int64_t i = i0; i < i1; ++i) std::fill(c + i * g.ldc + j0, c + i * g.ldc + j1, 0.0f);
+    if (!g.accumulate) {
+      for (int64_t i = i0; i < i1; ++i) std::fill(c + i * g.ldc + j0, c + i * g.ldc + j1, 0.0f);
+    }
     applyEpilogue(g, bi, c, i0, i1, j0, j1);
     return;
   }
@@ -337,7 +339,7 @@ void runTile(const GemmArgs& g, Microkernel kernel, const PackedB& shared, int64
   alignas(64) float edge[kMR * kNR];
   for (int64_t p0 = 0; p0 < g.k; p0 += kKC) {
     const int64_t kc = std::min(kKC, g.k - p0);
-    const bool accumulate = p0 > 0;
+    const bool accumulate = p0 > 0 || g.accumulate;
     const float* bp;
     if (shared.data) {
       bp = shared.data + p0 * shared.nPadded + (j0 / kNR) * kc * kNR;

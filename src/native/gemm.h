@@ -42,6 +42,7 @@ struct GemmArgs {
   int64_t ldb = 0, strideB = 0;  // in elements of bType
   float* c = nullptr;  // [M, N] per batch, row stride ldc.
   int64_t ldc = 0, strideC = 0;
+  bool accumulate = false;  // C += op(A) op(B) instead of C = (then the epilogue, if any)
   // Epilogue: bias[b*biasStride[0] + i*biasStride[1] + j*biasStride[2]] is added (broadcast by
   // zero strides), then the activation; prelu reads its slope from `alpha` the same way.
   const float* bias = nullptr;
