@@ -43,6 +43,7 @@ export function checkpointed(
         try {
           const { value, grads } = engine.gradients(() => fn(xs as tfc.Tensor2D, cs), [xs, ...params], dy, true);
           value.dispose();
+          dy.dispose();
           return grads.map((g, i) => g ?? tf.zerosLike(i === 0 ? xs : params[i - 1]));
         } finally {
           engine.state.activeTape = outerTape;

@@ -8,7 +8,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
 import { SeededRandom } from './random.js';
 import { nativeDropoutAvailable, nativeDropoutScale } from '../native/dropout.js';
-import { frozenLinear, variableName } from './ops.js';
+import { frozenLinear, releasingGrad, variableName } from './ops.js';
 import type { FrozenLinear } from './frozen.js';
 
 /** Module short names and their PEFT/HF names. */
@@ -146,14 +146,15 @@ export function linear(tf: typeof tfc, x: tfc.Tensor2D, lin: Linear, lora?: Lora
     const y = lin.forward(input);
     return {
       value: tf.add(y, tf.matMul(tf.matMul(scaled(input) as tfc.Tensor2D, aT), bT)),
-      gradFunc: (dy: tfc.Tensor2D, [xs, as, bs]: tfc.Tensor[]) => {
+      gradFunc: releasingGrad(tf, (dyt, [xs, as, bs]) => {
+        const dy = dyt as tfc.Tensor2D;
         const xd = scaled(xs) as tfc.Tensor2D;
         const dh = tf.matMul(dy, bs as tfc.Tensor2D, false, true);
         const dB = tf.matMul(tf.matMul(xd, as as tfc.Tensor2D), dy, true, false);
         const dA = tf.matMul(xd, dh, true, false);
         const dx = tf.add(lin.backward(dy), scaled(tf.matMul(dh, as as tfc.Tensor2D, false, true)));
         return [dx, dA, dB];
-      },
+      }),
     };
   }) as unknown as Parameters<typeof tfc.customGrad>[0]);
   return f(x, lora.aT, lora.bT) as tfc.Tensor2D;

@@ -16,10 +16,28 @@ export function gatherRows(tf: typeof tfc, x: tfc.Tensor2D, rows: Int32Array): t
     save([idx]);
     return {
       value: tf.gather(input, idx),
-      gradFunc: (dy: tfc.Tensor, saved: tfc.Tensor[]) => tf.scatterND(tf.expandDims(saved[0], 1), dy, shape),
+      gradFunc: releasingGrad(tf, (dy, saved) => tf.scatterND(tf.expandDims(saved[0], 1), dy, shape)),
     };
   }) as unknown as Parameters<typeof tfc.customGrad>[0]);
   return f(x) as tfc.Tensor2D;
+}
+
+/**
+ * Wraps a customGrad gradient function so the backward pass frees what it uses. tfjs runs
+ * gradient functions outside any tidy scope and keeps every output gradient until the whole
+ * backward pass ends: without this, every intermediate and every gradient of every layer stays in
+ * memory until the step is over. The body runs in a tidy; dy, which only this op reads, is
+ * disposed once the input gradients exist.
+ */
+export function releasingGrad<S extends tfc.Tensor[]>(
+  tf: typeof tfc,
+  body: (dy: tfc.Tensor, saved: S) => tfc.Tensor | tfc.Tensor[],
+): (dy: tfc.Tensor, saved: S) => tfc.Tensor | tfc.Tensor[] {
+  return (dy, saved) => {
+    const grads = tf.tidy(() => body(dy, saved));
+    if (!(Array.isArray(grads) ? grads : [grads]).includes(dy)) dy.dispose();
+    return grads;
+  };
 }
 
 let variableCounter = 0;
@@ -42,7 +60,7 @@ export function variableName(base: string): string {
 export function frozenLinear(tf: typeof tfc, x: tfc.Tensor2D, lin: FrozenLinear): tfc.Tensor2D {
   const f = tf.customGrad(((input: tfc.Tensor2D) => ({
     value: lin.forward(input),
-    gradFunc: (dy: tfc.Tensor2D) => lin.backward(dy),
+    gradFunc: releasingGrad(tf, (dy) => lin.backward(dy as tfc.Tensor2D)),
   })) as unknown as Parameters<typeof tfc.customGrad>[0]);
   return f(x) as tfc.Tensor2D;
 }
@@ -68,7 +86,7 @@ export function frozenCrossEntropySum(tf: typeof tfc, x: tfc.Tensor2D, head: Fro
     save([dx!]);
     return {
       value: tf.sum(loss),
-      gradFunc: (dy: tfc.Tensor, [g]: tfc.Tensor[]) => tf.mul(g, dy),
+      gradFunc: releasingGrad(tf, (dy, [g]) => tf.mul(g, dy)),
     };
   }) as unknown as Parameters<typeof tfc.customGrad>[0]);
   return f(x) as tfc.Scalar;

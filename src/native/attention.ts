@@ -83,7 +83,12 @@ export function fusedAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, m
     save([qi, ki, vi, mask, out, lse]);
     return {
       value: out,
-      gradFunc: (dout: tf.Tensor, [qs, ks, vs, ms, os, ls]: tf.Tensor[]) => run(BACKWARD, { q: qs, k: ks, v: vs, mask: ms, out: os, lse: ls, dout }, dims),
+      gradFunc: (dout: tf.Tensor, [qs, ks, vs, ms, os, ls]: tf.Tensor[]) => {
+        const grads = run(BACKWARD, { q: qs, k: ks, v: vs, mask: ms, out: os, lse: ls, dout }, dims);
+        // Only this op reads dout: free it now rather than when the whole backward pass ends.
+        dout.dispose();
+        return grads;
+      },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
   return f(q, k, v) as tf.Tensor2D;
