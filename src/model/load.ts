@@ -177,12 +177,18 @@ export async function loadModel(dir: string, { backend = 'auto', tokenizer = tru
   }
 }
 
-function warnHeap(tf: typeof tfc, dir: string, weights: DecoderWeights, config: DecoderConfig, reason: string | null, log: LoadModelOptions['log']): void {
+/** Bytes of the frozen weights held as tensors (the wasm backend's heap on wasm); mapped weights are not counted. */
+export function weightHeapBytes(weights: DecoderWeights, config: DecoderConfig): number {
   let bytes = weights.embed.heapBytes + (weights.head === weights.embed ? 0 : weights.head.heapBytes) + 4 * config.hiddenSize;
   for (const l of weights.layers) {
     bytes += 8 * config.hiddenSize;
     for (const lin of [l.attn.q, l.attn.k, l.attn.v, l.attn.o, l.mlp.gate, l.mlp.up, l.mlp.down]) bytes += lin.heapBytes;
   }
+  return bytes;
+}
+
+function warnHeap(tf: typeof tfc, dir: string, weights: DecoderWeights, config: DecoderConfig, reason: string | null, log: LoadModelOptions['log']): void {
+  const bytes = weightHeapBytes(weights, config);
   if (tf.getBackend() === 'wasm' && bytes > WASM_WEIGHT_WARN_BYTES) {
     log?.(
       `rpv: ${dir}: ${(bytes / 2 ** 30).toFixed(1)} GiB of float32 weights in the wasm backend's heap, which stops at 4 GiB ` +

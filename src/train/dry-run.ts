@@ -8,6 +8,7 @@ import { openSession } from './trainer.js';
 import { showLossMask, type RenderedPrompt } from './prompt.js';
 import { formatRecipe, type Recipe } from './recipe.js';
 import { decays } from './adamw.js';
+import { describePlan } from './memory.js';
 
 export async function dryRun(recipe: Recipe): Promise<string> {
   const lines: string[] = [];
@@ -27,6 +28,7 @@ export async function dryRun(recipe: Recipe): Promise<string> {
       `optimizer steps: ${session.totalSteps} (warm-up ${session.warmupSteps}, projector-only ${recipe.train.projector_warmup_steps}), grad accumulation ${recipe.train.grad_accum_steps}`,
       '',
     );
+    out.push('# memory', ...describePlan(session.memory), '');
     const groups = new Map<string, { tensors: number; values: number; decayed: number }>();
     for (const p of session.params) {
       const g = groups.get(p.group) ?? { tensors: 0, values: 0, decayed: 0 };

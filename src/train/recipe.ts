@@ -84,6 +84,13 @@ export interface Recipe {
     /** Stage 1: optimizer steps that train the projector alone before LoRA joins. */
     projector_warmup_steps: number;
     log_every_steps: number;
+    /**
+     * Recompute each decoder layer in the backward pass instead of keeping its activations
+     * (torch.utils.checkpoint per layer, as HF's gradient_checkpointing): activation memory drops
+     * from every layer's intermediates to one hidden state per layer, for one more forward pass.
+     * auto: on when the activations would not fit in half the memory the tensors can use.
+     */
+    gradient_checkpointing: 'auto' | boolean;
   };
   eval: {
     /** Held-out loss and perplexity every N optimizer steps (0: only at the end). */
@@ -103,7 +110,7 @@ export interface Recipe {
   resume: string | null;
 }
 
-type Kind = 'string' | 'number' | 'integer' | 'boolean' | 'string[]';
+type Kind = 'string' | 'number' | 'integer' | 'boolean' | 'auto|boolean' | 'string[]';
 
 interface LeafSpec {
   kind: Kind;
@@ -195,6 +202,7 @@ export const RECIPE_SCHEMA: GroupSpec = {
         grad_accum_steps: { kind: 'integer', default: 1, min: 1 },
         projector_warmup_steps: { kind: 'integer', default: 0, min: 0 },
         log_every_steps: { kind: 'integer', default: 1, min: 1 },
+        gradient_checkpointing: { kind: 'auto|boolean', default: 'auto' },
       },
     },
     eval: {
@@ -245,6 +253,9 @@ function expected(spec: LeafSpec): string {
     case 'boolean':
       e = 'true or false';
       break;
+    case 'auto|boolean':
+      e = 'auto, true or false';
+      break;
     default: {
       e = spec.kind === 'integer' ? 'an integer' : 'a number';
       const bounds: string[] = [];
@@ -268,6 +279,8 @@ function checkLeaf(spec: LeafSpec, value: unknown): string | undefined {
       return undefined;
     case 'boolean':
       return typeof value === 'boolean' ? undefined : bad;
+    case 'auto|boolean':
+      return typeof value === 'boolean' || value === 'auto' ? undefined : bad;
     case 'string[]':
       if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) return bad;
       if (spec.choices && !value.every((v) => spec.choices!.includes(v as string))) return bad;
@@ -379,7 +392,7 @@ export function parseOverride(text: string, errors: string[]): { path: string; v
   else if (spec.kind === 'string[]') {
     const inner = rawValue.startsWith('[') && rawValue.endsWith(']') ? rawValue.slice(1, -1) : rawValue;
     value = inner.trim() === '' ? [] : inner.split(',').map((s) => s.trim().replace(/^["']|["']$/g, ''));
-  } else if (spec.kind === 'boolean') {
+  } else if (spec.kind === 'boolean' || spec.kind === 'auto|boolean') {
     value = rawValue === 'true' ? true : rawValue === 'false' ? false : rawValue;
   } else {
     const n = Number(rawValue);

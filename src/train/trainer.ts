@@ -36,6 +36,8 @@ import { formatRecipe, type Recipe } from './recipe.js';
 import { Rng } from './rng.js';
 import { lrAt, warmupStepsFor } from './schedule.js';
 import { loadTrainModel, exportAdapter } from './model-io.js';
+import { gib, planMemory, type MemoryPlan } from './memory.js';
+import { weightHeapBytes } from '../model/load.js';
 
 /** Rendered prompts kept across epochs (about 1-2 KB each). */
 const PROMPT_CACHE_ENTRIES = 100_000;
@@ -89,6 +91,8 @@ export interface TrainingSession {
   /** Loader batches per epoch (each a micro-batch once held-out samples are removed). */
   batchesPerEpoch: number;
   params: Param[];
+  /** Where memory goes at the longest sample, and whether layers are recomputed (src/train/memory.ts). */
+  memory: MemoryPlan;
   prepare: (s: Sample) => { sample?: PreparedSample; skip?: SkipReason | 'held-out'; prompt?: RenderedPrompt };
   dispose: () => void;
 }
@@ -109,6 +113,22 @@ export async function openSession(recipe: Recipe, log: (line: string) => void = 
   const totalSteps = recipe.train.max_steps ?? Math.max(1, Math.ceil(recipe.train.epochs * stepsPerEpoch));
   const warmupSteps = warmupStepsFor(totalSteps, recipe.scheduler.warmup_ratio, recipe.scheduler.warmup_steps);
   const params = trainableParams(model, { video: recipe.data.use_video });
+  const memory = planMemory({
+    config: model.config,
+    trainableValues: params.reduce((n, p) => n + p.variable.size, 0),
+    weightHeapBytes: weightHeapBytes(model.weights, model.config),
+    mappedBytes: (model.weights.mappedFiles ?? []).reduce((n, f) => n + f.bytes, 0),
+    maxTokens: recipe.prompt.max_tokens,
+    batchSize: recipe.data.batch_size,
+    gradientCheckpointing: recipe.train.gradient_checkpointing,
+    prefetchBytes: recipe.data.prefetch_bytes,
+    backend: backend.backend,
+  });
+  if (memory.refusal) {
+    model.dispose();
+    throw new RpvError(memory.refusal);
+  }
+  model.gradientCheckpointing = memory.checkpointing;
   // Rendering is a pure function of the sample, so later epochs reuse it (bounded: small datasets
   // and the first PROMPT_CACHE_ENTRIES samples of large ones).
   const cache = new Map<string, ReturnType<typeof renderSample>>();
@@ -134,6 +154,7 @@ export async function openSession(recipe: Recipe, log: (line: string) => void = 
     warmupSteps,
     batchesPerEpoch,
     params,
+    memory,
     prepare,
     dispose: () => model.dispose(),
   };
@@ -178,6 +199,8 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
   const { recipe, model, params, totalSteps, warmupSteps } = session;
   const runDir = recipe.output_dir;
   const recipeYaml = formatRecipe({ ...recipe, resume: null });
+  const m = session.memory;
+  log(`train: memory at the longest sample: about ${gib(m.tensorBytes)} of tensors (${m.tensorLimit.source} holds ${gib(m.tensorLimit.bytes)}), ${gib(m.hostBytes)} in all; gradient checkpointing ${m.checkpointing ? 'on' : 'off'}`);
   const optimizer = new AdamW(params, {
     beta1: recipe.optimizer.beta1,
     beta2: recipe.optimizer.beta2,

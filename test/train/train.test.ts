@@ -169,6 +169,8 @@ describe('train', () => {
     expect(text).toMatch(/lora: 448 values in 4 tensors \(4 with weight decay\)\nprojector: 1,344 values in 4 tensors \(2 with weight decay\)/);
     expect(text).toMatch(/\nFrame 1 at 0\.5s:\[video x1\]\nFrame 2 at 1\.5s:\[video x1\]/);
     expect(text).toMatch(/<\|im_start\|>assistant\n\[\[(It is|Yes,) (red|green|blue|yellow)[.!]<\|im_end\|>\]\]/);
+    expect(text).toMatch(/\n# memory\nfrozen weights: .*\ntrainable state \(values, gradients, accumulated gradients, AdamW moments\): 0\.00 GiB\nactivations at the longest sample: [\d.]+ GiB \(gradient checkpointing off: auto: activations of every layer/);
+    expect(text).toMatch(/\ntensors at peak: about [\d.]+ GiB of (4\.00 GiB \(the wasm backend's heap\)|[\d.]+ GiB)/);
     expect(existsSync(path.join(root, 'dry'))).toBe(false);
   });
 });
