@@ -149,6 +149,9 @@ export { train, openSession } from './train/trainer.js';
 export type { TrainOptions, TrainResult } from './train/trainer.js';
 export { dryRun } from './train/dry-run.js';
 export { generateReply, loadForGeneration, videoFeatures, pickToken } from './train/generate.js';
+export { trainedProfile } from './train/generation-profile.js';
+export type { TrainedProfileOptions, ChosenProfile } from './train/generation-profile.js';
+export { TokenTextStream } from './train/text-stream.js';
 export type { GenerateReplyOptions, GeneratedReply, VideoFeatures } from './train/generate.js';
 
 // Eval
