@@ -250,13 +250,14 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
     }
   };
   // A wait for data ends early when the run is aborted; the abandoned next() may settle later.
-  let waiting: Promise<MicroBatch> | null = null;
+  let abandoned: Promise<MicroBatch> | null = null;
   const nextUnlessAborted = async (): Promise<MicroBatch | null> => {
     if (options.signal?.aborted) return null;
-    waiting = nextMicroBatch();
-    const result = await untilAborted(waiting, options.signal);
-    if (result !== ABORTED) waiting = null;
-    return result === ABORTED ? null : result;
+    const pending = nextMicroBatch();
+    const result = await untilAborted(pending, options.signal);
+    if (result !== ABORTED) return result;
+    abandoned = pending;
+    return null;
   };
 
   const evaluator = new Evaluator(session);
@@ -380,15 +381,17 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
       progress.tick(1, { loss: lossTotal, lr: metric.lr, 'tok/s': Math.round(metric.tokens_per_sec), wait: `${(waitMs / 1000).toFixed(2)}s` });
 
       const last = step === totalSteps;
+      let evalInterrupted = false;
       if ((recipe.eval.every_steps > 0 && step % recipe.eval.every_steps === 0) || last) {
         const ev = await evaluator.run(step, options.signal);
+        evalInterrupted = ev === null;
         if (ev) {
           lastEval = ev;
           await metrics.write(ev);
           log(`\neval step ${step}: loss ${ev.loss.toFixed(4)} ppl ${ev.perplexity.toFixed(2)}${ev.focus_loss !== null ? ` focus-word loss ${ev.focus_loss.toFixed(4)} (${ev.focus_tokens} tokens)` : ''}`);
         } else log(`\ninterrupted while reading the held-out samples: no eval at step ${step}`);
       }
-      stopped = (!last && (options.shouldStop?.() ?? false)) || (options.signal?.aborted ?? false);
+      stopped = (!last && ((options.shouldStop?.() ?? false) || (options.signal?.aborted ?? false))) || evalInterrupted;
       if ((recipe.checkpoint.every_steps > 0 && step % recipe.checkpoint.every_steps === 0) || last || stopped) {
         const dir = await saveCheckpoint();
         log(`${stopped ? '\ninterrupted: ' : '\n'}checkpoint ${dir}`);
@@ -400,8 +403,8 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
   } finally {
     // A generator's return() waits for its pending next(): after an abandoned wait, stop the
     // loader's workers instead (in the background: a stalled read must not hold the caller).
-    if (waiting) {
-      (waiting as Promise<MicroBatch>).catch(() => undefined);
+    if (abandoned) {
+      (abandoned as Promise<MicroBatch>).catch(() => undefined);
       loader.close().catch(() => undefined);
     } else await iterator.return?.();
     optimizer.dispose();
