@@ -4,13 +4,12 @@
  * - Arrow IPC file: the footer (from the file's tail) locates record batch `b`; the footer's
  *   schema and that batch's bytes are decoded as a two-message IPC stream. The footer, and the batch's metadata and buffers, are bounds-checked first
  *   (src/shard/arrow-check.ts), as for a whole file.
- * - Parquet: parquet-wasm's `ParquetFile` over a file-backed Blob (`fs.openAsBlob`), which reads
- *   the footer and row group `b`'s column chunks by byte range.
+ * - Parquet: parquet-wasm's `ParquetFile` over a Blob-like view of the file, which reads the
+ *   footer and row group `b`'s column chunks by byte range.
  *
  * The worker holds the block's bytes and its decoded columns, never the whole file. File calls go
  * through ./fsc.js (callback API), never `fs/promises`: see there why.
  */
-import { openAsBlob } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Message, tableFromIPC, type Schema, type Table } from 'apache-arrow';
 import { Footer } from 'apache-arrow/ipc/metadata/file';
@@ -80,23 +79,43 @@ export async function readArrowBlock(file: string, size: number, block: number):
 const require = createRequire(import.meta.url);
 let parquetWasm: typeof import('parquet-wasm') | undefined;
 
-/** Row group `block` of a Parquet shard file, as a table; `blocks` is how many row groups it has. */
-export async function readParquetBlock(file: string, block: number): Promise<{ table: Table; blocks: number; bytes: number }> {
+/**
+ * What parquet-wasm's `ParquetFile.fromFile` uses of a Blob (`size`, `slice`, `arrayBuffer`), over
+ * a file descriptor: each `arrayBuffer()` reads its byte range. Not Node's `fs.openAsBlob`: its
+ * reads fail once the file's mtime changes, and the shard cache touches mtimes (LRU).
+ */
+function rangeBlob(fd: number, start: number, end: number): Blob {
+  const blob = {
+    size: end - start,
+    slice: (a = 0, b = end - start) => rangeBlob(fd, start + Math.max(0, a), start + Math.min(Math.max(0, b), end - start)),
+    arrayBuffer: async () => (await readAt(fd, start, end - start)).buffer,
+  };
+  return blob as unknown as Blob;
+}
+
+/** Row group `block` of a Parquet shard file of `size` bytes, as a table; `blocks` is how many row groups it has. */
+export async function readParquetBlock(file: string, size: number, block: number): Promise<{ table: Table; blocks: number; bytes: number }> {
   parquetWasm ??= require('parquet-wasm') as typeof import('parquet-wasm');
-  const parquet = await parquetWasm.ParquetFile.fromFile(await openAsBlob(file));
+  const fd = await fs.open(file, 'r');
   try {
-    const blocks = parquet.metadata().numRowGroups();
-    if (block >= blocks) return { table: undefined as unknown as Table, blocks, bytes: 0 };
-    const ipc = (await parquet.read({ rowGroups: [block] })).intoIPCStream();
-    return { table: tableFromIPC(ipc), blocks, bytes: ipc.length };
+    if (size < 12) throw new Error('not a Parquet file (too short)');
+    const parquet = await parquetWasm.ParquetFile.fromFile(rangeBlob(fd, 0, size));
+    try {
+      const blocks = parquet.metadata().numRowGroups();
+      if (block >= blocks) return { table: undefined as unknown as Table, blocks, bytes: 0 };
+      const ipc = (await parquet.read({ rowGroups: [block] })).intoIPCStream();
+      return { table: tableFromIPC(ipc), blocks, bytes: ipc.length };
+    } finally {
+      parquet.free();
+    }
   } finally {
-    parquet.free();
+    await fs.close(fd);
   }
 }
 
 /** Block `block` of a shard file; throws when the file does not hold `count` blocks as the index says. */
 export async function readBlock(file: string, format: ShardFileFormat, size: number, block: number, count: number): Promise<{ table: Table; bytes: number }> {
-  const got = format === 'arrow' ? await readArrowBlock(file, size, block) : await readParquetBlock(file, block);
+  const got = format === 'arrow' ? await readArrowBlock(file, size, block) : await readParquetBlock(file, size, block);
   if (got.blocks !== count) {
     throw new Error(`holds ${got.blocks} ${format === 'arrow' ? 'record batches' : 'row groups'}, the index says ${count} blocks`);
   }

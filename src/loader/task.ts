@@ -89,22 +89,26 @@ export function transferList(result: LoadResult): ArrayBuffer[] {
 const verified = new Set<string>();
 
 async function runBlockTask(task: LoadTask, block: { index: number; count: number }, signal?: AbortSignal): Promise<LoadResult> {
-  let file: string;
   let downloaded = false;
-  if (task.remote) {
+  const remoteFile = async (): Promise<string> => {
+    const remote = task.remote!;
     const got = await ensureShardCached({
-      url: task.remote.url,
+      url: remote.url,
       sha256: task.sha256,
       bytes: task.bytes,
       ext: task.format === 'parquet' ? '.parquet' : '.arrow',
-      cacheDir: task.remote.cacheDir,
-      limitBytes: task.remote.limitBytes,
+      cacheDir: remote.cacheDir,
+      limitBytes: remote.limitBytes,
       verify: task.verify,
-      ...task.remote.retry,
+      ...remote.retry,
       signal,
     });
-    file = got.file;
-    downloaded = got.downloaded;
+    downloaded ||= got.downloaded;
+    return got.file;
+  };
+  let file: string;
+  if (task.remote) {
+    file = await remoteFile();
   } else {
     file = task.file!;
     let size: number;
@@ -124,11 +128,20 @@ async function runBlockTask(task: LoadTask, block: { index: number; count: numbe
   }
   throwIfAborted(signal);
   let table;
-  try {
-    ({ table } = await readBlock(file, task.format, task.bytes, block.index, block.count));
-  } catch (err) {
-    const message = (err as Error).message;
-    throw new Error(message.startsWith('holds ') || message.startsWith('file not found') ? message : `block ${block.index + 1} of ${block.count}: corrupt ${task.format} shard: ${message}`, { cause: err });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      ({ table } = await readBlock(file, task.format, task.bytes, block.index, block.count));
+      break;
+    } catch (err) {
+      // A cached remote shard evicted meanwhile (another download over the cache limit): fetch it again, once.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && task.remote && attempt === 1) {
+        file = await remoteFile();
+        continue;
+      }
+      const message = (err as Error).message;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`file not found: ${file}`, { cause: err });
+      throw new Error(message.startsWith('holds ') ? message : `block ${block.index + 1} of ${block.count}: corrupt ${task.format} shard: ${message}`, { cause: err });
+    }
   }
   throwIfAborted(signal);
   return { shard: decodeTable(table, { name: task.name, frameSize: task.frameSize }), downloaded };

@@ -16,12 +16,18 @@ import { estimateRowBytes, rowsToTable } from './arrow-table.js';
 /** Default bound on a block's Arrow bytes (its decoded float32 features are about twice that for float16). */
 export const DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024;
 
-/** Rows per block for these rows: as many of the largest row as fit in `blockBytes`, at least 1. */
+/**
+ * Rows per block for these rows: at most as many of the largest row as fit in `blockBytes` (at
+ * least 1), evened out over the blocks that takes (1175 rows of at most 581 give 3 blocks of 392,
+ * not 581 + 581 + 13).
+ */
 export function blockRowsFor(rows: readonly VideoRow[], schema: FeatureSchema, blockBytes = DEFAULT_BLOCK_BYTES): number {
   if (!(blockBytes > 0)) throw new RangeError(`shard: blockBytes must be > 0, found ${blockBytes}`);
   let largest = 1;
   for (const row of rows) largest = Math.max(largest, estimateRowBytes(row, schema.dtype));
-  return Math.max(1, Math.floor(blockBytes / largest));
+  const most = Math.max(1, Math.floor(blockBytes / largest));
+  if (rows.length <= most) return most;
+  return Math.ceil(rows.length / Math.ceil(rows.length / most));
 }
 
 /** Dialogues in each block of `blockRows` rows. */

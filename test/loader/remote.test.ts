@@ -29,7 +29,7 @@ beforeAll(async () => {
   ({ dir, cleanup } = tempDir('remote'));
   index = await makeDataset(path.join(dir, 'data'), { shards: 6, rowsPerShard: 5, featureDim: 64 });
   // The same rows in shards of 2-row blocks, served under /blocked/.
-  await makeDataset(path.join(dir, 'data', 'blocked'), { shards: 6, rowsPerShard: 5, featureDim: 64, blockBytes: 3000 });
+  await makeDataset(path.join(dir, 'data', 'blocked'), { shards: 6, rowsPerShard: 5, featureDim: 64, blockBytes: 3000, formats: ['arrow', 'parquet'] });
   server = http.createServer(async (req, res) => {
     const name = decodeURIComponent(new URL(req.url!, 'http://x').pathname.slice(1));
     const count = (requests.get(name) ?? 0) + 1;
@@ -128,6 +128,10 @@ describe('remote shards over http', () => {
     expect(shardRequests().sort()).toEqual(
       Array.from({ length: 6 }, (_, s) => [`blocked/shard-0000${s}.arrow`, s === 2 ? 2 : 1]).sort(),
     );
+    // Parquet row groups too, two workers reading blocks of the same cached files at once.
+    const parquet = await collect(createLoader({ source: `${base}/blocked/index.json`, batchSize: 6, seed: 4, workers: 2, cacheDir, retry, format: 'parquet' }));
+    expect(ids(parquet)).toEqual(ids(local));
+    parquet.forEach((b, i) => expect(b.frames).toEqual(local[i]!.frames));
   });
 
   it('fails with a clear error when a shard stays corrupted', async () => {

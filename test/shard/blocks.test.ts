@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { readShard } from '../../src/shard/read.js';
 import { readShardIndex } from '../../src/shard/index-file.js';
 import { DEFAULT_MAX_SHARD_BYTES, ShardWriter } from '../../src/shard/write.js';
-import { DEFAULT_BLOCK_BYTES, shardBlocks } from '../../src/shard/blocks.js';
+import { DEFAULT_BLOCK_BYTES, blockRowsFor, shardBlocks } from '../../src/shard/blocks.js';
 import { estimateRowBytes } from '../../src/shard/arrow-table.js';
 import { makeRow } from '../loader/helpers.js';
 import type { FeatureSchema } from '../../src/shard/schema.js';
@@ -45,6 +45,17 @@ describe('shard blocks', () => {
     const con = await db.connect();
     const got = (await con.runAndReadAll(`SELECT video_id, len(dialogues)::INTEGER FROM read_parquet('${path.join(dir, parquet!.file)}')`)).getRows();
     expect(got).toEqual(rows.map((r) => [r.video_id, r.dialogues.length]));
+  });
+
+  it('even out the rows over the blocks a shard needs', () => {
+    const schema: FeatureSchema = { featureDim: 16, tokensPerFrame: 2, dtype: 'float16' };
+    const rows = Array.from({ length: 10 }, (_, v) => makeRow(v, { shards: 1, rowsPerShard: 10, featureDim: 16, tokensPerFrame: 2 }));
+    const largest = Math.max(...rows.map((r) => estimateRowBytes(r, 'float16')));
+    // Up to 6 rows per block: 2 blocks of 5, not 6 + 4; up to 4: 4 + 4 + 2 (3 blocks either way).
+    expect(blockRowsFor(rows, schema, 6 * largest + 1)).toBe(5);
+    expect(blockRowsFor(rows, schema, 4 * largest + 1)).toBe(4);
+    expect(blockRowsFor(rows, schema, 100 * largest)).toBe(100);
+    expect(blockRowsFor(rows, schema, 1)).toBe(1);
   });
 
   it('leave a shard that fits in one block as before: one record batch, no block fields', async () => {
