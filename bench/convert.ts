@@ -86,7 +86,8 @@ const files = records.map((r) => path.join(exportDir, r.video));
 
 // The ceiling's plan (untimed): the sampled times of every clip.
 const { ffmpeg } = await describeFfmpeg();
-const build = `${ffmpeg.path} (${ffmpeg.source === 'env' ? 'FFMPEG_PATH' : ffmpeg.source === 'path' ? 'on PATH' : 'bundled npm package'}): ${ffmpeg.version.replace(/\s+Copyright.*$/, '')}`;
+const origin = args.ffmpeg !== 'auto' ? `--ffmpeg ${args.ffmpeg}` : ffmpeg.source === 'env' ? 'FFMPEG_PATH' : ffmpeg.source === 'path' ? 'on PATH, preferred by rpv' : 'bundled npm package';
+const build = `${ffmpeg.path} (${origin}): ${ffmpeg.version.replace(/\s+Copyright.*$/, '')}`;
 console.log(`ffmpeg used by rpv and by its ceiling: ${build}`);
 const fpsModeFlag = fpsModeFlagFor(ffmpeg.version);
 const plans = await Promise.all(files.map(async (file) => ({ file, times: sampleFrameTimes((await probeVideo(file)).durationSec) })));
@@ -233,6 +234,7 @@ const base = {
   ffmpeg: ffmpeg.version,
   ffmpegPath: ffmpeg.path,
   ffmpegSource: ffmpeg.source,
+  ffmpegChoice: args.ffmpeg,
   time: new Date().toISOString(),
 };
 const results: Record<number, { rpvSec: number; ceilSec: number; perClipSec: number }> = {};

@@ -340,7 +340,7 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
         const mib = (n: number) => `${Math.round(n / 2 ** 20)} MiB`;
         process.emitWarning(
           `loader: ${this.options.source}: one batch needs ${mib(needed.bytes)} held at once (${needed.loads} blocks of windowShards=${this.windowShards} shards), above prefetchBytes ${mib(this.prefetchBytes)}; ` +
-            'memory will reach that. Blocks this large come from shards written without blocks (convert them again) or a large windowShards.',
+            'memory will reach that. Blocks this large come from shards written without blocks (convert them again); or lower windowShards, or raise prefetchBytes.',
           { code: 'RPV_LOADER_BOUND' },
         );
       }
