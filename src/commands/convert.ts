@@ -64,7 +64,7 @@ export const command: CommandModule<object, ConvertArgs> = {
       .option('features', { type: 'string', describe: 'Folder of precomputed features (<video id>.npy|.safetensors) instead of an encoder' })
       .option('workers', { type: 'number', default: os.availableParallelism(), describe: 'ffmpeg processes at once (each decodes a batch of videos)' })
       .option('batch', { type: 'number', describe: 'Videos per ffmpeg process (consecutive, up to 120 s of video); 1 = one process per video [default: 8, fewer for large frames]' })
-      .option('max-shard-bytes', { type: 'string', default: '256MiB', describe: 'Rotate shards at this size (Arrow size of the rows)' })
+      .option('max-shard-bytes', { type: 'string', default: '64MiB', describe: 'Rotate shards at this size (Arrow size of the rows); each shard is cut into blocks of at most 16 MiB the loader reads one at a time' })
       .option('compression', { choices: ['zstd', 'snappy', 'none'] as const, default: 'zstd' as const, describe: 'Parquet compression' })
       .option('part', { type: 'string', describe: 'Convert part i of N (i from 0), by hash of the video: i/N; join parts with rpv merge' })
       .option('resume', { type: 'boolean', default: false, describe: 'Continue an interrupted conversion into the same --out' })

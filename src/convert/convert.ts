@@ -69,7 +69,7 @@ export interface ConvertOptions {
    * ones keep every worker busy.
    */
   batch?: number;
-  /** Rotate shards before the rows' Arrow size would pass this. Default 256 MiB. */
+  /** Rotate shards before the rows' Arrow size would pass this. Default 64 MiB (in blocks of at most 16 MiB). */
   maxShardBytes?: number;
   /** Parquet compression. Default `zstd`. */
   compression?: ParquetCompression;
