@@ -7,10 +7,16 @@
       "target_name": "rpv_matmul",
       "sources": [
         "src/native/addon.cc",
+        "src/native/attention.cc",
+        "src/native/attention_napi.cc",
+        "src/native/frozen.cc",
         "src/native/gemm.cc",
         "src/native/grid.cc",
+        "src/native/mapped.cc",
+        "src/native/pointwise.cc",
         "src/native/spawner.cc",
-        "src/native/thread_pool.cc"
+        "src/native/thread_pool.cc",
+        "src/native/xent.cc"
       ],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-std=c++17", "-O3", "-fexceptions"],

@@ -110,8 +110,8 @@ export { mergeLora } from './model/merge.js';
 export type { MergeSummary } from './model/merge.js';
 export { scoreText } from './model/score.js';
 export type { ScoreOptions, ScoreResult } from './model/score.js';
-export { writeTinyModel, TINY_SPECIAL_TOKENS } from './model/tiny.js';
-export type { TinyModelOptions } from './model/tiny.js';
+export { writeTinyModel, tinyModelTensors, MODEL_PRESETS, TINY_SPECIAL_TOKENS } from './model/tiny.js';
+export type { TinyModelOptions, ModelPreset } from './model/tiny.js';
 export { readSafetensors, writeSafetensors, encodeSafetensors, decodeSafetensors, SafetensorsReader } from './util/safetensors.js';
 export type { SafetensorsFile, SafetensorsTensor, SafetensorsInput, SafetensorsDType } from './util/safetensors.js';
 

@@ -11,6 +11,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { applyRope } from './rope.js';
 import { linear, type Linear, type LoraPair, type LoraRun } from './lora.js';
 import type { DecoderConfig } from './config.js';
+import { fusedAttention } from '../native/attention.js';
 
 export interface AttentionWeights {
   q: Linear;
@@ -42,6 +43,12 @@ export interface AttentionContext {
   mask: tfc.Tensor;
   /** LoRA run settings (scaling, dropout); absent: base only. */
   loraRun?: (module: string) => LoraRun;
+  /**
+   * Use the native fused attention (no KV cache wanted: training, evaluation, scoring): the
+   * [heads x queries x keys] probabilities are never kept. Rows whose every key is masked (left
+   * padding) give zeros there instead of tfjs's uniform average; no real position reads them.
+   */
+  fused?: boolean;
 }
 
 /** Keys and values of earlier positions for one layer: [B, nkv, S_past, hd]. */
@@ -58,7 +65,7 @@ export function attention(
   lora: AttentionLora,
   ctx: AttentionContext,
   cache?: LayerCache,
-): { out: tfc.Tensor2D; cache: LayerCache } {
+): { out: tfc.Tensor2D; cache?: LayerCache } {
   const { numHeads: nh, numKvHeads: nkv, headDim: hd } = config;
   const { batch: B, seqLen: T } = ctx;
   const g = nh / nkv;
@@ -66,6 +73,10 @@ export function attention(
   const q = applyRope(tf, linear(tf, x, w.q, lora.q, run?.('q')), nh, ctx.cosQ, ctx.sinQ, ctx.rotate);
   const k = applyRope(tf, linear(tf, x, w.k, lora.k, run?.('k')), nkv, ctx.cosK, ctx.sinK, ctx.rotate);
   const v = linear(tf, x, w.v, lora.v, run?.('v'));
+  if (ctx.fused && !cache) {
+    const merged = fusedAttention(q, k, v, ctx.mask, [B, T, T, nh, nkv, hd]);
+    return { out: linear(tf, merged, w.o, lora.o, run?.('o')) };
+  }
   let kt = tf.transpose(tf.reshape(k, [B, T, nkv, hd]), [0, 2, 1, 3]) as tfc.Tensor4D; // [B, nkv, T, hd]
   let vt = tf.transpose(tf.reshape(v, [B, T, nkv, hd]), [0, 2, 1, 3]) as tfc.Tensor4D;
   if (cache) {

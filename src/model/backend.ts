@@ -100,10 +100,34 @@ async function startWasm(tf: Tf): Promise<string | null> {
     const ok = await tf.setBackend('wasm');
     if (!ok) return 'wasm backend did not initialise';
     await tf.ready();
+    shareIdentityOnWasm(tf);
     return null;
   } catch (err) {
     return `wasm backend failed: ${errorMessage(err).split('\n')[0]}`;
   }
+}
+
+/**
+ * tfjs-wasm's Identity kernel copies its input, and the engine runs it for every tensor a taped
+ * op saves for the backward pass (`keep(clone(t))`): every activation of a training step existed
+ * twice in the heap. Tensors are immutable and the wasm backend counts references (its Reshape
+ * shares data the same way), so the replacement shares the data instead of copying it.
+ */
+export function shareIdentityOnWasm(tf: Tf): void {
+  const original = tf.getKernel('Identity', 'wasm');
+  if (!original || (original as { rpvShared?: boolean }).rpvShared) return;
+  tf.unregisterKernel('Identity', 'wasm');
+  tf.registerKernel({
+    kernelName: 'Identity',
+    backendName: 'wasm',
+    kernelFunc: ((args: { inputs: { x: tfc.TensorInfo }; backend: { incRef(dataId: object): void } }) => {
+      const { x } = args.inputs;
+      if (x.dtype === 'string') return (original.kernelFunc as (a: unknown) => tfc.TensorInfo)(args);
+      args.backend.incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+    }) as unknown as tfc.KernelFunc,
+    rpvShared: true,
+  } as tfc.KernelConfig);
 }
 
 async function startCpu(tf: Tf): Promise<void> {

@@ -26,8 +26,12 @@ import {
   type LoraRun,
 } from './lora.js';
 import { createProjector, project, projectorVariables, type Projector, type ProjectorConfig } from './projector.js';
-import { frozenGather, frozenMatMul, gatherRows } from './ops.js';
+import { frozenCrossEntropySum, frozenGather, gatherRows } from './ops.js';
+import { crossEntropyChunkRows, type FrozenTable } from './frozen.js';
+import { checkpointed } from './checkpoint.js';
 import { SeededRandom } from './random.js';
+import type { MappedFile } from '../native/frozen.js';
+import { nativeAttentionAvailable } from '../native/attention.js';
 import type { ChatTokenizer } from './tokenizer.js';
 
 /** Label value that is not trained (as PyTorch's CrossEntropyLoss ignore_index). */
@@ -44,12 +48,14 @@ export interface LayerWeights {
 }
 
 export interface DecoderWeights {
-  /** [vocab, hidden]; also the output projection when embeddings are tied. */
-  embed: tfc.Tensor2D;
+  /** Token embeddings [vocab, hidden]. */
+  embed: FrozenTable;
+  /** Output head [vocab, hidden]: the embeddings themselves when tied. */
+  head: FrozenTable;
   layers: LayerWeights[];
   norm: tfc.Tensor1D;
-  /** [hidden, vocab], absent when tied. */
-  lmHeadT?: tfc.Tensor2D;
+  /** Files the mapped weights live in (closed by dispose). */
+  mappedFiles?: MappedFile[];
 }
 
 /** Video frame features for a batch. */
@@ -88,7 +94,12 @@ export interface ForwardOptions {
    * (gradients through such a pass are wrong). logits() and tokenLogprobs() always do this.
    */
   noGrad?: boolean;
+  /** Recompute each layer in the backward pass instead of keeping its activations; default: the model's `gradientCheckpointing`. */
+  checkpoint?: boolean;
 }
+
+/** Position of each frozen linear in a layer: LoRA dropout seeds are fixed by (layer, module). */
+const MODULE_INDEX: Record<string, number> = { q: 0, k: 1, v: 2, o: 3, gate: 4, up: 5, down: 6 };
 
 /** Keys and values of the positions seen so far, per layer. */
 export class KvCache {
@@ -134,6 +145,11 @@ export class CausalLM {
   /** Token id of the video placeholder, where projected frame features go. */
   videoTokenId: number | undefined;
   tokenizer: ChatTokenizer | undefined;
+  /**
+   * Recompute each decoder layer in the backward pass (torch.utils.checkpoint): activation memory
+   * of one layer instead of all, for about one more forward pass of compute.
+   */
+  gradientCheckpointing = false;
 
   constructor(
     readonly tf: typeof tfc,
@@ -302,53 +318,72 @@ export class CausalLM {
     const tq = tileRopeTables(cos, sin, c.headDim, c.numHeads, 1 / Math.sqrt(c.headDim));
     const tk = tileRopeTables(cos, sin, c.headDim, c.numKvHeads);
     const N = B * T;
-    const maskT = tf.tensor4d(mask, [B, 1, T, S]);
-    let loraRun: ((m: string) => LoraRun) | undefined;
+    let loraRun: ((layer: number, m: string) => LoraRun) | undefined;
     const lora = this.lora;
     if (lora) {
       const scaling = loraScaling(lora.config);
       const dropout = options.training ? lora.config.dropout : 0;
-      let counter = 0;
       const base = options.seed ?? 0;
-      loraRun = () => ({ scaling, dropout, seed: dropout > 0 ? base * 1009 + counter++ : undefined });
+      // One seed per (layer, module), so a recomputed layer draws the same dropout masks.
+      loraRun = (layer, m) => ({ scaling, dropout, seed: dropout > 0 ? base * 1009 + layer * 7 + MODULE_INDEX[m] : undefined });
     }
-    const ctx = {
+    // Per-pass tables every layer reads: [cosQ, sinQ, cosK, sinK, rotate, mask].
+    const tables: tfc.Tensor[] = [
+      tf.tensor2d(tq.cos, [N, c.numHeads * c.headDim]),
+      tf.tensor2d(tq.sin, [N, c.numHeads * c.headDim]),
+      tf.tensor2d(tk.cos, [N, c.numKvHeads * c.headDim]),
+      tf.tensor2d(tk.sin, [N, c.numKvHeads * c.headDim]),
+      tf.tensor2d(rotateHalfMatrix(c.headDim), [c.headDim, c.headDim]),
+      tf.tensor4d(mask, [B, 1, T, S]),
+    ];
+    // The fused kernel keeps no keys and values: not when a KV cache is being filled.
+    const fused = !options.cache && nativeAttentionAvailable();
+    const contextOf = (t: tfc.Tensor[], layer: number) => ({
       batch: B,
       seqLen: T,
-      cosQ: tf.tensor2d(tq.cos, [N, c.numHeads * c.headDim]),
-      sinQ: tf.tensor2d(tq.sin, [N, c.numHeads * c.headDim]),
-      cosK: tf.tensor2d(tk.cos, [N, c.numKvHeads * c.headDim]),
-      sinK: tf.tensor2d(tk.sin, [N, c.numKvHeads * c.headDim]),
-      rotate: tf.tensor2d(rotateHalfMatrix(c.headDim), [c.headDim, c.headDim]),
-      mask: maskT,
-      loraRun,
-    };
+      cosQ: t[0] as tfc.Tensor2D,
+      sinQ: t[1] as tfc.Tensor2D,
+      cosK: t[2] as tfc.Tensor2D,
+      sinK: t[3] as tfc.Tensor2D,
+      rotate: t[4] as tfc.Tensor2D,
+      mask: t[5],
+      loraRun: loraRun ? (m: string) => loraRun!(layer, m) : undefined,
+      fused,
+    });
     let h = this.embed(input, T);
     const newCache: LayerCache[] = [];
-    const layer = (i: number, x: tfc.Tensor2D): { h: tfc.Tensor2D; cache: LayerCache } => {
+    const layer = (i: number, x: tfc.Tensor2D, t: tfc.Tensor[]): { h: tfc.Tensor2D; cache?: LayerCache } => {
       const w = this.weights.layers[i];
       const ll = lora?.layers[i];
+      const ctx = contextOf(t, i);
       const a = attention(tf, c, rmsNorm(tf, x, w.inputNorm, c.rmsNormEps) as tfc.Tensor2D, w.attn, ll?.attn ?? {}, ctx, options.cache?.layers?.[i]);
       const mid = tf.add(x, a.out);
-      return { h: tf.add(mid, mlp(tf, rmsNorm(tf, mid, w.postNorm, c.rmsNormEps) as tfc.Tensor2D, w.mlp, ll?.mlp ?? {}, loraRun)), cache: a.cache };
+      return { h: tf.add(mid, mlp(tf, rmsNorm(tf, mid, w.postNorm, c.rmsNormEps) as tfc.Tensor2D, w.mlp, ll?.mlp ?? {}, ctx.loraRun)), cache: a.cache };
     };
+    const checkpoint = (options.checkpoint ?? this.gradientCheckpointing) && !options.noGrad && !options.cache;
     for (let i = 0; i < c.numLayers; i++) {
       if (options.noGrad) {
         // Free each layer's intermediates at once: a forward of a 0.5B model otherwise holds
         // every layer's activations until the caller's tidy ends.
         const [next, k, v] = tf.tidy(() => {
-          const out = layer(i, h);
-          return [out.h, out.cache.k, out.cache.v];
-        }) as [tfc.Tensor2D, tfc.Tensor4D, tfc.Tensor4D];
+          const out = layer(i, h, tables);
+          return out.cache ? [out.h, out.cache.k, out.cache.v] : [out.h];
+        }) as [tfc.Tensor2D, tfc.Tensor4D?, tfc.Tensor4D?];
         h.dispose();
         h = next;
-        newCache.push({ k, v });
+        if (k && v) newCache.push({ k, v });
+      } else if (checkpoint) {
+        const params: tfc.Variable[] = [];
+        const ll = lora?.layers[i];
+        if (ll) for (const p of [ll.attn.q, ll.attn.k, ll.attn.v, ll.attn.o, ll.mlp.gate, ll.mlp.up, ll.mlp.down]) if (p) params.push(p.aT, p.bT);
+        h = checkpointed(tf, (x, t) => layer(i, x, t).h, h, tables, params);
       } else {
-        const out = layer(i, h);
+        const out = layer(i, h, tables);
         h = out.h;
-        newCache.push(out.cache);
+        if (out.cache) newCache.push(out.cache);
       }
     }
+    if (options.noGrad) for (const t of tables) t.dispose();
     if (options.noGrad && !options.cache) for (const l of newCache) {
       l.k.dispose();
       l.v.dispose();
@@ -363,10 +398,9 @@ export class CausalLM {
     return rmsNorm(tf, h, this.weights.norm, c.rmsNormEps) as tfc.Tensor2D;
   }
 
-  /** hidden [M, H] -> logits [M, vocab]. */
+  /** hidden [M, H] -> logits [M, vocab] (no gradient; for generation and scoring). */
   project(hidden: tfc.Tensor2D): tfc.Tensor2D {
-    const tf = this.tf;
-    return this.weights.lmHeadT ? frozenMatMul(tf, hidden, this.weights.lmHeadT) : frozenMatMul(tf, hidden, this.weights.embed, { transposeW: true });
+    return this.weights.head.project(hidden);
   }
 
   /**
@@ -384,18 +418,17 @@ export class CausalLM {
     });
   }
 
+  /** Rows of logits the chunked cross-entropy computes at a time (64 MiB of them). */
+  get crossEntropyChunkRows(): number {
+    return crossEntropyChunkRows(this.config.vocabSize);
+  }
+
   /**
-   * Cross-entropy over label positions, with Hugging Face's causal shift: the logits at position t
-   * predict labels[t + 1]; labels equal to IGNORE_INDEX (-100) are not trained. Returns the sum and
-   * the count so the caller can normalise gradient accumulation by the total number of trained
-   * tokens. Not tidied (use inside tf.variableGrads or tf.tidy). Only trained rows reach the
-   * output projection.
+   * The positions that carry a loss, with Hugging Face's causal shift: the logits at position t
+   * predict labels[t + 1]; labels equal to IGNORE_INDEX (-100) are not trained.
    */
-  computeLoss(input: ForwardInput, labels: ArrayLike<number>, options: ForwardOptions = {}): LossResult {
-    const tf = this.tf;
-    const B = input.batch;
-    const T = input.inputIds.length / B;
-    if (labels.length !== B * T) throw new RpvError(`computeLoss: labels has ${labels.length} values, expected ${B * T} (batch ${B} x ${T})`);
+  private lossRows(B: number, T: number, labels: ArrayLike<number>, who: string): { rows: Int32Array; targets: Int32Array } {
+    if (labels.length !== B * T) throw new RpvError(`${who}: labels has ${labels.length} values, expected ${B * T} (batch ${B} x ${T})`);
     const rows: number[] = [];
     const targets: number[] = [];
     const V = this.config.vocabSize;
@@ -404,48 +437,75 @@ export class CausalLM {
         const label = labels[b * T + t + 1];
         if (label === IGNORE_INDEX) continue;
         if (!(Number.isInteger(label) && label >= 0 && label < V)) {
-          throw new RpvError(`computeLoss: sample ${b} position ${t + 1}: label ${label} outside the vocabulary [0, ${V})`);
+          throw new RpvError(`${who}: sample ${b} position ${t + 1}: label ${label} outside the vocabulary [0, ${V})`);
         }
         rows.push(b * T + t);
         targets.push(label);
       }
     }
+    return { rows: Int32Array.from(rows), targets: Int32Array.from(targets) };
+  }
+
+  /**
+   * Cross-entropy over label positions (see lossRows). Returns the sum and the count so the caller
+   * can normalise gradient accumulation by the total number of trained tokens. Not tidied (use
+   * inside tf.variableGrads or tf.tidy). Only trained rows reach the output head, in chunks: the
+   * [tokens x vocab] logits never exist.
+   */
+  computeLoss(input: ForwardInput, labels: ArrayLike<number>, options: ForwardOptions = {}): LossResult {
+    const tf = this.tf;
+    const B = input.batch;
+    const T = input.inputIds.length / B;
+    const { rows, targets } = this.lossRows(B, T, labels, 'computeLoss');
     const h = this.hidden(input, options);
     if (rows.length === 0) return { sum: tf.mul(tf.sum(h), 0) as tfc.Scalar, count: 0 };
-    const logp = tf.logSoftmax(this.project(gatherRows(tf, h, Int32Array.from(rows))));
-    const flat = Int32Array.from(targets, (target, m) => m * V + target);
-    const picked = gatherRows(tf, tf.reshape(logp, [rows.length * V, 1]) as tfc.Tensor2D, flat);
-    return { sum: tf.neg(tf.sum(picked)) as tfc.Scalar, count: rows.length };
+    const sum = frozenCrossEntropySum(tf, gatherRows(tf, h, rows), this.weights.head, targets, this.crossEntropyChunkRows);
+    return { sum, count: rows.length };
+  }
+
+  /**
+   * -log p(label) at every label position, in position order (no gradient): held-out loss,
+   * perplexity and focus-word loss. Chunked like computeLoss.
+   */
+  async labelNll(input: ForwardInput, labels: ArrayLike<number>): Promise<Float32Array> {
+    const tf = this.tf;
+    const B = input.batch;
+    const T = input.inputIds.length / B;
+    const { rows, targets } = this.lossRows(B, T, labels, 'labelNll');
+    if (rows.length === 0) return new Float32Array(0);
+    const out = tf.tidy(() => {
+      const h = this.hidden(input, { noGrad: true });
+      const picked = tf.gather(h, tf.tensor1d(rows, 'int32')) as tfc.Tensor2D;
+      return this.weights.head.crossEntropy(picked, targets, { grad: false, chunkRows: this.crossEntropyChunkRows }).loss;
+    });
+    const nll = new Float32Array(await out.data());
+    out.dispose();
+    return nll;
   }
 
   /** log p(ids[t+1] | ids[..t]) for each row, positions 1..T-1 (no gradient). */
   async tokenLogprobs(input: ForwardInput): Promise<Float32Array[]> {
-    const tf = this.tf;
     const B = input.batch;
     const T = input.inputIds.length / B;
-    const out = tf.tidy(() => {
-      const logp = tf.logSoftmax(this.project(this.hidden(input, { noGrad: true })));
-      const V = this.config.vocabSize;
-      const idx: number[] = [];
-      for (let b = 0; b < B; b++) for (let t = 0; t + 1 < T; t++) idx.push((b * T + t) * V + (input.inputIds[b * T + t + 1] as number));
-      return tf.gather(tf.reshape(logp, [-1]), tf.tensor1d(Int32Array.from(idx), 'int32'));
-    });
-    const data = (await out.data()) as Float32Array;
-    out.dispose();
-    return Array.from({ length: B }, (_, b) => data.slice(b * (T - 1), (b + 1) * (T - 1)));
+    const labels = Array.from(input.inputIds as ArrayLike<number>);
+    const nll = await this.labelNll(input, labels);
+    return Array.from({ length: B }, (_, b) => Float32Array.from(nll.subarray(b * (T - 1), (b + 1) * (T - 1)), (v) => -v));
   }
 
-  /** Release every tensor the model holds. */
+  /** Release every tensor the model holds, and unmap its mapped weight files. */
   dispose(): void {
     this.removeLora();
     if (this.projector) for (const v of projectorVariables(this.projector)) v.dispose();
     this.projector = null;
     const w = this.weights;
-    const all: (tfc.Tensor | undefined)[] = [w.embed, w.norm, w.lmHeadT];
+    w.embed.dispose();
+    if (w.head !== w.embed) w.head.dispose();
+    w.norm.dispose();
     for (const l of w.layers) {
-      all.push(l.inputNorm, l.postNorm);
-      for (const lin of [l.attn.q, l.attn.k, l.attn.v, l.attn.o, l.mlp.gate, l.mlp.up, l.mlp.down]) all.push(lin.weightT, lin.bias);
+      l.inputNorm.dispose();
+      l.postNorm.dispose();
+      for (const lin of [l.attn.q, l.attn.k, l.attn.v, l.attn.o, l.mlp.gate, l.mlp.up, l.mlp.down]) lin.dispose();
     }
-    for (const t of all) t?.dispose();
+    for (const f of w.mappedFiles ?? []) f.close();
   }
 }

@@ -1,19 +1,30 @@
 /**
  * loadModel: a Hugging Face folder (config.json, model.safetensors or a sharded index,
- * tokenizer.json, tokenizer_config.json) to a CausalLM on the current tfjs backend. Weights are
- * decoded to float32 and transposed to [in, out], one tensor at a time.
+ * tokenizer.json, tokenizer_config.json) to a CausalLM on the current tfjs backend.
+ *
+ * The frozen base lives in one of two places (src/model/frozen.ts):
+ *   - mapped: on the wasm backend with rpv's native addon, the safetensors files are
+ *     memory-mapped and every matrix is used in place, in its stored dtype (F32/F16/BF16); only
+ *     norm weights and biases are read into memory. The tfjs heap holds activations and the
+ *     trainable state alone, so models far beyond its 4 GiB fit.
+ *   - tensors: elsewhere (other backends, no addon, other dtypes), weights are decoded to float32
+ *     tfjs tensors, linears transposed to [in, out], one tensor at a time.
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
 import { describeBackend, initBackend, tfCore, type BackendName } from './backend.js';
-import { readConfig } from './config.js';
+import { readConfig, type DecoderConfig } from './config.js';
 import { CausalLM, type DecoderWeights, type LayerWeights } from './decoder.js';
+import { MappedLinear, MappedTable, TensorLinear, TensorTable, type FrozenLinear, type FrozenTable } from './frozen.js';
 import { ChatTokenizer } from './tokenizer.js';
 import { expectedTensors, WeightFolder } from './weights.js';
-import type { Linear } from './lora.js';
+import { MappedFile, mappedWeightsUnavailable, type MappedDType } from '../native/frozen.js';
 
 /** Token the video placeholder is looked up as, in order (Qwen2-VL's names first). */
 export const VIDEO_PLACEHOLDERS = ['<|video_pad|>', '<video>'];
+
+/** Where the frozen base lives: `mapped` (native, in place), `tensors` (tfjs), or `auto`. */
+export type WeightPlacement = 'auto' | 'mapped' | 'tensors';
 
 export interface LoadModelOptions {
   /** Backend to start if none is started yet (default auto). */
@@ -24,41 +35,94 @@ export interface LoadModelOptions {
   videoToken?: string;
   /** Where a memory warning goes (one line); default stderr, null for silence. */
   log?: ((line: string) => void) | null;
+  /**
+   * `auto` (default): mapped on the wasm backend when the native addon can map files and every
+   * matrix is F32, F16 or BF16, tensors otherwise. `mapped` fails with the reason when it cannot.
+   * RPV_WEIGHTS=mapped|tensors overrides `auto`.
+   */
+  weights?: WeightPlacement;
 }
 
 /**
- * Float32 weights above this on the wasm backend get a warning: its heap is a wasm32 memory of at
- * most 4 GiB, shared by weights, activations saved for the backward pass and gradients. Measured:
- * a Qwen2.5-0.5B-shaped model (1.9 GiB) runs a 128-token forward but a LoRA training step exhausts
- * the heap (emscripten aborts).
+ * Float32 weights above this on the wasm backend's tensors get a warning: its heap is a wasm32
+ * memory of at most 4 GiB, shared by weights, activations saved for the backward pass and
+ * gradients (mapped weights are not in it).
  */
 export const WASM_WEIGHT_WARN_BYTES = 1.5 * 2 ** 30;
 
-export async function loadModel(dir: string, { backend = 'auto', tokenizer = true, videoToken, log = (l) => process.stderr.write(`${l}\n`) }: LoadModelOptions = {}): Promise<CausalLM> {
+const MAPPABLE: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16']);
+
+/** Why the base cannot be mapped here (null when it can). */
+function mappedReason(tf: typeof tfc, folder: WeightFolder, expected: Map<string, number[]>): string | null {
+  if (tf.getBackend() !== 'wasm') return `mapped weights need the wasm backend (this is ${tf.getBackend()})`;
+  if (!describeBackend()?.nativeMatmul.active) return `the native matmul is off (${describeBackend()?.nativeMatmul.reason ?? 'unknown reason'})`;
+  const unavailable = mappedWeightsUnavailable();
+  if (unavailable) return unavailable;
+  for (const [name, shape] of expected) {
+    if (shape.length !== 2) continue;
+    const loc = folder.location(name, shape);
+    if (!MAPPABLE.has(loc.dtype)) return `tensor ${name} is ${loc.dtype} (mapped weights are F32, F16 or BF16)`;
+  }
+  return null;
+}
+
+export async function loadModel(dir: string, { backend = 'auto', tokenizer = true, videoToken, log = (l) => process.stderr.write(`${l}\n`), weights: placement }: LoadModelOptions = {}): Promise<CausalLM> {
   const config = await readConfig(dir);
   if (!describeBackend()) await initBackend({ backend });
   const tf = await tfCore();
   const folder = await WeightFolder.open(dir);
   const expected = expectedTensors(config);
-  const created: tfc.Tensor[] = [];
-  const keep = <T extends tfc.Tensor>(t: T): T => {
-    created.push(t);
-    return t;
-  };
+  const created: { dispose(): void }[] = [];
+  const files = new Map<string, MappedFile>();
   try {
     // Check every name and shape before decoding anything, so a bad folder fails fast.
-    for (const name of expected.keys()) {
-      if (!folder.has(name)) throw new RpvError(`${dir}: missing tensor ${name} (looked in ${folder.files.join(', ')})`);
-    }
+    for (const [name, shape] of expected) folder.location(name, shape);
+    const want = placement ?? (process.env.RPV_WEIGHTS as WeightPlacement | undefined) ?? 'auto';
+    if (!['auto', 'mapped', 'tensors'].includes(want)) throw new RpvError(`loadModel: weights must be auto, mapped or tensors, found ${JSON.stringify(want)}`);
+    const reason = want === 'tensors' ? 'tensors asked for' : mappedReason(tf, folder, expected);
+    if (want === 'mapped' && reason) throw new RpvError(`${dir}: cannot map the weights: ${reason}`);
+    const mapped = reason === null;
     const read = async (name: string) => (await folder.read(name, expected.get(name))).data as Float32Array;
-    const vec = async (name: string) => keep(tf.tensor1d(await read(name)));
-    /** A PyTorch linear ([out, in] weight, optional bias) as [in, out] for plain matmuls. */
-    const linearOf = async (prefix: string, hasBias: boolean): Promise<Linear> => {
+    const vec = async (name: string) => {
+      const t = tf.tensor1d(await read(name));
+      created.push(t);
+      return t;
+    };
+    const matrixOf = (name: string) => {
+      const loc = folder.location(name, expected.get(name));
+      let file = files.get(loc.file);
+      if (!file) {
+        file = MappedFile.open(loc.file);
+        files.set(loc.file, file);
+      }
+      return file.matrix(loc.byteOffset, loc.dtype as MappedDType, loc.shape[0], loc.shape[1]);
+    };
+    /** A PyTorch linear ([out, in] weight, optional bias). */
+    const linearOf = async (prefix: string, hasBias: boolean): Promise<FrozenLinear> => {
       const name = `${prefix}.weight`;
-      const [rows, cols] = expected.get(name)!;
-      const data = await read(name);
-      const weightT = keep(tf.tidy(() => tf.transpose(tf.tensor2d(data, [rows, cols])) as tfc.Tensor2D));
-      return { weightT, bias: hasBias ? await vec(`${prefix}.bias`) : undefined };
+      let lin: FrozenLinear;
+      if (mapped) {
+        lin = new MappedLinear(matrixOf(name), hasBias ? await read(`${prefix}.bias`) : undefined);
+      } else {
+        const [rows, cols] = expected.get(name)!;
+        const data = await read(name);
+        const weightT = tf.tidy(() => tf.transpose(tf.tensor2d(data, [rows, cols])) as tfc.Tensor2D);
+        lin = new TensorLinear(tf, weightT, hasBias ? await vec(`${prefix}.bias`) : undefined);
+      }
+      created.push(lin);
+      return lin;
+    };
+    const tableOf = async (name: string, transposed: boolean): Promise<FrozenTable> => {
+      let table: FrozenTable;
+      if (mapped) table = new MappedTable(matrixOf(name));
+      else {
+        const data = await read(name);
+        const t = tf.tensor2d(data, [config.vocabSize, config.hiddenSize]);
+        table = new TensorTable(tf, transposed ? tf.tidy(() => tf.transpose(t) as tfc.Tensor2D) : t, transposed);
+        if (transposed) t.dispose();
+      }
+      created.push(table);
+      return table;
     };
     const layers: LayerWeights[] = [];
     for (let i = 0; i < config.numLayers; i++) {
@@ -81,23 +145,15 @@ export async function loadModel(dir: string, { backend = 'auto', tokenizer = tru
         },
       });
     }
-    const embedData = await read('model.embed_tokens.weight');
+    const embed = await tableOf('model.embed_tokens.weight', false);
     const weights: DecoderWeights = {
-      embed: keep(tf.tensor2d(embedData, [config.vocabSize, config.hiddenSize])),
+      embed,
+      head: config.tieWordEmbeddings ? embed : await tableOf('lm_head.weight', true),
       layers,
       norm: await vec('model.norm.weight'),
+      mappedFiles: [...files.values()],
     };
-    if (!config.tieWordEmbeddings) {
-      const head = await read('lm_head.weight');
-      weights.lmHeadT = keep(tf.tidy(() => tf.transpose(tf.tensor2d(head, [config.vocabSize, config.hiddenSize])) as tfc.Tensor2D));
-    }
-    const weightBytes = created.reduce((sum, t) => sum + t.size * 4, 0);
-    if (tf.getBackend() === 'wasm' && weightBytes > WASM_WEIGHT_WARN_BYTES) {
-      log?.(
-        `rpv: ${dir}: ${(weightBytes / 2 ** 30).toFixed(1)} GiB of float32 weights on the wasm backend, whose heap is at most 4 GiB: ` +
-          'training may run out of memory (short sequences, small batches help); the tensorflow backend (tfjs-node) has no such limit',
-      );
-    }
+    if (!mapped) warnHeap(tf, dir, weights, config, reason, log);
     const model = new CausalLM(tf, config, weights, dir);
     if (tokenizer) {
       model.tokenizer = await ChatTokenizer.load(dir);
@@ -114,8 +170,23 @@ export async function loadModel(dir: string, { backend = 'auto', tokenizer = tru
     return model;
   } catch (err) {
     for (const t of created) t.dispose();
+    for (const f of files.values()) f.close();
     throw err;
   } finally {
     await folder.close();
+  }
+}
+
+function warnHeap(tf: typeof tfc, dir: string, weights: DecoderWeights, config: DecoderConfig, reason: string | null, log: LoadModelOptions['log']): void {
+  let bytes = weights.embed.heapBytes + (weights.head === weights.embed ? 0 : weights.head.heapBytes) + 4 * config.hiddenSize;
+  for (const l of weights.layers) {
+    bytes += 8 * config.hiddenSize;
+    for (const lin of [l.attn.q, l.attn.k, l.attn.v, l.attn.o, l.mlp.gate, l.mlp.up, l.mlp.down]) bytes += lin.heapBytes;
+  }
+  if (tf.getBackend() === 'wasm' && bytes > WASM_WEIGHT_WARN_BYTES) {
+    log?.(
+      `rpv: ${dir}: ${(bytes / 2 ** 30).toFixed(1)} GiB of float32 weights in the wasm backend's heap, which stops at 4 GiB ` +
+        `(they are not mapped: ${reason}): training may run out of memory`,
+    );
   }
 }

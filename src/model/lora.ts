@@ -7,7 +7,9 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
 import { SeededRandom } from './random.js';
-import { frozenMatMul, variableName } from './ops.js';
+import { nativeDropoutAvailable, nativeDropoutScale } from '../native/dropout.js';
+import { frozenLinear, releasingGrad, variableName } from './ops.js';
+import type { FrozenLinear } from './frozen.js';
 
 /** Module short names and their PEFT/HF names. */
 export const LORA_MODULES = {
@@ -79,11 +81,8 @@ export function createLoraPair(tf: typeof tfc, name: string, inFeatures: number,
   };
 }
 
-/** A frozen linear, weight stored transposed [in, out] so the forward is a plain matmul. */
-export interface Linear {
-  weightT: tfc.Tensor2D;
-  bias?: tfc.Tensor1D;
-}
+/** A frozen linear of the base (tfjs tensors or mapped weights: src/model/frozen.ts). */
+export type Linear = FrozenLinear;
 
 /** Settings of one forward pass that LoRA branches need. */
 export interface LoraRun {
@@ -94,17 +93,33 @@ export interface LoraRun {
   seed?: number;
 }
 
+/** murmur3's 32-bit finaliser. */
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/**
+ * The counter-based draw behind a dropout mask: element i is kept when
+ * fmix32((i * 0x9E3779B1) ^ seedMix) >= threshold. Any element's decision depends on its index and
+ * the seed alone, so the native kernel (src/native/pointwise.cc) draws the same mask in parallel,
+ * and the backward pass draws it again instead of keeping it.
+ */
+export function dropoutDraw(rate: number, scaling: number, seed: number): { seedMix: number; threshold: number; keep: number } {
+  return { seedMix: fmix32(seed >>> 0), threshold: Math.min(Math.floor(rate * 2 ** 32), 2 ** 32 - 1), keep: scaling / (1 - rate) };
+}
+
 /**
  * Inverted-dropout mask with the LoRA scaling folded in: each value is 0 (probability `rate`) or
- * scaling / (1 - rate). Drawn in JavaScript from a seeded generator: one multiply on the backend
- * instead of tf.dropout's random-uniform, compare, cast and divide, and the backward pass can draw
- * the same mask again instead of keeping it.
+ * scaling / (1 - rate), from dropoutDraw's hash.
  */
 export function dropoutMask(size: number, rate: number, scaling: number, seed: number): Float32Array {
-  const rng = new SeededRandom(seed);
-  const keep = scaling / (1 - rate);
+  const { seedMix, threshold, keep } = dropoutDraw(rate, scaling, seed);
   const mask = new Float32Array(size);
-  for (let i = 0; i < size; i++) mask[i] = rng.next() >= rate ? keep : 0;
+  for (let i = 0; i < size; i++) mask[i] = fmix32(Math.imul(i, 0x9e3779b1) ^ seedMix) >= threshold ? keep : 0;
   return mask;
 }
 
@@ -114,30 +129,32 @@ export function dropoutMask(size: number, rate: number, scaling: number, seed: n
  * The dropout mask is drawn again from its seed in the backward pass and the narrow [N, r]
  * intermediate recomputed. With xd = dropout(x) * scaling and h = xd A^T:
  * dB^T = h^T dy, dh = dy B, dA^T = xd^T dh, dx = dy W + (dh A) * mask * scaling.
- *
- * Plain matMul then add: tfjs-wasm's fused matmul with a bias is wrong for batch > 1 or
- * transposeA (see the brief), so rpv never asks for it.
  */
 export function linear(tf: typeof tfc, x: tfc.Tensor2D, lin: Linear, lora?: LoraPair, run?: LoraRun): tfc.Tensor2D {
-  if (!lora || !run) return frozenMatMul(tf, x, lin.weightT, { bias: lin.bias });
+  if (!lora || !run) return frozenLinear(tf, x, lin);
   const shape = x.shape;
-  const maskOf = () => (run.dropout > 0 ? tf.tensor2d(dropoutMask(x.size, run.dropout, run.scaling, run.seed ?? 0), shape) : null);
-  const scaled = (t: tfc.Tensor, mask: tfc.Tensor | null) => (mask ? tf.mul(t, mask) : tf.mul(t, run.scaling));
+  const native = run.dropout > 0 && nativeDropoutAvailable();
+  const draw = run.dropout > 0 ? dropoutDraw(run.dropout, run.scaling, run.seed ?? 0) : null;
+  // t * mask (scaling folded in), the mask drawn from its seed on every use.
+  const scaled = (t: tfc.Tensor): tfc.Tensor => {
+    if (!draw) return tf.mul(t, run.scaling);
+    if (native) return nativeDropoutScale(t, draw.seedMix, draw.threshold, draw.keep);
+    return tf.mul(t, tf.tensor2d(dropoutMask(t.size, run.dropout, run.scaling, run.seed ?? 0), shape));
+  };
   const f = tf.customGrad(((input: tfc.Tensor2D, aT: tfc.Tensor2D, bT: tfc.Tensor2D, save: tfc.GradSaveFunc) => {
     save([input, aT, bT]);
-    let y = tf.matMul(input, lin.weightT);
-    if (lin.bias) y = tf.add(y, lin.bias);
+    const y = lin.forward(input);
     return {
-      value: tf.add(y, tf.matMul(tf.matMul(scaled(input, maskOf()), aT), bT)),
-      gradFunc: (dy: tfc.Tensor2D, [xs, as, bs]: tfc.Tensor[]) => {
-        const mask = maskOf();
-        const xd = scaled(xs, mask) as tfc.Tensor2D;
+      value: tf.add(y, tf.matMul(tf.matMul(scaled(input) as tfc.Tensor2D, aT), bT)),
+      gradFunc: releasingGrad(tf, (dyt, [xs, as, bs]) => {
+        const dy = dyt as tfc.Tensor2D;
+        const xd = scaled(xs) as tfc.Tensor2D;
         const dh = tf.matMul(dy, bs as tfc.Tensor2D, false, true);
         const dB = tf.matMul(tf.matMul(xd, as as tfc.Tensor2D), dy, true, false);
         const dA = tf.matMul(xd, dh, true, false);
-        const dx = tf.add(tf.matMul(dy, lin.weightT, false, true), scaled(tf.matMul(dh, as as tfc.Tensor2D, false, true), mask));
+        const dx = tf.add(lin.backward(dy), scaled(tf.matMul(dh, as as tfc.Tensor2D, false, true)));
         return [dx, dA, dB];
-      },
+      }),
     };
   }) as unknown as Parameters<typeof tfc.customGrad>[0]);
   return f(x, lora.aT, lora.bT) as tfc.Tensor2D;

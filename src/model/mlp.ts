@@ -1,6 +1,7 @@
 /** SwiGLU feed-forward: down(silu(gate(x)) * up(x)). */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { linear, type Linear, type LoraPair, type LoraRun } from './lora.js';
+import { releasingGrad } from './ops.js';
 
 export interface MlpWeights {
   gate: Linear;
@@ -37,12 +38,12 @@ export function swiglu(tf: typeof tfc, gate: tfc.Tensor2D, up: tfc.Tensor2D): tf
     save([g, u]);
     return {
       value: tf.mul(tf.mul(g, tf.sigmoid(g)), u),
-      gradFunc: (dy: tfc.Tensor, [gs, us]: tfc.Tensor[]) => {
+      gradFunc: releasingGrad(tf, (dy, [gs, us]) => {
         const sig = tf.sigmoid(gs);
         const silu = tf.mul(gs, sig);
         const dGate = tf.mul(tf.mul(dy, us), tf.mul(sig, tf.add(tf.sub(gs, silu), 1)));
         return [dGate, tf.mul(dy, silu)];
-      },
+      }),
     };
   }) as unknown as Parameters<typeof tfc.customGrad>[0]);
   return f(gate, up) as tfc.Tensor2D;

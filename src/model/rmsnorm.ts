@@ -5,6 +5,7 @@
  * r = rsqrt(mean(x^2) + eps).
  */
 import type * as tfc from '@tensorflow/tfjs-core';
+import { releasingGrad } from './ops.js';
 
 export function rmsNorm(tf: typeof tfc, x: tfc.Tensor, weight: tfc.Tensor1D, eps: number): tfc.Tensor {
   const rsqrt = (t: tfc.Tensor) => tf.rsqrt(tf.add(tf.mean(tf.square(t), -1, true), eps));
@@ -13,12 +14,12 @@ export function rmsNorm(tf: typeof tfc, x: tfc.Tensor, weight: tfc.Tensor1D, eps
     save([input]);
     return {
       value: tf.mul(tf.mul(input, rsqrt(input)), weight),
-      gradFunc: (dy: tfc.Tensor, [saved]: tfc.Tensor[]) => {
+      gradFunc: releasingGrad(tf, (dy, [saved]) => {
         const r = rsqrt(saved);
         const g = tf.mul(dy, weight);
         const m = tf.mean(tf.mul(g, saved), -1, true);
         return tf.sub(tf.mul(g, r), tf.mul(saved, tf.mul(tf.pow(r, 3), m)));
-      },
+      }),
     };
   }) as unknown as Parameters<typeof tfc.customGrad>[0]);
   return f(x);

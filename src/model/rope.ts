@@ -5,6 +5,7 @@
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { ropeInvFreq, type DecoderConfig } from './config.js';
+import { releasingGrad } from './ops.js';
 
 /** cos and sin tables for the given positions, shape [rows, headDim], float32. */
 export function ropeTables(
@@ -64,7 +65,7 @@ export function applyRope(tf: typeof tfc, x: tfc.Tensor2D, heads: number, cos: t
     save([cos, sin, rotate]);
     return {
       value: tf.add(tf.mul(input, cos), tf.mul(rot(input, rotate, false), sin)),
-      gradFunc: (dy: tfc.Tensor2D, [c, s, r]: tfc.Tensor[]) => tf.add(tf.mul(dy, c), rot(tf.mul(dy, s), r, true)),
+      gradFunc: releasingGrad(tf, (dy, [c, s, r]) => tf.add(tf.mul(dy, c), rot(tf.mul(dy, s), r, true))),
     };
   }) as unknown as Parameters<typeof tfc.customGrad>[0]);
   return f(x) as tfc.Tensor2D;

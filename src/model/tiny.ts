@@ -9,13 +9,34 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { RpvError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { writeSafetensors, type SafetensorsInput } from '../util/safetensors.js';
+import { safetensorsDataBytes, writeSafetensorsStreaming, type SafetensorsStreamTensor } from '../util/safetensors.js';
 import { bpeTokenizerJson, trainByteLevelBpe } from './bpe.js';
 import { SeededRandom } from './random.js';
 import type { Architecture } from './config.js';
-import { expectedTensors } from './weights.js';
+import { expectedTensors, INDEX_FILE, SINGLE_FILE } from './weights.js';
+import { hashString } from '../train/rng.js';
+
+/**
+ * Real model shapes (from the published config.json files), for tests and benchmarks of
+ * real-sized models without a model hub: random weights, the real layer sizes and vocabulary.
+ */
+export const MODEL_PRESETS = {
+  'qwen2.5-0.5b': { arch: 'qwen2', hiddenSize: 896, intermediateSize: 4864, numLayers: 24, numHeads: 14, numKvHeads: 2, vocabSize: 151936, tieWordEmbeddings: true },
+  'qwen2.5-1.5b': { arch: 'qwen2', hiddenSize: 1536, intermediateSize: 8960, numLayers: 28, numHeads: 12, numKvHeads: 2, vocabSize: 151936, tieWordEmbeddings: true },
+  'qwen2.5-7b': { arch: 'qwen2', hiddenSize: 3584, intermediateSize: 18944, numLayers: 28, numHeads: 28, numKvHeads: 4, vocabSize: 152064, tieWordEmbeddings: false },
+} as const satisfies Record<string, TinyModelOptions>;
+export type ModelPreset = keyof typeof MODEL_PRESETS;
+
+/** Above this many values, weights are drawn tensor by tensor while streaming to disk (see writeTinyModel). */
+const STREAMED_VALUES = 64 * 2 ** 20;
 
 export interface TinyModelOptions {
+  /**
+   * Start from a real model's shapes (qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-7b): BF16 weights, the
+   * real vocabulary size, a small real tokenizer (its ids are a prefix of the vocabulary, as a
+   * real tokenizer's are). Fields given beside it override the preset's.
+   */
+  preset?: ModelPreset;
   /** `qwen2` (default; q/k/v biases, tied embeddings) or `llama` (llama3 rope scaling, untied head). */
   arch?: Architecture;
   seed?: number;
@@ -30,8 +51,23 @@ export interface TinyModelOptions {
   initStd?: number;
   /** Tie the output projection to the embeddings; default true for qwen2, false for llama. */
   tieWordEmbeddings?: boolean;
-  /** dtype of the weights file; default F32. */
+  /** dtype of the weights file; default F32 (BF16 with a preset). */
   dtype?: 'F32' | 'F16' | 'BF16';
+  /** Tokens of the BPE tokenizer (<= vocabSize); default vocabSize, 512 with a preset. */
+  tokenizerVocab?: number;
+  /**
+   * Shard the weights above this many bytes per file (model-0000i-of-0000n.safetensors +
+   * model.safetensors.index.json, as transformers' save_pretrained does); default 5 GB.
+   */
+  maxShardBytes?: number;
+  /** Called with bytes written so far and in all (progress of large models). */
+  onProgress?: (written: number, total: number) => void;
+  /**
+   * Draw each tensor from its own generator (seeded by the seed and the tensor's name) while it
+   * streams to disk; default: above 64M values (small models keep one generator, so their bytes
+   * stay what they always were).
+   */
+  perTensorSeeds?: boolean;
 }
 
 /** Special tokens of the tiny tokenizer, in id order after the BPE vocabulary (Qwen2 names). */
@@ -66,7 +102,13 @@ I think the weather will be good tomorrow, so we can go to the mountains togethe
 哈哈，你说得对！我们明天见。谢谢你，再见。
 `.repeat(3);
 
-function resolve(o: TinyModelOptions) {
+function resolve(options: TinyModelOptions) {
+  if (options.preset !== undefined && !(options.preset in MODEL_PRESETS)) {
+    throw new RpvError(`make-tiny-model: unknown preset ${JSON.stringify(options.preset)}; expected one of ${Object.keys(MODEL_PRESETS).join(', ')}`);
+  }
+  const preset: TinyModelOptions = options.preset ? { ...MODEL_PRESETS[options.preset], dtype: 'BF16', tokenizerVocab: 512 } : {};
+  const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as TinyModelOptions;
+  const o: TinyModelOptions = { ...preset, ...defined };
   const arch = o.arch ?? 'qwen2';
   if (arch !== 'qwen2' && arch !== 'llama') throw new RpvError(`make-tiny-model: unsupported architecture ${JSON.stringify(arch)}; supported: llama, qwen2`);
   const hiddenSize = o.hiddenSize ?? 64;
@@ -75,9 +117,15 @@ function resolve(o: TinyModelOptions) {
   if (hiddenSize % numHeads !== 0) throw new RpvError(`make-tiny-model: hiddenSize ${hiddenSize} must be a multiple of numHeads ${numHeads}`);
   if (numHeads % numKvHeads !== 0) throw new RpvError(`make-tiny-model: numHeads ${numHeads} must be a multiple of numKvHeads ${numKvHeads}`);
   const vocabSize = o.vocabSize ?? 512;
+  const tokenizerVocab = o.tokenizerVocab ?? vocabSize;
   const minVocab = 256 + TINY_SPECIAL_TOKENS.length;
-  if (vocabSize < minVocab) throw new RpvError(`make-tiny-model: vocabSize ${vocabSize} is below ${minVocab} (256 byte tokens + ${TINY_SPECIAL_TOKENS.length} special tokens)`);
+  if (tokenizerVocab < minVocab) throw new RpvError(`make-tiny-model: the tokenizer's ${tokenizerVocab} tokens are below ${minVocab} (256 byte tokens + ${TINY_SPECIAL_TOKENS.length} special tokens)`);
+  if (tokenizerVocab > vocabSize) throw new RpvError(`make-tiny-model: the tokenizer's ${tokenizerVocab} tokens exceed vocabSize ${vocabSize}`);
   return {
+    preset: options.preset,
+    perTensorSeeds: o.perTensorSeeds,
+    tokenizerVocab,
+    maxShardBytes: o.maxShardBytes ?? 5e9,
     arch,
     seed: o.seed ?? 0,
     hiddenSize,
@@ -97,8 +145,8 @@ function resolve(o: TinyModelOptions) {
 export async function writeTinyModel(dir: string, options: TinyModelOptions = {}): Promise<Record<string, unknown>> {
   const o = resolve(options);
   await fs.mkdir(dir, { recursive: true });
-  // Tokenizer: BPE merges fill the vocabulary up to the special tokens.
-  const bpe = trainByteLevelBpe(TINY_CORPUS, o.vocabSize - 256 - TINY_SPECIAL_TOKENS.length);
+  // Tokenizer: BPE merges fill its vocabulary up to the special tokens.
+  const bpe = trainByteLevelBpe(TINY_CORPUS, o.tokenizerVocab - 256 - TINY_SPECIAL_TOKENS.length);
   const special = TINY_SPECIAL_TOKENS.map((content, i) => ({ content, id: bpe.vocab.size + i }));
   const tokenizerSize = bpe.vocab.size + special.length;
   const id = (t: string) => special.find((s) => s.content === t)!.id;
@@ -113,7 +161,7 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
     num_key_value_heads: o.numKvHeads,
     head_dim: o.headDim,
     hidden_act: 'silu',
-    max_position_embeddings: 4096,
+    max_position_embeddings: o.preset ? 32768 : 4096,
     initializer_range: o.initStd,
     rms_norm_eps: 1e-6,
     rope_theta: o.arch === 'qwen2' ? 1000000.0 : 500000.0,
@@ -136,31 +184,7 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
   }
   if (tokenizerSize > o.vocabSize) throw new RpvError(`make-tiny-model: tokenizer has ${tokenizerSize} tokens, more than vocabSize ${o.vocabSize}`);
 
-  // Weights: normal(0, initStd) as transformers' _init_weights; norms at one.
-  const rng = new SeededRandom(o.seed);
-  const shapes = expectedTensors({
-    vocabSize: o.vocabSize,
-    hiddenSize: o.hiddenSize,
-    intermediateSize: o.intermediateSize,
-    numLayers: o.numLayers,
-    numHeads: o.numHeads,
-    numKvHeads: o.numKvHeads,
-    headDim: o.headDim,
-    tieWordEmbeddings: o.tie,
-    attentionBias: o.arch === 'qwen2',
-    outputBias: false,
-    mlpBias: false,
-  });
-  const tensors = new Map<string, SafetensorsInput>();
-  for (const [name, shape] of shapes) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    let data: Float32Array;
-    if (name.endsWith('norm.weight')) data = new Float32Array(n).fill(1);
-    else if (name.endsWith('.bias')) data = rng.normal(n, o.initStd);
-    else data = rng.normal(n, o.initStd);
-    tensors.set(name, { shape, data });
-  }
-  await writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { dtype: o.dtype, metadata: { format: 'pt' } });
+  await writeWeights(dir, o, options.onProgress);
 
   const addedTokensDecoder = Object.fromEntries(
     special.map((s) => [String(s.id), { content: s.content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true }]),
@@ -192,4 +216,106 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
   await writeFileAtomic(path.join(dir, 'tokenizer.json'), json(bpeTokenizerJson(bpe, special)));
   await writeFileAtomic(path.join(dir, 'tokenizer_config.json'), json(tokenizerConfig));
   return config;
+}
+
+type Resolved = ReturnType<typeof resolve>;
+
+function shapesOf(o: Resolved): Map<string, number[]> {
+  return expectedTensors({
+    vocabSize: o.vocabSize,
+    hiddenSize: o.hiddenSize,
+    intermediateSize: o.intermediateSize,
+    numLayers: o.numLayers,
+    numHeads: o.numHeads,
+    numKvHeads: o.numKvHeads,
+    headDim: o.headDim,
+    tieWordEmbeddings: o.tie,
+    attentionBias: o.arch === 'qwen2',
+    outputBias: false,
+    mlpBias: false,
+  });
+}
+
+/** Name and shape of every weight writeTinyModel would write, and their count: to size a model before writing it. */
+export function tinyModelTensors(options: TinyModelOptions = {}): { shapes: Map<string, number[]>; parameters: number; dtype: 'F32' | 'F16' | 'BF16' } {
+  const o = resolve(options);
+  const shapes = shapesOf(o);
+  let parameters = 0;
+  for (const s of shapes.values()) parameters += s.reduce((a, b) => a * b, 1);
+  return { shapes, parameters, dtype: o.dtype };
+}
+
+/**
+ * Weights: normal(0, initStd) as transformers' _init_weights, norms at one. Small models draw
+ * every tensor from one generator in name order (their bytes are fixed by the seed, golden files
+ * depend on them). Models above STREAMED_VALUES values draw each tensor from its own generator
+ * (seeded by the seed and its name; uniform with the same standard deviation, which is cheaper)
+ * while it streams to disk, so a 7B model never has to be in memory.
+ */
+async function writeWeights(dir: string, o: Resolved, onProgress?: (written: number, total: number) => void): Promise<void> {
+  const shapes = shapesOf(o);
+  const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+  const total = [...shapes.values()].reduce((a, s) => a + count(s), 0);
+  const fillers = new Map<string, (out: Float32Array) => void>();
+  if (!(o.perTensorSeeds ?? total > STREAMED_VALUES)) {
+    const rng = new SeededRandom(o.seed);
+    for (const [name, shape] of shapes) {
+      const data = name.endsWith('norm.weight') ? new Float32Array(count(shape)).fill(1) : rng.normal(count(shape), o.initStd);
+      let at = 0;
+      fillers.set(name, (out) => {
+        out.set(data.subarray(at, at + out.length));
+        at += out.length;
+      });
+    }
+  } else {
+    const half = o.initStd * Math.sqrt(3);
+    for (const name of shapes.keys()) {
+      if (name.endsWith('norm.weight')) fillers.set(name, (out) => out.fill(1));
+      else {
+        let state = hashString(name, o.seed);
+        fillers.set(name, (out) => {
+          // mulberry32, inlined: ~2 ns a value.
+          for (let i = 0; i < out.length; i++) {
+            state = (state + 0x6d2b79f5) >>> 0;
+            let t = Math.imul(state ^ (state >>> 15), state | 1);
+            t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+            out[i] = half * ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1);
+          }
+        });
+      }
+    }
+  }
+  const tensors: SafetensorsStreamTensor[] = [...shapes].map(([name, shape]) => ({ name, shape, dtype: o.dtype, fill: fillers.get(name)! }));
+  const bytes = tensors.reduce((a, t) => a + safetensorsDataBytes(t.shape, t.dtype), 0);
+  // Shards in name order of the layers, as save_pretrained fills them.
+  const shards: SafetensorsStreamTensor[][] = [[]];
+  let inShard = 0;
+  for (const t of tensors) {
+    const b = safetensorsDataBytes(t.shape, t.dtype);
+    if (inShard > 0 && inShard + b > o.maxShardBytes) {
+      shards.push([]);
+      inShard = 0;
+    }
+    shards[shards.length - 1].push(t);
+    inShard += b;
+  }
+  let written = 0;
+  const onBytes = (b: number) => {
+    written += b;
+    onProgress?.(written, bytes);
+  };
+  const metadata = { format: 'pt' };
+  // A folder written before with another layout must not keep stale weight files.
+  for (const f of await fs.readdir(dir)) if (f === SINGLE_FILE || f === INDEX_FILE || /^model-\d{5}-of-\d{5}\.safetensors$/.test(f)) await fs.rm(path.join(dir, f));
+  if (shards.length === 1) {
+    await writeSafetensorsStreaming(path.join(dir, SINGLE_FILE), tensors, { metadata, onBytes });
+    return;
+  }
+  const weightMap: Record<string, string> = {};
+  for (let i = 0; i < shards.length; i++) {
+    const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
+    await writeSafetensorsStreaming(path.join(dir, file), shards[i], { metadata, onBytes });
+    for (const t of shards[i]) weightMap[t.name] = file;
+  }
+  await writeFileAtomic(path.join(dir, INDEX_FILE), `${JSON.stringify({ metadata: { total_size: bytes }, weight_map: weightMap }, null, 2)}\n`);
 }

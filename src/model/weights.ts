@@ -6,7 +6,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { RpvError } from '../util/errors.js';
-import { SafetensorsReader, type SafetensorsTensor } from '../util/safetensors.js';
+import { SafetensorsReader, type SafetensorsDType, type SafetensorsTensor } from '../util/safetensors.js';
 
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -80,6 +80,20 @@ export class WeightFolder {
       throw new RpvError(`${reader.file}: tensor ${name}: expected shape [${expected.join(', ')}], found [${entry.shape.join(', ')}]`);
     }
     return reader.read(name);
+  }
+
+  /**
+   * File and byte range of a tensor, for using it in place (memory-mapped), with the same shape
+   * check as read().
+   */
+  location(name: string, expected?: number[]): { file: string; dtype: SafetensorsDType; shape: number[]; byteOffset: number; byteLength: number } {
+    const reader = this.where.get(name);
+    if (!reader) throw new RpvError(`${this.dir}: missing tensor ${name} (looked in ${this.files.join(', ')})`);
+    const loc = reader.location(name);
+    if (expected && (loc.shape.length !== expected.length || loc.shape.some((d, i) => d !== expected[i]))) {
+      throw new RpvError(`${reader.file}: tensor ${name}: expected shape [${expected.join(', ')}], found [${loc.shape.join(', ')}]`);
+    }
+    return { file: reader.file, ...loc };
   }
 
   async close(): Promise<void> {

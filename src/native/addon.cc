@@ -13,13 +13,17 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 
+#include "attention.h"
+#include "frozen.h"
 #include "gemm.h"
 #include "grid.h"
+#include "pointwise.h"
 #include "spawner.h"
 #include "thread_pool.h"
 
@@ -335,6 +339,19 @@ void Cleanup(void*) {
 
 }  // namespace
 
+namespace rpv {
+void withPool(const std::function<void(Isa, ThreadPool*)>& fn) {
+  Shared& s = shared();
+  Isa isa;
+  {
+    std::lock_guard<std::mutex> lock(s.configMutex);
+    isa = s.active;
+  }
+  std::unique_lock<std::mutex> run(s.runMutex, std::try_to_lock);
+  fn(isa, run.owns_lock() ? s.pool.get() : nullptr);
+}
+}  // namespace rpv
+
 NAPI_MODULE_INIT() {
   Shared& s = shared();
   {
@@ -366,6 +383,9 @@ NAPI_MODULE_INIT() {
       return nullptr;
     }
   }
+  if (!rpv::registerFrozen(env, exports)) return nullptr;
+  if (!rpv::registerPointwise(env, exports)) return nullptr;
+  if (!rpv::registerAttention(env, exports)) return nullptr;
   if (rpv::spawnSupported()) {
     napi_value fn;
     if (napi_create_function(env, "spawnFiles", NAPI_AUTO_LENGTH, rpv::SpawnFiles, nullptr, &fn) == napi_ok) {

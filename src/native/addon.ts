@@ -38,6 +38,29 @@ export interface NativeAddon {
    * from older addons. Throws with the errno name as `code` when it cannot start.
    */
   spawnFiles?(file: string, args: string[], fds: number[], onExit: (code: number, signal: number) => void): number;
+  /**
+   * Frozen weights used in place (src/native/frozen.cc): present where the platform maps files
+   * (POSIX). A weight descriptor is a Float64Array [mapId, byteOffset, dtype (0 F32, 1 F16,
+   * 2 BF16), rows, cols]; heap offsets count floats.
+   */
+  mapFile?(path: string): [id: number, bytes: number];
+  unmapFile?(id: number): boolean;
+  /** Bytes of the mapping resident in memory now (mincore); -1 when unknown. */
+  mappedResident?(id: number): number;
+  /** transpose: out = x W^T (+ bias) [rows, W.rows]; else out = x W [rows, W.cols]. */
+  frozenMatmul?(heap: Float32Array, xOff: number, rows: number, weight: Float64Array, transpose: boolean, outOff: number, bias?: Float32Array | null): void;
+  /** out[i, :] = table[ids[i], :] in float32. */
+  gatherRows?(heap: Float32Array, outOff: number, table: Float64Array, ids: Int32Array): void;
+  /** loss[i] = -log softmax(h_i head^T)[targets[i]]; dhOff >= 0 also writes d(sum loss)/dh there. */
+  /** out[i] = hash(i, seedMix) >= threshold ? x[i] * keep : 0 (counter-based dropout; see pointwise.cc). */
+  dropoutScale?(heap: Float32Array, xOff: number, n: number, seedMix: number, threshold: number, keep: number, outOff: number): void;
+  /** Fused causal attention (attention.h); dims [batch, queries, keys, heads, kvHeads, headDim]. */
+  attentionForward?(heap: Float32Array, dims: Float64Array, qOff: number, kOff: number, vOff: number, maskOff: number, outOff: number, lseOff: number): void;
+  attentionBackward?(
+    heap: Float32Array, dims: Float64Array, qOff: number, kOff: number, vOff: number, maskOff: number, outOff: number, lseOff: number,
+    doutOff: number, dqOff: number, dkOff: number, dvOff: number,
+  ): void;
+  crossEntropy?(heap: Float32Array, hOff: number, rows: number, head: Float64Array, targets: Int32Array, loss: Float32Array, dhOff: number, chunkRows: number): void;
 }
 
 /** Positions in gemm's Float64Array of parameters; mirrors `enum Param` in addon.cc. */

@@ -8,6 +8,7 @@
 #include <memory>
 #include <new>
 
+#include "half.h"
 #include "thread_pool.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -161,24 +162,28 @@ void packA(const GemmArgs& g, const float* a, int64_t i0, int64_t mc, int64_t p0
   }
 }
 
-// Packs op(B)[p0:p0+kc, j0:j0+nc] into ceil(nc/NR) micro-panels of kc x NR (zero padded).
-void packB(const GemmArgs& g, const float* b, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
-           float* out) {
+// Packs op(B)[p0:p0+kc, j0:j0+nc] into ceil(nc/NR) micro-panels of kc x NR (zero padded),
+// converting B's elements to float32 (E is F32Elem, F16Elem or BF16Elem).
+template <typename E>
+void packBTyped(const GemmArgs& g, const typename E::Storage* b, int64_t p0, int64_t kc, int64_t j0,
+                int64_t nc, float* out) {
   // Element (p, j) of op(B) lives at b[p * rs + j * cs].
   const int64_t rs = g.transB ? 1 : g.ldb;
   const int64_t cs = g.transB ? g.ldb : 1;
   for (int64_t jr = 0; jr < nc; jr += kNR) {
     const int64_t nr = std::min(kNR, nc - jr);
-    const float* src = b + p0 * rs + (j0 + jr) * cs;
+    const typename E::Storage* src = b + p0 * rs + (j0 + jr) * cs;
     if (nr == kNR && cs == 1) {
       for (int64_t p = 0; p < kc; ++p) {
-        std::memcpy(out + p * kNR, src + p * rs, kNR * sizeof(float));
+        const typename E::Storage* row = src + p * rs;
+        float* o = out + p * kNR;
+        for (int64_t j = 0; j < kNR; ++j) o[j] = E::get(row, j);
       }
     } else if (rs == 1) {
       // op(B) columns are contiguous rows of the stored B: read along them.
       for (int64_t j = 0; j < nr; ++j) {
-        const float* col = src + j * cs;
-        for (int64_t p = 0; p < kc; ++p) out[p * kNR + j] = col[p];
+        const typename E::Storage* col = src + j * cs;
+        for (int64_t p = 0; p < kc; ++p) out[p * kNR + j] = E::get(col, p);
       }
       for (int64_t j = nr; j < kNR; ++j) {
         for (int64_t p = 0; p < kc; ++p) out[p * kNR + j] = 0.0f;
@@ -186,11 +191,27 @@ void packB(const GemmArgs& g, const float* b, int64_t p0, int64_t kc, int64_t j0
     } else {
       for (int64_t p = 0; p < kc; ++p) {
         int64_t j = 0;
-        for (; j < nr; ++j) out[p * kNR + j] = src[p * rs + j * cs];
+        for (; j < nr; ++j) out[p * kNR + j] = E::get(src, p * rs + j * cs);
         for (; j < kNR; ++j) out[p * kNR + j] = 0.0f;
       }
     }
     out += kc * kNR;
+  }
+}
+
+// B of batch entry bi, packed as above whatever its element type.
+void packB(const GemmArgs& g, int64_t bi, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* out) {
+  const int64_t offset = bi * g.strideB;
+  switch (g.bType) {
+    case DType::kF32:
+      packBTyped<F32Elem>(g, static_cast<const float*>(g.b) + offset, p0, kc, j0, nc, out);
+      return;
+    case DType::kF16:
+      packBTyped<F16Elem>(g, static_cast<const uint16_t*>(g.b) + offset, p0, kc, j0, nc, out);
+      return;
+    case DType::kBF16:
+      packBTyped<BF16Elem>(g, static_cast<const uint16_t*>(g.b) + offset, p0, kc, j0, nc, out);
+      return;
   }
 }
 
@@ -302,10 +323,11 @@ constexpr int64_t kMaxSharedB = int64_t{1} << 22;
 void runTile(const GemmArgs& g, Microkernel kernel, const PackedB& shared, int64_t bi, int64_t i0,
              int64_t i1, int64_t j0, int64_t j1) {
   const float* a = g.a + bi * g.strideA;
-  const float* b = g.b + bi * g.strideB;
   float* c = g.c + bi * g.strideC;
   if (g.k == 0) {
-    for (int64_t i = i0; i < i1; ++i) std::fill(c + i * g.ldc + j0, c + i * g.ldc + j1, 0.0f);
+    if (!g.accumulate) {
+      for (int64_t i = i0; i < i1; ++i) std::fill(c + i * g.ldc + j0, c + i * g.ldc + j1, 0.0f);
+    }
     applyEpilogue(g, bi, c, i0, i1, j0, j1);
     return;
   }
@@ -317,12 +339,12 @@ void runTile(const GemmArgs& g, Microkernel kernel, const PackedB& shared, int64
   alignas(64) float edge[kMR * kNR];
   for (int64_t p0 = 0; p0 < g.k; p0 += kKC) {
     const int64_t kc = std::min(kKC, g.k - p0);
-    const bool accumulate = p0 > 0;
+    const bool accumulate = p0 > 0 || g.accumulate;
     const float* bp;
     if (shared.data) {
       bp = shared.data + p0 * shared.nPadded + (j0 / kNR) * kc * kNR;
     } else {
-      packB(g, b, p0, kc, j0, nc, ownB);
+      packB(g, bi, p0, kc, j0, nc, ownB);
       bp = ownB;
     }
     for (int64_t ic = i0; ic < i1; ic += kMC) {
@@ -398,7 +420,7 @@ void sgemm(const GemmArgs& g, Isa isa, ThreadPool* pool) {
       const int64_t p0 = q * kKC;
       const int64_t kc = std::min(kKC, g.k - p0);
       const int64_t j0 = jp0 * kNR;
-      packB(g, g.b, p0, kc, j0, std::min(g.n, jp1 * kNR) - j0, data + p0 * nPadded + jp0 * kc * kNR);
+      packB(g, 0, p0, kc, j0, std::min(g.n, jp1 * kNR) - j0, data + p0 * nPadded + jp0 * kc * kNR);
     };
     if (threads > 1) {
       pool->run(kBlocks * chunks, pack);

@@ -24,6 +24,12 @@ enum class Activation : int {
 
 enum class Isa : int { kScalar = 0, kAvx2Fma = 1 };
 
+// Element type of the B operand. A and C are always float32; B may also be half or bfloat16
+// (frozen weights used as stored on disk), converted to float32 while its panels are packed.
+enum class DType : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
+
+inline int64_t dtypeBytes(DType t) { return t == DType::kF32 ? 4 : 2; }
+
 struct GemmArgs {
   int64_t batch = 1, m = 0, n = 0, k = 0;
   bool transA = false, transB = false;
@@ -31,10 +37,12 @@ struct GemmArgs {
   // between consecutive stored rows: stored [M, K] when !transA, [K, M] when transA.
   const float* a = nullptr;
   int64_t lda = 0, strideA = 0;
-  const float* b = nullptr;  // stored [K, N] when !transB, [N, K] when transB.
-  int64_t ldb = 0, strideB = 0;
+  const void* b = nullptr;  // stored [K, N] when !transB, [N, K] when transB, of type bType.
+  DType bType = DType::kF32;
+  int64_t ldb = 0, strideB = 0;  // in elements of bType
   float* c = nullptr;  // [M, N] per batch, row stride ldc.
   int64_t ldc = 0, strideC = 0;
+  bool accumulate = false;  // C += op(A) op(B) instead of C = (then the epilogue, if any)
   // Epilogue: bias[b*biasStride[0] + i*biasStride[1] + j*biasStride[2]] is added (broadcast by
   // zero strides), then the activation; prelu reads its slope from `alpha` the same way.
   const float* bias = nullptr;

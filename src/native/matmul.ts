@@ -19,10 +19,11 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
-import type { DataType, KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
+import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
 import { ACTIVATION_CODES, GemmParam, loadNativeAddon } from './addon.js';
 import type { MatmulIsa, NativeAddon } from './addon.js';
+import { floatOffset, heapView, isWasmBackend } from './wasm-heap.js';
 
 export interface InstallNativeMatmulOptions {
   /** Threads of the native pool, caller included; default RPV_MATMUL_THREADS, else the cores. */
@@ -60,19 +61,6 @@ export interface NativeMatmulStats {
 const KERNELS = ['BatchMatMul', '_FusedMatMul'] as const;
 type KernelName = (typeof KERNELS)[number];
 
-interface WasmTensorData {
-  memoryOffset: number;
-  shape: number[];
-  dtype: DataType;
-}
-
-/** The parts of tfjs-wasm's BackendWasm this module touches. */
-interface WasmBackendLike {
-  wasm: { HEAPU8: Uint8Array };
-  dataIdMap: { get(dataId: object): WasmTensorData | undefined };
-  makeOutput(shape: number[], dtype: DataType): TensorInfo;
-}
-
 interface KernelArgs {
   inputs: Record<string, TensorInfo | undefined>;
   backend: unknown;
@@ -85,8 +73,6 @@ let originals: Map<KernelName, KernelConfig> | null = null;
 let lastInfo: NativeMatmulInfo = inactive('not installed (call installNativeMatmul after the wasm backend is ready)');
 const stats: NativeMatmulStats = { nativeCalls: 0, fallbacks: {} };
 const params = new Float64Array(GemmParam.count);
-let heapBuffer: ArrayBufferLike | null = null;
-let heapF32: Float32Array | null = null;
 
 function inactive(reason: string): NativeMatmulInfo {
   return {
@@ -334,28 +320,6 @@ function epilogueStrides(shape: number[], outShape: number[]): [number, number, 
   if (leadSize === 1) return [0, rowStride, colStride];
   if (leadSize === tf.util.sizeFromShape(outShape.slice(0, -2))) return [second * last, rowStride, colStride];
   return null;
-}
-
-function heapView(backend: WasmBackendLike): Float32Array {
-  // Taken after the output is allocated: a heap that grew has a new buffer, and old views of it
-  // are detached (zero length).
-  const buffer = backend.wasm.HEAPU8.buffer;
-  if (buffer !== heapBuffer || heapF32 === null || heapF32.length * 4 !== buffer.byteLength) {
-    heapBuffer = buffer;
-    heapF32 = new Float32Array(buffer, 0, buffer.byteLength >>> 2);
-  }
-  return heapF32;
-}
-
-function floatOffset(backend: WasmBackendLike, t: TensorInfo): number | null {
-  const data = backend.dataIdMap.get(t.dataId);
-  if (!data || data.memoryOffset == null || data.memoryOffset % 4 !== 0) return null;
-  return data.memoryOffset / 4;
-}
-
-function isWasmBackend(backend: unknown): backend is WasmBackendLike {
-  const b = backend as Partial<WasmBackendLike> | null;
-  return !!b && !!b.wasm && !!b.dataIdMap && typeof b.makeOutput === 'function';
 }
 
 function run(

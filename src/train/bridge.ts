@@ -78,32 +78,17 @@ export function lossSum(model: CausalLM, batch: PackedBatch, options: { training
   return model.computeLoss(input, labels, { training: options.training, seed: options.seed }).sum;
 }
 
-/** -log p of every target, in position order, with its focus flag (evaluation; no gradient). */
+/**
+ * -log p of every target, in position order, with its focus flag (evaluation; no gradient). The
+ * model's chunked cross-entropy computes them: no [targets x vocabulary] logits.
+ */
 export async function targetLosses(model: CausalLM, batch: PackedBatch): Promise<{ nll: Float32Array; focus: Uint8Array }> {
-  const tf = model.tf;
   const { input, labels } = forwardInput(model, batch);
   const L = batch.seqLen;
-  const rows: number[] = [];
-  const flat: number[] = [];
   const focus: number[] = [];
-  const V = model.config.vocabSize;
   for (let b = 0; b < batch.batch; b++) {
-    for (let t = 0; t + 1 < L; t++) {
-      const label = labels[b * L + t + 1]!;
-      if (label === IGNORE_INDEX) continue;
-      flat.push(rows.length * V + label);
-      rows.push(b * L + t);
-      focus.push(batch.focusMask[b * L + t + 1]!);
-    }
+    for (let t = 0; t + 1 < L; t++) if (labels[b * L + t + 1]! !== IGNORE_INDEX) focus.push(batch.focusMask[b * L + t + 1]!);
   }
-  if (rows.length === 0) return { nll: new Float32Array(0), focus: new Uint8Array(0) };
-  const out = tf.tidy(() => {
-    const h = model.hidden(input, { training: false });
-    const picked = tf.gather(h, tf.tensor1d(Int32Array.from(rows), 'int32')) as tfc.Tensor2D;
-    const logp = tf.logSoftmax(model.project(picked));
-    return tf.neg(tf.gather(tf.reshape(logp, [-1]), tf.tensor1d(Int32Array.from(flat), 'int32')));
-  });
-  const nll = new Float32Array(await out.data());
-  out.dispose();
+  const nll = await model.labelNll(input, labels);
   return { nll, focus: Uint8Array.from(focus) };
 }

@@ -11,7 +11,8 @@
 import { promises as fs } from 'node:fs';
 import { RpvError } from './errors.js';
 import { float16ToFloat32, toFloat16Bits } from './float16.js';
-import { writeFileAtomic } from './atomic.js';
+import path from 'node:path';
+import { tempPathFor, writeFileAtomic } from './atomic.js';
 
 /** dtypes rpv decodes. */
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
@@ -217,6 +218,14 @@ export class SafetensorsReader {
     return [...this.entries.keys()];
   }
 
+  /** Where a tensor's bytes lie in the file (absolute byte offset), for reading them in place. */
+  location(name: string): { dtype: SafetensorsDType; shape: number[]; byteOffset: number; byteLength: number } {
+    const entry = this.entries.get(name);
+    if (!entry) throw new RpvError(`${this.file}: no tensor named ${name}`);
+    const [begin, end] = entry.dataOffsets;
+    return { dtype: entry.dtype, shape: entry.shape, byteOffset: this.dataStart + begin, byteLength: end - begin };
+  }
+
   /** Read and decode one tensor. */
   async read(name: string): Promise<SafetensorsTensor> {
     const entry = this.entries.get(name);
@@ -332,4 +341,85 @@ export async function writeSafetensors(
   options: WriteSafetensorsOptions = {},
 ): Promise<void> {
   await writeFileAtomic(file, encodeSafetensors(tensors, options));
+}
+
+/** One tensor of a streamed file; its values arrive in chunks from `fill`. */
+export interface SafetensorsStreamTensor {
+  name: string;
+  shape: number[];
+  dtype: SafetensorsFloatDType;
+  /** Fills `out` with the tensor's next out.length values (called in order until it is complete). */
+  fill: (out: Float32Array) => void;
+}
+
+export interface StreamSafetensorsOptions {
+  metadata?: Record<string, string>;
+  /** Values converted and written per write (default 4M). */
+  chunkElements?: number;
+  /** Called after each write with the bytes just written (progress). */
+  onBytes?: (bytes: number) => void;
+}
+
+/** Bytes a streamed file of these tensors takes (header included), to plan shards. */
+export function safetensorsDataBytes(shape: number[], dtype: SafetensorsFloatDType): number {
+  return shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
+}
+
+/**
+ * Write a safetensors file tensor by tensor, chunk by chunk, never holding a whole tensor in
+ * memory: for multi-gigabyte checkpoints. Same layout as encodeSafetensors (larger elements
+ * first, then by name; header padded to 8 bytes). Atomic: a temporary file is renamed over
+ * `file` once complete and synced.
+ */
+export async function writeSafetensorsStreaming(file: string, tensors: SafetensorsStreamTensor[], { metadata, chunkElements = 1 << 22, onBytes }: StreamSafetensorsOptions = {}): Promise<number> {
+  const list = [...tensors].sort((a, b) => DTYPE_BYTES[b.dtype] - DTYPE_BYTES[a.dtype] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const header: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const t of list) {
+    const bytes = safetensorsDataBytes(t.shape, t.dtype);
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  let json = JSON.stringify(header);
+  const jsonBytes = new TextEncoder().encode(json);
+  const padded = Math.ceil(jsonBytes.length / 8) * 8;
+  json += ' '.repeat(padded - jsonBytes.length);
+  const prefix = new Uint8Array(8 + padded);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(padded), true);
+  prefix.set(new TextEncoder().encode(json), 8);
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  const tmp = tempPathFor(file);
+  const handle = await fs.open(tmp, 'w');
+  try {
+    await handle.write(prefix);
+    const values = new Float32Array(chunkElements);
+    const halves = new Uint16Array(chunkElements);
+    for (const t of list) {
+      const count = t.shape.reduce((a, b) => a * b, 1);
+      for (let done = 0; done < count; ) {
+        const n = Math.min(chunkElements, count - done);
+        const chunk = values.subarray(0, n);
+        t.fill(chunk);
+        let bytes: Uint8Array;
+        if (t.dtype === 'F32') bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, n * 4);
+        else {
+          const conv = t.dtype === 'F16' ? toFloat16Bits : floatToBFloat16Bits;
+          for (let i = 0; i < n; i++) halves[i] = conv(chunk[i]);
+          bytes = new Uint8Array(halves.buffer, 0, n * 2);
+        }
+        await handle.write(bytes);
+        onBytes?.(bytes.length);
+        done += n;
+      }
+    }
+    await handle.sync();
+  } catch (err) {
+    await handle.close();
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await handle.close();
+  await fs.rename(tmp, file);
+  return prefix.length + offset;
 }

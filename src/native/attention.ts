@@ -1,0 +1,95 @@
+/**
+ * The fused causal attention of src/native/attention.cc as two tfjs kernels for the wasm backend:
+ * `RpvAttention` (q, k, v, mask -> out, per-row log-sum-exp) and `RpvAttentionGrad` (-> dq, dk,
+ * dv, recomputing the probabilities from the log-sum-exp). The [heads x queries x keys]
+ * probabilities exist only a block of rows at a time, inside the kernel.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
+import { RpvError } from '../util/errors.js';
+import { loadNativeAddon } from './addon.js';
+import { floatOffset, heapView, isWasmBackend, type WasmBackendLike } from './wasm-heap.js';
+
+const FORWARD = 'RpvAttention';
+const BACKWARD = 'RpvAttentionGrad';
+
+/** [batch, queries, keys, heads, kvHeads, headDim]. */
+export type AttentionDims = [number, number, number, number, number, number];
+
+interface Args {
+  inputs: Record<string, TensorInfo>;
+  backend: unknown;
+  attrs: NamedAttrMap;
+}
+
+function offsets(backend: WasmBackendLike, tensors: TensorInfo[], kernel: string): number[] {
+  return tensors.map((t, i) => {
+    const off = floatOffset(backend, t);
+    if (off === null || t.dtype !== 'float32') throw new RpvError(`${kernel}: operand ${i} is not a float32 tensor of the wasm heap`);
+    return off;
+  });
+}
+
+function forwardKernel({ inputs, backend, attrs }: Args): TensorInfo[] {
+  if (!isWasmBackend(backend)) throw new RpvError(`${FORWARD}: needs the wasm backend`);
+  const dims = attrs.dims as unknown as AttentionDims;
+  const [B, T, , nh, , hd] = dims;
+  const out = backend.makeOutput([B * T, nh * hd], 'float32');
+  const lse = backend.makeOutput([B, nh, T], 'float32');
+  const [q, k, v, mask, o, l] = offsets(backend, [inputs.q, inputs.k, inputs.v, inputs.mask, out, lse], FORWARD);
+  loadNativeAddon().addon!.attentionForward!(heapView(backend), Float64Array.from(dims), q, k, v, mask, o, l);
+  return [out, lse];
+}
+
+function backwardKernel({ inputs, backend, attrs }: Args): TensorInfo[] {
+  if (!isWasmBackend(backend)) throw new RpvError(`${BACKWARD}: needs the wasm backend`);
+  const dims = attrs.dims as unknown as AttentionDims;
+  const [B, T, S, nh, nkv, hd] = dims;
+  const dq = backend.makeOutput([B * T, nh * hd], 'float32');
+  const dk = backend.makeOutput([B * S, nkv * hd], 'float32');
+  const dv = backend.makeOutput([B * S, nkv * hd], 'float32');
+  const offs = offsets(backend, [inputs.q, inputs.k, inputs.v, inputs.mask, inputs.out, inputs.lse, inputs.dout, dq, dk, dv], BACKWARD);
+  const [q, k, v, mask, o, l, dout, dqo, dko, dvo] = offs;
+  loadNativeAddon().addon!.attentionBackward!(heapView(backend), Float64Array.from(dims), q, k, v, mask, o, l, dout, dqo, dko, dvo);
+  return [dq, dk, dv];
+}
+
+let registered: boolean | null = null;
+
+/** Whether the fused attention runs here (wasm backend, an addon that has it, RPV_FUSED_ATTENTION not 0). */
+export function nativeAttentionAvailable(): boolean {
+  if (tf.getBackend() !== 'wasm' || process.env.RPV_FUSED_ATTENTION === '0') return false;
+  if (registered === null) {
+    const addon = loadNativeAddon().addon;
+    registered = typeof addon?.attentionForward === 'function' && typeof addon?.attentionBackward === 'function';
+    if (registered) {
+      if (!tf.getKernel(FORWARD, 'wasm')) tf.registerKernel({ kernelName: FORWARD, backendName: 'wasm', kernelFunc: forwardKernel as unknown as KernelFunc });
+      if (!tf.getKernel(BACKWARD, 'wasm')) tf.registerKernel({ kernelName: BACKWARD, backendName: 'wasm', kernelFunc: backwardKernel as unknown as KernelFunc });
+    }
+  }
+  return registered;
+}
+
+const run = (name: string, inputs: Record<string, tf.Tensor>, dims: AttentionDims) =>
+  tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap, { dims } as unknown as NamedAttrMap) as unknown as tf.Tensor[];
+
+/**
+ * softmax(q k^T + mask) v per head, differentiable in q, k and v; keeps only q, k, v, the output
+ * and one log-sum-exp per row for the backward pass. Call when nativeAttentionAvailable().
+ */
+export function fusedAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, mask: tf.Tensor, dims: AttentionDims): tf.Tensor2D {
+  const f = tf.customGrad(((qi: tf.Tensor, ki: tf.Tensor, vi: tf.Tensor, save: tf.GradSaveFunc) => {
+    const [out, lse] = run(FORWARD, { q: qi, k: ki, v: vi, mask }, dims);
+    save([qi, ki, vi, mask, out, lse]);
+    return {
+      value: out,
+      gradFunc: (dout: tf.Tensor, [qs, ks, vs, ms, os, ls]: tf.Tensor[]) => {
+        const grads = run(BACKWARD, { q: qs, k: ks, v: vs, mask: ms, out: os, lse: ls, dout }, dims);
+        // Only this op reads dout: free it now rather than when the whole backward pass ends.
+        dout.dispose();
+        return grads;
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(q, k, v) as tf.Tensor2D;
+}
