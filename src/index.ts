@@ -204,3 +204,5 @@ export type {
   HeldOutResult,
   HeldOutPerplexity,
 } from './eval/index.js';
+export { krippendorffAlpha, alphaBootstrap, ALPHA_LEVELS, correlate, spearman, kendallTauB, averageRanks } from './rate/index.js';
+export type { AlphaLevel, AlphaResult, AlphaInterval, AlphaBootstrapOptions, RatingValue, Correlation } from './rate/index.js';
