@@ -70,7 +70,7 @@ export const PAGE_HTML = String.raw`<!doctype html>
 export const PAGE_CSS = String.raw`
 :root { --accent: #2557a7; --done: #1b7f3b; --bad: #b3261e; }
 * { box-sizing: border-box; }
-body { margin: 0; font: 15px/1.5 system-ui, "Noto Sans", "Noto Sans CJK SC", "Noto Sans SC", "PingFang SC", "Microsoft YaHei", sans-serif; color: #1d1d1f; background: #f6f6f8; }
+body { margin: 0; font: 15px/1.5 system-ui, "Noto Sans", "Noto Sans CJK SC", "Noto Sans SC", "WenQuanYi Micro Hei", "PingFang SC", "Microsoft YaHei", sans-serif; color: #1d1d1f; background: #f6f6f8; }
 header { display: flex; gap: 1em; align-items: center; padding: .5em 1em; background: #fff; border-bottom: 1px solid #ddd; position: sticky; top: 0; z-index: 1; }
 header progress { flex: 1; max-width: 30em; }
 #help-button { margin-left: auto; }
@@ -264,7 +264,8 @@ export const PAGE_JS = String.raw`'use strict';
       li.appendChild(el('span', null, t.text));
       hist.appendChild(li);
     });
-    setText($('question-speaker'), view.history.length || view.profile || view.summary ? view.otherParty + ' says:' : 'The question:');
+    var other = view.otherParty.charAt(0).toUpperCase() + view.otherParty.slice(1);
+    setText($('question-speaker'), view.history.length || view.profile || view.summary ? other + ' says:' : 'The question:');
     setText($('question'), view.question);
 
     var answers = $('answers');
