@@ -19,7 +19,7 @@ export interface ExportedRating extends RatingRow {
 
 export interface RatingsExport {
   rows: ExportedRating[];
-  /** Ratings per rater (current ones), for the summary line. */
+  /** Ratings per rater (current ones), by name, for the summary line. */
   raters: Record<string, number>;
   /** Ratings ever stored (changes included). */
   stored: number;
@@ -39,7 +39,8 @@ export async function exportRatings(file: string, options: ExportOptions = {}): 
     } else {
       rows = current.map(ratingRow);
     }
-    return { rows, raters, stored: all.length };
+    const byName = Object.fromEntries(Object.entries(raters).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    return { rows, raters: byName, stored: all.length };
   } finally {
     await store.close();
   }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, realpathSync } from 'node:fs';
 import path from 'node:path';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { RpvError, errorMessage } from '../util/errors.js';
 
 /**
@@ -102,9 +102,11 @@ export class RatingStore {
     if (fresh && !options.create) throw new RpvError(`rate: ${file}: no such ratings database`);
     const key = fileKey(file);
     if (openHere.has(key)) throw new RpvError(`rate: ${file} is already open in this process (a rating server?): close it first`);
+    // Loaded here, not at import: the engine is a 70 MB native library that only rate commands need.
+    const { DuckDBInstance: Instance } = await import('@duckdb/node-api');
     let instance: DuckDBInstance;
     try {
-      instance = await DuckDBInstance.create(file);
+      instance = await Instance.create(file);
     } catch (err) {
       const msg = errorMessage(err);
       const holder = /Conflicting lock is held in (.*?) \(PID (\d+)\)/.exec(msg);

@@ -50,7 +50,17 @@ describe('ratings CSV and agreement', () => {
 
     const history = await exportRatings(db, { history: true });
     expect(history.rows.map((r) => [r.seq, r.score, r.current])).toEqual([[1, 7, false], [2, 'tie', true], [3, 9, true]]);
-  });
+
+    // The command writes the same CSV, and the JSON on stdout.
+    const byCli = path.join(dir, 'cli.csv');
+    const exported = await cli(['rate', 'export', '--db', db, '--csv', byCli, '--json']);
+    expect(exported.code, exported.stderr).toBe(0);
+    expect(await fs.readFile(byCli, 'utf8')).toBe(text);
+    expect(JSON.parse(exported.stdout)).toEqual(rows);
+    expect(exported.stderr).toBe(`rate export: 2 ratings of 2 raters (alice 1, 小明 1); 3 stored in all; wrote ${byCli}\n`);
+    const none = await cli(['rate', 'export', '--db', path.join(dir, 'missing.duckdb'), '--csv', byCli]);
+    expect([none.code, none.stderr]).toEqual([1, `rpv: rate: ${path.join(dir, 'missing.duckdb')}: no such ratings database\n`]);
+  }, 60_000);
 
   it('reports bad CSV lines by number', async () => {
     const dir = await tempDir('badcsv');
