@@ -173,7 +173,10 @@ export const PAGE_JS = String.raw`'use strict';
       return openItem(progress.next);
     }).catch(function (e) {
       status(e.message, true);
-      if (!state.token) { localStorage.removeItem('rpv-rate-rater'); $('login').hidden = false; }
+      // A token or name the server no longer accepts: forget it, so the page can ask again.
+      if (state.token) { localStorage.removeItem('rpv-rate-token'); state.token = null; }
+      else localStorage.removeItem('rpv-rate-rater');
+      if (!state.config.tokens) $('login').hidden = false;
     });
   }
 
