@@ -164,6 +164,14 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)('the rating page in Chromium', () => {
       return v && v.readyState >= 1 ? v.duration : null;
     });
     expect(await video.jsonValue()).toBeCloseTo(4, 1);
+    // It plays: served with byte ranges, decoded by the browser (the clip turns green after 1 s).
+    await page.$eval('#media video', (v) => {
+      const el = v as HTMLVideoElement;
+      el.muted = true;
+      return el.play();
+    });
+    await page.waitForFunction(() => (document.querySelector('#media video') as HTMLVideoElement).currentTime > 1.3, undefined, { timeout: 20_000 });
+    await page.$eval('#media video', (v) => (v as HTMLVideoElement).pause());
     expect(await page.textContent('#question')).toBe('这是什么颜色？');
     expect(await page.$eval('#question', (e) => e.getAttribute('lang'))).toBe('zh');
     // Chinese glyphs have width: a CJK font is installed and used (tofu boxes would also have width,
