@@ -18,6 +18,7 @@ export const ARTIFACTS = path.join(import.meta.dirname, '.artifacts');
 const SEED = 'browser';
 
 let service: RatingsService;
+let fixture: Awaited<ReturnType<typeof makeRateFixture>>;
 let browser: Browser;
 let db: string;
 /** Every rating the raters meant to leave, as the export should hold it. */
@@ -29,6 +30,7 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)('the rating page in Chromium', () => {
   beforeAll(async () => {
     if (!HAVE_CHROMIUM) throw new Error(`no chromium at ${CHROMIUM}, and RPV_CI is set: .ci/run installs it with apt-get`);
     const fx = await makeRateFixture();
+    fixture = fx;
     // Two items: c1 (Chinese, both systems: pairwise, video found in the export) and c3 (one answer: scores).
     const pick = async (file: string) => {
       const keep = (await fs.readFile(file, 'utf8')).split('\n').filter((l) => /"id":"c[13]"/.test(l));
@@ -187,6 +189,29 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)('the rating page in Chromium', () => {
     }
     expect(pageErrors).toEqual([]);
   }, 120_000);
+
+  it('draws the sampled frames of an item only the shards have', async () => {
+    const answers = path.join(fixture.root, 'frames-only.jsonl');
+    await fs.writeFile(answers, `${JSON.stringify({ id: 'c6', role: 'Pixel', video_id: 'clip-9', question: 'Colour?', answer: 'Red.' })}\n`);
+    const frames = await serveRatings({ answers: [{ system: SYSTEM_A, file: answers }], db: path.join(await tempDir('frames'), 'f.duckdb'), shards: fixture.shards, port: 0 });
+    try {
+      const page = await newPage();
+      await page.goto(frames.url);
+      await page.fill('#name', 'carol');
+      await page.click('button[type=submit]');
+      await page.waitForFunction(() => document.querySelectorAll('#media canvas').length === 4);
+      // Each canvas is the frame's 4x4 grid of cell colours: red, green, blue, white over 4 s.
+      const colours = await page.$$eval('#media canvas', (canvases) =>
+        canvases.map((c) => Array.from((c as HTMLCanvasElement).getContext('2d')!.getImageData(1, 1, 1, 1).data.slice(0, 3))),
+      );
+      const name = ([r, g, b]: number[]) => (r! > 200 && g! > 200 && b! > 200 ? 'white' : r! > 200 ? 'red' : g! > 200 ? 'green' : b! > 200 ? 'blue' : '?');
+      expect(colours.map(name)).toEqual(['red', 'green', 'blue', 'white']);
+      expect(await page.$$eval('#media figcaption', (f) => f.map((e) => e.textContent))).toEqual(['0.5 s', '1.5 s', '2.5 s', '3.5 s']);
+      await page.screenshot({ path: path.join(ARTIFACTS, 'rate-frames.png') });
+    } finally {
+      await frames.close();
+    }
+  }, 60_000);
 
   it('exports exactly the ratings given on the page', async () => {
     await service.close();
