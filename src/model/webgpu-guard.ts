@@ -86,8 +86,14 @@ export function webgpuGuardStats(): WebgpuGuardStats {
   return { ...stats };
 }
 
+/** A root cause was reported; Dawn's follow-up errors ("... is invalid due to a previous error") add nothing. */
+let rootSeen = false;
+
 function record(e: DawnError): void {
   stats.dawnErrors += 1;
+  const followUp = /due to a previous error/.test(e.message);
+  if (followUp && rootSeen) return;
+  if (!followUp) rootSeen = true;
   if (!firstError || e.seq < firstError.seq) firstError = e;
 }
 
