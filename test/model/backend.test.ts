@@ -15,12 +15,24 @@ describe('backend selection', () => {
     expect(lines.length).toBe(1);
     expect(lines[0]).toMatch(/^rpv: using the wasm backend \(SIMD, .*\): @tensorflow\/tfjs-node-gpu and @tensorflow\/tfjs-node are not installed/);
     expect(describeBackend()).toEqual(info);
+    // Every route in auto's order, each with why it was or was not taken.
+    expect(info.routes.map((r) => [r.route, r.taken])).toEqual([
+      ['tfjs-node-gpu', false],
+      ['webgpu', false],
+      ['tfjs-node', false],
+      ['wasm', true],
+      ['cpu', false],
+    ]);
+    expect(info.routes[0]!.reason).toBe('@tensorflow/tfjs-node-gpu is not installed');
+    expect(info.routes[3]!.reason).toBe('started');
+    expect(info.routes[4]!.reason).toBe('not tried: a faster route is in use');
+    expect(info.webgpu).toBeNull();
     // Native matmul is reported either way: active with its threads, or inactive with a reason.
     expect(info.nativeMatmul.active ? info.threads >= 1 : typeof info.nativeMatmul.reason).toBe(info.nativeMatmul.active ? true : 'string');
   });
 
   it('rejects an unknown backend name and bad thread counts', async () => {
-    await expect(initBackend({ backend: 'webgpu' as never, log: null })).rejects.toThrow('backend: unknown backend "webgpu" (expected auto, tensorflow, wasm or cpu)');
+    await expect(initBackend({ backend: 'metal' as never, log: null })).rejects.toThrow('backend: unknown backend "metal" (expected auto, tensorflow, webgpu, wasm or cpu)');
     await expect(initBackend({ backend: 'cpu', threads: 0, log: null })).rejects.toThrow('backend: threads must be a positive integer, found 0');
   });
 });

@@ -43,6 +43,18 @@ describe('WebGPU availability', () => {
   it('is there wherever RPV_CI is set (CI installs the software path)', () => {
     if (process.env.RPV_CI) expect(unavailable).toBeNull();
   });
+
+  it('src/ reads tensors asynchronously only: synchronous reads throw on webgpu under Node', async () => {
+    const files = (await fs.readdir(path.resolve('src'), { recursive: true })).filter((f) => f.endsWith('.ts'));
+    const sync: string[] = [];
+    for (const f of files) {
+      const text = await fs.readFile(path.resolve('src', f), 'utf8');
+      text.split('\n').forEach((line, i) => {
+        if (/\.(dataSync|arraySync|bufferSync)\(/.test(line)) sync.push(`src/${f}:${i + 1}`);
+      });
+    }
+    expect(sync).toEqual([]);
+  });
 });
 
 describe.skipIf(unavailable !== null)('webgpu backend', () => {
@@ -65,6 +77,14 @@ describe.skipIf(unavailable !== null)('webgpu backend', () => {
     expect(info.gpu).toBe(!info.webgpu!.adapter.software);
     expect(info.routes).toEqual([{ route: 'webgpu', taken: true, reason: expect.stringMatching(/^(vulkan|opengles|metal|d3d12): /) }]);
     expect(info.webgpu!.packages).toBe('webgpu 0.6.2, @tensorflow/tfjs-backend-webgpu 4.22.0');
+  });
+
+  it('dataSync throws here (tfjs-backend-webgpu reads synchronously through an OffscreenCanvas)', async () => {
+    // Large enough to run on the GPU (tfjs computes small tensors whose values are in memory on the CPU).
+    const x = tf.add(tf.ones([2048]), 1);
+    expect(() => x.dataSync()).toThrow('OffscreenCanvas is not defined');
+    expect(Array.from(await x.data())).toEqual(new Array(2048).fill(2));
+    x.dispose();
   });
 
   it('sums AddN inputs beyond the storage-buffer limit in chunks that fit', async () => {
