@@ -217,7 +217,8 @@ async function start({ backend = 'auto', threads, log = (l) => process.stderr.wr
       note(`${errGpu}; ${errCpu}`);
     }
     const w = routes.find((x) => x.route === 'webgpu');
-    if (!pkg && w && !w.taken) note(`webgpu: ${w.reason}`);
+    // The full reason is in `routes` (rpv env); the fallback line stays short.
+    if (!pkg && w && !w.taken) note(`webgpu: ${/^(no adapter|only a software adapter)/.test(w.reason) ? 'no hardware adapter (`rpv env` says why)' : w.reason}`);
   } else if (auto) route('tfjs-node', false, 'not tried: a faster route is in use');
   if (!pkg && (auto || backend === 'wasm')) {
     const err = await startWasm(tf);

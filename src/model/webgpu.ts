@@ -23,7 +23,8 @@
  * EGL_PLATFORM defaults to `surfaceless` (no display is needed for compute).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import type * as tfc from '@tensorflow/tfjs-core';
@@ -157,6 +158,24 @@ if (!a) { process.stdout.write('null'); } else {
 }
 `;
 
+/**
+ * Why Dawn cannot open Vulkan here (Linux): its loader libvulkan.so.1 is nowhere the dynamic linker
+ * looks (LD_LIBRARY_PATH, /etc/ld.so.cache, the default folders). Null when it may be there. Saves
+ * auto a child process on machines without Vulkan.
+ */
+function vulkanLoaderMissing(): string | null {
+  if (process.platform !== 'linux' || process.env.RPV_WEBGPU_BACKEND) return null;
+  const name = 'libvulkan.so.1';
+  const dirs = [...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean), '/lib', '/usr/lib', '/lib64', '/usr/lib64', `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`];
+  if (dirs.some((d) => existsSync(path.join(d, name)))) return null;
+  try {
+    if (readFileSync('/etc/ld.so.cache').includes(name)) return null;
+  } catch {
+    return null;
+  }
+  return `not probed for auto: ${name} (the Vulkan loader, Debian/Ubuntu package libvulkan1) is not installed`;
+}
+
 /** Why the OpenGL ES probe can only find a software rasteriser here (Linux), or null to probe it. */
 function eglOnlySoftware(): string | null {
   if (process.platform !== 'linux' || process.env.RPV_WEBGPU_BACKEND) return null;
@@ -210,7 +229,7 @@ export async function probeWebgpu({ hardwareOnly = false }: { hardwareOnly?: boo
   if ('missing' in found) return { probes: [], missing: found.missing };
   const probes = await Promise.all(
     dawnBackends().map((backend) => {
-      const skip = hardwareOnly && backend === 'opengles' ? eglOnlySoftware() : null;
+      const skip = !hardwareOnly ? null : backend === 'opengles' ? eglOnlySoftware() : backend === 'vulkan' ? vulkanLoaderMissing() : null;
       return skip ? Promise.resolve<WebgpuProbe>({ backend, adapter: null, reason: skip }) : runProbe(found.webgpu, backend);
     }),
   );
