@@ -3,14 +3,17 @@
  * backward, Adam update) on each CPU route, beside the same model's step in PyTorch measured in
  * the same run.
  *
- *   npx tsx bench/train-step.ts [--models tiny,small] [--routes cpu,wasm,native,torch]
+ *   npx tsx bench/train-step.ts [--models tiny,small] [--routes cpu,wasm,native,webgpu,torch]
  *                               [--steps N] [--warmup N] [--threads N] [--no-profile]
  *
  * Models (Qwen2 layout, written by writeTinyModel into bench/data/train-step/ if missing):
  *   tiny:  hidden 256, 4 layers, 4 heads (2 kv), seq 128, batch 4
  *   small: hidden 512, 4 layers, 8 heads (4 kv), seq 256, batch 4
  * each with LoRA r 8 on q, k, v, o and an mlp2x_gelu projector fed 32 video tokens per sample.
- * Routes: tfjs cpu; tfjs wasm as shipped; wasm + rpv's native matmul (src/native); PyTorch
+ * Routes: tfjs cpu; tfjs wasm as shipped; wasm + rpv's native matmul (src/native); tfjs webgpu
+ * (only when named: Dawn's adapter, software ones included, as `--backend webgpu` takes it; its
+ * adapter is printed and recorded; on Mesa's llvmpipe it is far slower than wasm, the figure that
+ * matters is on a real GPU); PyTorch
  * (Debian's python3-torch on the system python with OpenBLAS, `apt-get install -y python3-torch
  * libopenblas0-pthread` when missing; see bench/torch-peer.ts) with torch and OpenBLAS threads
  * equal to the native kernel's threads, and with 1 thread: the faster of the two is the peer.
@@ -61,8 +64,8 @@ const MODELS: Record<string, ModelSpec> = {
 const LORA = { rank: 8, alpha: 16, dropout: 0, targetModules: ['q', 'k', 'v', 'o'], seed: 1 };
 const LR = 1e-3;
 
-type Route = 'cpu' | 'wasm' | 'native' | 'torch' | 'torch1';
-const ROUTE_LABEL: Record<Route, string> = { cpu: 'tfjs cpu', wasm: 'tfjs wasm', native: 'wasm + native', torch: 'PyTorch', torch1: 'PyTorch 1 thr' };
+type Route = 'cpu' | 'wasm' | 'native' | 'webgpu' | 'torch' | 'torch1';
+const ROUTE_LABEL: Record<Route, string> = { cpu: 'tfjs cpu', wasm: 'tfjs wasm', native: 'wasm + native', webgpu: 'tfjs webgpu', torch: 'PyTorch', torch1: 'PyTorch 1 thr' };
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -97,7 +100,7 @@ function parseArgs(argv: string[]) {
     else throw new Error(`train-step: unknown option ${a} (see the header of bench/train-step.ts)`);
   }
   for (const m of opts.models) if (!MODELS[m]) throw new Error(`train-step: unknown model ${m}; expected tiny or small`);
-  for (const r of opts.routes) if (!ROUTE_LABEL[r] || r === 'torch1') throw new Error(`train-step: unknown route ${r}; expected cpu, wasm, native or torch`);
+  for (const r of opts.routes) if (!ROUTE_LABEL[r] || r === 'torch1') throw new Error(`train-step: unknown route ${r}; expected cpu, wasm, native, webgpu or torch`);
   return opts;
 }
 
@@ -106,6 +109,7 @@ function stepCounts(route: Route, model: ModelSpec, o: ReturnType<typeof parseAr
   const slow = route === 'cpu' || route === 'wasm';
   // tfjs cpu on the small model takes minutes per step and has no kernels to compile: its one
   // step is timed cold (the JIT warm-up is noise at that scale).
+  // webgpu compiles its shaders during the first steps: two warm-ups, as the native route.
   const warmup = o.warmup ?? (route === 'cpu' && model.name === 'small' ? 0 : slow ? 1 : 2);
   const steps = o.steps ?? (route === 'cpu' ? (model.name === 'tiny' ? 2 : 1) : slow ? 3 : 10);
   return { warmup, steps };
@@ -212,19 +216,28 @@ const median = (xs: number[]) => {
 };
 
 async function runTfjs(route: Route, spec: ModelSpec, data: Prepared, o: ReturnType<typeof parseArgs>): Promise<RouteResult> {
-  if (route === 'cpu') {
+  let webgpu: Record<string, unknown> | null = null;
+  if (route === 'webgpu') {
+    try {
+      const a = (await initBackend({ backend: 'webgpu', log: null })).webgpu!.adapter;
+      webgpu = { adapter: [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' / '), dawnBackend: a.backend, software: a.software };
+      process.stdout.write(`  webgpu adapter: ${webgpu.adapter} via ${a.backend}${a.software ? ' (software rasteriser)' : ''}\n`);
+    } catch (err) {
+      return { route, ms: [], losses: [], skipped: (err as Error).message };
+    }
+  } else if (route === 'cpu') {
     await import('@tensorflow/tfjs-backend-cpu');
     await tf.setBackend('cpu');
   } else {
     await tf.setBackend('wasm');
   }
   await tf.ready();
-  let detail: Record<string, unknown> = { backend: tf.getBackend() };
+  let detail: Record<string, unknown> = { backend: tf.getBackend(), ...(webgpu ?? {}) };
   if (route === 'native') {
     const info = installNativeMatmul({ threads: o.threads });
     if (!info.active) return { route, ms: [], losses: [], skipped: info.summary };
     detail = { ...detail, isa: info.isa, threads: info.threads };
-  } else {
+  } else if (route !== 'webgpu') {
     uninstallNativeMatmul();
   }
   const model: CausalLM = await loadModel(data.modelDir);
@@ -336,7 +349,7 @@ async function main() {
       // Multithreaded OpenBLAS/OpenMP can collapse on a loaded machine; the peer is the faster.
       if (o.threads > 1 && !('missing' in setup)) results.push(runTorch(spec, data, o, 1, setup));
     }
-    for (const route of ['cpu', 'wasm', 'native'] as Route[]) {
+    for (const route of ['cpu', 'wasm', 'native', 'webgpu'] as Route[]) {
       if (o.routes.includes(route)) results.push(await runTfjs(route, spec, data, o));
     }
     report(spec, results, o, loadNote);
@@ -381,7 +394,7 @@ function report(spec: ModelSpec, results: RouteResult[], o: ReturnType<typeof pa
       model: spec.name,
       shape: { hidden: spec.hiddenSize, layers: spec.numLayers, heads: spec.numHeads, kvHeads: spec.numKvHeads, seq: spec.seqLen, batch: spec.batch },
       route: ROUTE_LABEL[r.route],
-      threads: r.route === 'torch1' ? 1 : r.route === 'cpu' || r.route === 'wasm' ? 1 : o.threads,
+      threads: r.route === 'webgpu' ? null : r.route === 'torch1' ? 1 : r.route === 'cpu' || r.route === 'wasm' ? 1 : o.threads,
       msPerStep: Number(ms.toFixed(2)),
       tokensPerSec: Number((tokens / (ms / 1000)).toFixed(1)),
       steps: r.ms.length,
@@ -405,7 +418,7 @@ function report(spec: ModelSpec, results: RouteResult[], o: ReturnType<typeof pa
     };
     appendFileSync(resultsFile, `${JSON.stringify(line)}\n`);
   }
-  const best = results.filter((r) => !r.route.startsWith('torch') && !r.skipped).sort((a, b) => median(a.ms) - median(b.ms))[0];
+  const best = results.filter((r) => !r.route.startsWith('torch') && r.route !== 'webgpu' && !r.skipped).sort((a, b) => median(a.ms) - median(b.ms))[0];
   if (best && torch) {
     const ratio = median(best.ms) / torchMs;
     const native = results.find((r) => r.route === 'native' && !r.skipped);

@@ -92,8 +92,9 @@ export type {
 } from './loader/index.js';
 
 // Model
-export { initBackend, describeBackend } from './model/backend.js';
-export type { BackendInfo, BackendName, InitBackendOptions, NativeMatmulStatus } from './model/backend.js';
+export { initBackend, describeBackend, BACKEND_NAMES } from './model/backend.js';
+export type { BackendInfo, BackendName, BackendRoute, InitBackendOptions, NativeMatmulStatus } from './model/backend.js';
+export type { WebgpuAdapterInfo, WebgpuInfo, WebgpuProbe } from './model/webgpu.js';
 export { parseConfig, readConfig, SUPPORTED_ARCHITECTURES } from './model/config.js';
 export type { Architecture, DecoderConfig } from './model/config.js';
 export { loadModel, VIDEO_PLACEHOLDERS } from './model/load.js';

@@ -7,7 +7,7 @@
  * @tensorflow/tfjs-node cannot be installed here, so its `file://` loader is unavailable; the
  * folder is read by a small IOHandler (`folderIOHandler`) that follows model.json's
  * `weightsManifest`. The model runs on the backend `initBackend` picks (src/model/backend.ts:
- * GPU/native when present, else wasm, else cpu), in batches of `batchSize` frames, or of exactly
+ * GPU/native when present, else wasm, else cpu; or the one `backend` names, e.g. webgpu), in batches of `batchSize` frames, or of exactly
  * the batch the model's input declares when it fixes one (many converted models take [1, H, W, 3]:
  * they run frame by frame; a last short batch is padded with blank frames whose outputs are
  * dropped).
@@ -132,7 +132,7 @@ interface RunnableModel {
 export async function loadTfjsEncoder(folder: string, options: CreateEncoderOptions = {}): Promise<FrameEncoder> {
   const batchSize = options.batchSize ?? 16;
   if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new RpvError(`encoder tfjs:${folder}: batchSize must be a positive integer, got ${batchSize}`);
-  const tf = await startTf();
+  const tf = await startTf(options.backend ?? 'auto');
   const config = await readConfig(folder);
   let digest = '';
   const handler = folderIOHandler(folder, (d) => (digest = d));
@@ -148,13 +148,13 @@ export async function loadTfjsEncoder(folder: string, options: CreateEncoderOpti
   return TfjsEncoder.create(tf, folder, model, config, batchSize, digest);
 }
 
-async function startTf(): Promise<Tf> {
+async function startTf(name: NonNullable<CreateEncoderOptions['backend']>): Promise<Tf> {
   try {
     const backend = (await import('../model/backend.js')) as {
-      initBackend: (o: { backend?: 'auto'; log?: null }) => Promise<unknown>;
+      initBackend: (o: { backend?: NonNullable<CreateEncoderOptions['backend']>; log?: null }) => Promise<unknown>;
       tfCore: () => Promise<Tf>;
     };
-    await backend.initBackend({ backend: 'auto', log: null });
+    await backend.initBackend({ backend: name, log: null });
     return await backend.tfCore();
   } catch (err) {
     if (err instanceof RpvError) throw err;

@@ -11,6 +11,7 @@
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import type { CausalLM } from '../model/decoder.js';
+import type { BackendName } from '../model/backend.js';
 import { KvCache } from '../model/decoder.js';
 import { RpvError } from '../util/errors.js';
 import type { SamplingSettings, ShardIndex } from '../shard/schema.js';
@@ -192,7 +193,7 @@ export interface LoadedRun {
  * A base model with a run's trained LoRA and projector restored from a checkpoint (`run` is a
  * checkpoint folder or a run folder: its latest checkpoint). `modelPath` overrides the recipe's.
  */
-export async function loadForGeneration(run: string, { modelPath, backend }: { modelPath?: string; backend?: 'auto' | 'wasm' | 'cpu' | 'tensorflow' } = {}): Promise<LoadedRun> {
+export async function loadForGeneration(run: string, { modelPath, backend }: { modelPath?: string; backend?: BackendName } = {}): Promise<LoadedRun> {
   const { resolveCheckpoint, readCheckpoint } = await import('./checkpoint.js');
   const { parseRecipe } = await import('./recipe.js');
   const { loadTrainModel } = await import('./model-io.js');
