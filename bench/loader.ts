@@ -7,15 +7,26 @@
  * Parquet shards. Then measures, in one run, raw file reads (the ceiling), the loader on the
  * Arrow shards and on the Parquet shards (shuffle on), prints each figure beside the ceiling and
  * appends one JSON line per case to bench/results.jsonl.
+ *
+ * Memory: `npx tsx bench/loader.ts --memory [--memory-shard-mb 32,256,1024] [--prefetch-mb 512]
+ * [--block-mb 16]` makes (if missing) the same 2 GB of rows as Arrow shards of each size, in one
+ * pass (bench/data/loader-<gb>gb-<size>mb/, with blocks of at most --block-mb: a huge value
+ * gives shards of one block, as written before blocks existed), then runs one shuffled epoch per
+ * shard size, each in a fresh process, and prints its peak RSS (the kernel's VmHWM for that
+ * process) beside prefetchBytes, with the bytes the loader says it held and its bound. Before
+ * generating it checks the free disk space.
  */
-import { existsSync, promises as fs } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, promises as fs, readFileSync, statfsSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { benchLoader } from '../src/loader/bench.js';
+import { createLoader } from '../src/loader/loader.js';
 import { ShardWriter } from '../src/shard/write.js';
 import { writeShardIndex } from '../src/shard/index-file.js';
-import { SHARD_COLUMNS, SHARD_FORMAT_NAME, SHARD_FORMAT_VERSION, type FeatureSchema, type ShardIndex, type VideoRow } from '../src/shard/schema.js';
+import { SHARD_COLUMNS, SHARD_FORMAT_NAME, SHARD_FORMAT_VERSION, type FeatureSchema, type ShardFileFormat, type ShardIndex, type VideoRow } from '../src/shard/schema.js';
 import { Progress } from '../src/util/progress.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -28,6 +39,12 @@ const { values: args } = parseArgs({
     formats: { type: 'string', default: 'arrow,parquet' },
     dir: { type: 'string' },
     'generate-only': { type: 'boolean', default: false },
+    memory: { type: 'boolean', default: false },
+    'memory-shard-mb': { type: 'string', default: '32,256,1024' },
+    'prefetch-mb': { type: 'string', default: '512' },
+    'block-mb': { type: 'string', default: '16' },
+    /** Internal: one memory case, in a child process (prints one JSON line). */
+    'memory-run': { type: 'string' },
   },
 });
 const gb = Number(args.gb);
@@ -35,15 +52,27 @@ const dir = args.dir ?? path.join(here, 'data', `loader-${gb}gb`);
 const FRAMES = 16;
 const DIM = 768;
 const DIALOGUES = 12;
+const MiB = 1024 * 1024;
+const MB = 1e6;
 
-async function makeDataset(): Promise<void> {
+interface Target {
+  dir: string;
+  shardMb: number;
+  formats: ShardFileFormat[];
+}
+
+/** Write the synthetic rows once into every target (each its own shard size and formats). */
+async function makeDatasets(targets: Target[], blockBytes?: number): Promise<void> {
   const schema: FeatureSchema = { featureDim: DIM, tokensPerFrame: 1, dtype: 'float16' };
   const perVideo = FRAMES * DIM * 2 + DIALOGUES * 4 * 70;
   const videos = Math.ceil((gb * 1e9) / perVideo);
-  const tmp = `${dir}.partial`;
-  await fs.rm(tmp, { recursive: true, force: true });
-  const writer = new ShardWriter({ dir: tmp, schema, formats: ['arrow', 'parquet'], maxShardBytes: Number(args['shard-mb']) * 1024 * 1024 });
-  const progress = new Progress({ label: 'bench loader: generating', total: videos, unit: 'videos' });
+  const writers = [];
+  for (const t of targets) {
+    await fs.rm(`${t.dir}.partial`, { recursive: true, force: true });
+    writers.push(new ShardWriter({ dir: `${t.dir}.partial`, schema, formats: t.formats, maxShardBytes: t.shardMb * MiB, blockBytes }));
+  }
+  const what = targets.map((t) => `${t.shardMb} MiB shards`).join(', ');
+  const progress = new Progress({ label: `bench loader: generating (${what})`, total: videos, unit: 'videos' });
   let state = 0x9e3779b9;
   let dialogues = 0;
   for (let v = 0; v < videos; v++) {
@@ -79,40 +108,145 @@ async function makeDataset(): Promise<void> {
         ],
       })),
     };
-    await writer.add(row);
+    for (const w of writers) await w.add(row);
     progress.tick();
   }
-  const finished = await writer.close();
   progress.finish();
-  const shards = finished.flatMap((f) => f.entries);
-  const arrowBytes = shards.filter((s) => s.format === 'arrow').reduce((a, s) => a + s.bytes, 0);
-  const index: ShardIndex = {
-    format: SHARD_FORMAT_NAME,
-    version: SHARD_FORMAT_VERSION,
-    created: new Date().toISOString(),
-    schema: { ...schema, columns: SHARD_COLUMNS },
-    sampling: { fps: 1, minFrames: 4, maxFrames: 16, frameSize: 224 },
-    encoder: { id: 'synthetic-random' },
-    shards,
-    totals: { rows: videos, dialogues, frames: videos * FRAMES, bytes: arrowBytes, shards: finished.length },
-    counts: { read: videos, converted: videos, skipped: 0 },
-    skipped: [],
-  };
-  await writeShardIndex(tmp, index);
-  await fs.rm(dir, { recursive: true, force: true });
-  await fs.rename(tmp, dir);
+  for (const [i, t] of targets.entries()) {
+    const finished = await writers[i]!.close();
+    const shards = finished.flatMap((f) => f.entries);
+    const arrowBytes = shards.filter((s) => s.format === t.formats[0]).reduce((a, s) => a + s.bytes, 0);
+    const index: ShardIndex = {
+      format: SHARD_FORMAT_NAME,
+      version: SHARD_FORMAT_VERSION,
+      created: new Date().toISOString(),
+      schema: { ...schema, columns: SHARD_COLUMNS },
+      sampling: { fps: 1, minFrames: 4, maxFrames: 16, frameSize: 224 },
+      encoder: { id: 'synthetic-random' },
+      shards,
+      totals: { rows: videos, dialogues, frames: videos * FRAMES, bytes: arrowBytes, shards: finished.length },
+      counts: { read: videos, converted: videos, skipped: 0 },
+      skipped: [],
+    };
+    await writeShardIndex(`${t.dir}.partial`, index);
+    await fs.rm(t.dir, { recursive: true, force: true });
+    await fs.rename(`${t.dir}.partial`, t.dir);
+  }
 }
 
-if (!existsSync(path.join(dir, 'index.json'))) await makeDataset();
-if (args['generate-only']) process.exit(0);
-const cases = await benchLoader({
-  dir,
-  workers: Number(args.workers),
-  batchSize: Number(args['batch-size']),
-  formats: args.formats!.split(',') as ('arrow' | 'parquet')[],
-  log: (line) => console.log(line),
-});
-const stamp = new Date().toISOString();
-const lines = cases.map((c) => JSON.stringify({ ...c, time: stamp, dataset: path.relative(here, dir), gb })).join('\n');
-await fs.appendFile(path.join(here, 'results.jsonl'), `${lines}\n`);
-console.log(`appended ${cases.length} lines to bench/results.jsonl`);
+/** The kernel's peak resident set of this process (VmHWM), in bytes; null off Linux. */
+function peakRssBytes(): number | null {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** One memory case in this (fresh) process: one shuffled epoch; prints one JSON line. */
+async function memoryRun(source: string): Promise<void> {
+  const prefetchBytes = Number(args['prefetch-mb']) * MiB;
+  const batchSize = Number(args['batch-size']);
+  const loader = createLoader({ source, batchSize, seed: 0, shuffle: true, workers: Number(args.workers), prefetchBytes });
+  const info = await loader.describe();
+  const index = JSON.parse(readFileSync(path.join(source, 'index.json'), 'utf8')) as ShardIndex;
+  const shards = index.shards.filter((s) => s.format === 'arrow');
+  const rssBefore = process.memoryUsage.rss();
+  const hwmBefore = peakRssBytes();
+  let sampled = rssBefore;
+  const timer = setInterval(() => (sampled = Math.max(sampled, process.memoryUsage.rss())), 20);
+  const seen = new Set<string>();
+  let samples = 0;
+  let firstBatchSec = 0;
+  const t0 = performance.now();
+  for await (const batch of loader) {
+    if (samples === 0) firstBatchSec = (performance.now() - t0) / 1000;
+    samples += batch.dims.batch;
+    batch.sampleIds.forEach((id, i) => batch.padding[i] || seen.add(id));
+  }
+  const sec = (performance.now() - t0) / 1000;
+  clearInterval(timer);
+  const stats = loader.stats();
+  await loader.close();
+  const line = {
+    shards: shards.length,
+    shardMB: Math.round((shards.reduce((n, s) => n + s.bytes, 0) / shards.length / MB) * 10) / 10,
+    blocksPerShard: Math.round((shards.reduce((n, s) => n + (s.blockDialogues?.length ?? 1), 0) / shards.length) * 10) / 10,
+    prefetchMB: Math.round(prefetchBytes / MB),
+    boundMB: Math.round(stats.boundBytes / MB),
+    peakHeldMB: Math.round(stats.peakResidentBytes / MB),
+    peakRssMB: Math.round((peakRssBytes() ?? sampled) / MB),
+    sampledPeakRssMB: Math.round(sampled / MB),
+    rssBeforeMB: Math.round(rssBefore / MB),
+    hwmBeforeMB: hwmBefore === null ? null : Math.round(hwmBefore / MB),
+    firstBatchSec: Math.round(firstBatchSec * 100) / 100,
+    samplesPerSec: Math.round(samples / sec),
+    sec: Math.round(sec * 10) / 10,
+    blocksLoaded: stats.blocksLoaded,
+    correct: seen.size === info.samples,
+  };
+  process.stdout.write(`${JSON.stringify(line)}\n`);
+}
+
+async function memoryBench(): Promise<void> {
+  const sizes = args['memory-shard-mb']!.split(',').map(Number);
+  const blockMb = Number(args['block-mb']);
+  const suffix = blockMb === 16 ? '' : `-blocks${blockMb}mb`;
+  const targets: Target[] = sizes.map((mb) => ({ dir: path.join(here, 'data', `loader-${gb}gb-${mb}mb${suffix}`), shardMb: mb, formats: ['arrow'] }));
+  const missing = targets.filter((t) => !existsSync(path.join(t.dir, 'index.json')));
+  if (missing.length > 0) {
+    const fsStat = statfsSync(here);
+    const free = fsStat.bavail * fsStat.bsize;
+    const need = missing.length * gb * 1e9 * 1.1;
+    console.log(`free disk under ${here}: ${(free / 1e9).toFixed(1)} GB; the missing datasets need about ${(need / 1e9).toFixed(1)} GB`);
+    if (free < need * 1.2) throw new Error(`bench loader --memory: not enough disk: ${(free / 1e9).toFixed(1)} GB free, about ${(need / 1e9).toFixed(1)} GB needed`);
+    await mkdirParents(missing);
+    await makeDatasets(missing, blockMb * MiB);
+  }
+  const prefetchMb = Number(args['prefetch-mb']);
+  console.log(`loader memory, ${gb} GB of float16 features in Arrow shards, one shuffled epoch per shard size, ${args.workers} workers, batch ${args['batch-size']}, prefetchBytes ${prefetchMb} MiB, each case in a fresh process:`);
+  const lines: string[] = [];
+  const stamp = new Date().toISOString();
+  for (const t of targets) {
+    const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--memory-run', t.dir, '--gb', String(gb), '--workers', args.workers!, '--batch-size', args['batch-size']!, '--prefetch-mb', String(prefetchMb)], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      maxBuffer: 1 << 20,
+    });
+    if (child.status !== 0) throw new Error(`bench loader --memory: the ${t.shardMb} MiB case exited ${child.status}`);
+    const r = JSON.parse(child.stdout.trim().split('\n').pop()!) as Record<string, number | boolean | null>;
+    console.log(
+      `  ${String(t.shardMb).padStart(5)} MiB shards (${r.shards} files of ${r.shardMB} MB, ${r.blocksPerShard} blocks each): peak RSS ${r.peakRssMB} MB against prefetchBytes ${prefetchMb} MiB ` +
+        `(${r.rssBeforeMB} MB before the epoch); the loader held at most ${r.peakHeldMB} MB, its bound ${r.boundMB} MB; ` +
+        `first batch after ${r.firstBatchSec} s, ${r.samplesPerSec} samples/s; every dialogue once: ${r.correct}`,
+    );
+    lines.push(JSON.stringify({ bench: 'loader', case: `loader-memory-${t.shardMb}mb`, format: 'arrow', shardMiB: t.shardMb, blockMiB: blockMb, workers: Number(args.workers), batchSize: Number(args['batch-size']), ...r, cpus: os.cpus().length, loadavg1: Number(os.loadavg()[0]!.toFixed(2)), node: process.version, time: stamp, dataset: path.relative(here, t.dir), gb }));
+  }
+  await fs.appendFile(path.join(here, 'results.jsonl'), `${lines.join('\n')}\n`);
+  console.log(`appended ${lines.length} lines to bench/results.jsonl`);
+}
+
+async function mkdirParents(targets: Target[]): Promise<void> {
+  for (const t of targets) await fs.mkdir(path.dirname(t.dir), { recursive: true });
+}
+
+if (args['memory-run']) {
+  await memoryRun(args['memory-run']);
+} else if (args.memory) {
+  await memoryBench();
+} else {
+  if (!existsSync(path.join(dir, 'index.json'))) await makeDatasets([{ dir, shardMb: Number(args['shard-mb']), formats: ['arrow', 'parquet'] }]);
+  if (args['generate-only']) process.exit(0);
+  const cases = await benchLoader({
+    dir,
+    workers: Number(args.workers),
+    batchSize: Number(args['batch-size']),
+    formats: args.formats!.split(',') as ('arrow' | 'parquet')[],
+    log: (line) => console.log(line),
+  });
+  const stamp = new Date().toISOString();
+  const lines = cases.map((c) => JSON.stringify({ ...c, time: stamp, dataset: path.relative(here, dir), gb })).join('\n');
+  await fs.appendFile(path.join(here, 'results.jsonl'), `${lines}\n`);
+  console.log(`appended ${cases.length} lines to bench/results.jsonl`);
+}

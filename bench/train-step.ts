@@ -3,23 +3,31 @@
  * backward, Adam update) on each CPU route, beside the same model's step in PyTorch measured in
  * the same run.
  *
- *   npx tsx bench/train-step.ts [--models tiny,small] [--routes cpu,wasm,native,torch]
+ *   npx tsx bench/train-step.ts [--models tiny,small] [--routes cpu,wasm,native,webgpu,torch]
  *                               [--steps N] [--warmup N] [--threads N] [--no-profile]
  *
  * Models (Qwen2 layout, written by writeTinyModel into bench/data/train-step/ if missing):
  *   tiny:  hidden 256, 4 layers, 4 heads (2 kv), seq 128, batch 4
  *   small: hidden 512, 4 layers, 8 heads (4 kv), seq 256, batch 4
  * each with LoRA r 8 on q, k, v, o and an mlp2x_gelu projector fed 32 video tokens per sample.
- * Routes: tfjs cpu; tfjs wasm as shipped; wasm + rpv's native matmul (src/native); PyTorch
- * (Debian's python3-torch on the system python, installed with apt-get if absent) with
- * OPENBLAS_NUM_THREADS / torch threads equal to the native kernel's threads.
+ * Routes: tfjs cpu; tfjs wasm as shipped; wasm + rpv's native matmul (src/native); tfjs webgpu
+ * (only when named: Dawn's adapter, software ones included, as `--backend webgpu` takes it; its
+ * adapter is printed and recorded; on Mesa's llvmpipe it is far slower than wasm, the figure that
+ * matters is on a real GPU); PyTorch
+ * (Debian's python3-torch on the system python with OpenBLAS, `apt-get install -y python3-torch
+ * libopenblas0-pthread` when missing; see bench/torch-peer.ts) with torch and OpenBLAS threads
+ * equal to the native kernel's threads, and with 1 thread: the faster of the two is the peer.
+ * The BLAS is verified in the timed Python process (the library providing libtorch's sgemm_,
+ * OpenBLAS's own config and thread count) and printed beside every figure; on the reference
+ * BLAS no ratio is reported (PyTorch then runs one step, for the loss check only). Every
+ * results.jsonl line records the peer's BLAS (`peerBlas`, `peer`) or why there is none.
  * Each figure is the median over the timed steps after warm-up; the clock stops after the
  * loss's `await data()`. Correctness: every route starts from the same weights and batch, so the
  * first step's loss must match PyTorch's (printed, and a mismatch over 1e-3 fails the run).
  * For the small model the wasm + native step is profiled (tf.profile) and the top kernels by time
  * printed, naming the next bottleneck. One JSON line per case is appended to bench/results.jsonl.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,12 +39,11 @@ import { loadModel } from '../src/model/load.js';
 import { loadAdapter, loadProjector, saveAdapter } from '../src/model/adapter.js';
 import { writeTinyModel } from '../src/model/tiny.js';
 import type { CausalLM } from '../src/model/decoder.js';
+import { describePeer, ensurePeer, peerRecord, peerRefusal, SYSTEM_PYTHON, TORCH_SCRIPT, type PeerConfig, type PeerSetup } from './torch-peer.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dataRoot = path.join(here, 'data', 'train-step');
 const resultsFile = path.join(here, 'results.jsonl');
-const torchScript = path.join(here, 'train_step_torch.py');
-const SYSTEM_PYTHON = '/usr/bin/python3';
 
 interface ModelSpec {
   name: 'tiny' | 'small';
@@ -57,8 +64,8 @@ const MODELS: Record<string, ModelSpec> = {
 const LORA = { rank: 8, alpha: 16, dropout: 0, targetModules: ['q', 'k', 'v', 'o'], seed: 1 };
 const LR = 1e-3;
 
-type Route = 'cpu' | 'wasm' | 'native' | 'torch' | 'torch1';
-const ROUTE_LABEL: Record<Route, string> = { cpu: 'tfjs cpu', wasm: 'tfjs wasm', native: 'wasm + native', torch: 'PyTorch', torch1: 'PyTorch 1 thr' };
+type Route = 'cpu' | 'wasm' | 'native' | 'webgpu' | 'torch' | 'torch1';
+const ROUTE_LABEL: Record<Route, string> = { cpu: 'tfjs cpu', wasm: 'tfjs wasm', native: 'wasm + native', webgpu: 'tfjs webgpu', torch: 'PyTorch', torch1: 'PyTorch 1 thr' };
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -93,7 +100,7 @@ function parseArgs(argv: string[]) {
     else throw new Error(`train-step: unknown option ${a} (see the header of bench/train-step.ts)`);
   }
   for (const m of opts.models) if (!MODELS[m]) throw new Error(`train-step: unknown model ${m}; expected tiny or small`);
-  for (const r of opts.routes) if (!ROUTE_LABEL[r] || r === 'torch1') throw new Error(`train-step: unknown route ${r}; expected cpu, wasm, native or torch`);
+  for (const r of opts.routes) if (!ROUTE_LABEL[r] || r === 'torch1') throw new Error(`train-step: unknown route ${r}; expected cpu, wasm, native, webgpu or torch`);
   return opts;
 }
 
@@ -102,6 +109,7 @@ function stepCounts(route: Route, model: ModelSpec, o: ReturnType<typeof parseAr
   const slow = route === 'cpu' || route === 'wasm';
   // tfjs cpu on the small model takes minutes per step and has no kernels to compile: its one
   // step is timed cold (the JIT warm-up is noise at that scale).
+  // webgpu compiles its shaders during the first steps: two warm-ups, as the native route.
   const warmup = o.warmup ?? (route === 'cpu' && model.name === 'small' ? 0 : slow ? 1 : 2);
   const steps = o.steps ?? (route === 'cpu' ? (model.name === 'tiny' ? 2 : 1) : slow ? 3 : 10);
   return { warmup, steps };
@@ -195,6 +203,9 @@ interface RouteResult {
   ms: number[];
   losses: number[];
   skipped?: string;
+  /** PyTorch routes: the configuration the timed process ran on, and why it is no peer (if so). */
+  peer?: PeerConfig;
+  refused?: string;
   detail?: Record<string, unknown>;
   kernels?: { name: string; ms: number; calls: number; share: number }[];
 }
@@ -205,19 +216,28 @@ const median = (xs: number[]) => {
 };
 
 async function runTfjs(route: Route, spec: ModelSpec, data: Prepared, o: ReturnType<typeof parseArgs>): Promise<RouteResult> {
-  if (route === 'cpu') {
+  let webgpu: Record<string, unknown> | null = null;
+  if (route === 'webgpu') {
+    try {
+      const a = (await initBackend({ backend: 'webgpu', log: null })).webgpu!.adapter;
+      webgpu = { adapter: [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' / '), dawnBackend: a.backend, software: a.software };
+      process.stdout.write(`  webgpu adapter: ${webgpu.adapter} via ${a.backend}${a.software ? ' (software rasteriser)' : ''}\n`);
+    } catch (err) {
+      return { route, ms: [], losses: [], skipped: (err as Error).message };
+    }
+  } else if (route === 'cpu') {
     await import('@tensorflow/tfjs-backend-cpu');
     await tf.setBackend('cpu');
   } else {
     await tf.setBackend('wasm');
   }
   await tf.ready();
-  let detail: Record<string, unknown> = { backend: tf.getBackend() };
+  let detail: Record<string, unknown> = { backend: tf.getBackend(), ...(webgpu ?? {}) };
   if (route === 'native') {
     const info = installNativeMatmul({ threads: o.threads });
     if (!info.active) return { route, ms: [], losses: [], skipped: info.summary };
     detail = { ...detail, isa: info.isa, threads: info.threads };
-  } else {
+  } else if (route !== 'webgpu') {
     uninstallNativeMatmul();
   }
   const model: CausalLM = await loadModel(data.modelDir);
@@ -282,22 +302,11 @@ async function runTfjs(route: Route, spec: ModelSpec, data: Prepared, o: ReturnT
   return { route, ms, losses, detail, kernels };
 }
 
-function ensureTorch(): string | null {
-  const probe = () => spawnSync(SYSTEM_PYTHON, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
-  if (probe().status === 0) return null;
-  process.stdout.write('PyTorch missing on the system python: apt-get install -y python3-torch\n');
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const update = spawnSync('apt-get', ['update'], { stdio: 'inherit', env });
-  const install = update.status === 0 ? spawnSync('apt-get', ['install', '-y', 'python3-torch'], { stdio: 'inherit', env }) : update;
-  if (install.status !== 0) return `apt-get install python3-torch failed (exit ${install.status})`;
-  return probe().status === 0 ? null : 'python3-torch installed but `import torch` fails';
-}
-
-function runTorch(spec: ModelSpec, data: Prepared, o: ReturnType<typeof parseArgs>, threadCount: number): RouteResult {
+function runTorch(spec: ModelSpec, data: Prepared, o: ReturnType<typeof parseArgs>, threadCount: number, setup: PeerSetup): RouteResult {
   const route: Route = threadCount === o.threads ? 'torch' : 'torch1';
-  const missing = ensureTorch();
-  if (missing) return { route, ms: [], losses: [], skipped: missing };
-  const { warmup, steps } = stepCounts('torch', spec, o);
+  if ('missing' in setup) return { route, ms: [], losses: [], skipped: setup.missing };
+  // A refused peer (reference BLAS) still runs one step: its first loss checks the other routes.
+  const { warmup, steps } = setup.refused ? { warmup: 0, steps: 1 } : stepCounts('torch', spec, o);
   const specFile = path.join(dataRoot, spec.name, `torch-spec-${threadCount}.json`);
   writeFileSync(
     specFile,
@@ -305,17 +314,16 @@ function runTorch(spec: ModelSpec, data: Prepared, o: ReturnType<typeof parseArg
   );
   const threads = String(threadCount);
   const env = { ...process.env, OPENBLAS_NUM_THREADS: threads, OMP_NUM_THREADS: threads, MKL_NUM_THREADS: threads };
-  const out = execFileSync(SYSTEM_PYTHON, [torchScript, specFile], { encoding: 'utf8', env, maxBuffer: 1 << 24 });
+  const out = execFileSync(SYSTEM_PYTHON, [TORCH_SCRIPT, specFile], { encoding: 'utf8', env, maxBuffer: 1 << 24 });
   const line = out.trim().split('\n').pop()!;
-  const r = JSON.parse(line) as { torch: string; threads: number; ms: number[]; losses: number[] };
-  process.stdout.write(`  ${spec.name} PyTorch ${r.torch}, ${threadCount} thread(s): ${r.ms.length} steps, median ${median(r.ms).toFixed(0)} ms\n`);
-  return { route, ms: r.ms, losses: r.losses, detail: { torch: r.torch, threads: r.threads, blas: blasLibrary() } };
-}
-
-function blasLibrary(): string {
-  const r = spawnSync('update-alternatives', ['--query', 'libblas.so.3-x86_64-linux-gnu'], { encoding: 'utf8' });
-  const m = /^Value: (.*)$/m.exec(r.stdout ?? '');
-  return m ? m[1] : 'unknown';
+  const r = JSON.parse(line) as { torch: string; threads: number; ms: number[]; losses: number[]; peer: PeerConfig };
+  // The timed process's own BLAS decides, not the probe's.
+  const refused = peerRefusal(r.peer) ?? setup.refused;
+  process.stdout.write(`  ${spec.name} ${describePeer(r.peer)}: ${r.ms.length} steps, median ${median(r.ms).toFixed(0)} ms${refused ? ' (refused as a peer)' : ''}\n`);
+  if (r.peer.torchThreads !== threadCount || (r.peer.blasThreads !== undefined && r.peer.blasThreads !== threadCount)) {
+    process.stdout.write(`  warning: asked for ${threadCount} thread(s), the peer reports torch ${r.peer.torchThreads}, BLAS ${r.peer.blasThreads ?? '?'}\n`);
+  }
+  return { route, ms: r.ms, losses: r.losses, peer: r.peer, refused: refused ?? undefined, detail: peerRecord(r.peer) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -326,16 +334,22 @@ async function main() {
   const load = os.loadavg()[0];
   const loadNote = load > 0.5 * os.availableParallelism() ? `under load (1-min load average ${load.toFixed(2)} on ${os.availableParallelism()} cores)` : 'quiet';
   process.stdout.write(`train-step benchmark, ${o.threads} threads, machine ${loadNote}\n`);
+  let setup: PeerSetup | undefined;
   for (const name of o.models) {
     const spec = MODELS[name];
     const data = await prepare(spec);
     const results: RouteResult[] = [];
     if (o.routes.includes('torch')) {
-      results.push(runTorch(spec, data, o, o.threads));
+      setup ??= ensurePeer((line) => process.stdout.write(`${line}\n`));
+      if ('peer' in setup) {
+        process.stdout.write(`PyTorch peer: ${SYSTEM_PYTHON}, torch ${setup.peer.torch}, BLAS_INFO=${setup.peer.blasInfo}, sgemm_ from ${setup.peer.sgemmFrom}${setup.peer.blasConfig ? ` (${setup.peer.blasConfig})` : ''}\n`);
+        if (setup.refused) process.stdout.write(`no ratio to PyTorch: ${setup.refused}\n`);
+      }
+      results.push(runTorch(spec, data, o, o.threads, setup));
       // Multithreaded OpenBLAS/OpenMP can collapse on a loaded machine; the peer is the faster.
-      if (o.threads > 1) results.push(runTorch(spec, data, o, 1));
+      if (o.threads > 1 && !('missing' in setup)) results.push(runTorch(spec, data, o, 1, setup));
     }
-    for (const route of ['cpu', 'wasm', 'native'] as Route[]) {
+    for (const route of ['cpu', 'wasm', 'native', 'webgpu'] as Route[]) {
       if (o.routes.includes(route)) results.push(await runTfjs(route, spec, data, o));
     }
     report(spec, results, o, loadNote);
@@ -346,11 +360,16 @@ function report(spec: ModelSpec, results: RouteResult[], o: ReturnType<typeof pa
   const tokens = spec.batch * spec.seqLen;
   const torchRuns = results.filter((r) => (r.route === 'torch' || r.route === 'torch1') && !r.skipped);
   // The peer is PyTorch's faster configuration (matched threads, or 1 thread when the machine is
-  // too loaded for its thread pools).
-  const torch = torchRuns.sort((a, b) => median(a.ms) - median(b.ms))[0];
+  // too loaded for its thread pools), and never one on the reference BLAS.
+  const torch = torchRuns.filter((r) => !r.refused).sort((a, b) => median(a.ms) - median(b.ms))[0];
   const torchMs = torch ? median(torch.ms) : NaN;
+  // The first-loss check needs PyTorch's loss, refused or not.
+  const lossRef = torch ?? torchRuns[0];
+  const refused = torchRuns.find((r) => r.refused)?.refused ?? results.find((r) => r.skipped && r.route.startsWith('torch'))?.skipped;
+  const peerLine = torch ? describePeer(torch.peer!) : `none (${torchRuns.length ? 'refused: reference BLAS, see above' : 'PyTorch not run'})`;
   process.stdout.write(`\n${spec.name}: hidden ${spec.hiddenSize}, ${spec.numLayers} layers, seq ${spec.seqLen}, batch ${spec.batch} (${tokens} tokens/step)\n`);
-  process.stdout.write(`${'route'.padEnd(16)}${'ms/step'.padStart(10)}${'tokens/s'.padStart(11)}${'x PyTorch'.padStart(11)}${'first loss'.padStart(12)}${'vs PyTorch'.padStart(12)}\n`);
+  process.stdout.write(`peer: ${peerLine}\n`);
+  process.stdout.write(`${'route'.padEnd(16)}${'ms/step'.padStart(10)}${'tokens/s'.padStart(11)}${'x PyTorch'.padStart(11)}${'first loss'.padStart(12)}${'vs PyTorch'.padStart(12)}  configuration\n`);
   let mismatch = false;
   for (const r of results) {
     if (r.skipped) {
@@ -359,10 +378,15 @@ function report(spec: ModelSpec, results: RouteResult[], o: ReturnType<typeof pa
     }
     const ms = median(r.ms);
     const ratio = ms / torchMs;
-    const lossDiff = torch ? Math.abs(r.losses[0] - torch.losses[0]) / Math.abs(torch.losses[0]) : NaN;
-    if (r !== torch && lossDiff > 1e-3) mismatch = true;
+    const lossDiff = lossRef ? Math.abs(r.losses[0] - lossRef.losses[0]) / Math.abs(lossRef.losses[0]) : NaN;
+    if (r !== lossRef && lossDiff > 1e-3) mismatch = true;
+    const isTorch = r.route === 'torch' || r.route === 'torch1';
+    const config = isTorch
+      ? `${describePeer(r.peer!)}${r.refused ? ' - not a peer (reference BLAS), 1 step for the loss check' : ''}`
+      : `${String(r.detail?.backend ?? '')}${r.detail?.threads ? `, ${r.detail.threads} threads (${r.detail.isa})` : ', 1 thread'}`;
+    const x = r.refused ? 'refused' : torch ? `${ratio.toFixed(2)}x` : '-';
     process.stdout.write(
-      `${ROUTE_LABEL[r.route].padEnd(16)}${ms.toFixed(0).padStart(10)}${(tokens / (ms / 1000)).toFixed(0).padStart(11)}${(torch ? ratio.toFixed(2) + 'x' : '-').padStart(11)}${r.losses[0].toFixed(5).padStart(12)}${(r === torch ? 'peer' : lossDiff.toExponential(1)).padStart(12)}\n`,
+      `${ROUTE_LABEL[r.route].padEnd(16)}${ms.toFixed(0).padStart(10)}${(tokens / (ms / 1000)).toFixed(0).padStart(11)}${x.padStart(11)}${r.losses[0].toFixed(5).padStart(12)}${(r === lossRef ? (torch ? 'peer' : 'reference') : lossDiff.toExponential(1)).padStart(12)}  ${config}\n`,
     );
     const line = {
       bench: 'train-step',
@@ -370,16 +394,21 @@ function report(spec: ModelSpec, results: RouteResult[], o: ReturnType<typeof pa
       model: spec.name,
       shape: { hidden: spec.hiddenSize, layers: spec.numLayers, heads: spec.numHeads, kvHeads: spec.numKvHeads, seq: spec.seqLen, batch: spec.batch },
       route: ROUTE_LABEL[r.route],
-      threads: r.route === 'torch1' ? 1 : r.route === 'cpu' || r.route === 'wasm' ? 1 : o.threads,
+      threads: r.route === 'webgpu' ? null : r.route === 'torch1' ? 1 : r.route === 'cpu' || r.route === 'wasm' ? 1 : o.threads,
       msPerStep: Number(ms.toFixed(2)),
       tokensPerSec: Number((tokens / (ms / 1000)).toFixed(1)),
       steps: r.ms.length,
       stepMs: r.ms.map((x) => Number(x.toFixed(1))),
       torchMsPerStep: torch ? Number(torchMs.toFixed(2)) : null,
       torchPeer: torch ? ROUTE_LABEL[torch.route] : null,
-      ratioToTorch: torch ? Number(ratio.toFixed(3)) : null,
+      ratioToTorch: torch && !r.refused ? Number(ratio.toFixed(3)) : null,
+      // The peer this line's ratio is taken against (its BLAS verified in the timed process), or
+      // why there is none.
+      peerBlas: torch ? torch.peer!.blas : null,
+      peer: torch ? { route: ROUTE_LABEL[torch.route], ...peerRecord(torch.peer!) } : null,
+      peerRefused: torch ? null : (refused ?? 'PyTorch not run'),
       firstLoss: r.losses[0],
-      firstLossRelDiffToTorch: torch ? lossDiff : null,
+      firstLossRelDiffToTorch: lossRef ? lossDiff : null,
       machine: `${os.cpus()[0]?.model ?? 'cpu'} x${os.availableParallelism()}`,
       load: loadNote,
       node: process.version,
@@ -389,11 +418,19 @@ function report(spec: ModelSpec, results: RouteResult[], o: ReturnType<typeof pa
     };
     appendFileSync(resultsFile, `${JSON.stringify(line)}\n`);
   }
-  const best = results.filter((r) => !r.route.startsWith('torch') && !r.skipped).sort((a, b) => median(a.ms) - median(b.ms))[0];
+  const best = results.filter((r) => !r.route.startsWith('torch') && r.route !== 'webgpu' && !r.skipped).sort((a, b) => median(a.ms) - median(b.ms))[0];
   if (best && torch) {
     const ratio = median(best.ms) / torchMs;
-    const target = spec.name === 'tiny' ? `target: wasm + native <= 1.5x PyTorch (${(median(results.find((r) => r.route === 'native')?.ms ?? []) / torchMs).toFixed(2)}x); best CPU route <= 6x (${ratio.toFixed(2)}x)` : `best CPU route ${ROUTE_LABEL[best.route]}: ${ratio.toFixed(2)}x PyTorch`;
-    process.stdout.write(`${target}\n`);
+    const native = results.find((r) => r.route === 'native' && !r.skipped);
+    const verdict = (x: number) => (x > 1 ? `${x.toFixed(2)}x PyTorch's time: behind PyTorch` : `${x.toFixed(2)}x PyTorch's time: ahead of PyTorch`);
+    process.stdout.write(
+      spec.name === 'tiny'
+        ? `target: wasm + native <= 1.5x PyTorch (${native ? (median(native.ms) / torchMs).toFixed(2) + 'x' : 'not run'}); best CPU route <= 6x (${ratio.toFixed(2)}x)\n`
+        : '',
+    );
+    process.stdout.write(`best rpv route ${ROUTE_LABEL[best.route]}: ${verdict(ratio)}; peer ${peerLine}\n`);
+  } else if (best) {
+    process.stdout.write(`no ratio to PyTorch: ${refused ?? 'PyTorch not run'}\n`);
   }
   for (const r of results) {
     if (!r.kernels) continue;

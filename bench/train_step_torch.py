@@ -2,14 +2,20 @@
 """PyTorch peer of bench/train-step.ts: the same Qwen2/Llama decoder, LoRA and video projector,
 read from the same files, trained on the same batch with the same optimizer, timed the same way.
 
-Usage (bench/train-step.ts runs it): train_step_torch.py SPEC.json
+Usage (bench/train-step.ts runs it):
+  train_step_torch.py SPEC.json   the timed run
+  train_step_torch.py --probe     only the peer's configuration (one JSON line)
 SPEC: {"model": dir, "adapter": dir, "batch": file.json, "features": file.bin, "warmup": n,
        "steps": n, "threads": n, "lr": x}
-Prints one JSON line: {"torch": version, "threads": n, "ms": [...], "losses": [...]}.
+Prints one JSON line: {"torch": version, "threads": n, "ms": [...], "losses": [...],
+"peer": {...}} where "peer" is what this very process ran on (see peer_config).
 Runs with Debian's python3-torch (the system /usr/bin/python3).
 """
+import ctypes
 import json
 import math
+import os
+import re
 import struct
 import sys
 import time
@@ -35,7 +41,94 @@ def read_safetensors(path):
     return out
 
 
+def mapped_libraries():
+    """Shared objects mapped into this process (Linux), as real paths."""
+    out = set()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6 and parts[5].startswith("/") and ".so" in parts[5]:
+                    out.add(os.path.realpath(parts[5]))
+    except OSError:
+        pass
+    return sorted(out)
+
+
+def build_setting(config, key):
+    """A `KEY=value` of torch's build settings (torch.__config__.show())."""
+    m = re.search(r"\b" + key + r"=([^,\s]+)", config)
+    return m.group(1) if m else None
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p), ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+def sgemm_provider(libs):
+    """Real path of the library whose sgemm_ libtorch_cpu binds to (dlsym through libtorch's own
+    dependency order, then dladdr), or None when libtorch has no external sgemm_."""
+    torch_cpu = next((p for p in libs if os.path.basename(p).startswith("libtorch_cpu.so")), None)
+    if torch_cpu is None:
+        return None
+    try:
+        addr = ctypes.cast(ctypes.CDLL(torch_cpu).sgemm_, ctypes.c_void_p).value
+    except AttributeError:
+        return None
+    info = _DlInfo()
+    if ctypes.CDLL(None).dladdr(ctypes.c_void_p(addr), ctypes.byref(info)) == 0 or not info.dli_fname:
+        return None
+    return os.path.realpath(info.dli_fname.decode())
+
+
+def peer_config():
+    """The BLAS and threads this process really runs on, after a matmul has loaded everything.
+
+    torch's BLAS_INFO is a build setting: Debian builds against the generic libblas.so.3 interface
+    (BLAS_INFO=generic), and which library answers it is decided at run time by the libblas.so.3
+    alternative: the Netlib reference BLAS (libblas3: no blocking, no threads) or OpenBLAS
+    (libopenblas0-pthread). So the answer is the library that provides the sgemm_ libtorch calls,
+    read in this very process; OpenBLAS is then asked for its own configuration and threads.
+    """
+    a = torch.randn(64, 64)
+    (a @ a).sum().item()
+    libs = mapped_libraries()
+    blas_info = build_setting(torch.__config__.show(), "BLAS_INFO")
+    provider = sgemm_provider(libs)
+    info = {
+        "torch": torch.__version__,
+        "blasInfo": blas_info,
+        "sgemmFrom": provider,
+        "torchThreads": torch.get_num_threads(),
+        "interopThreads": torch.get_num_interop_threads(),
+        "parallelBackend": next((l.split(":", 1)[1].strip() for l in torch.__config__.parallel_info().splitlines() if l.startswith("ATen parallel backend")), None),
+        "env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")},
+    }
+    name = provider or ""
+    openblas = [p for p in libs if "libopenblas" in os.path.basename(p)]
+    if "openblas" in name and openblas:
+        lib = ctypes.CDLL(openblas[0])
+        lib.openblas_get_config.restype = ctypes.c_char_p
+        info.update(blas="openblas", blasLibrary=openblas[0], blasConfig=lib.openblas_get_config().decode(), blasThreads=lib.openblas_get_num_threads())
+    elif "mkl" in name:
+        info.update(blas="mkl", blasLibrary=provider)
+    elif "blis" in name:
+        info.update(blas="blis", blasLibrary=provider)
+    elif "/blas/" in name:
+        # Debian's libblas3 (/usr/lib/<arch>/blas/libblas.so.3): the Netlib reference implementation.
+        info.update(blas="reference", blasLibrary=provider)
+    elif provider is None and blas_info and blas_info not in ("generic", "open"):
+        # Linked into libtorch itself (pip wheels carry MKL statically).
+        info.update(blas=blas_info, blasLibrary="linked into libtorch")
+    else:
+        info.update(blas="unknown", blasLibrary=provider)
+    return info
+
+
 def main():
+    if sys.argv[1] == "--probe":
+        print(json.dumps(peer_config()))
+        return
     spec = json.load(open(sys.argv[1]))
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
@@ -148,7 +241,7 @@ def main():
         losses.append(value)
         if step >= spec["warmup"]:
             ms.append(elapsed)
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "ms": ms, "losses": losses}))
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "ms": ms, "losses": losses, "peer": peer_config()}))
 
 
 if __name__ == "__main__":

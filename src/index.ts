@@ -92,8 +92,9 @@ export type {
 } from './loader/index.js';
 
 // Model
-export { initBackend, describeBackend } from './model/backend.js';
-export type { BackendInfo, BackendName, InitBackendOptions, NativeMatmulStatus } from './model/backend.js';
+export { initBackend, describeBackend, BACKEND_NAMES } from './model/backend.js';
+export type { BackendInfo, BackendName, BackendRoute, InitBackendOptions, NativeMatmulStatus } from './model/backend.js';
+export type { WebgpuAdapterInfo, WebgpuInfo, WebgpuProbe } from './model/webgpu.js';
 export { parseConfig, readConfig, SUPPORTED_ARCHITECTURES } from './model/config.js';
 export type { Architecture, DecoderConfig } from './model/config.js';
 export { loadModel, VIDEO_PLACEHOLDERS } from './model/load.js';
@@ -149,6 +150,9 @@ export { train, openSession } from './train/trainer.js';
 export type { TrainOptions, TrainResult } from './train/trainer.js';
 export { dryRun } from './train/dry-run.js';
 export { generateReply, loadForGeneration, videoFeatures, pickToken } from './train/generate.js';
+export { trainedProfile } from './train/generation-profile.js';
+export type { TrainedProfileOptions, ChosenProfile } from './train/generation-profile.js';
+export { TokenTextStream } from './train/text-stream.js';
 export type { GenerateReplyOptions, GeneratedReply, VideoFeatures } from './train/generate.js';
 
 // Eval
@@ -204,3 +208,53 @@ export type {
   HeldOutResult,
   HeldOutPerplexity,
 } from './eval/index.js';
+export {
+  serveRatings,
+  readRateItems,
+  parseAnswersSource,
+  RatingStore,
+  RateSession,
+  startRateServer,
+  MediaResolver,
+  exportRatings,
+  readRatingsCsv,
+  formatRatingsCsv,
+  ratingsAgreement,
+  krippendorffAlpha,
+  alphaBootstrap,
+  ALPHA_LEVELS,
+  correlate,
+  spearman,
+  kendallTauB,
+  averageRanks,
+  compareJudgeWithHumans,
+  readJudgeScores,
+  parseJudgeSource,
+  blindLabels,
+  raterItemOrder,
+} from './rate/index.js';
+export type {
+  ServeRatingsOptions,
+  RatingsService,
+  AnswersSource,
+  RateItem,
+  RateItems,
+  StoredRating,
+  NewRating,
+  RatingRow,
+  RatingsExport,
+  AgreementOptions,
+  MetricAgreement,
+  AlphaLevel,
+  AlphaResult,
+  AlphaInterval,
+  AlphaBootstrapOptions,
+  RatingValue,
+  Correlation,
+  Comparison,
+  MetricComparison,
+  JudgeScores,
+  JudgeSource,
+  RateServerOptions,
+  RateServer,
+} from './rate/index.js';

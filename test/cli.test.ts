@@ -10,7 +10,7 @@ import { expect, it } from 'vitest';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const run = promisify(execFile);
-const commands = ['demo', 'env', 'sample-export', 'convert', 'inspect', 'merge', 'bench', 'make-tiny-model', 'score', 'merge-lora', 'train', 'generate', 'plot', 'eval'];
+const commands = ['demo', 'env', 'sample-export', 'convert', 'inspect', 'merge', 'bench', 'make-tiny-model', 'score', 'merge-lora', 'train', 'generate', 'plot', 'eval', 'rate'];
 
 it('`npx rpv --help` runs the built CLI and lists every command', async () => {
   const cli = path.join(root, 'dist', 'cli.js');

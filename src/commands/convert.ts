@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type { CommandModule } from 'yargs';
 import { RpvError } from '../util/errors.js';
+import { BACKEND_NAMES, type BackendName } from '../model/backend.js';
 
 interface ConvertArgs {
   input: string;
@@ -14,6 +15,7 @@ interface ConvertArgs {
   'max-frames': number;
   'frame-size': number;
   encoder: string;
+  backend: BackendName;
   features?: string;
   workers: number;
   batch?: number;
@@ -61,10 +63,11 @@ export const command: CommandModule<object, ConvertArgs> = {
       .option('max-frames', { type: 'number', default: 16, describe: 'Sampling: most frames per video' })
       .option('frame-size', { type: 'number', default: 224, describe: 'Frames are scaled to N x N before encoding' })
       .option('encoder', { type: 'string', default: 'grid', describe: 'Frame encoder: grid, grid:cells=N[,tokens=frame|cell], tfjs:<folder>' })
+      .option('backend', { choices: BACKEND_NAMES, default: 'auto' as const, describe: 'tfjs backend of a tfjs: encoder (webgpu: see the README\'s Backends section)' })
       .option('features', { type: 'string', describe: 'Folder of precomputed features (<video id>.npy|.safetensors) instead of an encoder' })
       .option('workers', { type: 'number', default: os.availableParallelism(), describe: 'ffmpeg processes at once (each decodes a batch of videos)' })
       .option('batch', { type: 'number', describe: 'Videos per ffmpeg process (consecutive, up to 120 s of video); 1 = one process per video [default: 8, fewer for large frames]' })
-      .option('max-shard-bytes', { type: 'string', default: '256MiB', describe: 'Rotate shards at this size (Arrow size of the rows)' })
+      .option('max-shard-bytes', { type: 'string', default: '64MiB', describe: 'Rotate shards at this size (Arrow size of the rows); each shard is cut into blocks of at most 16 MiB the loader reads one at a time' })
       .option('compression', { choices: ['zstd', 'snappy', 'none'] as const, default: 'zstd' as const, describe: 'Parquet compression' })
       .option('part', { type: 'string', describe: 'Convert part i of N (i from 0), by hash of the video: i/N; join parts with rpv merge' })
       .option('resume', { type: 'boolean', default: false, describe: 'Continue an interrupted conversion into the same --out' })
@@ -101,6 +104,7 @@ export const command: CommandModule<object, ConvertArgs> = {
         maxFrames: args['max-frames'],
         frameSize: args['frame-size'],
         encoder: args.encoder,
+        encoderBackend: args.backend,
         features: args.features,
         workers: args.workers,
         batch: args.batch,

@@ -1,4 +1,7 @@
 import type { CommandModule } from 'yargs';
+import type { CausalLM } from '../model/decoder.js';
+import type { VideoRow } from '../shard/schema.js';
+import type { Recipe } from '../train/recipe.js';
 import { RpvError } from '../util/errors.js';
 
 interface GenerateArgs {
@@ -8,7 +11,8 @@ interface GenerateArgs {
   row?: string;
   shards?: string;
   role?: string;
-  profile?: string;
+  /** false: --no-profile. */
+  profile?: string | false;
   summary?: string;
   model?: string;
   encoder?: string;
@@ -30,7 +34,10 @@ export const command: CommandModule<object, GenerateArgs> = {
       .option('row', { type: 'string', describe: 'A video_id in the shards: its frames, role and summary' })
       .option('shards', { type: 'string', describe: "Shard folder for --row and the sampling settings (default: the run's data.shards)" })
       .option('role', { type: 'string', describe: "The role to play (default with --row: the row's role)" })
-      .option('profile', { type: 'string', describe: 'Static profile text for the system prompt' })
+      .option('profile', {
+        type: 'string',
+        describe: "Static profile text for the system prompt (default: the one the run was trained with, e.g. the role's profile from its shards); --no-profile for none",
+      })
       .option('summary', { type: 'string', describe: "The video's summary as the static profile (inference, as in the paper)" })
       .option('model', { type: 'string', describe: "Base model folder (default: the run's model.path)" })
       .option('encoder', { type: 'string', describe: "Encoder spec for --video (default: the dataset's)" })
@@ -40,32 +47,31 @@ export const command: CommandModule<object, GenerateArgs> = {
       .option('seed', { type: 'number', default: 0, describe: 'Sampling seed' })
       .option('json', { type: 'boolean', describe: 'Print one JSON object at the end instead of streaming' })
       .example('$0 generate runs/demo --row clip-007 -m "Which way is it heading?"', 'Reply about a video of the dataset')
-      .example('$0 generate runs/demo --video my.mp4 --role "Professor Pixel" -m "What colour is it?" --temperature 0.7', 'Reply about a new video, sampled'),
+      .example('$0 generate runs/demo --video my.mp4 --role "Professor Pixel" -m "What colour is it?" --temperature 0.7', 'Reply about a new video, sampled')
+      .example('$0 generate runs/demo --video my.mp4 --role "Professor Pixel" --no-profile -m "Hi"', 'Without a static profile'),
   handler: async (args) => {
     if (args.video && args.row) throw new RpvError('generate: give --video or --row, not both');
     const { loadForGeneration, generateReply, videoFeatures, encoderSpecOf } = await import('../train/generate.js');
     const run = await loadForGeneration(args.run, { modelPath: args.model });
     try {
+      const path = await import('node:path');
       const shards = args.shards ?? run.recipe.data.shards;
       let role = args.role;
-      let profile: string | null = args.profile ?? args.summary ?? null;
+      let row: VideoRow | null = null;
       let video = null;
       if (args.row) {
         const { readShardIndex } = await import('../shard/index-file.js');
         const { readShard } = await import('../shard/read.js');
-        const path = await import('node:path');
         const index = await readShardIndex(shards);
-        let found = null;
         for (const s of index.shards.filter((e) => e.format === 'arrow')) {
           const rows = await readShard(path.join(shards, s.file));
-          found = rows.find((r) => r.video_id === args.row) ?? null;
-          if (found) break;
+          row = rows.find((r) => r.video_id === args.row) ?? null;
+          if (row) break;
         }
-        if (!found) throw new RpvError(`generate: ${shards}: no row with video_id ${args.row}`);
-        role ??= found.role;
-        profile ??= found.summary;
-        if (run.recipe.data.use_video && found.num_frames > 0) {
-          video = { features: found.frames, frameTimes: found.frame_times, tokensPerFrame: index.schema.tokensPerFrame, featureDim: index.schema.featureDim };
+        if (!row) throw new RpvError(`generate: ${shards}: no row with video_id ${args.row}`);
+        role ??= row.role;
+        if (run.recipe.data.use_video && row.num_frames > 0) {
+          video = { features: row.frames, frameTimes: row.frame_times, tokensPerFrame: index.schema.tokensPerFrame, featureDim: index.schema.featureDim };
         }
       } else if (args.video) {
         const { readShardIndex } = await import('../shard/index-file.js');
@@ -73,6 +79,8 @@ export const command: CommandModule<object, GenerateArgs> = {
         if (run.recipe.data.use_video) video = await videoFeatures(args.video, index.sampling, args.encoder ?? encoderSpecOf(index));
       }
       if (!role) throw new RpvError('generate: name the role with --role (or use --row)');
+      const { profile, description } = await chooseProfile(args, run.recipe, run.model, role, row, shards);
+      process.stderr.write(`profile: ${description}\n`);
       const reply = await generateReply({
         model: run.model,
         role,
@@ -86,10 +94,45 @@ export const command: CommandModule<object, GenerateArgs> = {
         frameTimeText: run.recipe.prompt.frame_time_text,
         onText: args.json ? undefined : (t) => process.stdout.write(t),
       });
-      if (args.json) process.stdout.write(`${JSON.stringify({ role, ...reply })}\n`);
+      if (args.json) process.stdout.write(`${JSON.stringify({ role, profile, ...reply })}\n`);
       else process.stdout.write('\n');
     } finally {
       run.model.dispose();
     }
   },
 };
+
+/** `--profile` / `--summary` / `--no-profile` as given, else the profile the run was trained with. */
+async function chooseProfile(
+  args: GenerateArgs,
+  recipe: Recipe,
+  model: CausalLM,
+  role: string,
+  row: VideoRow | null,
+  shards: string,
+): Promise<{ profile: string | null; description: string }> {
+  if (args.profile === false) return { profile: null, description: 'none (--no-profile)' };
+  if (args.profile !== undefined && args.summary !== undefined) throw new RpvError('generate: give --profile or --summary, not both');
+  if (args.profile !== undefined) return { profile: args.profile, description: 'the text given with --profile' };
+  if (args.summary !== undefined && recipe.prompt.static_profile !== 'summary') {
+    return { profile: args.summary, description: `the summary given with --summary (the run was trained with prompt.static_profile ${recipe.prompt.static_profile})` };
+  }
+  const { trainedProfile, trainedProfileNeedsDataset } = await import('../train/generation-profile.js');
+  const { promptTokenizer } = await import('../train/bridge.js');
+  let dataset = null;
+  if (trainedProfileNeedsDataset(recipe, row)) {
+    const { scanDataset } = await import('../train/dataset.js');
+    dataset = await scanDataset(shards, { heldoutFraction: recipe.data.heldout_fraction, seed: recipe.seed });
+  }
+  const path = await import('node:path');
+  return trainedProfile({
+    recipe,
+    tokenizer: promptTokenizer(model.tokenizer!),
+    role,
+    row,
+    videoId: args.video ? path.basename(args.video) : undefined,
+    summary: args.summary ?? null,
+    dataset,
+    shards,
+  });
+}

@@ -13,6 +13,7 @@ import { command as train } from './train.js';
 import { command as generate } from './generate.js';
 import { command as plot } from './plot.js';
 import { command as evaluate } from './eval.js';
+import { command as rate } from './rate.js';
 
 /** Every `rpv` command, in the order `rpv --help` lists them (the pipeline's order). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -31,4 +32,5 @@ export const commands: CommandModule<any, any>[] = [
   generate,
   plot,
   evaluate,
+  rate,
 ];

@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import { BACKEND_NAMES, type BackendName } from '../model/backend.js';
 
 interface ScoreArgs {
   model: string;
@@ -6,7 +7,7 @@ interface ScoreArgs {
   text: string;
   json: boolean;
   'special-tokens': boolean;
-  backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  backend: BackendName;
 }
 
 export const command: CommandModule<object, ScoreArgs> = {
@@ -18,7 +19,7 @@ export const command: CommandModule<object, ScoreArgs> = {
       .option('adapter', { type: 'string', describe: 'Adapter folder (PEFT LoRA and/or projector) to apply' })
       .option('text', { type: 'string', demandOption: true, describe: 'Text to score' })
       .option('special-tokens', { type: 'boolean', default: true, describe: "Add the tokenizer's special tokens (BOS) as transformers' tokenizer(text) does" })
-      .option('backend', { choices: ['auto', 'tensorflow', 'wasm', 'cpu'] as const, default: 'auto' as const, describe: 'tfjs backend' })
+      .option('backend', { choices: BACKEND_NAMES, default: 'auto' as const, describe: 'tfjs backend (webgpu: see the README\'s Backends section)' })
       .option('json', { type: 'boolean', default: false, describe: 'Print {ids, tokens, logprobs, total, perplexity} as JSON' })
       .example('rpv score --model models/tiny --text "你好, world" --json', 'Per-token log-probabilities as JSON')
       .example('rpv score --model models/tiny --adapter runs/demo/final --text "Hi"', 'Under a trained adapter'),

@@ -29,26 +29,29 @@ export const command: CommandModule<object, TrainArgs> = {
       return;
     }
     const { train } = await import('../train/trainer.js');
-    let interrupts = 0;
-    const onSigint = () => {
-      interrupts += 1;
-      if (interrupts === 1) process.stderr.write('\ninterrupt: finishing this step, saving a checkpoint, then exiting (Ctrl-C again to quit now)\n');
-      else process.exit(130);
+    // First SIGINT/SIGTERM: stop after this step with a checkpoint (at once when waiting for
+    // data); a second one exits at once.
+    const stop = new AbortController();
+    const onSignal = () => {
+      if (stop.signal.aborted) process.exit(130);
+      process.stderr.write('\ninterrupt: finishing this step, saving a checkpoint, then exiting (Ctrl-C again to quit now)\n');
+      stop.abort();
     };
-    process.on('SIGINT', onSigint);
-    process.on('SIGTERM', onSigint);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     try {
-      const result = await train(recipe, { shouldStop: () => interrupts > 0, progressStream: args.progress ? process.stderr : null });
+      const result = await train(recipe, { signal: stop.signal, progressStream: args.progress ? process.stderr : null });
       const ev = result.lastEval;
       process.stdout.write(
         `${result.stopped ? 'stopped' : 'finished'} at step ${result.steps}/${result.totalSteps}` +
           (ev ? `; held-out loss ${ev.loss.toFixed(4)} (ppl ${ev.perplexity.toFixed(2)})${ev.focus_loss !== null ? `, focus-word loss ${ev.focus_loss.toFixed(4)}` : ''}` : '') +
           `${result.checkpoint ? `; checkpoint ${result.checkpoint}` : ''}\n`,
       );
-      if (result.stopped) process.exitCode = 130;
+      // Exit now: a read abandoned by the stop (a stalled download) must not keep the process up.
+      if (result.stopped) process.exit(130);
     } finally {
-      process.off('SIGINT', onSigint);
-      process.off('SIGTERM', onSigint);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
     }
   },
 };

@@ -58,6 +58,8 @@ export interface ConvertOptions {
   frameSize?: number;
   /** Encoder spec (`grid`, `grid:cells=8`, `tfjs:<folder>`). Default `grid`. */
   encoder?: string;
+  /** tfjs backend of a `tfjs:` encoder (auto, tensorflow, webgpu, wasm, cpu). Default auto. */
+  encoderBackend?: import('../model/backend.js').BackendName;
   /** Folder of precomputed features (`<video id>.npy|.safetensors`) used instead of an encoder. */
   features?: string;
   /** ffmpeg processes at once. Default: the number of cores. */
@@ -69,7 +71,7 @@ export interface ConvertOptions {
    * ones keep every worker busy.
    */
   batch?: number;
-  /** Rotate shards before the rows' Arrow size would pass this. Default 256 MiB. */
+  /** Rotate shards before the rows' Arrow size would pass this. Default 64 MiB (in blocks of at most 16 MiB). */
   maxShardBytes?: number;
   /** Parquet compression. Default `zstd`. */
   compression?: ParquetCompression;
@@ -220,7 +222,7 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
     schema = journal.schema ?? (await precomputedSchema(groups, featuresDir, dtype));
   } else {
     const { createEncoder } = await import('../features/encoder.js');
-    encoder = await createEncoder(options.encoder ?? 'grid');
+    encoder = await createEncoder(options.encoder ?? 'grid', { backend: options.encoderBackend });
     encoderInfo = encoder.describe();
     schema = { featureDim: encoder.featureDim, tokensPerFrame: encoder.tokensPerFrame, dtype };
   }

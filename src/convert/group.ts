@@ -5,10 +5,12 @@
  * `read = converted + skipped` holds, where `converted` counts records (several may share a row).
  */
 import { createHash } from 'node:crypto';
-import path from 'node:path';
 import { RpvError } from '../util/errors.js';
 import type { Dialogue, SkipRecord } from '../shard/schema.js';
 import type { SourceRecord } from './record.js';
+import { mediaPathProblem, normaliseMediaPath } from './media-path.js';
+
+export { normaliseMediaPath, mediaPathProblem };
 
 /** `--part i/N`: this run converts the records whose video key hashes to `index` (0-based). */
 export interface Part {
@@ -31,21 +33,6 @@ export function parsePart(spec: string): Part {
 export function partOfKey(key: string, count: number): number {
   if (count <= 1) return 0;
   return createHash('sha256').update(key).digest().readUInt32BE(0) % count;
-}
-
-/** `videos/./a.mp4` and `videos\a.mp4` -> `videos/a.mp4`. */
-export function normaliseMediaPath(video: string): string {
-  return path.posix.normalize(video.replace(/\\/g, '/'));
-}
-
-/** Why a media path may not be used (absolute, or leaving the export through `..`), or null. */
-export function mediaPathProblem(video: string): string | null {
-  if (path.isAbsolute(video) || path.posix.isAbsolute(video.replace(/\\/g, '/')) || /^[a-zA-Z]:[\\/]/.test(video)) {
-    return `path escapes export: ${video} is absolute; media paths must be relative to the export folder`;
-  }
-  const norm = normaliseMediaPath(video);
-  if (norm === '..' || norm.startsWith('../')) return `path escapes export: ${video} leaves the export folder through ..`;
-  return null;
 }
 
 /** The key records are grouped (and parts assigned) by: the media path, or the id when text-only. */

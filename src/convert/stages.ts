@@ -16,6 +16,7 @@ import type { OutputArena } from '../media/run.js';
 import { sampleFrameTimes } from '../media/sampling.js';
 import type { FeatureDType, FeatureSchema, SkipRecord, VideoRow } from '../shard/schema.js';
 import { skipOf, type VideoGroup } from './group.js';
+import { symlinkProblem } from './media-path.js';
 
 export interface GroupContext {
   root: string;
@@ -68,12 +69,6 @@ function textOnlyRow(group: VideoGroup): VideoRow {
   };
 }
 
-/** Does `target` (a real path) lie inside `root` (a real path)? */
-function inside(root: string, target: string): boolean {
-  const rel = path.relative(root, target);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
-}
-
 let realRootCache: { root: string; real: string } | null = null;
 
 /** A group after its first stage: a finished result, or a video probed and ready to extract. */
@@ -99,9 +94,8 @@ export async function prepareGroup(group: VideoGroup, ctx: GroupContext): Promis
   } catch {
     real = null; // missing: the probe reports it
   }
-  if (real !== null && !inside(realRootCache.real, real)) {
-    return skipAll(`path escapes export: ${group.video} is a symlink to ${real}, outside the export folder`);
-  }
+  const escape = symlinkProblem(realRootCache.real, group.video, real);
+  if (escape !== null) return skipAll(escape);
 
   if (ctx.features) {
     let feats;

@@ -7,7 +7,7 @@ import { RpvError } from '../util/errors.js';
  *
  * - `mmrole`: the eight metrics of MMRole-Eval (Dai et al., ICLR 2025), names and aspect
  *   questions in MMRole's wording, so scores are comparable with the published tables
- *   (MMRole is MIT-licensed; see ../shared/data/mmrole/LICENSE).
+ *   (MMRole is MIT-licensed; see test/fixtures/mmrole/LICENSE).
  * - `video2roleplay`: the eight metrics of Video2Roleplay (EMNLP 2025), with rubrics written here
  *   for role-play grounded in a video (the role's dynamic profile) and its static profile.
  */

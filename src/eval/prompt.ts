@@ -34,7 +34,7 @@ export function taskInstruction(sample: EvalSample, medium: 'image' | 'video'): 
 }
 
 /** How aspect questions name the other party (`the curious human`, or the character). */
-export function otherPartyName(sample: EvalSample): string {
+export function otherPartyName(sample: Pick<EvalSample, 'otherRole'>): string {
   const other = sample.otherRole ?? CURIOUS_HUMAN;
   return other === CURIOUS_HUMAN ? 'the curious human' : other;
 }

@@ -68,12 +68,13 @@ export function reviewMetricNames(items: readonly ReviewFileItem[]): string[] {
 }
 
 /**
- * Score every review of `items` and aggregate: per-metric means over reviewed samples, counts,
- * and every unparseable or missing review listed with its reason. `metrics`: the metric set to
- * report (default: the metrics found in the file).
+ * Every sample's score per metric from the review texts (parsed, never the stored `score`), with
+ * each unparseable or missing review and each sample without reviews listed with its reason.
  */
-export function summarizeReviews(items: readonly ReviewFileItem[], options: { metrics?: MetricSet; source?: string } = {}): EvalSummary {
-  const metricNames = options.metrics ? options.metrics.metrics.map((m) => m.name) : reviewMetricNames(items);
+export function reviewScores(
+  items: readonly ReviewFileItem[],
+  metricNames: readonly string[],
+): { scores: SampleMetricScore[]; failures: ReviewFailure[]; unreviewed: { id: string; reason: string }[] } {
   const scores: SampleMetricScore[] = [];
   const failures: ReviewFailure[] = [];
   const unreviewed: { id: string; reason: string }[] = [];
@@ -94,6 +95,17 @@ export function summarizeReviews(items: readonly ReviewFileItem[], options: { me
       if (combined && (!hasForward || f) && (!hasSwapped || s)) scores.push(combined);
     }
   }
+  return { scores, failures, unreviewed };
+}
+
+/**
+ * Score every review of `items` and aggregate: per-metric means over reviewed samples, counts,
+ * and every unparseable or missing review listed with its reason. `metrics`: the metric set to
+ * report (default: the metrics found in the file).
+ */
+export function summarizeReviews(items: readonly ReviewFileItem[], options: { metrics?: MetricSet; source?: string } = {}): EvalSummary {
+  const metricNames = options.metrics ? options.metrics.metrics.map((m) => m.name) : reviewMetricNames(items);
+  const { scores, failures, unreviewed } = reviewScores(items, metricNames);
   return summarizeScores({
     metricSet: options.metrics?.name ?? (options.source ? path.basename(options.source) : 'reviews'),
     metrics: metricNames,

@@ -35,22 +35,33 @@ export interface EvalSample {
   source: Record<string, unknown>;
 }
 
-/** Read an answers file (JSON array or JSON lines) into samples; bad items are errors naming the item. */
-export async function readAnswersFile(file: string): Promise<EvalSample[]> {
+/** One item of an answers file, with where it is (`line 3` of a JSONL file, `item 2` of an array). */
+export interface AnswersFileItem {
+  item: unknown;
+  where: string;
+}
+
+/**
+ * The items of an answers file (JSON array or JSON lines), and each JSON line that does not
+ * parse as `line N: not valid JSON: ...`. A file that is not readable, or a JSON array that does not
+ * parse, throws (`command` starts the message).
+ */
+export async function readAnswersItems(file: string, command = 'eval'): Promise<{ items: AnswersFileItem[]; problems: string[] }> {
   let text: string;
   try {
     text = await fs.readFile(file, 'utf8');
   } catch (err) {
-    throw new RpvError(`eval: cannot read answers file ${file}: ${errorMessage(err)}`);
+    throw new RpvError(`${command}: cannot read answers file ${file}: ${errorMessage(err)}`);
   }
-  const items: { item: unknown; where: string }[] = [];
+  const items: AnswersFileItem[] = [];
+  const problems: string[] = [];
   const trimmed = text.trimStart();
   if (trimmed.startsWith('[')) {
     let data: unknown[];
     try {
       data = JSON.parse(text) as unknown[];
     } catch (err) {
-      throw new RpvError(`eval: ${file}: not valid JSON: ${errorMessage(err)}`);
+      throw new RpvError(`${command}: ${file}: not valid JSON: ${errorMessage(err)}`);
     }
     data.forEach((item, i) => items.push({ item, where: `item ${i + 1}` }));
   } else {
@@ -59,10 +70,17 @@ export async function readAnswersFile(file: string): Promise<EvalSample[]> {
       try {
         items.push({ item: JSON.parse(line), where: `line ${i + 1}` });
       } catch (err) {
-        throw new RpvError(`eval: ${file} line ${i + 1}: not valid JSON: ${errorMessage(err)}`);
+        problems.push(`line ${i + 1}: not valid JSON: ${errorMessage(err)}`);
       }
     });
   }
+  return { items, problems };
+}
+
+/** Read an answers file (JSON array or JSON lines) into samples; bad items are errors naming the item. */
+export async function readAnswersFile(file: string): Promise<EvalSample[]> {
+  const { items, problems } = await readAnswersItems(file);
+  if (problems.length > 0) throw new RpvError(`eval: ${file} ${problems[0]}`);
   if (items.length === 0) throw new RpvError(`eval: ${file}: no answers in the file`);
   const samples = items.map(({ item, where }) => sampleFromItem(item, `${file} ${where}`));
   const seen = new Set<string>();
@@ -73,19 +91,19 @@ export async function readAnswersFile(file: string): Promise<EvalSample[]> {
   return samples;
 }
 
-/** One item of either layout as a sample; `where` names it in errors. */
-export function sampleFromItem(item: unknown, where: string): EvalSample {
+/** One item of either layout as a sample; `where` names it in errors, `command` starts them. */
+export function sampleFromItem(item: unknown, where: string, command = 'eval'): EvalSample {
   if (item === null || typeof item !== 'object' || Array.isArray(item)) {
-    throw new RpvError(`eval: ${where}: expected an object`);
+    throw new RpvError(`${command}: ${where}: expected an object`);
   }
   const obj = item as Record<string, unknown>;
   const str = (key: string, required: boolean): string | null => {
     const v = obj[key];
     if (v === undefined || v === null) {
-      if (required) throw new RpvError(`eval: ${where}: missing field '${key}'`);
+      if (required) throw new RpvError(`${command}: ${where}: missing field '${key}'`);
       return null;
     }
-    if (typeof v !== 'string' && typeof v !== 'number') throw new RpvError(`eval: ${where}: field '${key}' must be a string`);
+    if (typeof v !== 'string' && typeof v !== 'number') throw new RpvError(`${command}: ${where}: field '${key}' must be a string`);
     return String(v);
   };
   const id = str('id', true)!;
@@ -95,8 +113,8 @@ export function sampleFromItem(item: unknown, where: string): EvalSample {
     const turns = obj.conversations as Record<string, unknown>[];
     const question = turns[0]?.value;
     const reference = turns[1]?.value;
-    if (typeof question !== 'string') throw new RpvError(`eval: ${where}: conversations[0].value (the question) must be a string`);
-    if (typeof reference !== 'string') throw new RpvError(`eval: ${where}: conversations[1].value (the ground truth) must be a string`);
+    if (typeof question !== 'string') throw new RpvError(`${command}: ${where}: conversations[0].value (the question) must be a string`);
+    if (typeof reference !== 'string') throw new RpvError(`${command}: ${where}: conversations[1].value (the ground truth) must be a string`);
     const answer = turns[1]?.answer;
     return { ...base, question, reference, answer: typeof answer === 'string' && answer.trim() !== '' ? answer : null };
   }
@@ -104,23 +122,23 @@ export function sampleFromItem(item: unknown, where: string): EvalSample {
   const answer = str('answer', false);
   return {
     ...base,
-    question: flatQuestion(obj, role, base.otherRole, where),
+    question: flatQuestion(obj, role, base.otherRole, where, command),
     reference,
     answer: answer !== null && answer.trim() !== '' ? answer : null,
   };
 }
 
 /** The question block of a flat item: profile, video summary, earlier turns, then the question. */
-function flatQuestion(obj: Record<string, unknown>, role: string, otherRole: string | null, where: string): string {
+function flatQuestion(obj: Record<string, unknown>, role: string, otherRole: string | null, where: string, command: string): string {
   const question = obj.question;
-  if (typeof question !== 'string' || question.trim() === '') throw new RpvError(`eval: ${where}: missing field 'question'`);
+  if (typeof question !== 'string' || question.trim() === '') throw new RpvError(`${command}: ${where}: missing field 'question'`);
   const parts: string[] = [];
   if (typeof obj.profile === 'string' && obj.profile.trim()) parts.push(`The profile of ${role}:\n${obj.profile.trim()}`);
   if (typeof obj.summary === 'string' && obj.summary.trim()) parts.push(`What the video shows:\n${obj.summary.trim()}`);
   if (Array.isArray(obj.history) && obj.history.length > 0) {
     const lines = (obj.history as Record<string, unknown>[]).map((t, i) => {
       if (typeof t?.speaker !== 'string' || typeof t?.text !== 'string') {
-        throw new RpvError(`eval: ${where}: history turn ${i + 1}: expected {speaker, text}`);
+        throw new RpvError(`${command}: ${where}: history turn ${i + 1}: expected {speaker, text}`);
       }
       return `${t.speaker}: ${t.text}`;
     });

@@ -8,6 +8,7 @@
  *   (src/features/tfjs.ts).
  * Precomputed features (`--features <folder>`) bypass encoders: src/features/precomputed.ts.
  */
+import type { BackendName } from '../model/backend.js';
 import { RpvError } from '../util/errors.js';
 import { GridEncoder, parseGridSpec } from './grid.js';
 
@@ -41,6 +42,8 @@ export interface FrameEncoder {
 export interface CreateEncoderOptions {
   /** Frames per model call for model-based encoders. Default 16. */
   batchSize?: number;
+  /** tfjs backend for model-based encoders (`tfjs:`): auto, tensorflow, webgpu, wasm or cpu. Default auto. */
+  backend?: BackendName;
 }
 
 export const DEFAULT_ENCODER_SPEC = 'grid';

@@ -7,7 +7,10 @@
  * @tensorflow/tfjs-node cannot be installed here, so its `file://` loader is unavailable; the
  * folder is read by a small IOHandler (`folderIOHandler`) that follows model.json's
  * `weightsManifest`. The model runs on the backend `initBackend` picks (src/model/backend.ts:
- * GPU/native when present, else wasm, else cpu), in batches.
+ * GPU/native when present, else wasm, else cpu; or the one `backend` names, e.g. webgpu), in batches of `batchSize` frames, or of exactly
+ * the batch the model's input declares when it fixes one (many converted models take [1, H, W, 3]:
+ * they run frame by frame; a last short batch is padded with blank frames whose outputs are
+ * dropped).
  *
  * Input: frames as float32 [n, H, W, 3], values (rgb / 255 - mean) / std (NCHW models, whose
  * input shape is [n, 3, H, W], get the transposed tensor). A model with a fixed input size gets
@@ -129,7 +132,7 @@ interface RunnableModel {
 export async function loadTfjsEncoder(folder: string, options: CreateEncoderOptions = {}): Promise<FrameEncoder> {
   const batchSize = options.batchSize ?? 16;
   if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new RpvError(`encoder tfjs:${folder}: batchSize must be a positive integer, got ${batchSize}`);
-  const tf = await startTf();
+  const tf = await startTf(options.backend ?? 'auto');
   const config = await readConfig(folder);
   let digest = '';
   const handler = folderIOHandler(folder, (d) => (digest = d));
@@ -145,13 +148,13 @@ export async function loadTfjsEncoder(folder: string, options: CreateEncoderOpti
   return TfjsEncoder.create(tf, folder, model, config, batchSize, digest);
 }
 
-async function startTf(): Promise<Tf> {
+async function startTf(name: NonNullable<CreateEncoderOptions['backend']>): Promise<Tf> {
   try {
     const backend = (await import('../model/backend.js')) as {
-      initBackend: (o: { backend?: 'auto'; log?: null }) => Promise<unknown>;
+      initBackend: (o: { backend?: NonNullable<CreateEncoderOptions['backend']>; log?: null }) => Promise<unknown>;
       tfCore: () => Promise<Tf>;
     };
-    await backend.initBackend({ backend: 'auto', log: null });
+    await backend.initBackend({ backend: name, log: null });
     return await backend.tfCore();
   } catch (err) {
     if (err instanceof RpvError) throw err;
@@ -227,6 +230,10 @@ class TfjsEncoder implements FrameEncoder {
   tokensPerFrame = 0;
   private nchw: boolean;
   private fixedSize: [number, number] | null;
+  /** The batch the model's input fixes (null: any). */
+  private readonly modelBatch: number | null;
+  /** Frames per model call: modelBatch, else batchSize. */
+  private readonly callFrames: number;
 
   private constructor(
     private readonly tf: Tf,
@@ -237,6 +244,8 @@ class TfjsEncoder implements FrameEncoder {
   ) {
     const s = model.inputShape;
     if (s.length !== 4) throw new RpvError(`encoder tfjs:${folder}: model input has shape [${s.join(', ')}]; expected 4 dimensions (frames, height, width, channels)`);
+    this.modelBatch = typeof s[0] === 'number' && s[0] > 0 ? s[0] : null;
+    this.callFrames = this.modelBatch ?? batchSize;
     this.nchw = s[1] === 3 && s[3] !== 3;
     const [h, w] = this.nchw ? [s[2], s[3]] : [s[1], s[2]];
     this.fixedSize = h && w ? [h, w] : null;
@@ -281,15 +290,16 @@ class TfjsEncoder implements FrameEncoder {
       mean: this.config.mean ?? [0, 0, 0],
       std: this.config.std ?? [1, 1, 1],
       ...(this.config.output ? { output: this.config.output } : {}),
-      batchSize: this.batchSize,
+      batchSize: this.callFrames,
+      ...(this.modelBatch !== null ? { fixedBatch: this.modelBatch } : {}),
       backend: this.tf.getBackend(),
     };
   }
 
   async encode(frames: Uint8Array[], frameSize: number): Promise<Float32Array> {
     const out = new Float32Array(frames.length * this.tokensPerFrame * this.featureDim);
-    for (let i = 0; i < frames.length; i += this.batchSize) {
-      const batch = frames.slice(i, i + this.batchSize);
+    for (let i = 0; i < frames.length; i += this.callFrames) {
+      const batch = frames.slice(i, i + this.callFrames);
       const { data, tokens, dim } = await this.run(batch, frameSize);
       if (tokens !== this.tokensPerFrame || dim !== this.featureDim) {
         throw new RpvError(
@@ -308,8 +318,11 @@ class TfjsEncoder implements FrameEncoder {
   private async run(frames: Uint8Array[], frameSize: number): Promise<{ data: Float32Array; tokens: number; dim: number }> {
     const tf = this.tf;
     const n = frames.length;
+    // A model with a fixed batch gets exactly that many frames: blank ones after the real ones.
+    const fed = this.modelBatch ?? n;
+    if (n > fed) throw new Error(`unreachable: ${n} frames for a model batch of ${fed}`);
     const pixels = frameSize * frameSize * 3;
-    const flat = new Float32Array(n * pixels);
+    const flat = new Float32Array(fed * pixels);
     frames.forEach((f, i) => {
       if (f.length !== pixels) throw new RpvError(`encoder ${this.id}: frame ${i} has ${f.length} bytes, expected ${frameSize}x${frameSize}x3 = ${pixels}`);
       flat.set(f, i * pixels);
@@ -319,17 +332,18 @@ class TfjsEncoder implements FrameEncoder {
     const std = this.config.std ?? [1, 1, 1];
     const output = tf.tidy(() => {
       // Functional ops only: tfjs-core's chained methods (x.div) are not registered in its Node build.
-      let x: tfc.Tensor = tf.div(tf.sub(tf.div(tf.tensor4d(flat, [n, frameSize, frameSize, 3]), 255), tf.tensor1d(mean)), tf.tensor1d(std));
+      let x: tfc.Tensor = tf.div(tf.sub(tf.div(tf.tensor4d(flat, [fed, frameSize, frameSize, 3]), 255), tf.tensor1d(mean)), tf.tensor1d(std));
       if (target && (target[0] !== frameSize || target[1] !== frameSize)) x = tf.image.resizeBilinear(x as tfc.Tensor4D, target as [number, number]);
       if (this.nchw) x = tf.transpose(x, [0, 3, 1, 2]);
       const y = this.model.predict(x);
       const chosen = this.pickOutput(y);
       const s = chosen.shape;
-      if (s[0] !== n || s.length < 2 || s.length > 4) {
-        throw new RpvError(`encoder ${this.id}: model output has shape [${s.join(', ')}]; expected [${n}, dim], [${n}, tokens, dim] or [${n}, h, w, c]`);
+      if (s[0] !== fed || s.length < 2 || s.length > 4) {
+        throw new RpvError(`encoder ${this.id}: model output has shape [${s.join(', ')}]; expected [${fed}, dim], [${fed}, tokens, dim] or [${fed}, h, w, c]`);
       }
       const dim = s[s.length - 1]!;
-      return tf.cast(tf.reshape(chosen, [n, -1, dim]), 'float32');
+      const tokens = tf.reshape(chosen, [fed, -1, dim]);
+      return tf.cast(fed === n ? tokens : tf.slice(tokens, [0, 0, 0], [n, -1, -1]), 'float32');
     });
     try {
       const data = (await output.data()) as Float32Array;

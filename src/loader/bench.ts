@@ -158,6 +158,7 @@ export async function benchLoader(options: LoaderBenchOptions): Promise<LoaderBe
       peakRssMB: round(peakRss / MB),
       rssBeforeMB: round(rssBefore / MB),
       peakHeldMB: round(stats.peakResidentBytes / MB),
+      boundMB: round(stats.boundBytes / MB),
       waitFraction: round(stats.waitMs / 1000 / sec, 3),
       correct,
       ...machine,
@@ -165,7 +166,7 @@ export async function benchLoader(options: LoaderBenchOptions): Promise<LoaderBe
     log(
       `loader ${format} (shuffle, ${workers} workers, batch ${batchSize}): ${result.samplesPerSec} samples/s, ${result.batchesPerSec} batches/s, ` +
         `features ${featureMBps.toFixed(1)} MB/s = ${result.featureVsCeiling} x ceiling; shard bytes ${fileMBps.toFixed(1)} MB/s = ${result.fileVsCeiling} x ceiling; ` +
-        `first batch after ${result.firstBatchSec} s, steady ${result.steadySamplesPerSec} samples/s; peak RSS ${result.peakRssMB} MB (${result.rssBeforeMB} MB before the epoch; held ${result.peakHeldMB} MB); next() waited ${((result.waitFraction as number) * 100).toFixed(0)}% of the time; checked: ${seen.size} samples once each, probe equal`,
+        `first batch after ${result.firstBatchSec} s, steady ${result.steadySamplesPerSec} samples/s; peak RSS ${result.peakRssMB} MB (${result.rssBeforeMB} MB before the epoch; held ${result.peakHeldMB} MB, bound ${result.boundMB} MB); next() waited ${((result.waitFraction as number) * 100).toFixed(0)}% of the time; checked: ${seen.size} samples once each, probe equal`,
     );
     cases.push(result);
   }

@@ -55,14 +55,31 @@ export function sha256Hex(bytes: Uint8Array): string {
 
 /** A shard's bytes, from the cache or downloaded into it. */
 export async function fetchShardCached(options: CachedFetchOptions): Promise<{ bytes: Uint8Array; downloaded: boolean }> {
+  return cached(options, (file) => readHit(file, options), (_file, bytes) => bytes).then(({ value, downloaded }) => ({ bytes: value, downloaded }));
+}
+
+/**
+ * A shard's file in the cache (downloaded into it when missing), for a reader that takes only
+ * some of its bytes (one block): a hit is checked by size (`verify`: re-hashed, by chunks) and
+ * never read whole.
+ */
+export async function ensureShardCached(options: CachedFetchOptions): Promise<{ file: string; downloaded: boolean }> {
+  return cached(options, (file) => statHit(file, options), (file) => file).then(({ value, downloaded }) => ({ file: value, downloaded }));
+}
+
+async function cached<T>(
+  options: CachedFetchOptions,
+  hitOf: (file: string) => Promise<T | undefined>,
+  fromDownload: (file: string, bytes: Uint8Array) => T,
+): Promise<{ value: T; downloaded: boolean }> {
   const { cacheDir, sha256, ext, staleLockMs = 120_000, signal } = options;
   await fs.mkdir(cacheDir, { recursive: true });
   const file = path.join(cacheDir, `${sha256}${ext}`);
   const lock = `${file}.lock`;
   for (;;) {
     throwIfAborted(signal);
-    const hit = await readHit(file, options);
-    if (hit) return { bytes: hit, downloaded: false };
+    const hit = await hitOf(file);
+    if (hit !== undefined) return { value: hit, downloaded: false };
     let fd: number | undefined;
     try {
       fd = await fs.open(lock, 'wx');
@@ -82,8 +99,8 @@ export async function fetchShardCached(options: CachedFetchOptions): Promise<{ b
       }
       throwIfAborted(signal);
       // It may have landed between our miss and our lock.
-      const late = await readHit(file, options);
-      if (late) return { bytes: late, downloaded: false };
+      const late = await hitOf(file);
+      if (late !== undefined) return { value: late, downloaded: false };
       // Keep the lock fresh during a long download so no one takes it over as stale.
       const keepAlive = setInterval(() => {
         const now = new Date();
@@ -98,7 +115,7 @@ export async function fetchShardCached(options: CachedFetchOptions): Promise<{ b
       }
       await writeCacheFile(file, bytes);
       await evictLeastRecentlyUsed(cacheDir, options.limitBytes, new Set([path.basename(file)]));
-      return { bytes, downloaded: true };
+      return { value: fromDownload(file, bytes), downloaded: true };
     } finally {
       await fs.rm(lock, { force: true });
     }
@@ -120,6 +137,41 @@ async function readHit(file: string, { bytes: size, sha256, verify }: CachedFetc
   const now = new Date();
   await fs.utimes(file, now, now).catch(() => undefined);
   return bytes;
+}
+
+async function statHit(file: string, { bytes: size, sha256, verify }: CachedFetchOptions): Promise<string | undefined> {
+  let st;
+  try {
+    st = await fs.stat(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  if (st.size !== size || (verify && (await sha256OfFile(file)) !== sha256)) {
+    await fs.rm(file, { force: true });
+    return undefined;
+  }
+  const now = new Date();
+  await fs.utimes(file, now, now).catch(() => undefined);
+  return file;
+}
+
+/** sha256 of a file read in 8 MiB chunks (never held whole). */
+export async function sha256OfFile(file: string): Promise<string> {
+  const h = createHash('sha256');
+  const fd = await fs.open(file, 'r');
+  try {
+    const chunk = new Uint8Array(8 * 1024 * 1024);
+    for (let position = 0; ; ) {
+      const { bytesRead } = await fs.read(fd, chunk, 0, chunk.length, position);
+      if (bytesRead === 0) break;
+      h.update(chunk.subarray(0, bytesRead));
+      position += bytesRead;
+    }
+  } finally {
+    await fs.close(fd);
+  }
+  return h.digest('hex');
 }
 
 /** `file` = `bytes`, through a temp file beside it + fsync + rename (as util/atomic's writeFileAtomic). */

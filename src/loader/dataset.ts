@@ -8,6 +8,7 @@ import type { ShardEntry, ShardFileFormat, ShardIndex } from '../shard/schema.js
 import { indexLocation, isUrl, readShardIndex, shardsOfFormat, validateShardIndex } from '../shard/index-file.js';
 import { fetchWithRetry, type RetryOptions } from './fetch.js';
 import { datasetFingerprint } from './state.js';
+import { shardBlocks, type ShardBlocks } from '../shard/blocks.js';
 
 export interface Dataset {
   index: ShardIndex;
@@ -19,6 +20,8 @@ export interface Dataset {
   frameSize: number;
   fingerprint: string;
   sizes: number[];
+  /** Each shard's blocks (one when its index entry lists none). */
+  blocks: ShardBlocks[];
 }
 
 export async function openDataset(options: { source: string; format?: ShardFileFormat; retry?: RetryOptions }): Promise<Dataset> {
@@ -57,6 +60,7 @@ export async function openDataset(options: { source: string; format?: ShardFileF
     frameSize: index.schema.tokensPerFrame * index.schema.featureDim,
     fingerprint: datasetFingerprint(shards),
     sizes: shards.map((s) => s.dialogues),
+    blocks: shards.map(shardBlocks),
   };
 }
 
@@ -69,4 +73,17 @@ export function estimateDecodedBytes(ds: Dataset, shard: number): number {
   const onDiskFeatures = frames * ds.frameSize * (ds.index.schema.dtype === 'float16' ? 2 : 4);
   const other = entry.format === 'arrow' ? Math.max(0, entry.bytes - onDiskFeatures) * 2 : entry.bytes * 2;
   return Math.ceil(featureBytes + frames * 8 + other);
+}
+
+/**
+ * What loading block `block` of `shard` holds at most, before it is read: its share (by rows) of
+ * the shard's decoded size, plus, for a shard of several blocks, its share of the file's bytes,
+ * which the worker holds beside the decoded columns until they are handed over.
+ */
+export function estimateBlockBytes(ds: Dataset, shard: number, block: number): number {
+  const entry = ds.shards[shard]!;
+  const blocks = ds.blocks[shard]!;
+  if (blocks.count === 1) return estimateDecodedBytes(ds, shard);
+  const share = entry.rows > 0 ? blocks.rows[block]! / entry.rows : 0;
+  return Math.ceil((estimateDecodedBytes(ds, shard) + entry.bytes) * share);
 }

@@ -91,7 +91,8 @@ function column(table: Table, name: string, shard: string): Data[] {
   return child.data as Data[];
 }
 
-function decodeTable(table: Table, { name, frameSize }: { name: string; frameSize: number }): DecodedShard {
+/** Decode an Arrow table of shard rows (a whole shard, or one block of it). */
+export function decodeTable(table: Table, { name, frameSize }: { name: string; frameSize: number }): DecodedShard {
   const rows = table.numRows;
   const videoId = stringColumn(column(table, 'video_id', name), name, 'video_id', false);
   const role = stringColumn(column(table, 'role', name), name, 'role', false);

@@ -19,6 +19,7 @@ export const writeFile = promisify(fs.writeFile);
 export const open = promisify(fs.open);
 export const close = promisify(fs.close);
 export const write = promisify(fs.write);
+export const read = promisify(fs.read);
 export const fsync = promisify(fs.fsync);
 export const rename = promisify(fs.rename);
 export const rm = promisify(fs.rm);

@@ -10,7 +10,7 @@ import type { FeatureSchema, ShardFileFormat } from '../shard/schema.js';
 import { epochOrder, planRank, type EpochOrder, type RankPlan } from './order.js';
 import { collate as defaultCollate, type Batch, type CollateContext, type Sample } from './collate.js';
 import { LoadPool } from './pool.js';
-import { openDataset, estimateDecodedBytes, type Dataset } from './dataset.js';
+import { openDataset, estimateBlockBytes, type Dataset } from './dataset.js';
 import { residentOf, sampleOf, type Resident } from './resident.js';
 import type { LoadTask } from './task.js';
 import { defaultCacheDir } from './cache.js';
@@ -41,16 +41,22 @@ export interface LoaderOptions<B = Batch> {
   /** Worker threads reading and decoding shards (default 2; 0 decodes on the calling thread). */
   workers?: number;
   /**
-   * Bound on decoded shard bytes held ahead of the consumer (default 512 MiB). The shards of the
-   * window being consumed are always held, so the effective bound is
-   * max(prefetchBytes, the largest window's decoded size).
+   * Bound on the bytes the loader holds: decoded blocks, and blocks being read (default 512 MiB).
+   * Blocks are read ahead in order of need while the total stays within it. The blocks one batch
+   * needs at once (the shuffle window it lies in, two at a window's edge) are always read, so the
+   * effective bound is max(prefetchBytes, what one batch needs); `stats().boundBytes` says which,
+   * and a warning is emitted when a batch needs more than prefetchBytes (blocks too large: shards
+   * written before blocks existed, or a large windowShards).
    */
   prefetchBytes?: number;
   /** Drop the epoch's tail that does not fill a batch on every rank, instead of padding (default false). */
   dropLast?: boolean;
   /** A value from `loader.state()`: continue exactly where that run stopped. */
   resume?: LoaderState;
-  /** Shards mixed by one shuffle window (default 4). */
+  /**
+   * Shards read together (default 4): each shuffle window mixes one block of each, so a window
+   * holds windowShards blocks, whatever the shard size.
+   */
   windowShards?: number;
   /** Shard format to read when the index lists both (default arrow when present). */
   format?: ShardFileFormat;
@@ -81,10 +87,21 @@ export interface LoaderInfo {
 }
 
 export interface LoaderStats {
-  /** Decoded shard bytes held now (estimates for shards still loading). */
+  /**
+   * Bytes held now: decoded blocks, and blocks being read (estimated until they arrive: their
+   * decoded size plus the file bytes the worker holds meanwhile).
+   */
   residentBytes: number;
   peakResidentBytes: number;
+  /**
+   * What residentBytes stays within this epoch: max(prefetchBytes, the most any batch of the epoch
+   * needs held at once). 0 before the first epoch starts.
+   */
+  boundBytes: number;
+  /** Shard visits started (a shard read in several blocks counts once). */
   shardsLoaded: number;
+  /** Blocks read and decoded. */
+  blocksLoaded: number;
   /** Remote shards fetched over the network (cache misses). */
   shardsDownloaded: number;
   /** Total time next() waited for shards. */
@@ -96,6 +113,7 @@ export const DEFAULT_CACHE_LIMIT_BYTES = 16 * 1024 ** 3;
 
 interface Load {
   shard: number;
+  block: number;
   /** First and last positions (padded epoch order) that need it. */
   first: number;
   last: number;
@@ -140,7 +158,8 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
   private iterating = false;
   /** Worker threads, kept between epochs; closed on break, error or close(). */
   private pool: LoadPool | undefined;
-  private readonly statsValue: LoaderStats = { residentBytes: 0, peakResidentBytes: 0, shardsLoaded: 0, shardsDownloaded: 0, waitMs: 0 };
+  private readonly statsValue: LoaderStats = { residentBytes: 0, peakResidentBytes: 0, boundBytes: 0, shardsLoaded: 0, blocksLoaded: 0, shardsDownloaded: 0, waitMs: 0 };
+  private warnedBound = false;
 
   constructor(options: LoaderOptions<B>) {
     this.options = options;
@@ -237,7 +256,7 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
   /** The order of one epoch of this dataset (the positions every rank splits). */
   async epochOrder(epoch = this.epochValue): Promise<EpochOrder> {
     const ds = await this.open();
-    return epochOrder({ seed: this.seed, epoch, shardSizes: ds.sizes, windowShards: this.windowShards, shuffle: this.shuffle });
+    return epochOrder({ seed: this.seed, epoch, shardSizes: ds.sizes, blockSizes: blockSizesOf(ds), windowShards: this.windowShards, shuffle: this.shuffle });
   }
 
   private open(): Promise<Dataset> {
@@ -284,29 +303,52 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
         this.batchesDone = 0;
       }
       const epoch = this.epochValue;
-      const order = epochOrder({ seed: this.seed, epoch, shardSizes: ds.sizes, windowShards: this.windowShards, shuffle: this.shuffle });
+      const order = epochOrder({ seed: this.seed, epoch, shardSizes: ds.sizes, blockSizes: blockSizesOf(ds), windowShards: this.windowShards, shuffle: this.shuffle });
       const nShards = ds.sizes.length;
+      // Global number of each shard's first block.
+      const blockBase: number[] = [0];
+      for (const b of ds.blocks) blockBase.push(blockBase[blockBase.length - 1]! + b.count);
+      const nBlocks = blockBase[nShards]!;
       let pos = plan.start + this.batchesDone * this.batchSize;
-      // Every shard visit still ahead of this rank, in the order first needed.
+      // Every block visit still ahead of this rank, in the order first needed.
       const byKey = new Map<number, Load>();
-      const keyOf = (p: number): number => visitOf(p, plan.total) * nShards + order.shard[sourceOf(p, plan.total)]!;
+      const keyOf = (p: number): number => {
+        const src = sourceOf(p, plan.total);
+        return visitOf(p, plan.total) * nBlocks + blockBase[order.shard[src]!]! + order.block[src]!;
+      };
       for (let p = pos; p < plan.end; p++) {
-        const s = order.shard[sourceOf(p, plan.total)]!;
+        const src = sourceOf(p, plan.total);
         const key = keyOf(p);
         const load = byKey.get(key);
         if (load) load.last = p;
         else {
-          const fresh: Load = { shard: s, first: p, last: p, bytes: estimateDecodedBytes(ds, s), started: false };
+          const s = order.shard[src]!;
+          const b = order.block[src]!;
+          const fresh: Load = { shard: s, block: b, first: p, last: p, bytes: estimateBlockBytes(ds, s, b), started: false };
           byKey.set(key, fresh);
           loads.push(fresh);
         }
       }
       const slot = (p: number): Load => byKey.get(keyOf(p))!;
+      // The bound: read-ahead stays within prefetchBytes; the blocks one batch needs are read
+      // whatever the budget, so the most any batch needs held at once may raise it.
+      const needed = neededPerBatch(loads, pos, this.batchSize, plan.end);
+      const stats = this.statsValue;
+      stats.boundBytes = Math.max(this.prefetchBytes, needed.bytes);
+      if (needed.bytes > this.prefetchBytes && !this.warnedBound) {
+        this.warnedBound = true;
+        const mib = (n: number) => `${Math.round(n / 2 ** 20)} MiB`;
+        process.emitWarning(
+          `loader: ${this.options.source}: one batch needs ${mib(needed.bytes)} held at once (${needed.loads} blocks of windowShards=${this.windowShards} shards), above prefetchBytes ${mib(this.prefetchBytes)}; ` +
+            'memory will reach that. Blocks this large come from shards written without blocks (convert them again); or lower windowShards, or raise prefetchBytes.',
+          { code: 'RPV_LOADER_BOUND' },
+        );
+      }
+      const visited = new Set<number>();
       this.pool ??= new LoadPool(this.workers);
       const activePool = this.pool;
       let nextLoad = 0;
       let failure: Error | undefined;
-      const stats = this.statsValue;
       const start = (load: Load): void => {
         load.started = true;
         stats.residentBytes += load.bytes;
@@ -317,15 +359,21 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
           failure ??= load.error;
         };
         // Settles in every case (never rejects): errors are kept and thrown from next().
-        load.done = activePool.run(this.taskFor(ds, load.shard)).then((result) => {
+        load.done = activePool.run(this.taskFor(ds, load.shard, load.block)).then((result) => {
           try {
-            const resident = residentOf(result.shard, ds.shards[load.shard]!);
+            const blocks = ds.blocks[load.shard]!;
+            const resident = residentOf(result.shard, { rows: blocks.rows[load.block]!, dialogues: blocks.dialogues[load.block]! }, blocks.count > 1 ? load.block : undefined);
             if (load.released) return;
             stats.residentBytes += result.shard.decodedBytes - load.bytes;
             stats.peakResidentBytes = Math.max(stats.peakResidentBytes, stats.residentBytes);
             load.bytes = result.shard.decodedBytes;
             load.data = resident;
-            stats.shardsLoaded += 1;
+            stats.blocksLoaded += 1;
+            const visit = visitOf(load.first, plan.total) * nShards + load.shard;
+            if (!visited.has(visit)) {
+              visited.add(visit);
+              stats.shardsLoaded += 1;
+            }
             if (result.downloaded) stats.shardsDownloaded += 1;
           } catch (err) {
             fail(err);
@@ -367,7 +415,9 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
           }
           if (failure) throw failure;
           if (load.error) throw load.error;
-          samples[p - pos] = sampleOf(load.data!, order.local[sourceOf(p, plan.total)]!, p >= plan.total, ds.frameSize);
+          const src = sourceOf(p, plan.total);
+          const first = ds.blocks[load.shard]!.firstDialogue[load.block]!;
+          samples[p - pos] = sampleOf(load.data!, order.local[src]! - first, p >= plan.total, ds.frameSize);
         }
         const batch = collate(samples, { ...ctxBase, batchIndex: this.batchesDone });
         // Drop shards whose last sample is behind us, and refill the read-ahead before yielding,
@@ -402,8 +452,9 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
     await pool?.close();
   }
 
-  private taskFor(ds: Dataset, shard: number): LoadTask {
+  private taskFor(ds: Dataset, shard: number, block: number): LoadTask {
     const entry = ds.shards[shard]!;
+    const count = ds.blocks[shard]!.count;
     const task: LoadTask = {
       name: entry.file,
       format: entry.format,
@@ -411,6 +462,7 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
       bytes: entry.bytes,
       sha256: entry.sha256,
       verify: this.options.verify ?? false,
+      ...(count > 1 ? { block: { index: block, count } } : {}),
     };
     if (ds.remote) {
       task.remote = {
@@ -424,6 +476,38 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
     }
     return task;
   }
+}
+
+/** Block sizes for epochOrder: a shard of one block needs none. */
+function blockSizesOf(ds: Dataset): (number[] | undefined)[] {
+  return ds.blocks.map((b) => (b.count > 1 ? b.dialogues : undefined));
+}
+
+/**
+ * The most bytes any batch of [pos, end) needs held at once: the loads whose positions overlap it
+ * (a load is held from its first batch to its last). `loads` are in the order first needed.
+ */
+function neededPerBatch(loads: readonly Load[], pos: number, batchSize: number, end: number): { bytes: number; loads: number } {
+  const batches = Math.max(0, Math.ceil((end - pos) / batchSize));
+  const bytes = new Float64Array(batches + 1);
+  const count = new Int32Array(batches + 1);
+  for (const load of loads) {
+    const a = Math.floor((load.first - pos) / batchSize);
+    const b = Math.floor((load.last - pos) / batchSize) + 1;
+    bytes[a] += load.bytes;
+    bytes[b] -= load.bytes;
+    count[a] += 1;
+    count[b] -= 1;
+  }
+  let best = { bytes: 0, loads: 0 };
+  let sum = 0;
+  let n = 0;
+  for (let k = 0; k < batches; k++) {
+    sum += bytes[k]!;
+    n += count[k]!;
+    if (sum > best.bytes) best = { bytes: sum, loads: n };
+  }
+  return best;
 }
 
 /**

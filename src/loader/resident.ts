@@ -1,5 +1,6 @@
 /**
- * A decoded shard held by the loader, and the samples (one per dialogue) read out of it.
+ * A decoded shard (or one block of it) held by the loader, and the samples (one per dialogue) read
+ * out of it.
  */
 import type { ShardEntry } from '../shard/schema.js';
 import type { Sample } from './collate.js';
@@ -11,10 +12,14 @@ export interface Resident {
   rowOf: Int32Array;
 }
 
-export function residentOf(decoded: DecodedShard, entry: ShardEntry): Resident {
+/**
+ * Check a decoded shard, or block `block` of one, against what the index says it holds (`expected`).
+ */
+export function residentOf(decoded: DecodedShard, expected: Pick<ShardEntry, 'rows' | 'dialogues'>, block?: number): Resident {
   const dialogues = decoded.dialogueStart[decoded.rows]!;
-  if (decoded.rows !== entry.rows || dialogues !== entry.dialogues) {
-    throw new Error(`holds ${decoded.rows} rows and ${dialogues} dialogues, the index says ${entry.rows} rows and ${entry.dialogues} dialogues`);
+  if (decoded.rows !== expected.rows || dialogues !== expected.dialogues) {
+    const what = block === undefined ? '' : `block ${block + 1} `;
+    throw new Error(`${what}holds ${decoded.rows} rows and ${dialogues} dialogues, the index says ${expected.rows} rows and ${expected.dialogues} dialogues`);
   }
   const rowOf = new Int32Array(dialogues);
   for (let r = 0; r < decoded.rows; r++) rowOf.fill(r, decoded.dialogueStart[r]!, decoded.dialogueStart[r + 1]!);

@@ -463,10 +463,13 @@ function describeVideo(buf: Buffer, track: Track, movieTimescale: number, hasAud
   for (let i = 1; i < n; i++) dts[i] = dts[i - 1]! + durations[i - 1]!;
   const pts = (i: number) => dts[i]! + (ctts ? ctts[i]! : 0);
 
-  // FFmpeg: st->duration = mdhd duration, then min(that, stts total). Versions differ when mdhd
-  // is the larger (some keep mdhd), so only the agreeing case is answered.
-  check(track.mdhdDuration > 0 && track.mdhdDuration <= total);
-  let duration = track.mdhdDuration;
+  // FFmpeg (mov_read_mdhd, then mov_read_stts; the same in 4.3, 5.1 and 7.1): st->duration is
+  // the mdhd duration, then FFMIN(st->duration, stts total). Muxers disagree on mdhd: FFmpeg 5.1
+  // stream-copying a trim with B-frames writes the span of the presentation times, one frame
+  // past the samples' total (a B-frame of the last group was cut). A zero or all-ones mdhd
+  // duration (FFmpeg 7 reads the latter as unknown) is not answered.
+  check(track.mdhdDuration > 0);
+  let duration = Math.min(track.mdhdDuration, total);
   let start = 0;
   if (track.edit) {
     const { mediaTime, segmentDuration } = track.edit;

@@ -1,11 +1,14 @@
 /**
  * Choosing and starting the tfjs backend.
  *
- * `auto` tries, in order: @tensorflow/tfjs-node-gpu (CUDA), @tensorflow/tfjs-node (libtensorflow
- * CPU), the wasm backend (XNNPACK, SIMD), and the pure-JS cpu backend. The two native packages are
- * optional: they are imported dynamically, never required, and a missing or broken one falls
- * back with one line on stderr. Under wasm the native matmul kernel (src/native/matmul.ts), when
- * built, replaces BatchMatMul and _FusedMatMul.
+ * `auto` tries, in order: @tensorflow/tfjs-node-gpu (CUDA), WebGPU on a hardware adapter (Dawn:
+ * Vulkan, Metal, D3D12 or OpenGL ES; src/model/webgpu.ts), @tensorflow/tfjs-node (libtensorflow
+ * CPU), the wasm backend (XNNPACK, SIMD), and the pure-JS cpu backend. A software WebGPU adapter
+ * (llvmpipe, SwiftShader) is used only when `webgpu` is asked for by name. The native and WebGPU
+ * packages are optional: they are imported dynamically, never required, and a missing or broken
+ * one falls back with one line on stderr. `routes` in the result says why each route was or was
+ * not taken. Under wasm the native matmul kernel (src/native/matmul.ts), when built, replaces
+ * BatchMatMul and _FusedMatMul.
  *
  * wasm's multithreaded build does not run under Node: tfjs-backend-wasm 4.22 reports no thread
  * support when IS_NODE, and forcing WASM_HAS_MULTITHREAD_SUPPORT makes Emscripten start its
@@ -16,8 +19,18 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { RpvError, errorMessage } from '../util/errors.js';
+import type { WebgpuInfo, WebgpuProbe } from './webgpu.js';
 
-export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+/** Backend names `--backend` and `model.backend` accept. */
+export const BACKEND_NAMES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+/** One way of running tfjs, and why it was or was not taken. */
+export interface BackendRoute {
+  route: 'tfjs-node-gpu' | 'webgpu' | 'tfjs-node' | 'wasm' | 'cpu';
+  taken: boolean;
+  reason: string;
+}
 
 export interface InitBackendOptions {
   /** Which backend to use; `auto` picks the fastest that loads. Default `auto`. */
@@ -39,7 +52,7 @@ export interface NativeMatmulStatus {
 }
 
 export interface BackendInfo {
-  /** tfjs backend name in use: `tensorflow`, `wasm` or `cpu`. */
+  /** tfjs backend name in use: `tensorflow`, `webgpu`, `wasm` or `cpu`. */
   backend: string;
   /** Which package provides it, e.g. `@tensorflow/tfjs-node-gpu`. */
   package: string;
@@ -49,8 +62,14 @@ export interface BackendInfo {
   threads: number;
   /** wasm SIMD in use. */
   simd: boolean;
-  /** A CUDA GPU is used. */
+  /** A GPU is used (CUDA through tfjs-node-gpu, or a hardware WebGPU adapter). */
   gpu: boolean;
+  /** The WebGPU adapter and device limits when the backend is `webgpu`, else null. */
+  webgpu: WebgpuInfo | null;
+  /** What each Dawn backend offered, when WebGPU was probed. */
+  webgpuProbes?: WebgpuProbe[];
+  /** Every route in `auto` order (or the one asked for), with why it was or was not taken. */
+  routes: BackendRoute[];
   /** Native matmul kernel under wasm (inactive elsewhere). */
   nativeMatmul: NativeMatmulStatus;
   /** Lines explaining each fallback taken. */
@@ -170,8 +189,8 @@ function matches(info: BackendInfo, want: BackendName): boolean {
 }
 
 async function start({ backend = 'auto', threads, log = (l) => process.stderr.write(`${l}\n`), nativeMatmul = true }: InitBackendOptions): Promise<BackendInfo> {
-  if (!['auto', 'tensorflow', 'wasm', 'cpu'].includes(backend)) {
-    throw new RpvError(`backend: unknown backend ${JSON.stringify(backend)} (expected auto, tensorflow, wasm or cpu)`);
+  if (!(BACKEND_NAMES as readonly string[]).includes(backend)) {
+    throw new RpvError(`backend: unknown backend ${JSON.stringify(backend)} (expected ${BACKEND_NAMES.slice(0, -1).join(', ')} or ${BACKEND_NAMES[BACKEND_NAMES.length - 1]})`);
   }
   if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) {
     throw new RpvError(`backend: threads must be a positive integer, found ${threads}`);
@@ -182,35 +201,61 @@ async function start({ backend = 'auto', threads, log = (l) => process.stderr.wr
   // Every fallback is noted; all notes go out as one line once the backend is up.
   const notes: string[] = [];
   const note = (line: string) => notes.push(line);
+  const routes: BackendRoute[] = [];
+  const route = (r: BackendRoute['route'], taken: boolean, reason: string) => routes.push({ route: r, taken, reason });
   let pkg = '';
   let gpu = false;
-  if (backend === 'auto' || backend === 'tensorflow') {
-    const errGpu = await tryNode('@tensorflow/tfjs-node-gpu', tf);
+  let webgpu: WebgpuInfo | null = null;
+  let webgpuProbes: WebgpuProbe[] | undefined;
+  const auto = backend === 'auto';
+  let errGpu: string | null = 'not tried';
+  if (auto || backend === 'tensorflow') {
+    errGpu = await tryNode('@tensorflow/tfjs-node-gpu', tf);
+    route('tfjs-node-gpu', errGpu === null, errGpu ?? 'loaded');
     if (errGpu === null) {
       pkg = '@tensorflow/tfjs-node-gpu';
       gpu = true;
-    } else {
-      const errCpu = await tryNode('@tensorflow/tfjs-node', tf);
-      if (errCpu === null) pkg = '@tensorflow/tfjs-node';
-      else if (backend === 'tensorflow') {
-        throw new RpvError(`backend: tensorflow requested but unavailable: ${errGpu}; ${errCpu}`);
-      } else if (/not installed/.test(errGpu) && /not installed/.test(errCpu)) {
-        note('@tensorflow/tfjs-node-gpu and @tensorflow/tfjs-node are not installed');
-      } else {
-        note(`${errGpu}; ${errCpu}`);
-      }
     }
   }
-  if (!pkg && (backend === 'auto' || backend === 'wasm')) {
+  if (!pkg && (auto || backend === 'webgpu')) {
+    const r = await tryWebgpu(tf, { allowSoftware: backend === 'webgpu' });
+    webgpuProbes = r.probes;
+    route('webgpu', r.info !== null, r.reason);
+    if (r.info) {
+      webgpu = r.info;
+      pkg = '@tensorflow/tfjs-backend-webgpu';
+      gpu = !r.info.adapter.software;
+    } else if (backend === 'webgpu') {
+      throw new RpvError(`backend: webgpu requested but unavailable: ${r.reason}`);
+    }
+  } else if (auto) route('webgpu', false, 'not tried: a GPU route is already in use');
+  if (!pkg && (auto || backend === 'tensorflow')) {
+    const errCpu = await tryNode('@tensorflow/tfjs-node', tf);
+    route('tfjs-node', errCpu === null, errCpu ?? 'loaded');
+    if (errCpu === null) pkg = '@tensorflow/tfjs-node';
+    else if (backend === 'tensorflow') {
+      throw new RpvError(`backend: tensorflow requested but unavailable: ${errGpu}; ${errCpu}`);
+    } else if (errGpu && /not installed/.test(errGpu) && /not installed/.test(errCpu)) {
+      note('@tensorflow/tfjs-node-gpu and @tensorflow/tfjs-node are not installed');
+    } else {
+      note(`${errGpu}; ${errCpu}`);
+    }
+    const w = routes.find((x) => x.route === 'webgpu');
+    // The full reason is in `routes` (rpv env); the fallback line stays short.
+    if (!pkg && w && !w.taken) note(`webgpu: ${/^(no adapter|only a software adapter)/.test(w.reason) ? 'no hardware adapter (`rpv env` says why)' : w.reason}`);
+  } else if (auto) route('tfjs-node', false, 'not tried: a faster route is in use');
+  if (!pkg && (auto || backend === 'wasm')) {
     const err = await startWasm(tf);
+    route('wasm', err === null, err ?? 'started');
     if (err === null) pkg = '@tensorflow/tfjs-backend-wasm';
     else if (backend === 'wasm') throw new RpvError(`backend: ${err}`);
     else note(`${err} (the cpu backend is ~6x slower)`);
-  }
+  } else if (auto) route('wasm', false, 'not tried: a faster route is in use');
   if (!pkg) {
     await startCpu(tf);
     pkg = '@tensorflow/tfjs-backend-cpu';
-  }
+    route('cpu', true, 'started');
+  } else if (auto) route('cpu', false, 'not tried: a faster route is in use');
   const name = tf.getBackend();
   let simd = false;
   let backendThreads = 1;
@@ -222,6 +267,7 @@ async function start({ backend = 'auto', threads, log = (l) => process.stderr.wr
     native = nativeMatmul ? await installNative(threads) : { active: false, reason: 'disabled by option' };
     if (!native.active && nativeMatmul) note(`native matmul kernel inactive (${native.reason ?? 'no reason given'}): matmuls run on single-threaded XNNPACK`);
   }
+  if (webgpu?.adapter.software) note(`webgpu adapter ${describeAdapter(webgpu)} is a software rasteriser (${webgpu.adapter.softwareReason}): correct but far slower than wasm`);
   if (notes.length) {
     const kernel = name === 'wasm' ? (native.active ? `, native matmul ${native.isa ?? ''} x${native.threads ?? '?'} threads` : ', XNNPACK matmul') : '';
     log?.(`rpv: using the ${name} backend${name === 'wasm' ? (simd ? ' (SIMD' : ' (no SIMD') + kernel + ')' : ''}: ${notes.join('; ')}`);
@@ -233,10 +279,51 @@ async function start({ backend = 'auto', threads, log = (l) => process.stderr.wr
     threads: native.active && native.threads ? native.threads : backendThreads,
     simd,
     gpu,
+    webgpu,
+    ...(webgpuProbes ? { webgpuProbes } : {}),
     nativeMatmul: native,
+    routes,
     notes,
   };
   return current;
+}
+
+function describeAdapter(w: WebgpuInfo): string {
+  const a = w.adapter;
+  return `${[a.vendor, a.architecture, a.device].filter(Boolean).join(' ') || a.description} via ${a.backend}`;
+}
+
+/**
+ * Probe Dawn's backends and start the first hardware adapter (or, with allowSoftware, a software
+ * one when there is no hardware). Never throws: the reason says what happened.
+ */
+async function tryWebgpu(tf: Tf, { allowSoftware }: { allowSoftware: boolean }): Promise<{ info: WebgpuInfo | null; reason: string; probes: WebgpuProbe[] }> {
+  let mod: typeof import('./webgpu.js');
+  try {
+    mod = await import('./webgpu.js');
+  } catch (err) {
+    return { info: null, reason: `cannot load rpv's webgpu module: ${errorMessage(err).split('\n')[0]}`, probes: [] };
+  }
+  let probed: Awaited<ReturnType<typeof mod.probeWebgpu>>;
+  try {
+    probed = await mod.probeWebgpu({ hardwareOnly: !allowSoftware });
+  } catch (err) {
+    return { info: null, reason: errorMessage(err), probes: [] };
+  }
+  const { probes } = probed;
+  if (probed.missing) return { info: null, reason: probed.missing, probes };
+  const summary = probes.map((p) => mod.describeProbe(p)).join('; ');
+  const chosen = probes.find((p) => p.adapter && !p.adapter.software) ?? (allowSoftware ? probes.find((p) => p.adapter) : undefined);
+  if (!chosen) {
+    const software = probes.some((p) => p.adapter?.software);
+    return { info: null, reason: `${software ? 'only a software adapter, used only when asked for by name (--backend webgpu)' : 'no adapter'} (${summary})`, probes };
+  }
+  try {
+    const info = await mod.startWebgpu(tf, chosen);
+    return { info, reason: mod.describeProbe(chosen), probes };
+  } catch (err) {
+    return { info: null, reason: `${mod.describeProbe(chosen)} found but could not start: ${errorMessage(err).replace(/^backend: webgpu: /, '')}`, probes };
+  }
 }
 
 /** What initBackend chose (null before it ran), for `rpv env` and run logs. */

@@ -6,6 +6,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { RpvError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { blockProblem } from './blocks.js';
 import { SHARD_FORMAT_NAME, SHARD_FORMAT_VERSION, type ShardIndex } from './schema.js';
 
 export const INDEX_FILE_NAME = 'index.json';
@@ -91,6 +92,8 @@ export function validateShardIndex(value: unknown, where = INDEX_FILE_NAME): Sha
       if (!Number.isInteger(e[key]) || (e[key] as number) < 0) fail(`shards[${i}].${key}: expected an integer >= 0, found ${JSON.stringify(e[key])}`);
     }
     if (typeof e.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(e.sha256)) fail(`shards[${i}].sha256: expected 64 hex digits`);
+    const blocks = blockProblem(e as { rows: number; dialogues: number });
+    if (blocks) fail(`shards[${i}].${blocks}`);
   });
   if (!v.totals || typeof v.totals !== 'object') fail('totals: missing');
   if (!v.counts || typeof v.counts !== 'object') fail('counts: missing');

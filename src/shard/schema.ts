@@ -96,6 +96,12 @@ export interface ShardEntry {
   dialogues: number;
   bytes: number;
   sha256: string;
+  /**
+   * Shards of more than one block (see blocks.ts): rows per block (the last may be shorter) and
+   * dialogues in each block. Absent: the shard is one block.
+   */
+  blockRows?: number;
+  blockDialogues?: number[];
 }
 
 export interface SkipRecord {

@@ -30,6 +30,8 @@ export interface DatasetSummary {
   dialogues: { train: number; heldout: number };
   /** Training dialogues of each role (the static profile's pool), in dataset order. */
   roleDialogues: Map<string, RoleDialogue[]>;
+  /** Each role's distinct profile texts with how many videos (training and held out) carry them. */
+  roleProfiles: Map<string, Map<string, number>>;
   /** Text-only rows (no frames). */
   textOnlyVideos: number;
 }
@@ -45,6 +47,7 @@ export async function scanDataset(source: string, { heldoutFraction, seed }: { h
     videos: { train: 0, heldout: 0 },
     dialogues: { train: 0, heldout: 0 },
     roleDialogues: new Map(),
+    roleProfiles: new Map(),
     textOnlyVideos: 0,
   };
   for (const shard of shards) {
@@ -60,8 +63,13 @@ export async function scanDataset(source: string, { heldoutFraction, seed }: { h
       });
     }
     const format = shard.format ?? shardFormatOf(shard.file);
-    const rows = await readShard(bytes, format ?? undefined, { name: where, columns: ['video_id', 'role', 'num_frames', 'dialogues'] });
+    const rows = await readShard(bytes, format ?? undefined, { name: where, columns: ['video_id', 'role', 'profile', 'num_frames', 'dialogues'] });
     for (const row of rows) {
+      if (row.profile && row.profile.trim() !== '') {
+        let profiles = summary.roleProfiles.get(row.role);
+        if (!profiles) summary.roleProfiles.set(row.role, (profiles = new Map()));
+        profiles.set(row.profile, (profiles.get(row.profile) ?? 0) + 1);
+      }
       const held = isHeldOut(row.video_id, heldoutFraction, seed);
       if (row.num_frames === 0) summary.textOnlyVideos += 1;
       if (held) {

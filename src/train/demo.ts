@@ -243,7 +243,7 @@ async function showReplies(print: (l: string) => void, shardsDir: string, runs: 
   const { readShard } = await import('../shard/read.js');
   const { isHeldOut } = await import('./dataset.js');
   const { loadForGeneration, generateReply } = await import('./generate.js');
-  const { staticProfile } = await import('./dataset.js');
+  const { trainedProfile } = await import('./generation-profile.js');
   const { promptTokenizer } = await import('./bridge.js');
   const index = await readShardIndex(shardsDir);
   const first = runs[0]!;
@@ -263,12 +263,7 @@ async function showReplies(print: (l: string) => void, shardsDir: string, runs: 
           model: loaded.model,
           role: row.role,
           // The static profile exactly as training rendered it (mode and token cap of the recipe).
-          profile: staticProfile(promptTokenizer(loaded.model.tokenizer!), { ...row, dialogue_id: dialogue.dialogue_id }, new Map(), {
-            mode: loaded.recipe.prompt.static_profile,
-            dialogues: 0,
-            maxTokens: loaded.recipe.prompt.profile_max_tokens,
-            seed: loaded.recipe.seed,
-          }),
+          profile: trainedProfile({ recipe: loaded.recipe, tokenizer: promptTokenizer(loaded.model.tokenizer!), role: row.role, row }).profile,
           video: loaded.recipe.data.use_video ? { features: row.frames, frameTimes: row.frame_times, tokensPerFrame: index.schema.tokensPerFrame, featureDim: index.schema.featureDim } : null,
           history: [{ role: 'user', content: dialogue.turns[0]!.text }],
           maxNewTokens: 40,

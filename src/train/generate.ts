@@ -1,7 +1,8 @@
 /**
  * Generating a role's reply with a trained adapter: the same prompt as training (role, static
- * profile or video summary, video tokens in temporal order, the conversation through the chat
- * template), then greedy or top-p sampling with a KV cache, streamed token by token.
+ * profile as trained (see generation-profile.ts), video tokens in temporal order, the conversation
+ * through the chat template), then greedy or top-p sampling with a KV cache, streamed token by
+ * token without cutting a character (text-stream.ts).
  *
  * `generateReply` is the library entry (the eval engineer's judge loop calls it);
  * `loadForGeneration` restores a base model plus a run's checkpoint (exact trained values and the
@@ -10,12 +11,14 @@
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import type { CausalLM } from '../model/decoder.js';
+import type { BackendName } from '../model/backend.js';
 import { KvCache } from '../model/decoder.js';
 import { RpvError } from '../util/errors.js';
 import type { SamplingSettings, ShardIndex } from '../shard/schema.js';
 import { promptTokenizer } from './bridge.js';
 import { renderGenerationPrompt, type ChatMessage } from './prompt.js';
 import { Rng, type RngState } from './rng.js';
+import { TokenTextStream } from './text-stream.js';
 
 export interface VideoFeatures {
   /** [frames, tokensPerFrame, featureDim] flattened. */
@@ -30,7 +33,7 @@ export interface GenerateReplyOptions {
   /** A model with its tokenizer (and a projector when `video` is given). */
   model: CausalLM;
   role: string;
-  /** Static profile, or the video's summary at inference (null: none). */
+  /** Static profile (null: none); `trainedProfile` gives the one the run was trained with. */
   profile?: string | null;
   /** The video (dynamic profile); null for a text-only prompt. */
   video?: VideoFeatures | null;
@@ -51,6 +54,7 @@ export interface GenerateReplyOptions {
 }
 
 export interface GeneratedReply {
+  /** The reply: exactly the pieces streamed through `onText`, joined. */
   text: string;
   tokenIds: number[];
   promptTokens: number;
@@ -110,7 +114,8 @@ export async function generateReply(options: GenerateReplyOptions): Promise<Gene
   const rng = new Rng(options.seed ?? 0);
   const cache = new KvCache();
   const out: number[] = [];
-  let emitted = '';
+  const tokenizer = model.tokenizer;
+  const stream = new TokenTextStream((ids) => tokenizer.decode(ids, { skipSpecialTokens: true }));
   let stopReason: GeneratedReply['stopReason'] = 'max-tokens';
   try {
     let step: number[] = ids;
@@ -133,21 +138,18 @@ export async function generateReply(options: GenerateReplyOptions): Promise<Gene
         break;
       }
       out.push(next);
-      const text = model.tokenizer.decode(out, { skipSpecialTokens: true });
-      // Hold back a partly decoded multi-byte character until it completes.
-      if (!text.endsWith('\uFFFD') && text.length > emitted.length && text.startsWith(emitted)) {
-        options.onText?.(text.slice(emitted.length));
-        emitted = text;
-      }
+      // A partly decoded multi-byte character is held back until it completes.
+      const piece = stream.push(next);
+      if (piece) options.onText?.(piece);
       step = [next];
     }
   } finally {
     cache.dispose();
   }
-  const text = model.tokenizer.decode(out, { skipSpecialTokens: true });
-  if (text.length > emitted.length && text.startsWith(emitted)) options.onText?.(text.slice(emitted.length));
+  const rest = stream.finish();
+  if (rest) options.onText?.(rest);
   void tf;
-  return { text, tokenIds: out, promptTokens: ids.length, stopReason };
+  return { text: stream.text, tokenIds: out, promptTokens: ids.length, stopReason };
 }
 
 /** The encoder spec that produced a dataset's features (`grid-v1:cells=4,...` -> `grid:cells=4,...`). */
@@ -191,7 +193,7 @@ export interface LoadedRun {
  * A base model with a run's trained LoRA and projector restored from a checkpoint (`run` is a
  * checkpoint folder or a run folder: its latest checkpoint). `modelPath` overrides the recipe's.
  */
-export async function loadForGeneration(run: string, { modelPath, backend }: { modelPath?: string; backend?: 'auto' | 'wasm' | 'cpu' | 'tensorflow' } = {}): Promise<LoadedRun> {
+export async function loadForGeneration(run: string, { modelPath, backend }: { modelPath?: string; backend?: BackendName } = {}): Promise<LoadedRun> {
   const { resolveCheckpoint, readCheckpoint } = await import('./checkpoint.js');
   const { parseRecipe } = await import('./recipe.js');
   const { loadTrainModel } = await import('./model-io.js');

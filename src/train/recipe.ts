@@ -7,6 +7,7 @@
 import { promises as fs } from 'node:fs';
 import YAML from 'yaml';
 import { RpvError } from '../util/errors.js';
+import { BACKEND_NAMES, type BackendName } from '../model/backend.js';
 
 /** A resolved recipe: every field present, defaults filled in. */
 export interface Recipe {
@@ -17,7 +18,8 @@ export interface Recipe {
   model: {
     /** Local Hugging Face folder (config.json, *.safetensors, tokenizer.json). */
     path: string;
-    backend: 'auto' | 'wasm' | 'cpu' | 'tensorflow';
+    /** tfjs backend: auto, tensorflow, webgpu, wasm or cpu (src/model/backend.ts). */
+    backend: BackendName;
     /** Threads for the CPU backend (null: the backend's default). */
     threads: number | null;
   };
@@ -137,7 +139,7 @@ export const RECIPE_SCHEMA: GroupSpec = {
     model: {
       fields: {
         path: { kind: 'string' },
-        backend: { kind: 'string', default: 'auto', choices: ['auto', 'wasm', 'cpu', 'tensorflow'] },
+        backend: { kind: 'string', default: 'auto', choices: [...BACKEND_NAMES] },
         threads: { kind: 'integer', default: null, nullable: true, min: 1 },
       },
     },

@@ -25,16 +25,20 @@ import type { CausalLM } from '../model/decoder.js';
 import { Progress } from '../util/progress.js';
 import { RpvError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { ABORTED, untilAborted } from '../util/abort.js';
 import { AdamW, clipGradNorm, type Param } from './adamw.js';
-import { forwardInput, lossSum, promptTokenizer, targetLosses, trainableParams } from './bridge.js';
+import { forwardInput, lossSum, promptTokenizer, trainableParams } from './bridge.js';
 import { readCheckpoint, resolveCheckpoint, writeCheckpoint, type TrainerState } from './checkpoint.js';
-import { scanDataset, staticProfile, isHeldOut, type DatasetSummary } from './dataset.js';
+import { scanDataset, isHeldOut, type DatasetSummary } from './dataset.js';
 import { MetricsWriter, type EvalMetric, type TrainMetric } from './metrics.js';
 import { packBatch, type PackedBatch, type PreparedSample } from './pack.js';
-import { renderTrainingPrompt, type PromptTokenizer, type RenderedPrompt, type SkipReason } from './prompt.js';
+import type { PromptTokenizer, RenderedPrompt, SkipReason } from './prompt.js';
 import { formatRecipe, type Recipe } from './recipe.js';
 import { Rng } from './rng.js';
 import { lrAt, warmupStepsFor } from './schedule.js';
+import { EpochTally } from './epoch-tally.js';
+import { Evaluator } from './evaluator.js';
+import { prepared, renderSample } from './render.js';
 import { loadTrainModel, exportAdapter } from './model-io.js';
 import { gib, planMemory, type MemoryPlan } from './memory.js';
 import { weightHeapBytes } from '../model/load.js';
@@ -50,6 +54,8 @@ interface MicroBatch {
   /** Held-out samples, not trained. */
   heldOut: number;
   skipped: Partial<Record<SkipReason, number>>;
+  /** Token count of the shortest sample skipped as too long; null when none. */
+  shortestTooLong: number | null;
   /** Samples repeated only to even out ranks. */
   padding: number;
 }
@@ -59,8 +65,13 @@ export interface TrainOptions {
   progressStream?: NodeJS.WriteStream | null;
   /** Lines of information (start, evals, checkpoints). Default: stderr. */
   log?: (line: string) => void;
-  /** Polled after each step: true saves a checkpoint and stops (Ctrl-C). */
+  /** Polled after each step: true saves a checkpoint and stops. */
   shouldStop?: () => boolean;
+  /**
+   * Aborting stops the run (Ctrl-C): after the step in progress, with a checkpoint; while waiting
+   * for data (a stalled or slow loader), at once, with a checkpoint of the last finished step.
+   */
+  signal?: AbortSignal;
   /** Called after every optimizer step with its metrics (tests). */
   onStep?: (m: TrainMetric) => void;
 }
@@ -93,7 +104,8 @@ export interface TrainingSession {
   params: Param[];
   /** Where memory goes at the longest sample, and whether layers are recomputed (src/train/memory.ts). */
   memory: MemoryPlan;
-  prepare: (s: Sample) => { sample?: PreparedSample; skip?: SkipReason | 'held-out'; prompt?: RenderedPrompt };
+  /** `tokens`: the length of a sample skipped as too long. */
+  prepare: (s: Sample) => { sample?: PreparedSample; skip?: SkipReason | 'held-out'; tokens?: number; prompt?: RenderedPrompt };
   dispose: () => void;
 }
 
@@ -139,7 +151,7 @@ export async function openSession(recipe: Recipe, log: (line: string) => void = 
       rendered = renderSample(recipe, tokenizer, dataset, s, schema.tokensPerFrame);
       if (cache.size < PROMPT_CACHE_ENTRIES) cache.set(s.sampleId, rendered);
     }
-    if ('skip' in rendered) return { skip: rendered.skip };
+    if ('skip' in rendered) return { skip: rendered.skip, tokens: rendered.tokens };
     return { sample: prepared(s, rendered, recipe.data.use_video, schema.tokensPerFrame * schema.featureDim), prompt: rendered };
   };
   return {
@@ -158,30 +170,6 @@ export async function openSession(recipe: Recipe, log: (line: string) => void = 
     prepare,
     dispose: () => model.dispose(),
   };
-}
-
-function renderSample(recipe: Recipe, tok: PromptTokenizer, dataset: DatasetSummary, s: Sample, tokensPerFrame: number, profileMode?: Recipe['prompt']['static_profile']) {
-  const profile = staticProfile(tok, s, dataset.roleDialogues, {
-    mode: profileMode ?? recipe.prompt.static_profile,
-    dialogues: recipe.prompt.profile_dialogues,
-    maxTokens: recipe.prompt.profile_max_tokens,
-    seed: recipe.seed,
-  });
-  return renderTrainingPrompt(
-    tok,
-    { role: s.role, profile, frameTimes: recipe.data.use_video ? s.frameTimes.subarray(0, s.numFrames) : [], dialogue: { dialogue_id: s.dialogue_id, turns: s.turns } },
-    {
-      maxTokens: recipe.prompt.max_tokens,
-      lossOn: recipe.prompt.loss_on,
-      frameTimeText: recipe.prompt.frame_time_text,
-      tokensPerFrame,
-      focusWords: recipe.eval.focus_words,
-    },
-  );
-}
-
-function prepared(s: Sample, prompt: RenderedPrompt, video: boolean, frameValues: number): PreparedSample {
-  return { sampleId: s.sampleId, prompt, frames: video ? s.frames.slice(0, s.numFrames * frameValues) : new Float32Array(0) };
 }
 
 /** Run (or continue, with `recipe.resume`) a training run. */
@@ -247,7 +235,7 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
     dropLast: false,
     resume: loaderState ?? undefined,
     collate: (samples, ctx) => {
-      const mb: MicroBatch = { epoch: ctx.epoch, index: ctx.batchIndex, samples: [], heldOut: 0, skipped: {}, padding: 0 };
+      const mb: MicroBatch = { epoch: ctx.epoch, index: ctx.batchIndex, samples: [], heldOut: 0, skipped: {}, shortestTooLong: null, padding: 0 };
       for (const s of samples) {
         if (s.padding) {
           mb.padding += 1;
@@ -256,24 +244,43 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
         const r = session.prepare(s);
         if (r.sample) mb.samples.push(r.sample);
         else if (r.skip === 'held-out') mb.heldOut += 1;
-        else if (r.skip) mb.skipped[r.skip] = (mb.skipped[r.skip] ?? 0) + 1;
+        else if (r.skip) {
+          mb.skipped[r.skip] = (mb.skipped[r.skip] ?? 0) + 1;
+          if (r.tokens !== undefined) mb.shortestTooLong = Math.min(mb.shortestTooLong ?? Infinity, r.tokens);
+        }
       }
       return mb;
     },
   });
   let iterator: AsyncIterator<MicroBatch> = loader[Symbol.asyncIterator]();
+  // A pass that starts mid-epoch (a resumed run) is not a whole epoch.
+  let tally = new EpochTally(loader.state().batches === 0);
+  const limits = { maxTokens: recipe.prompt.max_tokens, heldoutFraction: recipe.data.heldout_fraction };
   let emptyEpochs = 0;
   const nextMicroBatch = async (): Promise<MicroBatch> => {
     for (;;) {
       const r = await iterator.next();
       if (!r.done) {
         emptyEpochs = 0;
+        tally.add({ ...r.value, trained: r.value.samples.length });
         return r.value;
       }
-      // End of an epoch: iterate again for the next one.
+      // End of an epoch: one without a trainable sample would repeat forever.
+      tally.check(limits);
       if (++emptyEpochs > 1) throw new RpvError('train: the loader yielded no batch for a whole epoch');
+      tally = new EpochTally(true);
       iterator = loader[Symbol.asyncIterator]();
     }
+  };
+  // A wait for data ends early when the run is aborted; the abandoned next() may settle later.
+  let abandoned: Promise<MicroBatch> | null = null;
+  const nextUnlessAborted = async (): Promise<MicroBatch | null> => {
+    if (options.signal?.aborted) return null;
+    const pending = nextMicroBatch();
+    const result = await untilAborted(pending, options.signal);
+    if (result !== ABORTED) return result;
+    abandoned = pending;
+    return null;
   };
 
   const evaluator = new Evaluator(session);
@@ -282,6 +289,8 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
   const losses: number[] = [];
   let lastEval: EvalMetric | null = null;
   let checkpoint: string | null = null;
+  // The step the last checkpoint holds (nothing to save before the first step).
+  let checkpointStep = step;
   let stopped = false;
   const lrFor = (s: number) => (group: string) =>
     lrAt(s, {
@@ -291,19 +300,21 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
       type: recipe.scheduler.type,
       minLrRatio: recipe.scheduler.min_lr_ratio,
     });
-  const saveCheckpoint = async () => {
+  /** `at`: the loader position and skip counts to record (default: now). */
+  const saveCheckpoint = async (at: { loader: LoaderState; skipped: Record<string, number> } = { loader: loader.state(), skipped }) => {
     const trainable = new Map<string, { shape: number[]; data: Float32Array }>();
     for (const p of params) trainable.set(p.name, { shape: [...p.variable.shape], data: new Float32Array(await p.variable.data()) });
     const state: TrainerState = {
       step,
-      epoch: loader.state().epoch,
-      loader: loader.state(),
+      epoch: at.loader.epoch,
+      loader: at.loader,
       rng: rng.state(),
-      skipped: { ...skipped },
+      skipped: { ...at.skipped },
       tokens: tokensSeen,
       totalSteps,
       lastEval,
     };
+    checkpointStep = step;
     checkpoint = await writeCheckpoint(runDir, {
       trainable,
       optimizer: await optimizer.state(),
@@ -322,15 +333,26 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
       const stage: 'projector' | 'lora' = step < recipe.train.projector_warmup_steps ? 'projector' : 'lora';
       const active = stage === 'projector' ? params.filter((p) => p.group === 'projector') : params;
       const stepStart = performance.now();
+      // Where this step starts: a stop before it is computed saves the run as of here.
+      const before = { loader: loader.state(), skipped: { ...skipped } };
       let waitMs = 0;
       const micro: PackedBatch[] = [];
       while (micro.length < recipe.train.grad_accum_steps) {
         const t0 = performance.now();
-        const mb = await nextMicroBatch();
+        const mb = await nextUnlessAborted();
         waitMs += performance.now() - t0;
+        if (!mb) break;
         for (const [reason, n] of Object.entries(mb.skipped)) skipped[reason] = (skipped[reason] ?? 0) + n;
         if (mb.samples.length === 0) continue;
         micro.push(packBatch(mb.samples, session.featureDim));
+      }
+      if (micro.length < recipe.train.grad_accum_steps) {
+        stopped = true;
+        if (step > checkpointStep) {
+          const dir = await saveCheckpoint(before);
+          log(`\ninterrupted while waiting for data: checkpoint ${dir} (step ${step})`);
+        } else log(`\ninterrupted while waiting for data at step ${step}${checkpoint ? `; last checkpoint ${checkpoint}` : ''}`);
+        break;
       }
       const total = micro.reduce((a, b) => a + b.trainedTokens, 0);
       const grads = new Map<string, tf.Tensor>();
@@ -382,12 +404,17 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
       progress.tick(1, { loss: lossTotal, lr: metric.lr, 'tok/s': Math.round(metric.tokens_per_sec), wait: `${(waitMs / 1000).toFixed(2)}s` });
 
       const last = step === totalSteps;
+      let evalInterrupted = false;
       if ((recipe.eval.every_steps > 0 && step % recipe.eval.every_steps === 0) || last) {
-        lastEval = await evaluator.run(step);
-        await metrics.write(lastEval);
-        log(`\neval step ${step}: loss ${lastEval.loss.toFixed(4)} ppl ${lastEval.perplexity.toFixed(2)}${lastEval.focus_loss !== null ? ` focus-word loss ${lastEval.focus_loss.toFixed(4)} (${lastEval.focus_tokens} tokens)` : ''}`);
+        const ev = await evaluator.run(step, options.signal);
+        evalInterrupted = ev === null;
+        if (ev) {
+          lastEval = ev;
+          await metrics.write(ev);
+          log(`\neval step ${step}: loss ${ev.loss.toFixed(4)} ppl ${ev.perplexity.toFixed(2)}${ev.focus_loss !== null ? ` focus-word loss ${ev.focus_loss.toFixed(4)} (${ev.focus_tokens} tokens)` : ''}`);
+        } else log(`\ninterrupted while reading the held-out samples: no eval at step ${step}`);
       }
-      stopped = !last && (options.shouldStop?.() ?? false);
+      stopped = (!last && ((options.shouldStop?.() ?? false) || (options.signal?.aborted ?? false))) || evalInterrupted;
       if ((recipe.checkpoint.every_steps > 0 && step % recipe.checkpoint.every_steps === 0) || last || stopped) {
         const dir = await saveCheckpoint();
         log(`${stopped ? '\ninterrupted: ' : '\n'}checkpoint ${dir}`);
@@ -397,88 +424,16 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
     progress.finish();
     if (step >= totalSteps) await exportAdapter(model, recipe, path.join(runDir, 'adapter'));
   } finally {
-    await iterator.return?.();
+    // A generator's return() waits for its pending next(): after an abandoned wait, stop the
+    // loader's workers instead (in the background: a stalled read must not hold the caller).
+    if (abandoned) {
+      (abandoned as Promise<MicroBatch>).catch(() => undefined);
+      loader.close().catch(() => undefined);
+    } else await iterator.return?.();
     optimizer.dispose();
     evaluator.dispose();
   }
   return { steps: step, totalSteps, stopped, lastEval, checkpoint, losses, skipped, backend: session.backend };
-}
-
-/** Held-out evaluation: samples collected once (shuffle off), then loss, perplexity, focus-word loss. */
-class Evaluator {
-  private batches: PackedBatch[] | null = null;
-
-  constructor(private readonly session: TrainingSession) {}
-
-  private async collect(): Promise<PackedBatch[]> {
-    const { recipe } = this.session;
-    const size = recipe.data.batch_size;
-    const limit = recipe.eval.max_batches === null ? Infinity : recipe.eval.max_batches * size;
-    const samples: PreparedSample[] = [];
-    const loader = createLoader<PreparedSample[]>({
-      source: recipe.data.shards,
-      batchSize: 16,
-      seed: recipe.seed,
-      shuffle: false,
-      workers: recipe.data.workers,
-      prefetchBytes: recipe.data.prefetch_bytes,
-      collate: (batch) => {
-        const out: PreparedSample[] = [];
-        for (const s of batch) {
-          if (s.padding || !isHeldOut(s.video_id, recipe.data.heldout_fraction, recipe.seed)) continue;
-          // Held-out videos are never in the profile pools, so their profile comes from training videos.
-          const r = renderSample(recipe, this.session.tokenizer, this.session.dataset, s, this.session.tokensPerFrame);
-          if (!('skip' in r)) out.push(prepared(s, r, recipe.data.use_video, this.session.tokensPerFrame * this.session.featureDim));
-        }
-        return out;
-      },
-    });
-    for await (const batch of loader) {
-      samples.push(...batch);
-      if (samples.length >= limit) break;
-    }
-    const kept = samples.slice(0, limit === Infinity ? undefined : limit);
-    const out: PackedBatch[] = [];
-    for (let i = 0; i < kept.length; i += size) out.push(packBatch(kept.slice(i, i + size), this.session.featureDim));
-    return out;
-  }
-
-  async run(step: number): Promise<EvalMetric> {
-    this.batches ??= await this.collect();
-    let sum = 0;
-    let count = 0;
-    let focusSum = 0;
-    let focusCount = 0;
-    let samples = 0;
-    for (const batch of this.batches) {
-      const { nll, focus } = await targetLosses(this.session.model, batch);
-      for (let i = 0; i < nll.length; i++) {
-        sum += nll[i]!;
-        if (focus[i]) {
-          focusSum += nll[i]!;
-          focusCount += 1;
-        }
-      }
-      count += nll.length;
-      samples += batch.batch;
-    }
-    const loss = count > 0 ? sum / count : NaN;
-    return {
-      type: 'eval',
-      step,
-      loss,
-      perplexity: Math.exp(loss),
-      tokens: count,
-      samples,
-      focus_loss: focusCount > 0 ? focusSum / focusCount : null,
-      focus_tokens: focusCount,
-      time: new Date().toISOString(),
-    };
-  }
-
-  dispose(): void {
-    this.batches = null;
-  }
 }
 
 export { forwardInput };

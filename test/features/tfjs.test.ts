@@ -5,7 +5,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEncoder } from '../../src/index.js';
+import { convertExport, createEncoder, readShardIndex, type FrameEncoder } from '../../src/index.js';
+import { encodeVideo } from '../../src/features/video.js';
+import { writeSampleExport } from '../../src/media/sample-export.js';
+import { readShard } from '../../src/shard/read.js';
+import { GRAPH_SIZE, referenceFeatures, writeGraphModel } from './graph-model.js';
 
 let dir: string;
 
@@ -178,5 +182,72 @@ describe('tfjs encoder', () => {
     await fs.copyFile(path.join(dir, 'pooled', 'group1-shard1of2.bin'), path.join(broken, 'group1-shard1of2.bin'));
     await expect(createEncoder(`tfjs:${broken}`)).rejects.toThrow(`encoder tfjs:${broken}: weight file group1-shard2of2.bin listed in model.json cannot be read (ENOENT)`);
     await expect(createEncoder('clip')).rejects.toThrow('unknown encoder "clip": expected "grid", "grid:cells=N[,tokens=frame|cell]" or "tfjs:<folder>"');
+  });
+});
+
+describe('a graph model whose input fixes the batch', () => {
+  const fixture = path.resolve(import.meta.dirname, '../fixtures/tfjs-batch1');
+  const frames = [gradient(GRAPH_SIZE, 1), solid(GRAPH_SIZE, [255, 0, 0]), gradient(GRAPH_SIZE, 2), gradient(GRAPH_SIZE, 3), solid(GRAPH_SIZE, [10, 200, 30])];
+  const expectReference = (out: Float32Array, input: Uint8Array[]) => {
+    expect(out).toHaveLength(input.length * 6);
+    input.forEach((f, i) => {
+      const want = referenceFeatures(f);
+      for (let j = 0; j < 6; j++) expect(out[i * 6 + j]).toBeCloseTo(want[j]!, 5);
+    });
+  };
+
+  it('the fixture is what graph-model.ts writes', async () => {
+    const fresh = path.join(dir, 'batch1-fresh');
+    await writeGraphModel(fresh, 1);
+    for (const file of ['model.json', 'group1-shard1of1.bin']) {
+      expect((await fs.readFile(path.join(fresh, file))).equals(await fs.readFile(path.join(fixture, file))), file).toBe(true);
+    }
+  });
+
+  it('batch 1: frames run one by one and give the per-frame results', async () => {
+    const enc = await createEncoder(`tfjs:${fixture}`, { batchSize: 4 });
+    expect(enc.describe()).toMatchObject({ format: 'graph-model', featureDim: 6, tokensPerFrame: 1, batchSize: 1, fixedBatch: 1 });
+    const before = tf.memory().numTensors;
+    expectReference(await enc.encode(frames, GRAPH_SIZE), frames);
+    expect(tf.memory().numTensors).toBe(before);
+    enc.dispose?.();
+  });
+
+  it('batch 2: an odd number of frames, the last batch padded, gives the per-frame results', async () => {
+    const folder = path.join(dir, 'batch2');
+    await writeGraphModel(folder, 2);
+    const enc = await createEncoder(`tfjs:${folder}`);
+    expect(enc.describe()).toMatchObject({ batchSize: 2, fixedBatch: 2 });
+    expectReference(await enc.encode(frames, GRAPH_SIZE), frames);
+    expectReference(await enc.encode([frames[4]!], GRAPH_SIZE), [frames[4]!]);
+    enc.dispose?.();
+  });
+
+  it('rpv convert --encoder tfjs:<batch-1 model>: the shards hold the per-frame results of the sampled frames', async () => {
+    const exportDir = path.join(dir, 'export');
+    await writeSampleExport(exportDir, { clips: 2, dialoguesPerClip: 2, seed: 5 });
+    const out = path.join(dir, 'converted');
+    const summary = await convertExport({ input: exportDir, out, encoder: `tfjs:${fixture}`, frameSize: GRAPH_SIZE, dtype: 'float32', workers: 1 });
+    expect(summary.counts).toMatchObject({ read: 2, converted: 2, skipped: 0 });
+    const index = await readShardIndex(out);
+    expect(index.encoder).toMatchObject({ fixedBatch: 1, featureDim: 6 });
+    // The same frames decoded again, each encoded by the float64 reference on its own.
+    const reference: FrameEncoder = {
+      id: 'reference',
+      featureDim: 6,
+      tokensPerFrame: 1,
+      encode: async (input) => Float32Array.from(input.flatMap((f) => referenceFeatures(f))),
+      describe: () => ({ id: 'reference', kind: 'test', featureDim: 6, tokensPerFrame: 1 }),
+    };
+    const records = (await fs.readFile(path.join(exportDir, 'annotations.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    const rows = (await Promise.all(index.shards.filter((s) => s.format === 'arrow').map((s) => readShard(path.join(out, s.file))))).flat();
+    expect(rows).toHaveLength(2);
+    for (const row of rows) {
+      const record = records.find((r) => r.id === row.video_id)!;
+      const want = await encodeVideo(path.join(exportDir, record.video), { encoder: reference, frameSize: GRAPH_SIZE, sampling: index.sampling });
+      expect(row.num_frames).toBe(want.numFrames);
+      expect(row.num_frames).toBeGreaterThan(1);
+      for (let i = 0; i < want.features.length; i++) expect(row.frames[i]).toBeCloseTo(want.features[i]!, 5);
+    }
   });
 });

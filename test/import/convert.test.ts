@@ -16,7 +16,7 @@ import type { VideoRow } from '../../src/shard/schema.js';
 // The importers through the real converter: records in, shards out, read back.
 const repo = path.resolve(import.meta.dirname, '../..');
 const FIXTURES = path.join(repo, 'test/import/fixtures');
-const SHARED_MMROLE = path.resolve(repo, '../shared/data/mmrole');
+const MMROLE_EVAL = path.join(repo, 'test/fixtures/mmrole');
 const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'rpv-import-convert-'));
 afterAll(() => fs.rm(tmp, { recursive: true, force: true }));
 
@@ -67,7 +67,7 @@ describe('rpv convert with the importers', () => {
   });
 
   it('MMRole-Eval review files with --missing-media text-only: every sample kept, grouped by role and image', async () => {
-    const input = path.join(SHARED_MMROLE, 'reviews/gpt-4-turbo');
+    const input = path.join(MMROLE_EVAL, 'reviews/gpt-4-turbo');
     const out = path.join(tmp, 'mmrole-reviews');
     const summary = await convertExport({ input, out, inputFormat: 'mmrole', missingMedia: 'text-only', workers: 1 });
     const records = await recordsOf(mmroleFormat, input, { missingMedia: 'text-only' });

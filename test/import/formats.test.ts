@@ -8,7 +8,7 @@ import { rolebenchFormat } from '../../src/convert/formats/rolebench.js';
 import type { SkipRecord } from '../../src/shard/schema.js';
 
 const FIXTURES = path.resolve(import.meta.dirname, 'fixtures');
-const SHARED_MMROLE = path.resolve(import.meta.dirname, '../../../shared/data/mmrole');
+const MMROLE_EVAL = path.resolve(import.meta.dirname, '../fixtures/mmrole');
 const FORMATS = [mmroleFormat, chatharuhiFormat, rolebenchFormat];
 
 async function readAll(
@@ -44,7 +44,7 @@ describe('auto-detection', () => {
     const { detectInputFormat } = await import('../../src/convert/formats/index.js');
     for (const [input, name] of [
       [path.join(FIXTURES, 'mmrole'), 'mmrole'],
-      [path.join(SHARED_MMROLE, 'reviews/gpt-4-turbo/inter-role_test.json'), 'mmrole'],
+      [path.join(MMROLE_EVAL, 'reviews/gpt-4-turbo/inter-role_test.json'), 'mmrole'],
       [path.join(FIXTURES, 'chatharuhi/Haruhi_54K_sample.jsonl'), 'chatharuhi'],
       [path.join(FIXTURES, 'rolebench'), 'rolebench'],
     ]) {
@@ -53,8 +53,8 @@ describe('auto-detection', () => {
   });
 
   it('MMRole-Eval review files are detected as MMRole-Data', async () => {
-    expect(await mmroleFormat.detect(path.join(SHARED_MMROLE, 'reviews/gpt-4-turbo/comment_test.json'))).toBe(true);
-    expect(await chatharuhiFormat.detect(path.join(SHARED_MMROLE, 'reviews/gpt-4-turbo/comment_test.json'))).toBe(false);
+    expect(await mmroleFormat.detect(path.join(MMROLE_EVAL, 'reviews/gpt-4-turbo/comment_test.json'))).toBe(true);
+    expect(await chatharuhiFormat.detect(path.join(MMROLE_EVAL, 'reviews/gpt-4-turbo/comment_test.json'))).toBe(false);
   });
 });
 
@@ -180,7 +180,7 @@ describe('MMRole-Data', () => {
   });
 
   it('reads the real MMRole-Eval review files (extra fields ignored)', async () => {
-    const dir = path.join(SHARED_MMROLE, 'reviews/mmrole-agent');
+    const dir = path.join(MMROLE_EVAL, 'reviews/gpt-4-turbo');
     const strict = await readAll(mmroleFormat, dir, { root: dir });
     // No images are shipped with the reviews: each sample is skipped, naming its image.
     expect(strict.records).toHaveLength(0);

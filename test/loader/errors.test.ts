@@ -92,6 +92,67 @@ describe('worker errors reach next()', () => {
   });
 });
 
+describe('worker errors in shards of several blocks reach next()', () => {
+  // 5 rows per shard in blocks of 2 rows: 3 record batches (2, 2, 1 rows) per shard.
+  let blocked: string;
+  beforeAll(async () => {
+    blocked = path.join(dir, 'blocked');
+    const index = await makeDataset(blocked, { ...spec, blockBytes: 1200 });
+    expect(index.shards.every((s) => s.blockRows === 2)).toBe(true);
+  });
+  async function damagedBlocks(name: string, n: number, damage: (file: string) => Promise<void>): Promise<{ dir: string; file: string }> {
+    const out = path.join(dir, name);
+    await fs.cp(blocked, out, { recursive: true });
+    const file = path.join(out, `shard-0000${n}.arrow`);
+    await damage(file);
+    return { dir: out, file };
+  }
+
+  it('names a missing or truncated shard', async () => {
+    const { dir: missing, file } = await damagedBlocks('b-missing', 3, (f) => fs.rm(f));
+    await expect(collect(createLoader({ source: missing, batchSize: 4, workers: 2 }))).rejects.toThrow(`loader: shard shard-00003.arrow: file not found: ${file}`);
+    const { dir: truncated } = await damagedBlocks('b-truncated', 2, async (f) => fs.truncate(f, (await fs.stat(f)).size - 100));
+    await expect(collect(createLoader({ source: truncated, batchSize: 4, workers: 0 }))).rejects.toThrow(
+      /^loader: shard shard-00002\.arrow: size \d+ bytes, the index says \d+ \(file changed or truncated\)$/,
+    );
+  });
+
+  it('names the block of a shard that is not an Arrow file', async () => {
+    const { dir: ds } = await damagedBlocks('b-corrupt', 4, async (f) => {
+      const bytes = await fs.readFile(f);
+      bytes.fill(0x55, 0, 64);
+      await fs.writeFile(f, bytes);
+    });
+    await expect(collect(createLoader({ source: ds, batchSize: 4, workers: 1 }))).rejects.toThrow(
+      /^loader: shard shard-00004\.arrow: block [123] of 3: corrupt arrow shard: not an Arrow IPC file \(missing ARROW1 magic at start or end\)$/,
+    );
+  });
+
+  it('detects a flipped byte with verify, hashing the whole file once', async () => {
+    const { dir: ds } = await damagedBlocks('b-flipped', 1, async (f) => {
+      const bytes = await fs.readFile(f);
+      bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
+      await fs.writeFile(f, bytes);
+    });
+    await expect(collect(createLoader({ source: ds, batchSize: 4, workers: 2, verify: true }))).rejects.toThrow(
+      /^loader: shard shard-00001\.arrow: sha256 mismatch: index says [0-9a-f]{64}, file has [0-9a-f]{64}$/,
+    );
+  });
+
+  it('names a shard whose record batches are not the blocks its index entry lists', async () => {
+    const out = path.join(dir, 'b-mismatch');
+    await fs.cp(blocked, out, { recursive: true });
+    const indexFile = path.join(out, 'index.json');
+    const index = JSON.parse(await fs.readFile(indexFile, 'utf8'));
+    // Shard 0 as blocks of 1 row (its rows hold 1 + v % 4 dialogues): 5 blocks, the file has 3.
+    index.shards[0] = { ...index.shards[0], blockRows: 1, blockDialogues: [1, 2, 3, 4, 1] };
+    await fs.writeFile(indexFile, JSON.stringify(index));
+    await expect(collect(createLoader({ source: out, batchSize: 4, workers: 0, shuffle: false }))).rejects.toThrow(
+      'loader: shard shard-00000.arrow: holds 3 record batches, the index says 5 blocks',
+    );
+  });
+});
+
 describe('stopping', () => {
   it('break stops the workers and releases shard memory', async () => {
     const loader = createLoader({ source: path.join(dir, 'good'), batchSize: 2, workers: 2 });

@@ -20,6 +20,8 @@ export interface DatasetSpec {
   featureDim?: number;
   dtype?: 'float16' | 'float32';
   formats?: ShardFileFormat[];
+  /** Cut shards into blocks of at most this many Arrow bytes (default: the writer's 16 MiB). */
+  blockBytes?: number;
 }
 
 /** The feature value every test expects at (video v, frame f, element k). */
@@ -67,7 +69,7 @@ export async function makeDataset(dir: string, spec: DatasetSpec): Promise<Shard
   for (let s = 0; s < spec.shards; s++) {
     const shardRows = Array.from({ length: spec.rowsPerShard }, (_, i) => makeRow(s * spec.rowsPerShard + i, spec));
     for (const format of spec.formats ?? ['arrow']) {
-      const entry = await writeShardFile(shardRows, path.join(dir, `shard-${String(s).padStart(5, '0')}.${format}`), { format, schema });
+      const entry = await writeShardFile(shardRows, path.join(dir, `shard-${String(s).padStart(5, '0')}.${format}`), { format, schema, blockBytes: spec.blockBytes });
       entries.push(entry);
       bytes += entry.bytes;
     }

@@ -2,15 +2,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLoader, type Batch, type LoaderState } from '../../src/index.js';
 import { collect, featureValue, makeDataset, tempDir } from './helpers.js';
 
-// 12 shards x 6 rows, 1-4 dialogues per video (180 samples), 0-4 frames per video.
-const spec = { shards: 12, rowsPerShard: 6, tokensPerFrame: 2, featureDim: 4, formats: ['arrow', 'parquet'] as ('arrow' | 'parquet')[] };
+// 12 shards x 6 rows, 1-4 dialogues per video (180 samples), 0-4 frames per video; every test
+// runs on shards of one block and on shards of 2-3 blocks (record batches / row groups).
+const base = { shards: 12, rowsPerShard: 6, tokensPerFrame: 2, featureDim: 4, formats: ['arrow', 'parquet'] as ('arrow' | 'parquet')[] };
+
+describe.each([
+  { layout: 'shards of one block', blockBytes: undefined },
+  { layout: 'shards of 2-3 blocks', blockBytes: 1200 },
+])('$layout', ({ blockBytes }) => {
 let dir: string;
 let cleanup: () => void;
 let total: number;
 
 beforeAll(async () => {
   ({ dir, cleanup } = tempDir('main'));
-  total = (await makeDataset(dir, spec)).totals.dialogues;
+  const index = await makeDataset(dir, { ...base, blockBytes });
+  total = index.totals.dialogues;
+  for (const entry of index.shards) expect(entry.blockDialogues?.length ?? 1).toSatisfy((n: number) => (blockBytes ? n >= 2 && n <= 3 : n === 1));
 });
 afterAll(() => cleanup());
 
@@ -118,6 +126,9 @@ describe('loader resume', () => {
           // No shard wholly consumed before the stop is read again.
           const remaining = new Set(Array.from(order.shard.subarray(stop * 7)));
           expect(resumed.stats().shardsLoaded).toBe(remaining.size);
+          // Nor any block: only those with samples still ahead are read.
+          const ahead = Array.from(order.shard.subarray(stop * 7), (s, i) => `${s}:${order.block[stop * 7 + i]}`);
+          expect(resumed.stats().blocksLoaded).toBe(new Set(ahead).size);
           if (windowShards === 1) expect(remaining.size).toBeLessThanOrEqual(12 - Math.floor((stop * 7) / 30));
         }
       }
@@ -196,7 +207,7 @@ describe('float16 shards', () => {
     const { readShard } = await import('../../src/shard/read.js');
     const { dir: f16, cleanup: done } = tempDir('f16');
     try {
-      const index = await makeDataset(f16, { shards: 3, rowsPerShard: 5, dtype: 'float16', featureDim: 8 });
+      const index = await makeDataset(f16, { shards: 3, rowsPerShard: 5, dtype: 'float16', featureDim: 8, blockBytes });
       const expected = new Map<string, Float32Array>();
       for (const s of index.shards) {
         for (const row of await readShard(`${f16}/${s.file}`)) for (const d of row.dialogues) expected.set(`${row.video_id}/${d.dialogue_id}`, row.frames);
@@ -223,7 +234,7 @@ describe('text-only datasets', () => {
   it('yields batches with zero frames and an empty mask', async () => {
     const { dir: textOnly, cleanup: done } = tempDir('text');
     try {
-      await makeDataset(textOnly, { shards: 2, rowsPerShard: 3, frames: () => 0 });
+      await makeDataset(textOnly, { shards: 2, rowsPerShard: 3, frames: () => 0, blockBytes: blockBytes && 300 });
       const batches = await collect(createLoader({ source: textOnly, batchSize: 3, workers: 0 }));
       expect(batches.length).toBeGreaterThan(0);
       for (const b of batches) {
@@ -235,4 +246,5 @@ describe('text-only datasets', () => {
       done();
     }
   });
+});
 });

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -48,5 +49,79 @@ describe('bounded prefetch', () => {
     expect(peakArrayBuffers).toBeLessThan(prefetchBytes + 3 * shardBytes);
     gc();
     expect(process.memoryUsage().arrayBuffers - base).toBeLessThan(shardBytes);
+  });
+});
+
+describe('bounded memory with shards larger than the bound', () => {
+  // 4 shards x 128 videos x 8 frames x 512 float32 features: each shard 2 MiB decoded, a window
+  // of 4 whole shards 8 MiB, against a bound of 1 MiB.
+  const big = { shards: 4, rowsPerShard: 128, tokensPerFrame: 1, featureDim: 512, frames: () => 8, dialogues: () => 3 };
+  const shardBytes = 128 * 8 * 512 * 4;
+  const prefetchBytes = 1024 * 1024;
+  let blocked: string;
+  let whole: string;
+  let done: () => void;
+
+  beforeAll(async () => {
+    const t = tempDir('memory-big');
+    done = t.cleanup;
+    blocked = path.join(t.dir, 'blocked');
+    whole = path.join(t.dir, 'whole');
+    const index = await makeDataset(blocked, { ...big, blockBytes: 64 * 1024 });
+    expect(index.shards.every((s) => (s.blockDialogues?.length ?? 1) >= 40)).toBe(true);
+    await makeDataset(whole, { ...big, blockBytes: 64 * 1024 * 1024 });
+  });
+  afterAll(() => done());
+
+  it('holds at most prefetchBytes when shards are cut into blocks, its accounting says so', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error & { code?: string }) => void (w.code === 'RPV_LOADER_BOUND' && warnings.push(w.message));
+    process.on('warning', onWarning);
+    try {
+      // The accounting, not RSS (bench/loader.ts measures RSS): it counts every block held, decoded
+      // or being read (then with its file bytes, which the worker holds meanwhile).
+      const loader = createLoader({ source: blocked, batchSize: 8, seed: 3, workers: 2, prefetchBytes, windowShards: 4 });
+      let batches = 0;
+      for await (const batch of loader) {
+        expect(batch.dims.frames).toBe(8);
+        expect(loader.stats().residentBytes).toBeLessThanOrEqual(prefetchBytes);
+        batches++;
+      }
+      expect(batches).toBe((4 * 128 * 3) / 8);
+      const stats = loader.stats();
+      expect(stats.boundBytes).toBe(prefetchBytes);
+      expect(stats.peakResidentBytes).toBeLessThanOrEqual(prefetchBytes);
+      expect(stats.peakResidentBytes).toBeGreaterThan(prefetchBytes / 2);
+      expect(stats.shardsLoaded).toBe(4);
+      expect(stats.blocksLoaded).toBeGreaterThanOrEqual(4 * 40);
+      expect(stats.residentBytes).toBe(0);
+      await new Promise((r) => setImmediate(r));
+      expect(warnings).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
+  it('reports a bound above prefetchBytes, and warns, when shards are single blocks', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error & { code?: string }) => void (w.code === 'RPV_LOADER_BOUND' && warnings.push(w.message));
+    process.on('warning', onWarning);
+    try {
+      const loader = createLoader({ source: whole, batchSize: 8, seed: 3, workers: 0, prefetchBytes, windowShards: 4 });
+      let peak = 0;
+      for await (const _ of loader) peak = Math.max(peak, loader.stats().residentBytes);
+      const stats = loader.stats();
+      // One window of 4 whole shards is needed by the first batch: the bound is at least that.
+      expect(stats.boundBytes).toBeGreaterThanOrEqual(4 * shardBytes);
+      expect(stats.peakResidentBytes).toBeLessThanOrEqual(stats.boundBytes * 1.05);
+      expect(stats.peakResidentBytes).toBeGreaterThan(4 * shardBytes);
+      await new Promise((r) => setImmediate(r));
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatch(
+        new RegExp(`^loader: ${whole.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: one batch needs \\d+ MiB held at once \\(4 blocks of windowShards=4 shards\\), above prefetchBytes 1 MiB; memory will reach that\\.`),
+      );
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 });

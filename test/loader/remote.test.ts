@@ -28,6 +28,8 @@ const stall = new Set<string>();
 beforeAll(async () => {
   ({ dir, cleanup } = tempDir('remote'));
   index = await makeDataset(path.join(dir, 'data'), { shards: 6, rowsPerShard: 5, featureDim: 64 });
+  // The same rows in shards of 2-row blocks, served under /blocked/.
+  await makeDataset(path.join(dir, 'data', 'blocked'), { shards: 6, rowsPerShard: 5, featureDim: 64, blockBytes: 3000, formats: ['arrow', 'parquet'] });
   server = http.createServer(async (req, res) => {
     const name = decodeURIComponent(new URL(req.url!, 'http://x').pathname.slice(1));
     const count = (requests.get(name) ?? 0) + 1;
@@ -110,6 +112,26 @@ describe('remote shards over http', () => {
     expect(ids(runs[1]!)).toEqual(ids(runs[0]!));
     expect(shardRequests().map(([, n]) => n)).toEqual([1, 1, 1, 1, 1, 1]);
     expect(loaders.reduce((n, l) => n + l.stats().shardsDownloaded, 0)).toBe(6);
+  });
+
+  it('reads shards of several blocks from the cache, downloading each shard once', async () => {
+    const cacheDir = path.join(dir, 'cache-blocks');
+    const local = await collect(createLoader({ source: path.join(dir, 'data', 'blocked'), batchSize: 6, seed: 4, workers: 0 }));
+    dropOnce.add('blocked/shard-00002.arrow');
+    const remote = createLoader({ source: `${base}/blocked/index.json`, batchSize: 6, seed: 4, workers: 2, cacheDir, retry });
+    const got = await collect(remote);
+    expect(ids(got)).toEqual(ids(local));
+    got.forEach((b, i) => expect(b.frames).toEqual(local[i]!.frames));
+    const stats = remote.stats();
+    expect(stats.shardsDownloaded).toBe(6);
+    expect(stats.blocksLoaded).toBeGreaterThanOrEqual(6 * 2);
+    expect(shardRequests().sort()).toEqual(
+      Array.from({ length: 6 }, (_, s) => [`blocked/shard-0000${s}.arrow`, s === 2 ? 2 : 1]).sort(),
+    );
+    // Parquet row groups too, two workers reading blocks of the same cached files at once.
+    const parquet = await collect(createLoader({ source: `${base}/blocked/index.json`, batchSize: 6, seed: 4, workers: 2, cacheDir, retry, format: 'parquet' }));
+    expect(ids(parquet)).toEqual(ids(local));
+    parquet.forEach((b, i) => expect(b.frames).toEqual(local[i]!.frames));
   });
 
   it('fails with a clear error when a shard stays corrupted', async () => {

@@ -52,6 +52,10 @@ describe('index.json', () => {
       [{ ...index, shards: [{ ...index.shards[0], file: '../x.arrow' }] }, 'shards[0].file: "../x.arrow" must be relative to the index, without ..'],
       [{ ...index, shards: [{ ...index.shards[0], rows: -1 }] }, 'shards[0].rows: expected an integer >= 0, found -1'],
       [{ ...index, shards: [{ ...index.shards[0], sha256: 'xyz' }] }, 'shards[0].sha256: expected 64 hex digits'],
+      [{ ...index, shards: [{ ...index.shards[0], blockRows: 0, blockDialogues: [3] }] }, 'shards[0].blockRows: expected an integer >= 1, found 0'],
+      [{ ...index, shards: [{ ...index.shards[0], blockRows: 1, blockDialogues: [3] }] }, 'shards[0].blockDialogues: 1 blocks, but 2 rows in blocks of 1 make 2'],
+      [{ ...index, shards: [{ ...index.shards[0], blockRows: 1, blockDialogues: [1, 1] }] }, 'shards[0].blockDialogues: add up to 2, the entry says 3 dialogues'],
+      [{ ...index, shards: [{ ...index.shards[0], blockRows: 1 }] }, 'shards[0].blockDialogues: expected an array of integers >= 0'],
     ];
     for (const [value, message] of cases) {
       writeFileSync(file, JSON.stringify(value));

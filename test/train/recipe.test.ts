@@ -34,7 +34,7 @@ describe('recipe', () => {
         '  extra: unknown key',
         '  output_dir: expected a string, found number 3',
         '  model.path: required, expected a string',
-        '  model.backend: expected one of auto, wasm, cpu, tensorflow, found string "gpu"',
+        '  model.backend: expected one of auto, tensorflow, webgpu, wasm, cpu, found string "gpu"',
         '  data.batch_size: expected an integer >= 1, found string "four"',
         '  lora.r: expected an integer >= 1, found number 0.5',
         '  lora.target_modules: expected a list of q, k, v, o, gate, up, down, found a list ["q","x"]',

@@ -1,0 +1,20 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from '../src/model/backend.js';
+import { loadModel } from '../src/model/load.js';
+const dir = process.argv[2]; const seq = Number(process.argv[3] ?? 512); const ckpt = process.argv[4] === 'ckpt'; const batch = Number(process.argv[5] ?? 1);
+await initBackend({ backend: 'wasm', log: null });
+const model = await loadModel(dir, { log: () => {} });
+model.addLora({ rank: 16, alpha: 32, dropout: 0.05, targetModules: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], seed: 1 });
+model.addProjector({ featureDim: 128, seed: 2 });
+model.gradientCheckpointing = ckpt;
+const vid = model.videoTokenId!;
+const n = seq * batch;
+const ids = new Int32Array(n); const labels = new Int32Array(n);
+for (let i = 0; i < n; i++) { const t = i % seq; ids[i] = t >= 2 && t < 34 ? vid : 3 + ((t * 7919) % 400); labels[i] = t < 42 ? -100 : ids[i]; }
+const features = { data: Float32Array.from({ length: batch * 32 * 128 }, (_, i) => Math.sin(i)), shape: [batch, 32, 128] as [number, number, number] };
+const vars = model.trainableVariables();
+const trainable = vars.reduce((s, v) => s + v.size, 0);
+const base = tf.memory().numBytes;
+const prof = await tf.profile(() => { const { value, grads } = tf.variableGrads(() => { const r = model.computeLoss({ inputIds: ids, batch, video: { features } }, labels, { training: true, seed: 1 }); return tf.div(r.sum, r.count) as tf.Scalar; }, vars); tf.dispose(Object.values(grads)); return value; });
+const c = model.config;
+console.log(JSON.stringify({ dir, seq, batch, ckpt, H: c.hiddenSize, I: c.intermediateSize, L: c.numLayers, KV: c.numKvHeads * c.headDim, trainable, baseMB: base / 2 ** 20, peakMB: prof.peakBytes / 2 ** 20, perTokLayerFloats: (prof.peakBytes - base) / 4 / n / c.numLayers }));

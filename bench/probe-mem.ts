@@ -1,0 +1,25 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from '../src/model/backend.js';
+import { loadModel } from '../src/model/load.js';
+const dir = process.argv[2]; const seq = Number(process.argv[3] ?? 512); const ckpt = process.argv[4] === 'ckpt';
+await initBackend({ backend: 'wasm', log: null });
+const model = await loadModel(dir, { log: console.log });
+model.addLora({ rank: 16, alpha: 32, dropout: 0.05, targetModules: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], seed: 1 });
+model.addProjector({ featureDim: 128, seed: 2 });
+model.gradientCheckpointing = ckpt;
+const vid = model.videoTokenId!;
+const ids = new Int32Array(seq); const labels = new Int32Array(seq);
+for (let t = 0; t < seq; t++) { ids[t] = t >= 2 && t < 34 ? vid : 3 + ((t * 7919) % 400); labels[t] = t < 42 ? -100 : ids[t]; }
+const features = { data: Float32Array.from({ length: 32 * 128 }, (_, i) => Math.sin(i)), shape: [1, 32, 128] as [number, number, number] };
+const vars = model.trainableVariables();
+const heap = () => { const b = tf.backend() as any; return (b.wasm.HEAPU8.buffer.byteLength / 2 ** 20).toFixed(0); };
+console.log('before: tensors MB', (tf.memory().numBytes / 2 ** 20).toFixed(0), 'heap MB', heap());
+const t0 = performance.now();
+const { value, grads } = tf.variableGrads(() => { const r = model.computeLoss({ inputIds: ids, batch: 1, video: { features } }, labels, { training: true, seed: 1 }); console.log('after forward: tensors MB', (tf.memory().numBytes / 2 ** 20).toFixed(0), 'n', tf.memory().numTensors, 'heap MB', heap()); return tf.div(r.sum, r.count) as tf.Scalar; }, vars);
+console.log('after backward: tensors MB', (tf.memory().numBytes / 2 ** 20).toFixed(0), 'heap MB', heap(), 'ms', (performance.now() - t0).toFixed(0), 'loss', (await value.data())[0], 'maxrss MB', (process.resourceUsage().maxRSS / 1024).toFixed(0));
+const prof = await tf.profile(() => { const { value, grads } = tf.variableGrads(() => { const r = model.computeLoss({ inputIds: ids, batch: 1, video: { features } }, labels, { training: true, seed: 1 }); return tf.div(r.sum, r.count) as tf.Scalar; }, vars); tf.dispose(Object.values(grads)); return value; });
+console.log('profile peak MB', (prof.peakBytes / 2 ** 20).toFixed(0), 'kernels', prof.kernels.length);
+let maxSnap = 0, at = 0; prof.kernels.forEach((k, i) => { if (k.totalBytesSnapshot > maxSnap) { maxSnap = k.totalBytesSnapshot; at = i; } });
+console.log('max snapshot MB', (maxSnap / 2 ** 20).toFixed(0), 'at kernel', at, prof.kernels[at].name);
+const big = [...prof.kernels].sort((a, b) => b.bytesAdded - a.bytesAdded).slice(0, 12);
+for (const k of big) console.log(k.name.padEnd(20), (k.bytesAdded / 2 ** 20).toFixed(1), 'MB added; out', JSON.stringify(k.outputShapes), 'in', JSON.stringify(k.inputShapes).slice(0, 80));

@@ -1,0 +1,102 @@
+/** Held-out evaluation during training: loss, perplexity and the loss on the focus words. */
+import { createLoader } from '../loader/index.js';
+import { ABORTED, untilAborted } from '../util/abort.js';
+import { targetLosses } from './bridge.js';
+import { isHeldOut } from './dataset.js';
+import type { EvalMetric } from './metrics.js';
+import { packBatch, type PackedBatch, type PreparedSample } from './pack.js';
+import { prepared, renderSample } from './render.js';
+import type { TrainingSession } from './trainer.js';
+
+/** Held-out evaluation: samples collected once (shuffle off), then loss, perplexity, focus-word loss. */
+export class Evaluator {
+  private batches: PackedBatch[] | null = null;
+
+  constructor(private readonly session: TrainingSession) {}
+
+  /** Null when `signal` aborts while the held-out samples are being read. */
+  private async collect(signal: AbortSignal | undefined): Promise<PackedBatch[] | null> {
+    const { recipe } = this.session;
+    const size = recipe.data.batch_size;
+    const limit = recipe.eval.max_batches === null ? Infinity : recipe.eval.max_batches * size;
+    const samples: PreparedSample[] = [];
+    const loader = createLoader<PreparedSample[]>({
+      source: recipe.data.shards,
+      batchSize: 16,
+      seed: recipe.seed,
+      shuffle: false,
+      workers: recipe.data.workers,
+      prefetchBytes: recipe.data.prefetch_bytes,
+      collate: (batch) => {
+        const out: PreparedSample[] = [];
+        for (const s of batch) {
+          if (s.padding || !isHeldOut(s.video_id, recipe.data.heldout_fraction, recipe.seed)) continue;
+          // Held-out videos are never in the profile pools, so their profile comes from training videos.
+          const r = renderSample(recipe, this.session.tokenizer, this.session.dataset, s, this.session.tokensPerFrame);
+          if (!('skip' in r)) out.push(prepared(s, r, recipe.data.use_video, this.session.tokensPerFrame * this.session.featureDim));
+        }
+        return out;
+      },
+    });
+    const it = loader[Symbol.asyncIterator]();
+    for (;;) {
+      const pending = it.next();
+      const r = await untilAborted(pending, signal);
+      if (r === ABORTED) {
+        // As in the training loop: the pending read is abandoned, the workers stopped.
+        pending.catch(() => undefined);
+        loader.close().catch(() => undefined);
+        return null;
+      }
+      if (r.done) break;
+      samples.push(...r.value);
+      if (samples.length >= limit) {
+        await it.return?.();
+        break;
+      }
+    }
+    const kept = samples.slice(0, limit === Infinity ? undefined : limit);
+    const out: PackedBatch[] = [];
+    for (let i = 0; i < kept.length; i += size) out.push(packBatch(kept.slice(i, i + size), this.session.featureDim));
+    return out;
+  }
+
+  /** Null when `signal` aborts before the held-out samples are read. */
+  async run(step: number, signal?: AbortSignal): Promise<EvalMetric | null> {
+    this.batches ??= await this.collect(signal);
+    if (!this.batches) return null;
+    let sum = 0;
+    let count = 0;
+    let focusSum = 0;
+    let focusCount = 0;
+    let samples = 0;
+    for (const batch of this.batches) {
+      const { nll, focus } = await targetLosses(this.session.model, batch);
+      for (let i = 0; i < nll.length; i++) {
+        sum += nll[i]!;
+        if (focus[i]) {
+          focusSum += nll[i]!;
+          focusCount += 1;
+        }
+      }
+      count += nll.length;
+      samples += batch.batch;
+    }
+    const loss = count > 0 ? sum / count : NaN;
+    return {
+      type: 'eval',
+      step,
+      loss,
+      perplexity: Math.exp(loss),
+      tokens: count,
+      samples,
+      focus_loss: focusCount > 0 ? focusSum / focusCount : null,
+      focus_tokens: focusCount,
+      time: new Date().toISOString(),
+    };
+  }
+
+  dispose(): void {
+    this.batches = null;
+  }
+}
