@@ -188,7 +188,8 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
   const runDir = recipe.output_dir;
   const recipeYaml = formatRecipe({ ...recipe, resume: null });
   const m = session.memory;
-  log(`train: memory at the longest sample: about ${gib(m.tensorBytes)} of tensors (${m.tensorLimit.source} holds ${gib(m.tensorLimit.bytes)}), ${gib(m.hostBytes)} in all; gradient checkpointing ${m.checkpointing ? 'on' : 'off'}`);
+  // Said when memory matters: layers recomputed, or a quarter of a limit in use.
+  if (m.checkpointing || m.tensorBytes > 0.25 * m.tensorLimit.bytes || m.hostBytes > 0.25 * m.hostLimit.bytes) log(`train: memory at the longest sample: about ${gib(m.tensorBytes)} of tensors (${m.tensorLimit.source} holds ${gib(m.tensorLimit.bytes)}), ${gib(m.hostBytes)} in all; gradient checkpointing ${m.checkpointing ? 'on' : 'off'}`);
   const optimizer = new AdamW(params, {
     beta1: recipe.optimizer.beta1,
     beta2: recipe.optimizer.beta2,
