@@ -9,7 +9,14 @@
  * Models (Qwen2 layout, written by writeTinyModel into bench/data/train-step/ if missing):
  *   tiny:  hidden 256, 4 layers, 4 heads (2 kv), seq 128, batch 4
  *   small: hidden 512, 4 layers, 8 heads (4 kv), seq 256, batch 4
- * each with LoRA r 8 on q, k, v, o and an mlp2x_gelu projector fed 32 video tokens per sample.
+ * each with LoRA r 8 on q, k, v, o and an mlp2x_gelu projector fed 32 video tokens per sample;
+ *   qwen0.5b: Qwen2.5-0.5B's shapes and vocabulary (24 layers, hidden 896, 151,936 tokens; random
+ *   BF16 weights, `make-tiny-model --preset qwen2.5-0.5b`), seq 512, batch 1, LoRA r 16 on all
+ *   seven linear modules + the projector: the real-size case. Only the native route and PyTorch
+ *   run it (not in the default --models). rpv maps the BF16 weights and recomputes layers in the
+ *   backward pass when its memory plan says so (src/train/memory.ts, what `auto` picks);
+ *   PyTorch holds float32 copies of the weights and every activation, as a plain PyTorch loop
+ *   does. Peak RSS of each route is printed beside its time.
  * Routes: tfjs cpu; tfjs wasm as shipped; wasm + rpv's native matmul (src/native); tfjs webgpu
  * (only when named: Dawn's adapter, software ones included, as `--backend webgpu` takes it; its
  * adapter is printed and recorded; on Mesa's llvmpipe it is far slower than wasm, the figure that
@@ -39,6 +46,8 @@ import { loadModel } from '../src/model/load.js';
 import { loadAdapter, loadProjector, saveAdapter } from '../src/model/adapter.js';
 import { writeTinyModel } from '../src/model/tiny.js';
 import type { CausalLM } from '../src/model/decoder.js';
+import { weightHeapBytes } from '../src/model/load.js';
+import { planMemory } from '../src/train/memory.js';
 import { describePeer, ensurePeer, peerRecord, peerRefusal, SYSTEM_PYTHON, TORCH_SCRIPT, type PeerConfig, type PeerSetup } from './torch-peer.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -46,7 +55,10 @@ const dataRoot = path.join(here, 'data', 'train-step');
 const resultsFile = path.join(here, 'results.jsonl');
 
 interface ModelSpec {
-  name: 'tiny' | 'small';
+  name: 'tiny' | 'small' | 'qwen0.5b';
+  /** A real model's shapes (make-tiny-model --preset); the fields below then describe it. */
+  preset?: 'qwen2.5-0.5b';
+  lora?: typeof LORA;
   hiddenSize: number;
   numLayers: number;
   numHeads: number;
@@ -60,8 +72,22 @@ interface ModelSpec {
 const MODELS: Record<string, ModelSpec> = {
   tiny: { name: 'tiny', hiddenSize: 256, numLayers: 4, numHeads: 4, numKvHeads: 2, seqLen: 128, batch: 4, videoTokens: 32, featureDim: 128 },
   small: { name: 'small', hiddenSize: 512, numLayers: 4, numHeads: 8, numKvHeads: 4, seqLen: 256, batch: 4, videoTokens: 32, featureDim: 128 },
+  'qwen0.5b': {
+    name: 'qwen0.5b',
+    preset: 'qwen2.5-0.5b',
+    hiddenSize: 896,
+    numLayers: 24,
+    numHeads: 14,
+    numKvHeads: 2,
+    seqLen: 512,
+    batch: 1,
+    videoTokens: 32,
+    featureDim: 128,
+    lora: { rank: 16, alpha: 32, dropout: 0, targetModules: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], seed: 1 },
+  },
 };
 const LORA = { rank: 8, alpha: 16, dropout: 0, targetModules: ['q', 'k', 'v', 'o'], seed: 1 };
+const loraOf = (spec: ModelSpec) => spec.lora ?? LORA;
 const LR = 1e-3;
 
 type Route = 'cpu' | 'wasm' | 'native' | 'webgpu' | 'torch' | 'torch1';
@@ -99,13 +125,14 @@ function parseArgs(argv: string[]) {
     else if (a === '--no-profile') opts.profile = false;
     else throw new Error(`train-step: unknown option ${a} (see the header of bench/train-step.ts)`);
   }
-  for (const m of opts.models) if (!MODELS[m]) throw new Error(`train-step: unknown model ${m}; expected tiny or small`);
+  for (const m of opts.models) if (!MODELS[m]) throw new Error(`train-step: unknown model ${m}; expected tiny, small or qwen0.5b`);
   for (const r of opts.routes) if (!ROUTE_LABEL[r] || r === 'torch1') throw new Error(`train-step: unknown route ${r}; expected cpu, wasm, native, webgpu or torch`);
   return opts;
 }
 
 /** Warm-up and timed steps per route: slow routes get fewer. */
 function stepCounts(route: Route, model: ModelSpec, o: ReturnType<typeof parseArgs>) {
+  if (model.preset) return { warmup: o.warmup ?? 1, steps: o.steps ?? 3 };
   const slow = route === 'cpu' || route === 'wasm';
   // tfjs cpu on the small model takes minutes per step and has no kernels to compile: its one
   // step is timed cold (the JIT warm-up is noise at that scale).
@@ -146,13 +173,13 @@ async function prepare(spec: ModelSpec): Promise<Prepared> {
   const batchFile = path.join(root, 'batch.json');
   const featuresFile = path.join(root, 'features.bin');
   const stamp = path.join(root, 'spec.json');
-  const wanted = JSON.stringify({ spec, LORA, version: 1 });
+  const wanted = JSON.stringify({ spec, LORA: loraOf(spec), version: 1 });
   if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== wanted) {
     process.stdout.write(`preparing ${spec.name} model, adapter and batch in ${path.relative(process.cwd(), root)}\n`);
     mkdirSync(root, { recursive: true });
-    await writeTinyModel(modelDir, { hiddenSize: spec.hiddenSize, numLayers: spec.numLayers, numHeads: spec.numHeads, numKvHeads: spec.numKvHeads, seed: 11 });
+    await writeTinyModel(modelDir, spec.preset ? { preset: spec.preset, seed: 11 } : { hiddenSize: spec.hiddenSize, numLayers: spec.numLayers, numHeads: spec.numHeads, numKvHeads: spec.numKvHeads, seed: 11 });
     const model = await loadModel(modelDir);
-    model.addLora(LORA);
+    model.addLora(loraOf(spec));
     model.addProjector({ featureDim: spec.featureDim, seed: 2 });
     // LoRA B starts at zero (PEFT); give it small values so the LoRA path carries gradient
     // everywhere from the first step and the loss check covers it.
@@ -244,6 +271,23 @@ async function runTfjs(route: Route, spec: ModelSpec, data: Prepared, o: ReturnT
   await loadAdapter(model, data.adapterDir);
   await loadProjector(model, data.adapterDir);
   const vars = model.trainableVariables();
+  if (spec.preset) {
+    // What `train.gradient_checkpointing: auto` picks for this shape (src/train/memory.ts).
+    const plan = planMemory({
+      config: model.config,
+      trainableValues: vars.reduce((n, v) => n + v.size, 0),
+      weightHeapBytes: weightHeapBytes(model.weights, model.config),
+      mappedBytes: (model.weights.mappedFiles ?? []).reduce((n, f) => n + f.bytes, 0),
+      maxTokens: spec.seqLen,
+      batchSize: spec.batch,
+      gradientCheckpointing: 'auto',
+      prefetchBytes: 0,
+      backend: tf.getBackend(),
+    });
+    model.gradientCheckpointing = plan.checkpointing;
+    detail = { ...detail, weights: plan.mappedBytes > 0 ? 'mapped' : 'tensors', gradientCheckpointing: plan.checkpointing };
+    process.stdout.write(`  ${spec.name}: weights ${plan.mappedBytes > 0 ? 'mapped' : 'as tensors'}, gradient checkpointing ${plan.checkpointing ? 'on' : 'off'} (${plan.checkpointingReason})\n`);
+  }
   const optimizer = tf.train.adam(LR, 0.9, 0.999, 1e-8);
   const input = { inputIds: data.inputIds, batch: spec.batch, video: { features: { data: data.features, shape: data.featureShape } } };
   const lossFn = () => {
@@ -299,6 +343,8 @@ async function runTfjs(route: Route, spec: ModelSpec, data: Prepared, o: ReturnT
   optimizer.dispose();
   model.dispose();
   if (route === 'native') detail = { ...detail, nativeCalls: describeNativeMatmul().stats.nativeCalls };
+  // The process's peak: meaningful for the first route a process runs (bench one route per run to compare).
+  detail = { ...detail, peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024) };
   return { route, ms, losses, detail, kernels };
 }
 
@@ -316,14 +362,14 @@ function runTorch(spec: ModelSpec, data: Prepared, o: ReturnType<typeof parseArg
   const env = { ...process.env, OPENBLAS_NUM_THREADS: threads, OMP_NUM_THREADS: threads, MKL_NUM_THREADS: threads };
   const out = execFileSync(SYSTEM_PYTHON, [TORCH_SCRIPT, specFile], { encoding: 'utf8', env, maxBuffer: 1 << 24 });
   const line = out.trim().split('\n').pop()!;
-  const r = JSON.parse(line) as { torch: string; threads: number; ms: number[]; losses: number[]; peer: PeerConfig };
+  const r = JSON.parse(line) as { torch: string; threads: number; ms: number[]; losses: number[]; peer: PeerConfig; maxRssKB?: number };
   // The timed process's own BLAS decides, not the probe's.
   const refused = peerRefusal(r.peer) ?? setup.refused;
   process.stdout.write(`  ${spec.name} ${describePeer(r.peer)}: ${r.ms.length} steps, median ${median(r.ms).toFixed(0)} ms${refused ? ' (refused as a peer)' : ''}\n`);
   if (r.peer.torchThreads !== threadCount || (r.peer.blasThreads !== undefined && r.peer.blasThreads !== threadCount)) {
     process.stdout.write(`  warning: asked for ${threadCount} thread(s), the peer reports torch ${r.peer.torchThreads}, BLAS ${r.peer.blasThreads ?? '?'}\n`);
   }
-  return { route, ms: r.ms, losses: r.losses, peer: r.peer, refused: refused ?? undefined, detail: peerRecord(r.peer) };
+  return { route, ms: r.ms, losses: r.losses, peer: r.peer, refused: refused ?? undefined, detail: { ...peerRecord(r.peer), ...(r.maxRssKB ? { peakRssMB: Math.round(r.maxRssKB / 1024) } : {}) } };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -383,10 +429,11 @@ function report(spec: ModelSpec, results: RouteResult[], o: ReturnType<typeof pa
     const isTorch = r.route === 'torch' || r.route === 'torch1';
     const config = isTorch
       ? `${describePeer(r.peer!)}${r.refused ? ' - not a peer (reference BLAS), 1 step for the loss check' : ''}`
-      : `${String(r.detail?.backend ?? '')}${r.detail?.threads ? `, ${r.detail.threads} threads (${r.detail.isa})` : ', 1 thread'}`;
+      : `${String(r.detail?.backend ?? '')}${r.detail?.threads ? `, ${r.detail.threads} threads (${r.detail.isa})` : ', 1 thread'}${r.detail?.weights ? `, weights ${String(r.detail.weights)}, checkpointing ${r.detail.gradientCheckpointing ? 'on' : 'off'}` : ''}`;
+    const rss = r.detail?.peakRssMB ? `; peak RSS ${String(r.detail.peakRssMB)} MB` : '';
     const x = r.refused ? 'refused' : torch ? `${ratio.toFixed(2)}x` : '-';
     process.stdout.write(
-      `${ROUTE_LABEL[r.route].padEnd(16)}${ms.toFixed(0).padStart(10)}${(tokens / (ms / 1000)).toFixed(0).padStart(11)}${x.padStart(11)}${r.losses[0].toFixed(5).padStart(12)}${(r === lossRef ? (torch ? 'peer' : 'reference') : lossDiff.toExponential(1)).padStart(12)}  ${config}\n`,
+      `${ROUTE_LABEL[r.route].padEnd(16)}${ms.toFixed(0).padStart(10)}${(tokens / (ms / 1000)).toFixed(0).padStart(11)}${x.padStart(11)}${r.losses[0].toFixed(5).padStart(12)}${(r === lossRef ? (torch ? 'peer' : 'reference') : lossDiff.toExponential(1)).padStart(12)}  ${config}${rss}\n`,
     );
     const line = {
       bench: 'train-step',

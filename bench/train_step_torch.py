@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import resource
 import struct
 import sys
 import time
@@ -241,7 +242,8 @@ def main():
         losses.append(value)
         if step >= spec["warmup"]:
             ms.append(elapsed)
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "ms": ms, "losses": losses, "peer": peer_config()}))
+    max_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "ms": ms, "losses": losses, "peer": peer_config(), "maxRssKB": max_rss_kb}))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ it('`npx rpv --help` runs the built CLI and lists every command', async () => {
   expect(statSync(cli).mode & 0o111, 'dist/cli.js must be executable').not.toBe(0);
   const { stdout } = await run('npx', ['--no-install', 'rpv', '--help'], { cwd: root });
   for (const name of commands) expect(stdout).toMatch(new RegExp(`^  rpv ${name}\\b`, 'm'));
-}, 60_000);
+}, 180_000);
 
 it('every command has --help with an example', async () => {
   const cli = path.join(root, 'dist', 'cli.js');

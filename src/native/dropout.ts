@@ -25,16 +25,14 @@ function kernel({ inputs, backend, attrs }: { inputs: Record<string, TensorInfo>
   return out;
 }
 
-let registered: boolean | null = null;
 
 /** Whether x * mask can run natively here (wasm backend and an addon with dropoutScale). */
 export function nativeDropoutAvailable(): boolean {
   if (tf.getBackend() !== 'wasm') return false;
-  if (registered === null) {
-    registered = typeof loadNativeAddon().addon?.dropoutScale === 'function';
-    if (registered && !tf.getKernel(KERNEL, 'wasm')) tf.registerKernel({ kernelName: KERNEL, backendName: 'wasm', kernelFunc: kernel as unknown as KernelFunc });
-  }
-  return registered;
+  // Asked each time (the addon load is cached): an answer kept from another backend or addon would go stale.
+  if (typeof loadNativeAddon().addon?.dropoutScale !== 'function') return false;
+  if (!tf.getKernel(KERNEL, 'wasm')) tf.registerKernel({ kernelName: KERNEL, backendName: 'wasm', kernelFunc: kernel as unknown as KernelFunc });
+  return true;
 }
 
 /** x * mask, mask[i] = hash(i, seedMix) >= threshold ? keep : 0 (call when nativeDropoutAvailable()). */

@@ -6,13 +6,14 @@ import { initBackend } from '../../src/model/backend.js';
 import { dropoutDraw, dropoutMask } from '../../src/model/lora.js';
 import { nativeDropoutAvailable, nativeDropoutScale } from '../../src/native/dropout.js';
 import { randomArray } from './helpers.js';
+import { loadNativeAddon } from '../../src/native/addon.js';
 
 beforeAll(async () => {
   await initBackend({ backend: 'wasm', log: null });
 });
 
 it('draws the JavaScript mask exactly, on every core, with the asked-for rate', async () => {
-  expect(nativeDropoutAvailable()).toBe(true);
+  expect(nativeDropoutAvailable(), `backend ${tf.getBackend()}; addon: ${loadNativeAddon().reason ?? loadNativeAddon().path}`).toBe(true);
   const n = 300_001;
   const x = randomArray(n, 5);
   for (const [rate, seed] of [[0.05, 17], [0.5, 4_000_000_123], [0.1, 0]]) {
