@@ -19,6 +19,7 @@ import { MappedLinear, MappedTable, TensorLinear, TensorTable, type FrozenLinear
 import { ChatTokenizer } from './tokenizer.js';
 import { expectedTensors, WeightFolder } from './weights.js';
 import { MappedFile, mappedWeightsUnavailable, type MappedDType } from '../native/frozen.js';
+import { describeNativeMatmul } from '../native/matmul.js';
 
 /** Token the video placeholder is looked up as, in order (Qwen2-VL's names first). */
 export const VIDEO_PLACEHOLDERS = ['<|video_pad|>', '<video>'];
@@ -55,7 +56,9 @@ const MAPPABLE: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16']);
 /** Why the base cannot be mapped here (null when it can). */
 function mappedReason(tf: typeof tfc, folder: WeightFolder, expected: Map<string, number[]>): string | null {
   if (tf.getBackend() !== 'wasm') return `mapped weights need the wasm backend (this is ${tf.getBackend()})`;
-  if (!describeBackend()?.nativeMatmul.active) return `the native matmul is off (${describeBackend()?.nativeMatmul.reason ?? 'unknown reason'})`;
+  // The matmul's current state (installNativeMatmul / uninstallNativeMatmul may follow initBackend).
+  const matmul = describeNativeMatmul();
+  if (!matmul.active) return `the native matmul is off (${matmul.reason ?? 'unknown reason'})`;
   const unavailable = mappedWeightsUnavailable();
   if (unavailable) return unavailable;
   for (const [name, shape] of expected) {
