@@ -7,7 +7,10 @@ import { initBackend } from '../../src/model/backend.js';
 import { loadModel } from '../../src/model/load.js';
 import { MODEL_PRESETS, writeTinyModel } from '../../src/model/tiny.js';
 import { activationBytes, hostMemoryLimit, planMemory, type MemoryPlanInput } from '../../src/train/memory.js';
-import { parseRecipe } from '../../src/train/recipe.js';
+import { loadRecipe, parseRecipe } from '../../src/train/recipe.js';
+import { fileURLToPath } from 'node:url';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'rpv-memory-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -68,6 +71,32 @@ describe('memory plan', () => {
     );
     // The same run fits in 24 GiB.
     expect(planMemory(base({ config: preset('qwen2.5-7b'), mappedBytes: 15_231_233_024, trainableValues: 40_370_176, maxTokens: 512 })).refusal).toBeNull();
+  });
+
+  it('fits the shipped real-size recipe for Qwen2.5-0.5B and 1.5B on the wasm heap, with checkpointing', async () => {
+    const recipe = await loadRecipe(path.join(repoRoot, 'recipes', 'qwen2.5-0.5b-video60k.yaml'));
+    // LoRA r on the seven modules of every layer (A: r x in, B: out x r) + a projector from 34-dim features.
+    const trainable = (name: keyof typeof MODEL_PRESETS) => {
+      const p = MODEL_PRESETS[name];
+      const kv = p.numKvHeads * headDim(p);
+      const perLayer = [p.hiddenSize + p.hiddenSize, p.hiddenSize + kv, p.hiddenSize + kv, p.hiddenSize + p.hiddenSize, p.hiddenSize + p.intermediateSize, p.hiddenSize + p.intermediateSize, p.intermediateSize + p.hiddenSize].reduce((n, d) => n + recipe.lora.r * d, 0);
+      return p.numLayers * perLayer + 34 * p.hiddenSize + p.hiddenSize + p.hiddenSize * p.hiddenSize + p.hiddenSize;
+    };
+    for (const name of ['qwen2.5-0.5b', 'qwen2.5-1.5b'] as const) {
+      const plan = planMemory(
+        base({
+          config: preset(name),
+          trainableValues: trainable(name),
+          mappedBytes: 2 * (name === 'qwen2.5-0.5b' ? 494_032_768 : 1_543_714_304),
+          maxTokens: recipe.prompt.max_tokens,
+          batchSize: recipe.data.batch_size,
+          gradientCheckpointing: recipe.train.gradient_checkpointing,
+          prefetchBytes: recipe.data.prefetch_bytes,
+        }),
+      );
+      expect(plan.refusal, name).toBeNull();
+      expect(plan.checkpointing, name).toBe(true);
+    }
   });
 
   it('reads a host limit no larger than the machine', () => {
