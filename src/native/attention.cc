@@ -8,6 +8,7 @@
 #include <new>
 #include <vector>
 
+#include "scratch.h"
 #include "thread_pool.h"
 
 namespace rpv {
@@ -18,20 +19,6 @@ constexpr int64_t kRows = 48;  // query rows per block (a multiple of the microk
 // Below this mask value a key is not allowed (the model adds -1e9).
 constexpr float kMaskedBelow = -1e8f;
 
-struct Scratch {
-  float* data = nullptr;
-  size_t size = 0;
-  ~Scratch() { std::free(data); }
-  float* get(size_t n) {
-    if (n > size) {
-      std::free(data);
-      data = static_cast<float*>(std::aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64));
-      if (!data) throw std::bad_alloc();
-      size = n;
-    }
-    return data;
-  }
-};
 
 // C [m, n] (=|+=) A B with the single-threaded kernel (tasks are already spread over threads).
 void mm(Isa isa, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, bool transA, const float* b, int64_t ldb, bool transB,

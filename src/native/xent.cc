@@ -6,26 +6,13 @@
 #include <new>
 #include <vector>
 
+#include "scratch.h"
 #include "thread_pool.h"
 
 namespace rpv {
 
 namespace {
 
-struct Buffer {
-  float* data = nullptr;
-  size_t size = 0;
-  ~Buffer() { std::free(data); }
-  float* get(size_t n) {
-    if (n > size) {
-      std::free(data);
-      data = static_cast<float*>(std::aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64));
-      if (!data) throw std::bad_alloc();
-      size = n;
-    }
-    return data;
-  }
-};
 
 // One row: loss = logsumexp(x) - x[target]; with `grad`, x becomes softmax(x) - onehot(target).
 void row(float* x, int64_t vocab, int32_t target, float* loss, bool grad) {
@@ -57,7 +44,7 @@ void crossEntropy(const XentArgs& a, Isa isa, ThreadPool* pool) {
   if (a.m <= 0) return;
   const int threads = pool ? pool->size() : 1;
   const int64_t chunk = std::max<int64_t>(1, std::min(a.chunkRows, a.m));
-  static thread_local Buffer logitsBuf, partialBuf;
+  static thread_local Scratch logitsBuf, partialBuf;
   float* logits = logitsBuf.get(static_cast<size_t>(chunk * a.vocab));
   // dH = G W is a GEMM with a huge depth (the vocabulary) and a small output: each task takes a
   // slice of the vocabulary into its own partial sum (each slice of W is packed once), then the
