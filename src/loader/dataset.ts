@@ -1,12 +1,13 @@
 /**
- * Opening a dataset for the loader: its index (local or remote, with retries), the shards of the
- * chosen format, and what the loader derives from them (sizes, fingerprint, memory estimates).
+ * Opening a dataset for the loader: its index (local or remote, with retries, read by
+ * ../shard/index-file.ts), the shards of the chosen format, and what the loader derives from
+ * them (sizes, fingerprint, memory estimates).
  */
 import path from 'node:path';
 import { RpvError } from '../util/errors.js';
 import type { ShardEntry, ShardFileFormat, ShardIndex } from '../shard/schema.js';
-import { indexLocation, isUrl, readShardIndex, shardsOfFormat, validateShardIndex } from '../shard/index-file.js';
-import { fetchWithRetry, type RetryOptions } from './fetch.js';
+import { indexLocation, isUrl, readShardIndex, shardsOfFormat } from '../shard/index-file.js';
+import type { RetryOptions } from '../shard/fetch.js';
 import { datasetFingerprint } from './state.js';
 import { shardBlocks, type ShardBlocks } from '../shard/blocks.js';
 
@@ -27,24 +28,7 @@ export interface Dataset {
 export async function openDataset(options: { source: string; format?: ShardFileFormat; retry?: RetryOptions }): Promise<Dataset> {
   const where = indexLocation(options.source);
   const remote = isUrl(where);
-  let index: ShardIndex;
-  if (remote) {
-    let body: Uint8Array;
-    try {
-      body = await fetchWithRetry(where, options.retry ?? {});
-    } catch (err) {
-      throw new RpvError(`loader: ${where}: ${(err as Error).message}`, { cause: err });
-    }
-    let value: unknown;
-    try {
-      value = JSON.parse(new TextDecoder().decode(body));
-    } catch (err) {
-      throw new RpvError(`loader: ${where}: invalid JSON: ${(err as Error).message}`);
-    }
-    index = validateShardIndex(value, where);
-  } else {
-    index = await readShardIndex(where);
-  }
+  const index = await readShardIndex(where, { retry: options.retry });
   const available = new Set(index.shards.map((s) => s.format));
   const format = options.format ?? (available.has('arrow') || available.size === 0 ? 'arrow' : 'parquet');
   const shards = shardsOfFormat(index, format);

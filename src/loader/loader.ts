@@ -13,8 +13,9 @@ import { LoadPool } from './pool.js';
 import { openDataset, estimateBlockBytes, type Dataset } from './dataset.js';
 import { residentOf, sampleOf, type Resident } from './resident.js';
 import type { LoadTask } from './task.js';
-import { defaultCacheDir } from './cache.js';
-import type { RetryOptions } from './fetch.js';
+import { defaultCacheDir } from '../shard/cache.js';
+import { DEFAULT_CACHE_LIMIT_BYTES } from '../shard/source.js';
+import type { RetryOptions } from '../shard/fetch.js';
 import {
   LOADER_STATE_FORMAT,
   LOADER_STATE_VERSION,
@@ -109,7 +110,7 @@ export interface LoaderStats {
 }
 
 export const DEFAULT_PREFETCH_BYTES = 512 * 1024 * 1024;
-export const DEFAULT_CACHE_LIMIT_BYTES = 16 * 1024 ** 3;
+export { DEFAULT_CACHE_LIMIT_BYTES };
 
 interface Load {
   shard: number;

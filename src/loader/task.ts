@@ -1,14 +1,15 @@
 /**
- * One unit of background work: get a shard's bytes (local file, or remote through the cache),
- * check them against the index, decode them. Runs inside a worker thread, or in-process when
+ * One unit of background work: get a shard's bytes (a local file, or a remote one through the
+ * cache: both read by ../shard/), check them against the index, decode them. Runs inside a worker thread, or in-process when
  * the loader has `workers: 0`.
  */
-import * as fs from './fsc.js';
+import * as fs from '../shard/fsc.js';
 import type { ShardFileFormat } from '../shard/schema.js';
 import { decodeShard, decodeTable, shardBuffers, type DecodedShard } from './decode.js';
-import { ensureShardCached, fetchShardCached, sha256Hex, sha256OfFile } from './cache.js';
+import { ensureShardCached, fetchShardCached, sha256OfFile } from '../shard/cache.js';
+import { readLocalShard } from '../shard/source.js';
 import { readBlock } from './block-read.js';
-import { throwIfAborted, type RetryOptions } from './fetch.js';
+import { throwIfAborted, type RetryOptions } from '../shard/fetch.js';
 
 export interface LoadTask {
   /** Shard file name as in the index (for messages). */
@@ -61,19 +62,7 @@ export async function runLoadTask(task: LoadTask, signal?: AbortSignal): Promise
     bytes = got.bytes;
     downloaded = got.downloaded;
   } else {
-    try {
-      bytes = await fs.readFile(task.file!);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new Error(code === 'ENOENT' ? `file not found: ${task.file}` : (err as Error).message);
-    }
-    if (bytes.byteLength !== task.bytes) {
-      throw new Error(`size ${bytes.byteLength} bytes, the index says ${task.bytes} (file changed or truncated)`);
-    }
-    if (task.verify) {
-      const got = sha256Hex(bytes);
-      if (got !== task.sha256) throw new Error(`sha256 mismatch: index says ${task.sha256}, file has ${got}`);
-    }
+    bytes = await readLocalShard(task.file!, task, task.verify);
   }
   throwIfAborted(signal);
   const shard = await decodeShard(bytes, { name: task.name, format: task.format, frameSize: task.frameSize });

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { convertExport } from '../../src/convert/convert.js';
-import { mergeDatasets } from '../../src/convert/merge.js';
+import { mergeDatasets } from '../../src/shard/merge.js';
 import { JOURNAL_FILE } from '../../src/convert/journal.js';
 import { readShardIndex } from '../../src/shard/index-file.js';
 import { cli, readAllRows, repoRoot, sampleExport, tempDir } from './fixtures.js';
@@ -152,6 +152,6 @@ describe('inspect --verify', () => {
     const report = JSON.parse(bad.stdout) as { ok: boolean; checks: { file: string; ok: boolean; problem: string }[] };
     expect(report.ok).toBe(false);
     expect(report.checks.filter((c) => !c.ok).map((c) => c.file)).toEqual(['shard-00003.parquet']);
-    expect(report.checks.find((c) => !c.ok)!.problem).toMatch(/^sha256 [0-9a-f]{64} differs from the index's [0-9a-f]{64}$/);
+    expect(report.checks.find((c) => !c.ok)!.problem).toMatch(/^sha256 mismatch: index says [0-9a-f]{64}, file has [0-9a-f]{64}$/);
   });
 });
