@@ -44,7 +44,7 @@ export { encodeVideo, IMAGE_EXTENSIONS } from './features/video.js';
 export type { EncodedVideo, EncodeVideoOptions } from './features/video.js';
 
 // Shards and datasets (read, write, index, merge, inspect); convert: input formats, converter
-export { readShard, decodeShard, shardFormatOf } from './shard/read.js';
+export { readShard, decodeShardRows, shardFormatOf } from './shard/read.js';
 export type { ReadShardOptions } from './shard/read.js';
 export { ShardWriter, encodeShard, writeShardFile, DEFAULT_MAX_SHARD_BYTES } from './shard/write.js';
 export type { EncodeShardOptions, FinishedShard, ParquetCompression, ShardWriterOptions } from './shard/write.js';

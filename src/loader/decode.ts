@@ -75,7 +75,8 @@ export interface DecodeOptions {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-export async function decodeShard(bytes: Uint8Array, { name, format, frameSize }: DecodeOptions): Promise<DecodedShard> {
+/** A shard's bytes as columns (`DecodedShard`), features as one float32 buffer; throws naming the shard. */
+export async function decodeShardColumns(bytes: Uint8Array, { name, format, frameSize }: DecodeOptions): Promise<DecodedShard> {
   // shardTable checks the magic bytes and names the shard in its errors; Parquet goes through parquet-wasm.
   const { shardTable } = await import('../shard/read.js');
   return decodeTable(shardTable(bytes, format, { name }), { name, frameSize });

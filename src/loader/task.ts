@@ -5,7 +5,7 @@
  */
 import * as fs from '../shard/fsc.js';
 import type { ShardFileFormat } from '../shard/schema.js';
-import { decodeShard, decodeTable, shardBuffers, type DecodedShard } from './decode.js';
+import { decodeShardColumns, decodeTable, shardBuffers, type DecodedShard } from './decode.js';
 import { ensureShardCached, fetchShardCached, sha256OfFile } from '../shard/cache.js';
 import { readLocalShard } from '../shard/source.js';
 import { readBlock } from './block-read.js';
@@ -65,7 +65,7 @@ export async function runLoadTask(task: LoadTask, signal?: AbortSignal): Promise
     bytes = await readLocalShard(task.file!, task, task.verify);
   }
   throwIfAborted(signal);
-  const shard = await decodeShard(bytes, { name: task.name, format: task.format, frameSize: task.frameSize });
+  const shard = await decodeShardColumns(bytes, { name: task.name, format: task.format, frameSize: task.frameSize });
   return { shard, downloaded };
 }
 

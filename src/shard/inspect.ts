@@ -6,7 +6,7 @@
 import { errorMessage } from '../util/errors.js';
 import type { ShardEntry, ShardIndex, VideoRow } from './schema.js';
 import { readShardIndex } from './index-file.js';
-import { decodeShard } from './read.js';
+import { decodeShardRows } from './read.js';
 import { readShardBytes, type ShardReadOptions } from './source.js';
 
 export interface ShardCheck {
@@ -47,7 +47,7 @@ export async function inspectDataset(dir: string, options: InspectOptions = {}):
   if (first && !options.verify) {
     try {
       const bytes = await shardBytes(dir, first, options);
-      sampleRow = decodeShard(bytes, first.format, { name: first.file })[0] ?? null;
+      sampleRow = decodeShardRows(bytes, first.format, { name: first.file })[0] ?? null;
     } catch {
       sampleRow = null; // reported by --verify
     }
@@ -71,7 +71,7 @@ async function verifyShard(dir: string, entry: ShardEntry, index: ShardIndex, op
   const bad = (problem: string): ShardCheck => ({ file: entry.file, ok: false, problem });
   let rows: VideoRow[];
   try {
-    rows = decodeShard(await shardBytes(dir, entry, options), entry.format, { name: entry.file });
+    rows = decodeShardRows(await shardBytes(dir, entry, options), entry.format, { name: entry.file });
   } catch (err) {
     return bad(errorMessage(err));
   }
