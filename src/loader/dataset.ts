@@ -18,7 +18,8 @@ export interface Dataset {
   /** Folder path or index URL that shard files are relative to. */
   base: string;
   remote: boolean;
-  frameSize: number;
+  /** Floats per frame: tokensPerFrame * featureDim. */
+  floatsPerFrame: number;
   fingerprint: string;
   sizes: number[];
   /** Each shard's blocks (one when its index entry lists none). */
@@ -41,7 +42,7 @@ export async function openDataset(options: { source: string; format?: ShardFileF
     format,
     base: remote ? where : path.dirname(where),
     remote,
-    frameSize: index.schema.tokensPerFrame * index.schema.featureDim,
+    floatsPerFrame: index.schema.tokensPerFrame * index.schema.featureDim,
     fingerprint: datasetFingerprint(shards),
     sizes: shards.map((s) => s.dialogues),
     blocks: shards.map(shardBlocks),
@@ -53,8 +54,8 @@ export function estimateDecodedBytes(ds: Dataset, shard: number): number {
   const entry = ds.shards[shard]!;
   const totals = ds.index.totals;
   const frames = totals.rows > 0 ? (totals.frames * entry.rows) / totals.rows : 0;
-  const featureBytes = frames * ds.frameSize * 4;
-  const onDiskFeatures = frames * ds.frameSize * (ds.index.schema.dtype === 'float16' ? 2 : 4);
+  const featureBytes = frames * ds.floatsPerFrame * 4;
+  const onDiskFeatures = frames * ds.floatsPerFrame * (ds.index.schema.dtype === 'float16' ? 2 : 4);
   const other = entry.format === 'arrow' ? Math.max(0, entry.bytes - onDiskFeatures) * 2 : entry.bytes * 2;
   return Math.ceil(featureBytes + frames * 8 + other);
 }

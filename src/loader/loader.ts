@@ -418,7 +418,7 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
           if (load.error) throw load.error;
           const src = sourceOf(p, plan.total);
           const first = ds.blocks[load.shard]!.firstDialogue[load.block]!;
-          samples[p - pos] = sampleOf(load.data!, order.local[src]! - first, p >= plan.total, ds.frameSize);
+          samples[p - pos] = sampleOf(load.data!, order.local[src]! - first, p >= plan.total, ds.floatsPerFrame);
         }
         const batch = collate(samples, { ...ctxBase, batchIndex: this.batchesDone });
         // Drop shards whose last sample is behind us, and refill the read-ahead before yielding,
@@ -459,7 +459,7 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
     const task: LoadTask = {
       name: entry.file,
       format: entry.format,
-      frameSize: ds.frameSize,
+      floatsPerFrame: ds.floatsPerFrame,
       bytes: entry.bytes,
       sha256: entry.sha256,
       verify: this.options.verify ?? false,

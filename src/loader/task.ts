@@ -16,7 +16,7 @@ export interface LoadTask {
   name: string;
   format: ShardFileFormat;
   /** tokensPerFrame * featureDim. */
-  frameSize: number;
+  floatsPerFrame: number;
   /** Expected size and sha256 from the index. */
   bytes: number;
   sha256: string;
@@ -65,7 +65,7 @@ export async function runLoadTask(task: LoadTask, signal?: AbortSignal): Promise
     bytes = await readLocalShard(task.file!, task, task.verify);
   }
   throwIfAborted(signal);
-  const shard = await decodeShardColumns(bytes, { name: task.name, format: task.format, frameSize: task.frameSize });
+  const shard = await decodeShardColumns(bytes, { name: task.name, format: task.format, floatsPerFrame: task.floatsPerFrame });
   return { shard, downloaded };
 }
 
@@ -133,5 +133,5 @@ async function runBlockTask(task: LoadTask, block: { index: number; count: numbe
     }
   }
   throwIfAborted(signal);
-  return { shard: decodeTable(table, { name: task.name, frameSize: task.frameSize }), downloaded };
+  return { shard: decodeTable(table, { name: task.name, floatsPerFrame: task.floatsPerFrame }), downloaded };
 }

@@ -210,7 +210,7 @@ describe('remote shards over http', () => {
       const run = pool.run({
         name: entry.file,
         format: 'arrow',
-        frameSize: 128,
+        floatsPerFrame: 128,
         bytes: entry.bytes,
         sha256: entry.sha256,
         verify: false,
