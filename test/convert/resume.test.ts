@@ -11,12 +11,12 @@ import { cli, readAllRows, repoRoot, sampleExport, tempDir } from './fixtures.js
 let exportDir: string;
 let reference: string;
 // Every row its own shard: many shards, so the kill lands between two of them.
-const common = ['--max-shard-bytes', '1', '--max-frames', '4', '--workers', '1', '--batch', '2', '--format', 'both'];
+const common = ['--max-shard-bytes', '1', '--max-frames', '4', '--workers', '1', '--videos-per-process', '2', '--format', 'both'];
 
 beforeAll(async () => {
   exportDir = await sampleExport(8);
   reference = tempDir();
-  await convertExport({ input: exportDir, out: reference, maxShardBytes: 1, maxFrames: 4, workers: 1, format: 'both' });
+  await convertExport({ input: exportDir, out: reference, maxShardBytes: 1, maxFrames: 4, workers: 1, shardFormat: 'both' });
 });
 
 function shardHashes(dir: string): Record<string, string> {
@@ -108,7 +108,7 @@ describe('--part and merge', () => {
     const parts = [];
     for (let i = 0; i < 3; i++) {
       const dir = tempDir();
-      await convertExport({ input: exportDir, out: dir, part: `${i}/3`, maxShardBytes: 1, maxFrames: 4, workers: 1, format: 'both' });
+      await convertExport({ input: exportDir, out: dir, part: `${i}/3`, maxShardBytes: 1, maxFrames: 4, workers: 1, shardFormat: 'both' });
       parts.push(dir);
     }
     const partRows = await Promise.all(parts.map((p) => readAllRows(p)));
