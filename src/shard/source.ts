@@ -2,12 +2,13 @@
  * Where every byte of a dataset comes from: its index and its shard files, from a local folder or
  * an http(s) URL. Remote shards go through the sha256-named cache (./cache.ts: downloaded once per
  * machine, checked against the index's size and sha256, retried); local shards are checked by size,
- * and by sha256 with `verify`. The loader, `scanDataset`, `inspectDataset` and `readShardIndex`
- * all read through here, so a remote shard is never downloaded twice or used unchecked.
+ * and by sha256 with `verify`. The loader's workers (whole shards or one block at a time),
+ * `scanDataset`, `inspectDataset` and `readShardIndex` all read through here, so a remote shard is
+ * never downloaded twice or used unchecked.
  */
 import path from 'node:path';
 import * as fs from './fsc.js';
-import { defaultCacheDir, fetchShardCached, sha256Hex } from './cache.js';
+import { defaultCacheDir, ensureShardCached, fetchShardCached, sha256Hex, sha256OfFile, type CachedFetchOptions } from './cache.js';
 import { fetchWithRetry, type RetryOptions } from './fetch.js';
 import type { ShardFileFormat } from './schema.js';
 
@@ -76,25 +77,58 @@ export async function readDatasetFile(where: string, retry: RetryOptions = {}): 
  * `sha256 mismatch: index says X, file has Y`, or the cache's download error.
  */
 export async function readShardBytes(base: string, entry: ShardFileRef, options: ShardReadOptions = {}): Promise<{ bytes: Uint8Array; downloaded: boolean }> {
-  const where = shardFileLocation(base, entry.file);
-  if (isUrl(where)) {
-    return fetchShardCached({
-      url: where,
-      sha256: entry.sha256,
-      bytes: entry.bytes,
-      ext: entry.format === 'parquet' ? '.parquet' : '.arrow',
-      cacheDir: options.cacheDir ?? defaultCacheDir(),
-      limitBytes: options.cacheLimitBytes ?? DEFAULT_CACHE_LIMIT_BYTES,
-      verify: options.verify,
-      ...options.retry,
-      signal: options.signal,
-    });
-  }
+  return readShardAt(shardFileLocation(base, entry.file), entry, options);
+}
+
+/** As `readShardBytes`, for a shard at `where`: a path or the shard's own URL. */
+export async function readShardAt(where: string, entry: Omit<ShardFileRef, 'file'>, options: ShardReadOptions = {}): Promise<{ bytes: Uint8Array; downloaded: boolean }> {
+  if (isUrl(where)) return fetchShardCached(cacheOptions(where, entry, options));
   return { bytes: await readLocalShard(where, entry, options.verify ?? false), downloaded: false };
 }
 
+/** Local shards this thread has hashed whole already (`verify` with blocks: once per file, not per block). */
+const verifiedFiles = new Set<string>();
+
+/**
+ * A shard as a file on disk, for a reader that takes only some of its bytes (one block): a local
+ * path checked by size (and with `verify` hashed once, by chunks), or the cache's file of a remote
+ * shard (downloaded when missing). The file is never read whole here. Errors as `readShardBytes`.
+ */
+export async function shardFileAt(where: string, entry: Omit<ShardFileRef, 'file'>, options: ShardReadOptions = {}): Promise<{ file: string; downloaded: boolean }> {
+  if (isUrl(where)) return ensureShardCached(cacheOptions(where, entry, options));
+  let size: number;
+  try {
+    size = (await fs.stat(where)).size;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' ? `file not found: ${where}` : (err as Error).message, { cause: err });
+  }
+  if (size !== entry.bytes) throw new Error(`size ${size} bytes, the index says ${entry.bytes} (file changed or truncated)`);
+  const key = `${where}\0${entry.sha256}`;
+  if (options.verify && !verifiedFiles.has(key)) {
+    const got = await sha256OfFile(where);
+    if (got !== entry.sha256) throw new Error(`sha256 mismatch: index says ${entry.sha256}, file has ${got}`);
+    verifiedFiles.add(key);
+  }
+  return { file: where, downloaded: false };
+}
+
+function cacheOptions(url: string, entry: Omit<ShardFileRef, 'file'>, options: ShardReadOptions): CachedFetchOptions {
+  return {
+    url,
+    sha256: entry.sha256,
+    bytes: entry.bytes,
+    ext: entry.format === 'parquet' ? '.parquet' : '.arrow',
+    cacheDir: options.cacheDir ?? defaultCacheDir(),
+    limitBytes: options.cacheLimitBytes ?? DEFAULT_CACHE_LIMIT_BYTES,
+    verify: options.verify,
+    ...options.retry,
+    signal: options.signal,
+  };
+}
+
 /** A local shard file, checked by size (and sha256 with `verify`); errors as `readShardBytes`. */
-export async function readLocalShard(file: string, entry: { bytes: number; sha256: string }, verify: boolean): Promise<Uint8Array> {
+async function readLocalShard(file: string, entry: { bytes: number; sha256: string }, verify: boolean): Promise<Uint8Array> {
   let bytes: Uint8Array;
   try {
     bytes = await fs.readFile(file);
