@@ -13,8 +13,7 @@ import { LoadPool } from './pool.js';
 import { openDataset, estimateBlockBytes, type Dataset } from './dataset.js';
 import { residentOf, sampleOf, type Resident } from './resident.js';
 import type { LoadTask } from './task.js';
-import { defaultCacheDir } from '../shard/cache.js';
-import { DEFAULT_CACHE_LIMIT_BYTES } from '../shard/source.js';
+import { DEFAULT_CACHE_LIMIT_BYTES, defaultCacheDir, defaultCacheLimitBytes } from '../shard/cache.js';
 import type { RetryOptions } from '../shard/fetch.js';
 import {
   LOADER_STATE_FORMAT,
@@ -63,7 +62,7 @@ export interface LoaderOptions<B = Batch> {
   format?: ShardFileFormat;
   /** Remote shards: cache folder (default $RPV_CACHE_DIR or ~/.cache/rpv/shards). */
   cacheDir?: string;
-  /** Remote shards: cache size limit, least recently used evicted (default 16 GiB). */
+  /** Remote shards: cache size limit, least recently used evicted (default $RPV_CACHE_LIMIT_BYTES, else 16 GiB). */
   cacheLimitBytes?: number;
   /** Remote shards: download retries and backoff. */
   retry?: RetryOptions;
@@ -455,7 +454,7 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
       task.remote = {
         url: new URL(entry.file, ds.base).href,
         cacheDir: this.options.cacheDir ?? defaultCacheDir(),
-        limitBytes: this.options.cacheLimitBytes ?? DEFAULT_CACHE_LIMIT_BYTES,
+        limitBytes: this.options.cacheLimitBytes ?? defaultCacheLimitBytes(),
         retry: this.options.retry ?? {},
       };
     } else {

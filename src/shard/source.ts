@@ -8,18 +8,15 @@
  */
 import path from 'node:path';
 import * as fs from './fsc.js';
-import { defaultCacheDir, ensureShardCached, fetchShardCached, sha256Hex, sha256OfFile, type CachedFetchOptions } from './cache.js';
+import { defaultCacheDir, defaultCacheLimitBytes, ensureShardCached, fetchShardCached, sha256Hex, sha256OfFile, type CachedFetchOptions } from './cache.js';
 import { fetchWithRetry, type RetryOptions } from './fetch.js';
 import type { ShardFileFormat } from './schema.js';
-
-/** Default size limit of the remote shard cache (least recently used files evicted beyond it). */
-export const DEFAULT_CACHE_LIMIT_BYTES = 16 * 1024 ** 3;
 
 /** How remote files are fetched and kept; documented field by field. */
 export interface ShardReadOptions {
   /** Remote shards: cache folder (default $RPV_CACHE_DIR, else ~/.cache/rpv/shards). */
   cacheDir?: string;
-  /** Remote shards: cache size limit (default 16 GiB). */
+  /** Remote shards: cache size limit (default $RPV_CACHE_LIMIT_BYTES, else 16 GiB). */
   cacheLimitBytes?: number;
   /** Retries of a remote download (attempts, backoff, timeout). */
   retry?: RetryOptions;
@@ -120,7 +117,7 @@ function cacheOptions(url: string, entry: Omit<ShardFileRef, 'file'>, options: S
     bytes: entry.bytes,
     ext: entry.format === 'parquet' ? '.parquet' : '.arrow',
     cacheDir: options.cacheDir ?? defaultCacheDir(),
-    limitBytes: options.cacheLimitBytes ?? DEFAULT_CACHE_LIMIT_BYTES,
+    limitBytes: options.cacheLimitBytes ?? defaultCacheLimitBytes(),
     verify: options.verify,
     ...options.retry,
     signal: options.signal,

@@ -10,6 +10,7 @@ import { createLoader, type Batch } from '../../src/index.js';
 import { scanDataset } from '../../src/train/dataset.js';
 import { inspectDataset } from '../../src/shard/inspect.js';
 import { readShardBytes } from '../../src/shard/source.js';
+import { DEFAULT_CACHE_LIMIT_BYTES, defaultCacheLimitBytes } from '../../src/shard/cache.js';
 import type { ShardIndex } from '../../src/shard/schema.js';
 import { collect, makeDataset, tempDir } from '../loader/helpers.js';
 import { serveFolder, type FolderServer } from './http-server.js';
@@ -94,5 +95,20 @@ describe('shard bytes from one source', () => {
     await expect(scanDataset(copy, { heldoutFraction: 0, seed: 1 })).rejects.toThrow(
       `train: shard ${file}: file not found: ${file}`,
     );
+  });
+
+  it('takes the default cache limit from RPV_CACHE_LIMIT_BYTES, refusing a bad value', () => {
+    const before = process.env.RPV_CACHE_LIMIT_BYTES;
+    try {
+      delete process.env.RPV_CACHE_LIMIT_BYTES;
+      expect(defaultCacheLimitBytes()).toBe(DEFAULT_CACHE_LIMIT_BYTES);
+      process.env.RPV_CACHE_LIMIT_BYTES = '123456';
+      expect(defaultCacheLimitBytes()).toBe(123456);
+      process.env.RPV_CACHE_LIMIT_BYTES = '1GiB';
+      expect(() => defaultCacheLimitBytes()).toThrow('RPV_CACHE_LIMIT_BYTES: expected a whole number of bytes > 0, found "1GiB"');
+    } finally {
+      if (before === undefined) delete process.env.RPV_CACHE_LIMIT_BYTES;
+      else process.env.RPV_CACHE_LIMIT_BYTES = before;
+    }
   });
 });
