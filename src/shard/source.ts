@@ -12,7 +12,7 @@ import { defaultCacheDir, defaultCacheLimitBytes, ensureShardCached, fetchShardC
 import { fetchWithRetry, type RetryOptions } from './fetch.js';
 import type { ShardFileFormat } from './schema.js';
 
-/** How remote files are fetched and kept; documented field by field. */
+/** How a dataset's shards are read: checked, and when remote, fetched and kept. */
 export interface ShardReadOptions {
   /** Remote shards: cache folder (default $RPV_CACHE_DIR, else ~/.cache/rpv/shards). */
   cacheDir?: string;
