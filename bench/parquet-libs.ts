@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import { parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { encodeShard } from '../src/shard/write.js';
-import { decodeShard } from '../src/shard/read.js';
+import { decodeShardRows } from '../src/shard/read.js';
 import { float16ToFloat32, float32ToFloat16 } from '../src/util/float16.js';
 import type { FeatureSchema, VideoRow } from '../src/shard/schema.js';
 
@@ -136,9 +136,9 @@ const raw = await time(() => fs.readFile(wasmFile));
 const rawMBps = report('read', 'raw file read (ceiling)', raw.sec, { bytes: raw.value.length, note: `${(raw.value.length / 1e6).toFixed(1)} MB file` });
 const arrowFile = path.join(tmp, 'rows.arrow');
 await fs.writeFile(arrowFile, arrowBytes);
-const arrowR = await time(async () => decodeShard(await fs.readFile(arrowFile), 'arrow'));
+const arrowR = await time(async () => decodeShardRows(await fs.readFile(arrowFile), 'arrow'));
 report('read', 'rpv readShard arrow-ipc', arrowR.sec, { correct: sameRows(arrowR.value, rows) }, { name: 'raw read', mbps: rawMBps });
-const wasmR = await time(async () => decodeShard(await fs.readFile(wasmFile), 'parquet'));
+const wasmR = await time(async () => decodeShardRows(await fs.readFile(wasmFile), 'parquet'));
 report('read', 'rpv readShard parquet (parquet-wasm)', wasmR.sec, { correct: sameRows(wasmR.value, rows) }, { name: 'raw read', mbps: rawMBps });
 const hyR = await time(async () => {
   const bytes = await fs.readFile(wasmFile);

@@ -43,8 +43,8 @@ export type { PrecomputedFeatures } from './features/precomputed.js';
 export { encodeVideo, IMAGE_EXTENSIONS } from './features/video.js';
 export type { EncodedVideo, EncodeVideoOptions } from './features/video.js';
 
-// Convert: input formats, converter, merge, inspect
-export { readShard, decodeShard, shardFormatOf } from './shard/read.js';
+// Shards and datasets (read, write, index, merge, inspect); convert: input formats, converter
+export { readShard, decodeShardRows, shardFormatOf } from './shard/read.js';
 export type { ReadShardOptions } from './shard/read.js';
 export { ShardWriter, encodeShard, writeShardFile, DEFAULT_MAX_SHARD_BYTES } from './shard/write.js';
 export type { EncodeShardOptions, FinishedShard, ParquetCompression, ShardWriterOptions } from './shard/write.js';
@@ -52,10 +52,10 @@ export { readShardIndex, writeShardIndex, validateShardIndex, indexLocation } fr
 export { float16ToFloat32, float32ToFloat16 } from './util/float16.js';
 export { convertExport } from './convert/convert.js';
 export type { ConvertOptions, ConvertSummary, OutputFormat } from './convert/convert.js';
-export { mergeDatasets } from './convert/merge.js';
-export type { MergeDatasetsOptions, MergeDatasetsSummary } from './convert/merge.js';
-export { inspectDataset } from './convert/inspect.js';
-export type { InspectReport, ShardCheck } from './convert/inspect.js';
+export { mergeDatasets } from './shard/merge.js';
+export type { MergeDatasetsOptions, MergeDatasetsSummary } from './shard/merge.js';
+export { inspectDataset } from './shard/inspect.js';
+export type { InspectReport, ShardCheck } from './shard/inspect.js';
 export { INPUT_FORMATS, detectInputFormat, getInputFormat } from './convert/formats/index.js';
 export type { InputFormat, InputFormatName, ParsedItem, SourceRecord } from './convert/record.js';
 export { mmroleFormat, parseMmrolePrompt, readMmroleProfiles } from './convert/formats/mmrole.js';

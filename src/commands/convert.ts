@@ -18,6 +18,7 @@ interface ConvertArgs {
   backend: BackendName;
   features?: string;
   workers: number;
+  'videos-per-process'?: number;
   batch?: number;
   'max-shard-bytes': string;
   compression: 'zstd' | 'snappy' | 'none';
@@ -66,7 +67,8 @@ export const command: CommandModule<object, ConvertArgs> = {
       .option('backend', { choices: BACKEND_NAMES, default: 'auto' as const, describe: 'tfjs backend of a tfjs: encoder (webgpu: see the README\'s Backends section)' })
       .option('features', { type: 'string', describe: 'Folder of precomputed features (<video id>.npy|.safetensors) instead of an encoder' })
       .option('workers', { type: 'number', default: os.availableParallelism(), describe: 'ffmpeg processes at once (each decodes a batch of videos)' })
-      .option('batch', { type: 'number', describe: 'Videos per ffmpeg process (consecutive, up to 120 s of video); 1 = one process per video [default: 8, fewer for large frames]' })
+      .option('videos-per-process', { type: 'number', describe: 'Videos per ffmpeg process (consecutive, up to 120 s of video); 1 = one process per video [default: 8, fewer for large frames]' })
+      .option('batch', { type: 'number', deprecated: 'use --videos-per-process', describe: 'Old name of --videos-per-process' })
       .option('max-shard-bytes', { type: 'string', default: '64MiB', describe: 'Rotate shards at this size (Arrow size of the rows); each shard is cut into blocks of at most 16 MiB the loader reads one at a time' })
       .option('compression', { choices: ['zstd', 'snappy', 'none'] as const, default: 'zstd' as const, describe: 'Parquet compression' })
       .option('part', { type: 'string', describe: 'Convert part i of N (i from 0), by hash of the video: i/N; join parts with rpv merge' })
@@ -97,7 +99,7 @@ export const command: CommandModule<object, ConvertArgs> = {
         out: args.out,
         inputFormat: args['input-format'],
         mediaRoot: args['media-root'],
-        format: args.format,
+        shardFormat: args.format,
         dtype: args.dtype,
         fps: args.fps,
         minFrames: args['min-frames'],
@@ -107,7 +109,7 @@ export const command: CommandModule<object, ConvertArgs> = {
         encoderBackend: args.backend,
         features: args.features,
         workers: args.workers,
-        batch: args.batch,
+        videosPerProcess: args['videos-per-process'] ?? args.batch,
         maxShardBytes: parseBytes(args['max-shard-bytes']),
         compression: args.compression,
         part: args.part,

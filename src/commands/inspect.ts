@@ -24,7 +24,7 @@ export const command: CommandModule<object, InspectArgs> = {
       .example('rpv inspect shards/sample', 'Totals, schema, shards and one row')
       .example('rpv inspect shards/sample --verify', 'Re-hash and re-read every shard'),
   handler: async (args) => {
-    const { inspectDataset, renderRow } = await import('../convert/inspect.js');
+    const { inspectDataset, renderRow } = await import('../shard/inspect.js');
     const { skipCategory } = await import('../convert/group.js');
     const report = await inspectDataset(args.dir, {
       verify: args.verify,

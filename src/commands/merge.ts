@@ -18,7 +18,7 @@ export const command: CommandModule<object, MergeArgs> = {
       .option('json', { type: 'boolean', default: false, describe: 'Print the merged index as JSON' })
       .example('rpv merge shards/part-0 shards/part-1 --out shards/all', 'Join two parts into one dataset'),
   handler: async (args) => {
-    const { mergeDatasets } = await import('../convert/merge.js');
+    const { mergeDatasets } = await import('../shard/merge.js');
     const summary = await mergeDatasets({ inputs: args.dirs, out: args.out, copy: args.copy });
     const { index } = summary;
     if (args.json) {

@@ -98,7 +98,7 @@ export async function benchLoader(options: LoaderBenchOptions): Promise<LoaderBe
     const rssBefore = process.memoryUsage.rss();
     let peakRss = rssBefore;
     let probe: Float32Array | undefined;
-    const frameSize = info.schema.tokensPerFrame * info.schema.featureDim;
+    const floatsPerFrame = info.schema.tokensPerFrame * info.schema.featureDim;
     const t0 = performance.now();
     let firstBatchSec = 0;
     const progress = new Progress({ label: `bench loader ${format}`, total: info.batchesPerEpoch, unit: 'batches' });
@@ -108,14 +108,14 @@ export async function benchLoader(options: LoaderBenchOptions): Promise<LoaderBe
       batches++;
       for (let i = 0; i < batch.dims.batch; i++) {
         const id = batch.sampleIds[i]!;
-        featureBytes += batch.dialogues[i]!.numFrames * frameSize * 4;
+        featureBytes += batch.dialogues[i]!.numFrames * floatsPerFrame * 4;
         samples++;
         if (batch.padding[i]) continue;
         if (seen.has(id)) duplicates++;
         seen.add(id);
         if (id === probeId) {
-          const base = i * batch.dims.frames * frameSize;
-          probe = batch.frames.slice(base, base + batch.dialogues[i]!.numFrames * frameSize);
+          const base = i * batch.dims.frames * floatsPerFrame;
+          probe = batch.frames.slice(base, base + batch.dialogues[i]!.numFrames * floatsPerFrame);
         }
       }
       if ((batches & 15) === 0) peakRss = Math.max(peakRss, process.memoryUsage.rss());

@@ -1,12 +1,13 @@
 /**
- * Opening a dataset for the loader: its index (local or remote, with retries), the shards of the
- * chosen format, and what the loader derives from them (sizes, fingerprint, memory estimates).
+ * Opening a dataset for the loader: its index (local or remote, with retries, read by
+ * ../shard/index-file.ts), the shards of the chosen format, and what the loader derives from
+ * them (sizes, fingerprint, memory estimates).
  */
 import path from 'node:path';
 import { RpvError } from '../util/errors.js';
 import type { ShardEntry, ShardFileFormat, ShardIndex } from '../shard/schema.js';
-import { indexLocation, isUrl, readShardIndex, shardsOfFormat, validateShardIndex } from '../shard/index-file.js';
-import { fetchWithRetry, type RetryOptions } from './fetch.js';
+import { indexLocation, isUrl, readShardIndex, shardsOfFormat } from '../shard/index-file.js';
+import type { RetryOptions } from '../shard/fetch.js';
 import { datasetFingerprint } from './state.js';
 import { shardBlocks, type ShardBlocks } from '../shard/blocks.js';
 
@@ -17,7 +18,8 @@ export interface Dataset {
   /** Folder path or index URL that shard files are relative to. */
   base: string;
   remote: boolean;
-  frameSize: number;
+  /** Floats per frame: tokensPerFrame * featureDim. */
+  floatsPerFrame: number;
   fingerprint: string;
   sizes: number[];
   /** Each shard's blocks (one when its index entry lists none). */
@@ -27,24 +29,7 @@ export interface Dataset {
 export async function openDataset(options: { source: string; format?: ShardFileFormat; retry?: RetryOptions }): Promise<Dataset> {
   const where = indexLocation(options.source);
   const remote = isUrl(where);
-  let index: ShardIndex;
-  if (remote) {
-    let body: Uint8Array;
-    try {
-      body = await fetchWithRetry(where, options.retry ?? {});
-    } catch (err) {
-      throw new RpvError(`loader: ${where}: ${(err as Error).message}`, { cause: err });
-    }
-    let value: unknown;
-    try {
-      value = JSON.parse(new TextDecoder().decode(body));
-    } catch (err) {
-      throw new RpvError(`loader: ${where}: invalid JSON: ${(err as Error).message}`);
-    }
-    index = validateShardIndex(value, where);
-  } else {
-    index = await readShardIndex(where);
-  }
+  const index = await readShardIndex(where, { retry: options.retry });
   const available = new Set(index.shards.map((s) => s.format));
   const format = options.format ?? (available.has('arrow') || available.size === 0 ? 'arrow' : 'parquet');
   const shards = shardsOfFormat(index, format);
@@ -57,7 +42,7 @@ export async function openDataset(options: { source: string; format?: ShardFileF
     format,
     base: remote ? where : path.dirname(where),
     remote,
-    frameSize: index.schema.tokensPerFrame * index.schema.featureDim,
+    floatsPerFrame: index.schema.tokensPerFrame * index.schema.featureDim,
     fingerprint: datasetFingerprint(shards),
     sizes: shards.map((s) => s.dialogues),
     blocks: shards.map(shardBlocks),
@@ -69,8 +54,8 @@ export function estimateDecodedBytes(ds: Dataset, shard: number): number {
   const entry = ds.shards[shard]!;
   const totals = ds.index.totals;
   const frames = totals.rows > 0 ? (totals.frames * entry.rows) / totals.rows : 0;
-  const featureBytes = frames * ds.frameSize * 4;
-  const onDiskFeatures = frames * ds.frameSize * (ds.index.schema.dtype === 'float16' ? 2 : 4);
+  const featureBytes = frames * ds.floatsPerFrame * 4;
+  const onDiskFeatures = frames * ds.floatsPerFrame * (ds.index.schema.dtype === 'float16' ? 2 : 4);
   const other = entry.format === 'arrow' ? Math.max(0, entry.bytes - onDiskFeatures) * 2 : entry.bytes * 2;
   return Math.ceil(featureBytes + frames * 8 + other);
 }

@@ -70,15 +70,16 @@ export interface DecodeOptions {
   name: string;
   format: ShardFileFormat;
   /** Floats per frame: tokensPerFrame * featureDim. */
-  frameSize: number;
+  floatsPerFrame: number;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-export async function decodeShard(bytes: Uint8Array, { name, format, frameSize }: DecodeOptions): Promise<DecodedShard> {
+/** A shard's bytes as columns (`DecodedShard`), features as one float32 buffer; throws naming the shard. */
+export async function decodeShardColumns(bytes: Uint8Array, { name, format, floatsPerFrame }: DecodeOptions): Promise<DecodedShard> {
   // shardTable checks the magic bytes and names the shard in its errors; Parquet goes through parquet-wasm.
   const { shardTable } = await import('../shard/read.js');
-  return decodeTable(shardTable(bytes, format, { name }), { name, frameSize });
+  return decodeTable(shardTable(bytes, format, { name }), { name, floatsPerFrame });
 }
 
 // Note on offsets: arrow-js slices a Data's offsets and values buffers themselves (Data.slice),
@@ -92,7 +93,7 @@ function column(table: Table, name: string, shard: string): Data[] {
 }
 
 /** Decode an Arrow table of shard rows (a whole shard, or one block of it). */
-export function decodeTable(table: Table, { name, frameSize }: { name: string; frameSize: number }): DecodedShard {
+export function decodeTable(table: Table, { name, floatsPerFrame }: { name: string; floatsPerFrame: number }): DecodedShard {
   const rows = table.numRows;
   const videoId = stringColumn(column(table, 'video_id', name), name, 'video_id', false);
   const role = stringColumn(column(table, 'role', name), name, 'role', false);
@@ -116,7 +117,7 @@ export function decodeTable(table: Table, { name, frameSize }: { name: string; f
     }
   }
   const totalFrames = frameStart[rows]!;
-  const frames = new Float32Array(totalFrames * frameSize);
+  const frames = new Float32Array(totalFrames * floatsPerFrame);
   const frameTimes = new Float64Array(totalFrames);
   r = 0;
   for (const data of timesChunks) {
@@ -135,15 +136,15 @@ export function decodeTable(table: Table, { name, frameSize }: { name: string; f
     const values = child.values as Uint16Array | Float32Array | Float64Array;
     for (let i = 0; i < data.length; i++) {
       const n = Number(off[i + 1]) - Number(off[i]);
-      if (n !== numFrames[r + i]! * frameSize) {
+      if (n !== numFrames[r + i]! * floatsPerFrame) {
         throw new Error(
-          `${name}: row ${r + i} (${stringAt(videoId, r + i)}): frames holds ${n} values, expected ${numFrames[r + i]} frames x ${frameSize}`,
+          `${name}: row ${r + i} (${stringAt(videoId, r + i)}): frames holds ${n} values, expected ${numFrames[r + i]} frames x ${floatsPerFrame}`,
         );
       }
     }
     const start = Number(off[0]);
     const end = Number(off[data.length]);
-    const dst = frames.subarray(frameStart[r]! * frameSize, frameStart[r + data.length]! * frameSize);
+    const dst = frames.subarray(frameStart[r]! * floatsPerFrame, frameStart[r + data.length]! * floatsPerFrame);
     if (values instanceof Uint16Array) halfToFloat(values.subarray(start, end), dst);
     else dst.set(values.subarray(start, end));
     r += data.length;

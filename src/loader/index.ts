@@ -7,5 +7,5 @@ export { epochOrder, planRank } from './order.js';
 export type { EpochOrder, OrderOptions, RankPlan, RankPlanOptions } from './order.js';
 export { LOADER_STATE_FORMAT, LOADER_STATE_VERSION, validateLoaderState } from './state.js';
 export type { LoaderState } from './state.js';
-export { defaultCacheDir } from './cache.js';
-export type { RetryOptions } from './fetch.js';
+export { defaultCacheDir } from '../shard/cache.js';
+export type { RetryOptions } from '../shard/fetch.js';

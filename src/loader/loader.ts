@@ -13,8 +13,8 @@ import { LoadPool } from './pool.js';
 import { openDataset, estimateBlockBytes, type Dataset } from './dataset.js';
 import { residentOf, sampleOf, type Resident } from './resident.js';
 import type { LoadTask } from './task.js';
-import { defaultCacheDir } from './cache.js';
-import type { RetryOptions } from './fetch.js';
+import { DEFAULT_CACHE_LIMIT_BYTES, defaultCacheDir, defaultCacheLimitBytes } from '../shard/cache.js';
+import type { RetryOptions } from '../shard/fetch.js';
 import {
   LOADER_STATE_FORMAT,
   LOADER_STATE_VERSION,
@@ -62,7 +62,7 @@ export interface LoaderOptions<B = Batch> {
   format?: ShardFileFormat;
   /** Remote shards: cache folder (default $RPV_CACHE_DIR or ~/.cache/rpv/shards). */
   cacheDir?: string;
-  /** Remote shards: cache size limit, least recently used evicted (default 16 GiB). */
+  /** Remote shards: cache size limit, least recently used evicted (default $RPV_CACHE_LIMIT_BYTES, else 16 GiB). */
   cacheLimitBytes?: number;
   /** Remote shards: download retries and backoff. */
   retry?: RetryOptions;
@@ -109,7 +109,7 @@ export interface LoaderStats {
 }
 
 export const DEFAULT_PREFETCH_BYTES = 512 * 1024 * 1024;
-export const DEFAULT_CACHE_LIMIT_BYTES = 16 * 1024 ** 3;
+export { DEFAULT_CACHE_LIMIT_BYTES };
 
 interface Load {
   shard: number;
@@ -305,45 +305,12 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
       const epoch = this.epochValue;
       const order = epochOrder({ seed: this.seed, epoch, shardSizes: ds.sizes, blockSizes: blockSizesOf(ds), windowShards: this.windowShards, shuffle: this.shuffle });
       const nShards = ds.sizes.length;
-      // Global number of each shard's first block.
-      const blockBase: number[] = [0];
-      for (const b of ds.blocks) blockBase.push(blockBase[blockBase.length - 1]! + b.count);
-      const nBlocks = blockBase[nShards]!;
       let pos = plan.start + this.batchesDone * this.batchSize;
-      // Every block visit still ahead of this rank, in the order first needed.
-      const byKey = new Map<number, Load>();
-      const keyOf = (p: number): number => {
-        const src = sourceOf(p, plan.total);
-        return visitOf(p, plan.total) * nBlocks + blockBase[order.shard[src]!]! + order.block[src]!;
-      };
-      for (let p = pos; p < plan.end; p++) {
-        const src = sourceOf(p, plan.total);
-        const key = keyOf(p);
-        const load = byKey.get(key);
-        if (load) load.last = p;
-        else {
-          const s = order.shard[src]!;
-          const b = order.block[src]!;
-          const fresh: Load = { shard: s, block: b, first: p, last: p, bytes: estimateBlockBytes(ds, s, b), started: false };
-          byKey.set(key, fresh);
-          loads.push(fresh);
-        }
-      }
-      const slot = (p: number): Load => byKey.get(keyOf(p))!;
-      // The bound: read-ahead stays within prefetchBytes; the blocks one batch needs are read
-      // whatever the budget, so the most any batch needs held at once may raise it.
-      const needed = neededPerBatch(loads, pos, this.batchSize, plan.end);
+      const visits = blockVisits(ds, plan, order, pos);
+      for (const load of visits.loads) loads.push(load);
+      const slot = visits.slot;
       const stats = this.statsValue;
-      stats.boundBytes = Math.max(this.prefetchBytes, needed.bytes);
-      if (needed.bytes > this.prefetchBytes && !this.warnedBound) {
-        this.warnedBound = true;
-        const mib = (n: number) => `${Math.round(n / 2 ** 20)} MiB`;
-        process.emitWarning(
-          `loader: ${this.options.source}: one batch needs ${mib(needed.bytes)} held at once (${needed.loads} blocks of windowShards=${this.windowShards} shards), above prefetchBytes ${mib(this.prefetchBytes)}; ` +
-            'memory will reach that. Blocks this large come from shards written without blocks (convert them again); or lower windowShards, or raise prefetchBytes.',
-          { code: 'RPV_LOADER_BOUND' },
-        );
-      }
+      this.noteBound(loads, pos, plan.end);
       const visited = new Set<number>();
       this.pool ??= new LoadPool(this.workers);
       const activePool = this.pool;
@@ -417,7 +384,7 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
           if (load.error) throw load.error;
           const src = sourceOf(p, plan.total);
           const first = ds.blocks[load.shard]!.firstDialogue[load.block]!;
-          samples[p - pos] = sampleOf(load.data!, order.local[src]! - first, p >= plan.total, ds.frameSize);
+          samples[p - pos] = sampleOf(load.data!, order.local[src]! - first, p >= plan.total, ds.floatsPerFrame);
         }
         const batch = collate(samples, { ...ctxBase, batchIndex: this.batchesDone });
         // Drop shards whose last sample is behind us, and refill the read-ahead before yielding,
@@ -445,6 +412,25 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
     }
   }
 
+  /**
+   * The bound: read-ahead stays within prefetchBytes; the blocks one batch needs are read whatever
+   * the budget, so the most any batch needs held at once may raise it (`stats().boundBytes`; a
+   * warning, once, when it does).
+   */
+  private noteBound(loads: Load[], pos: number, end: number): void {
+    const needed = neededPerBatch(loads, pos, this.batchSize, end);
+    this.statsValue.boundBytes = Math.max(this.prefetchBytes, needed.bytes);
+    if (needed.bytes > this.prefetchBytes && !this.warnedBound) {
+      this.warnedBound = true;
+      const mib = (n: number) => `${Math.round(n / 2 ** 20)} MiB`;
+      process.emitWarning(
+        `loader: ${this.options.source}: one batch needs ${mib(needed.bytes)} held at once (${needed.loads} blocks of windowShards=${this.windowShards} shards), above prefetchBytes ${mib(this.prefetchBytes)}; ` +
+          'memory will reach that. Blocks this large come from shards written without blocks (convert them again); or lower windowShards, or raise prefetchBytes.',
+        { code: 'RPV_LOADER_BOUND' },
+      );
+    }
+  }
+
   /** Stop the worker threads now (they are also stopped by break, return() and errors). */
   async close(): Promise<void> {
     const pool = this.pool;
@@ -458,7 +444,7 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
     const task: LoadTask = {
       name: entry.file,
       format: entry.format,
-      frameSize: ds.frameSize,
+      floatsPerFrame: ds.floatsPerFrame,
       bytes: entry.bytes,
       sha256: entry.sha256,
       verify: this.options.verify ?? false,
@@ -468,7 +454,7 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
       task.remote = {
         url: new URL(entry.file, ds.base).href,
         cacheDir: this.options.cacheDir ?? defaultCacheDir(),
-        limitBytes: this.options.cacheLimitBytes ?? DEFAULT_CACHE_LIMIT_BYTES,
+        limitBytes: this.options.cacheLimitBytes ?? defaultCacheLimitBytes(),
         retry: this.options.retry ?? {},
       };
     } else {
@@ -476,6 +462,37 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
     }
     return task;
   }
+}
+
+/**
+ * Every block visit still ahead of this rank from position `pos`, in the order first needed (with
+ * the first and last position that reads it), and the visit a position reads.
+ */
+function blockVisits(ds: Dataset, plan: { total: number; end: number }, order: EpochOrder, pos: number): { loads: Load[]; slot: (p: number) => Load } {
+  // Global number of each shard's first block.
+  const blockBase: number[] = [0];
+  for (const b of ds.blocks) blockBase.push(blockBase[blockBase.length - 1]! + b.count);
+  const nBlocks = blockBase[ds.sizes.length]!;
+  const byKey = new Map<number, Load>();
+  const loads: Load[] = [];
+  const keyOf = (p: number): number => {
+    const src = sourceOf(p, plan.total);
+    return visitOf(p, plan.total) * nBlocks + blockBase[order.shard[src]!]! + order.block[src]!;
+  };
+  for (let p = pos; p < plan.end; p++) {
+    const src = sourceOf(p, plan.total);
+    const key = keyOf(p);
+    const load = byKey.get(key);
+    if (load) load.last = p;
+    else {
+      const s = order.shard[src]!;
+      const b = order.block[src]!;
+      const fresh: Load = { shard: s, block: b, first: p, last: p, bytes: estimateBlockBytes(ds, s, b), started: false };
+      byKey.set(key, fresh);
+      loads.push(fresh);
+    }
+  }
+  return { loads, slot: (p) => byKey.get(keyOf(p))! };
 }
 
 /** Block sizes for epochOrder: a shard of one block needs none. */

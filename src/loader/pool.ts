@@ -25,7 +25,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { runLoadTask, type LoadResult, type LoadTask } from './task.js';
-import { releaseAbandonedDownload } from './cache.js';
+import { releaseAbandonedDownload } from '../shard/cache.js';
 
 interface Job {
   id: number;
@@ -162,7 +162,7 @@ export class LoadPool {
     clearTimeout(timer);
     if (exited) return;
     // Last resort: a worker that does not stop on request. Its file calls avoid fs/promises
-    // (fsc.ts), which keeps terminating it off the FileHandle assertion's path.
+    // (shard/fsc.ts), which keeps terminating it off the FileHandle assertion's path.
     await slot.worker.terminate();
     if (job) await abandon(job.task, slot.thread);
   }

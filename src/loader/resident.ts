@@ -26,7 +26,7 @@ export function residentOf(decoded: DecodedShard, expected: Pick<ShardEntry, 'ro
   return { decoded, rowOf };
 }
 
-export function sampleOf(res: Resident, d: number, padding: boolean, frameSize: number): Sample {
+export function sampleOf(res: Resident, d: number, padding: boolean, floatsPerFrame: number): Sample {
   const s = res.decoded;
   const r = res.rowOf[d]!;
   const videoId = stringAt(s.videoId, r)!;
@@ -47,7 +47,7 @@ export function sampleOf(res: Resident, d: number, padding: boolean, frameSize: 
     platform: stringAt(s.platform, r),
     turns,
     numFrames: f1 - f0,
-    frames: s.frames.subarray(f0 * frameSize, f1 * frameSize),
+    frames: s.frames.subarray(f0 * floatsPerFrame, f1 * floatsPerFrame),
     frameTimes: s.frameTimes.subarray(f0, f1),
   };
 }

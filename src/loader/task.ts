@@ -1,21 +1,21 @@
 /**
- * One unit of background work: get a shard's bytes (local file, or remote through the cache),
- * check them against the index, decode them. Runs inside a worker thread, or in-process when
- * the loader has `workers: 0`.
+ * One unit of background work: get a shard's bytes, or one block of them (read by
+ * ../shard/source.ts: a local file, or a remote one through the cache; checked against the
+ * index), and decode them. Runs inside a worker thread, or in-process when the loader has
+ * `workers: 0`.
  */
-import * as fs from './fsc.js';
 import type { ShardFileFormat } from '../shard/schema.js';
-import { decodeShard, decodeTable, shardBuffers, type DecodedShard } from './decode.js';
-import { ensureShardCached, fetchShardCached, sha256Hex, sha256OfFile } from './cache.js';
+import { decodeShardColumns, decodeTable, shardBuffers, type DecodedShard } from './decode.js';
+import { readShardAt, shardFileAt, type ShardReadOptions } from '../shard/source.js';
 import { readBlock } from './block-read.js';
-import { throwIfAborted, type RetryOptions } from './fetch.js';
+import { throwIfAborted, type RetryOptions } from '../shard/fetch.js';
 
 export interface LoadTask {
   /** Shard file name as in the index (for messages). */
   name: string;
   format: ShardFileFormat;
   /** tokensPerFrame * featureDim. */
-  frameSize: number;
+  floatsPerFrame: number;
   /** Expected size and sha256 from the index. */
   bytes: number;
   sha256: string;
@@ -44,40 +44,20 @@ export interface LoadResult {
 export async function runLoadTask(task: LoadTask, signal?: AbortSignal): Promise<LoadResult> {
   throwIfAborted(signal);
   if (task.block && task.block.count > 1) return runBlockTask(task, task.block, signal);
-  let bytes: Uint8Array;
-  let downloaded = false;
-  if (task.remote) {
-    const got = await fetchShardCached({
-      url: task.remote.url,
-      sha256: task.sha256,
-      bytes: task.bytes,
-      ext: task.format === 'parquet' ? '.parquet' : '.arrow',
-      cacheDir: task.remote.cacheDir,
-      limitBytes: task.remote.limitBytes,
-      verify: task.verify,
-      ...task.remote.retry,
-      signal,
-    });
-    bytes = got.bytes;
-    downloaded = got.downloaded;
-  } else {
-    try {
-      bytes = await fs.readFile(task.file!);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new Error(code === 'ENOENT' ? `file not found: ${task.file}` : (err as Error).message);
-    }
-    if (bytes.byteLength !== task.bytes) {
-      throw new Error(`size ${bytes.byteLength} bytes, the index says ${task.bytes} (file changed or truncated)`);
-    }
-    if (task.verify) {
-      const got = sha256Hex(bytes);
-      if (got !== task.sha256) throw new Error(`sha256 mismatch: index says ${task.sha256}, file has ${got}`);
-    }
-  }
+  const { bytes, downloaded } = await readShardAt(whereOf(task), task, readOptions(task, signal));
   throwIfAborted(signal);
-  const shard = await decodeShard(bytes, { name: task.name, format: task.format, frameSize: task.frameSize });
+  const shard = await decodeShardColumns(bytes, { name: task.name, format: task.format, floatsPerFrame: task.floatsPerFrame });
   return { shard, downloaded };
+}
+
+/** The shard's path, or its URL. */
+function whereOf(task: LoadTask): string {
+  return task.remote?.url ?? task.file!;
+}
+
+function readOptions(task: LoadTask, signal: AbortSignal | undefined): ShardReadOptions {
+  const { remote } = task;
+  return { cacheDir: remote?.cacheDir, cacheLimitBytes: remote?.limitBytes, retry: remote?.retry, verify: task.verify, signal };
 }
 
 /** Buffers of a result that can be moved to another thread without copying. */
@@ -85,47 +65,8 @@ export function transferList(result: LoadResult): ArrayBuffer[] {
   return shardBuffers(result.shard);
 }
 
-/** Files this thread has hashed whole already (`verify` with blocks: once per file, not per block). */
-const verified = new Set<string>();
-
 async function runBlockTask(task: LoadTask, block: { index: number; count: number }, signal?: AbortSignal): Promise<LoadResult> {
-  let downloaded = false;
-  const remoteFile = async (): Promise<string> => {
-    const remote = task.remote!;
-    const got = await ensureShardCached({
-      url: remote.url,
-      sha256: task.sha256,
-      bytes: task.bytes,
-      ext: task.format === 'parquet' ? '.parquet' : '.arrow',
-      cacheDir: remote.cacheDir,
-      limitBytes: remote.limitBytes,
-      verify: task.verify,
-      ...remote.retry,
-      signal,
-    });
-    downloaded ||= got.downloaded;
-    return got.file;
-  };
-  let file: string;
-  if (task.remote) {
-    file = await remoteFile();
-  } else {
-    file = task.file!;
-    let size: number;
-    try {
-      size = (await fs.stat(file)).size;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new Error(code === 'ENOENT' ? `file not found: ${file}` : (err as Error).message);
-    }
-    if (size !== task.bytes) throw new Error(`size ${size} bytes, the index says ${task.bytes} (file changed or truncated)`);
-    const key = `${file}\0${task.sha256}`;
-    if (task.verify && !verified.has(key)) {
-      const got = await sha256OfFile(file);
-      if (got !== task.sha256) throw new Error(`sha256 mismatch: index says ${task.sha256}, file has ${got}`);
-      verified.add(key);
-    }
-  }
+  let { file, downloaded } = await shardFileAt(whereOf(task), task, readOptions(task, signal));
   throwIfAborted(signal);
   let table;
   for (let attempt = 1; ; attempt++) {
@@ -135,7 +76,9 @@ async function runBlockTask(task: LoadTask, block: { index: number; count: numbe
     } catch (err) {
       // A cached remote shard evicted meanwhile (another download over the cache limit): fetch it again, once.
       if ((err as NodeJS.ErrnoException).code === 'ENOENT' && task.remote && attempt === 1) {
-        file = await remoteFile();
+        const again = await shardFileAt(whereOf(task), task, readOptions(task, signal));
+        file = again.file;
+        downloaded ||= again.downloaded;
         continue;
       }
       const message = (err as Error).message;
@@ -144,5 +87,5 @@ async function runBlockTask(task: LoadTask, block: { index: number; count: numbe
     }
   }
   throwIfAborted(signal);
-  return { shard: decodeTable(table, { name: task.name, frameSize: task.frameSize }), downloaded };
+  return { shard: decodeTable(table, { name: task.name, floatsPerFrame: task.floatsPerFrame }), downloaded };
 }

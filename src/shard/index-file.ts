@@ -2,19 +2,17 @@
  * A dataset's `index.json`: read (local folder, file, or http(s) URL) with validation, and
  * written atomically. Its fields are specified in `shards/README.md` and typed in `schema.ts`.
  */
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { RpvError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { blockProblem } from './blocks.js';
+import type { RetryOptions } from './fetch.js';
+import { isUrl, readDatasetFile } from './source.js';
 import { SHARD_FORMAT_NAME, SHARD_FORMAT_VERSION, type ShardIndex } from './schema.js';
 
 export const INDEX_FILE_NAME = 'index.json';
 
-/** True for `http://` and `https://` sources. */
-export function isUrl(source: string): boolean {
-  return /^https?:\/\//i.test(source);
-}
+export { isUrl };
 
 /**
  * Where `index.json` of `dirOrUrl` lives: a folder gets `/index.json` appended, a path or URL
@@ -29,27 +27,19 @@ export function indexLocation(dirOrUrl: string): string {
   return dirOrUrl.endsWith('.json') ? dirOrUrl : path.join(dirOrUrl, INDEX_FILE_NAME);
 }
 
-/** Read and validate a dataset's index from a folder, an index.json path, or an http(s) URL. */
-export async function readShardIndex(dirOrUrl: string): Promise<ShardIndex> {
+/**
+ * Read and validate a dataset's index from a folder, an index.json path, or an http(s) URL
+ * (downloaded with `retry`, through the same module as the shards: ./source.ts).
+ */
+export async function readShardIndex(dirOrUrl: string, options: { retry?: RetryOptions } = {}): Promise<ShardIndex> {
   const where = indexLocation(dirOrUrl);
   let text: string;
-  if (isUrl(where)) {
-    let response: Response;
-    try {
-      response = await fetch(where);
-    } catch (err) {
-      throw new RpvError(`readShardIndex: ${where}: fetch failed: ${(err as Error).message}`, { cause: err });
-    }
-    if (!response.ok) throw new RpvError(`readShardIndex: ${where}: HTTP ${response.status} ${response.statusText}`);
-    text = await response.text();
-  } else {
-    try {
-      text = await fs.readFile(where, 'utf8');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw new RpvError(`readShardIndex: ${where}: not found (is this a folder written by rpv convert?)`);
-      throw new RpvError(`readShardIndex: ${where}: cannot read: ${(err as Error).message}`, { cause: err });
-    }
+  try {
+    text = new TextDecoder().decode(await readDatasetFile(where, options.retry));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new RpvError(`readShardIndex: ${where}: not found (is this a folder written by rpv convert?)`);
+    throw new RpvError(`readShardIndex: ${where}: ${isUrl(where) ? '' : 'cannot read: '}${(err as Error).message}`, { cause: err });
   }
   let value: unknown;
   try {

@@ -1,8 +1,10 @@
 /**
- * Read a shard file (Arrow IPC file or Parquet) into `VideoRow`s. Runs in the loader's worker
- * threads, so it decodes columns straight from Arrow buffers: each row's features are one slice of
- * the child buffer converted to a fresh Float32Array in one pass (float16 through a lookup table),
- * and text columns are decoded from their offsets, without per-element Arrow objects.
+ * Read a shard file (Arrow IPC file or Parquet) into whole `VideoRow`s, for the tools that want
+ * rows (inspect, merge, scanDataset, rate, the tests). The loader does not use these rows: its
+ * workers decode columns (../loader/decode.ts, `decodeShardColumns`) and take only `shardTable`
+ * from here. Rows are still built from Arrow buffers directly: each row's features are one slice
+ * of the child buffer converted to a fresh Float32Array in one pass (float16 through a lookup
+ * table), and text columns are decoded from their offsets, without per-element Arrow objects.
  *
  * Parquet is read with parquet-wasm (arrow-rs) into Arrow IPC, then the same decoder: measured in
  * `bench/parquet-libs.ts` against hyparquet, which returns plain JS arrays per element.
@@ -53,11 +55,11 @@ export async function readShard(input: Uint8Array | string, format?: ShardFileFo
   } catch (err) {
     throw new RpvError(`readShard: ${name}: cannot read: ${(err as Error).message}`, { cause: err });
   }
-  return decodeShard(bytes, fmt, { ...options, name });
+  return decodeShardRows(bytes, fmt, { ...options, name });
 }
 
-/** Synchronous decode of a shard's bytes (what `readShard` does after reading the file). */
-export function decodeShard(bytes: Uint8Array, format: ShardFileFormat, options: ReadShardOptions = {}): VideoRow[] {
+/** Synchronous decode of a shard's bytes into rows (what `readShard` does after reading the file). */
+export function decodeShardRows(bytes: Uint8Array, format: ShardFileFormat, options: ReadShardOptions = {}): VideoRow[] {
   const name = options.name ?? 'shard';
   if (options.sha256 !== undefined) {
     const actual = createHash('sha256').update(bytes).digest('hex');

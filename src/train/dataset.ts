@@ -4,10 +4,10 @@
  * each role's pool of training dialogues for the static profile. Built from one pass over the
  * shards' text columns (no frame features are decoded).
  */
-import path from 'node:path';
-import { promises as fs } from 'node:fs';
-import { readShardIndex, isUrl } from '../shard/index-file.js';
-import { readShard, shardFormatOf } from '../shard/read.js';
+import { readShardIndex } from '../shard/index-file.js';
+import { readShard } from '../shard/read.js';
+import type { RetryOptions } from '../shard/fetch.js';
+import { readShardBytes, shardFileLocation } from '../shard/source.js';
 import type { Dialogue, ShardIndex } from '../shard/schema.js';
 import { RpvError } from '../util/errors.js';
 import { hashString } from './rng.js';
@@ -36,12 +36,25 @@ export interface DatasetSummary {
   textOnlyVideos: number;
 }
 
-/** Read every shard's text columns once; shards are taken in Arrow form when both formats exist. */
-export async function scanDataset(source: string, { heldoutFraction, seed }: { heldoutFraction: number; seed: number }): Promise<DatasetSummary> {
-  const index = await readShardIndex(source);
+/** Where `scanDataset` gets remote shards: the loader's cache, so each shard is downloaded once. */
+export interface ScanOptions {
+  heldoutFraction: number;
+  seed: number;
+  /** Remote shards: the cache folder the loader will use (default $RPV_CACHE_DIR, else ~/.cache/rpv/shards). */
+  cacheDir?: string;
+  /** Remote shards: retries of a download. */
+  retry?: RetryOptions;
+}
+
+/**
+ * Read every shard's text columns once; shards are taken in Arrow form when both formats exist.
+ * Bytes come through ../shard/source.ts: a remote shard is checked against the index's sha256 and
+ * kept in the cache, where the loader finds it instead of downloading it again.
+ */
+export async function scanDataset(source: string, { heldoutFraction, seed, cacheDir, retry }: ScanOptions): Promise<DatasetSummary> {
+  const index = await readShardIndex(source, { retry });
   const arrow = index.shards.filter((s) => s.format === 'arrow');
   const shards = arrow.length > 0 ? arrow : index.shards;
-  const base = source.endsWith('.json') ? (isUrl(source) ? source.slice(0, source.lastIndexOf('/')) : path.dirname(source)) : source;
   const summary: DatasetSummary = {
     index,
     videos: { train: 0, heldout: 0 },
@@ -51,19 +64,14 @@ export async function scanDataset(source: string, { heldoutFraction, seed }: { h
     textOnlyVideos: 0,
   };
   for (const shard of shards) {
+    const where = shardFileLocation(source, shard.file);
     let bytes: Uint8Array;
-    const where = isUrl(base) ? `${base.replace(/\/$/, '')}/${shard.file}` : path.join(base, shard.file);
-    if (isUrl(where)) {
-      const res = await fetch(where);
-      if (!res.ok) throw new RpvError(`train: ${where}: HTTP ${res.status}`);
-      bytes = new Uint8Array(await res.arrayBuffer());
-    } else {
-      bytes = await fs.readFile(where).catch((err: Error) => {
-        throw new RpvError(`train: shard ${where}: cannot read: ${err.message}`);
-      });
+    try {
+      ({ bytes } = await readShardBytes(source, shard, { cacheDir, retry }));
+    } catch (err) {
+      throw new RpvError(`train: shard ${where}: ${(err as Error).message}`, { cause: err });
     }
-    const format = shard.format ?? shardFormatOf(shard.file);
-    const rows = await readShard(bytes, format ?? undefined, { name: where, columns: ['video_id', 'role', 'profile', 'num_frames', 'dialogues'] });
+    const rows = await readShard(bytes, shard.format, { name: where, columns: ['video_id', 'role', 'profile', 'num_frames', 'dialogues'] });
     for (const row of rows) {
       if (row.profile && row.profile.trim() !== '') {
         let profiles = summary.roleProfiles.get(row.role);

@@ -105,10 +105,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     print('  present, reused (--fresh to redo)');
   } else {
     const { convertExport } = await import('../convert/convert.js');
-    const c = await convertExport({ input: exportDir, out: shardsDir, format: 'arrow', frameSize: DEMO_FRAME_SIZE, encoder: DEMO_ENCODER, progress });
+    const c = await convertExport({ input: exportDir, out: shardsDir, shardFormat: 'arrow', frameSize: DEMO_FRAME_SIZE, encoder: DEMO_ENCODER, progress });
     print(`  ${c.rows} videos, ${c.dialogues} dialogues -> ${c.shards} shard(s) in ${c.elapsedSec.toFixed(1)} s (${c.counts.skipped} skipped)`);
   }
-  const { inspectDataset, renderRow } = await import('../convert/inspect.js');
+  const { inspectDataset, renderRow } = await import('../shard/inspect.js');
   const report = await inspectDataset(shardsDir, { verify: true });
   const index = report.index;
   const t = index.totals;

@@ -5,7 +5,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { convertExport } from '../../src/convert/convert.js';
 import { readShardIndex } from '../../src/shard/index-file.js';
 import { sampleFrameTimes } from '../../src/media/sampling.js';
-import { readAllRows, sampleExport, tempDir } from './fixtures.js';
+import { cli, readAllRows, sampleExport, tempDir } from './fixtures.js';
 
 interface NativeRecord {
   id: string;
@@ -26,7 +26,7 @@ beforeAll(async () => {
   exportDir = await sampleExport(4);
   records = readFileSync(path.join(exportDir, 'annotations.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   out = tempDir();
-  await convertExport({ input: exportDir, out, format: 'both', workers: 2, overwrite: true });
+  await convertExport({ input: exportDir, out, shardFormat: 'both', workers: 2, overwrite: true });
 });
 
 describe('convert the sample export', () => {
@@ -147,12 +147,21 @@ describe('batched extraction', () => {
     await writeAnnotations(dir, names.map((name, i) => ({ id: `r${i === 7 ? 0 : i}`, video: `v/${name}`, role: 'R', dialogues: [{ turns }] })));
     const one = tempDir();
     const eight = tempDir();
-    await convertExport({ input: dir, out: one, workers: 2, batch: 1 });
-    await convertExport({ input: dir, out: eight, workers: 2, batch: 8 });
+    await convertExport({ input: dir, out: one, workers: 2, videosPerProcess: 1 });
+    await convertExport({ input: dir, out: eight, workers: 2, videosPerProcess: 8 });
     const [a, b] = [await readShardIndex(one), await readShardIndex(eight)];
     expect(b.shards.map((s) => s.sha256)).toEqual(a.shards.map((s) => s.sha256));
     expect(b.totals.rows).toBe(5); // a.mp4 twice is one row; cut and missing skipped
     expect(b.skipped.map((s) => s.reason.split(':')[0])).toEqual(['video truncated', 'video missing']);
     expect((await readAllRows(eight)).map((r) => [r.video_id, r.num_frames])).toEqual((await readAllRows(one)).map((r) => [r.video_id, r.num_frames]));
+  });
+
+  it('takes --videos-per-process, and --batch as its old name', async () => {
+    for (const flag of ['--videos-per-process', '--batch']) {
+      const bad = await cli(['convert', exportDir, '--out', tempDir(), flag, '0']);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain('rpv: convert: --videos-per-process must be an integer >= 1; got 0');
+    }
+    await expect(convertExport({ input: exportDir, out: tempDir(), videosPerProcess: 1.5 })).rejects.toThrow('convert: --videos-per-process must be an integer >= 1; got 1.5');
   });
 });

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { convertExport } from '../../src/convert/convert.js';
-import { mergeDatasets } from '../../src/convert/merge.js';
+import { mergeDatasets } from '../../src/shard/merge.js';
 import { JOURNAL_FILE } from '../../src/convert/journal.js';
 import { readShardIndex } from '../../src/shard/index-file.js';
 import { cli, readAllRows, repoRoot, sampleExport, tempDir } from './fixtures.js';
@@ -11,12 +11,12 @@ import { cli, readAllRows, repoRoot, sampleExport, tempDir } from './fixtures.js
 let exportDir: string;
 let reference: string;
 // Every row its own shard: many shards, so the kill lands between two of them.
-const common = ['--max-shard-bytes', '1', '--max-frames', '4', '--workers', '1', '--batch', '2', '--format', 'both'];
+const common = ['--max-shard-bytes', '1', '--max-frames', '4', '--workers', '1', '--videos-per-process', '2', '--format', 'both'];
 
 beforeAll(async () => {
   exportDir = await sampleExport(8);
   reference = tempDir();
-  await convertExport({ input: exportDir, out: reference, maxShardBytes: 1, maxFrames: 4, workers: 1, format: 'both' });
+  await convertExport({ input: exportDir, out: reference, maxShardBytes: 1, maxFrames: 4, workers: 1, shardFormat: 'both' });
 });
 
 function shardHashes(dir: string): Record<string, string> {
@@ -108,7 +108,7 @@ describe('--part and merge', () => {
     const parts = [];
     for (let i = 0; i < 3; i++) {
       const dir = tempDir();
-      await convertExport({ input: exportDir, out: dir, part: `${i}/3`, maxShardBytes: 1, maxFrames: 4, workers: 1, format: 'both' });
+      await convertExport({ input: exportDir, out: dir, part: `${i}/3`, maxShardBytes: 1, maxFrames: 4, workers: 1, shardFormat: 'both' });
       parts.push(dir);
     }
     const partRows = await Promise.all(parts.map((p) => readAllRows(p)));
@@ -152,6 +152,6 @@ describe('inspect --verify', () => {
     const report = JSON.parse(bad.stdout) as { ok: boolean; checks: { file: string; ok: boolean; problem: string }[] };
     expect(report.ok).toBe(false);
     expect(report.checks.filter((c) => !c.ok).map((c) => c.file)).toEqual(['shard-00003.parquet']);
-    expect(report.checks.find((c) => !c.ok)!.problem).toMatch(/^sha256 [0-9a-f]{64} differs from the index's [0-9a-f]{64}$/);
+    expect(report.checks.find((c) => !c.ok)!.problem).toMatch(/^sha256 mismatch: index says [0-9a-f]{64}, file has [0-9a-f]{64}$/);
   });
 });

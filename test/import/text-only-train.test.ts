@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { convertExport } from '../../src/convert/convert.js';
-import { mergeDatasets } from '../../src/convert/merge.js';
+import { mergeDatasets } from '../../src/shard/merge.js';
 import { parseRecipe } from '../../src/train/recipe.js';
 import { train } from '../../src/train/trainer.js';
 import { readMetrics } from '../../src/train/metrics.js';

@@ -193,7 +193,7 @@ describe('stopping', () => {
 });
 
 describe('worker pool', () => {
-  const task = { name: 'shard-x.arrow', format: 'arrow' as const, frameSize: 1, bytes: 0, sha256: '', file: '/nonexistent', verify: false };
+  const task = { name: 'shard-x.arrow', format: 'arrow' as const, floatsPerFrame: 1, bytes: 0, sha256: '', file: '/nonexistent', verify: false };
 
   it('fails the running and queued tasks when a worker crashes, then refuses new ones', async () => {
     const { LoadPool } = await import('../../src/loader/pool.js');

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLoader, type Batch } from '../../src/index.js';
 import { LoadPool, liveWorkerThreads } from '../../src/loader/pool.js';
-import { fetchShardCached } from '../../src/loader/cache.js';
+import { fetchShardCached } from '../../src/shard/cache.js';
 import type { ShardIndex } from '../../src/shard/schema.js';
 import { collect, makeDataset, tempDir } from './helpers.js';
 
@@ -168,7 +168,7 @@ describe('remote shards over http', () => {
 
   it('names a missing remote index', async () => {
     await expect(collect(createLoader({ source: `${base}/nope/index.json`, batchSize: 4, retry }))).rejects.toThrow(
-      `loader: ${base}/nope/index.json: failed after 1 attempt: GET ${base}/nope/index.json: HTTP 404 Not Found`,
+      `readShardIndex: ${base}/nope/index.json: failed after 1 attempt: GET ${base}/nope/index.json: HTTP 404 Not Found`,
     );
   });
 
@@ -191,7 +191,7 @@ describe('remote shards over http', () => {
     const [older, newer] = kept.map((f: string) => index.shards.find((s: { file: string }) => s.file === f).sha256);
     const now = Date.now() / 1000;
     await fs.utimes(path.join(cacheDir, `${older}.arrow`), now + 10, now + 10);
-    const evict = await import('../../src/loader/cache.js');
+    const evict = await import('../../src/shard/cache.js');
     const removed = await evict.evictLeastRecentlyUsed(cacheDir, Math.max(...sizes) * 1.5, new Set());
     expect(removed).toEqual([`${newer}.arrow`]);
   });
@@ -210,7 +210,7 @@ describe('remote shards over http', () => {
       const run = pool.run({
         name: entry.file,
         format: 'arrow',
-        frameSize: 128,
+        floatsPerFrame: 128,
         bytes: entry.bytes,
         sha256: entry.sha256,
         verify: false,

@@ -36,7 +36,9 @@ describe('index.json', () => {
     try {
       expect(indexLocation(`${base}/data`)).toBe(`${base}/data/index.json`);
       expect(await readShardIndex(`${base}/data/`)).toEqual(await readShardIndex(dir));
-      await expect(readShardIndex(`${base}/other/index.json`)).rejects.toThrow(`readShardIndex: ${base}/other/index.json: HTTP 404 Not Found`);
+      await expect(readShardIndex(`${base}/other/index.json`)).rejects.toThrow(
+        `readShardIndex: ${base}/other/index.json: failed after 1 attempt: GET ${base}/other/index.json: HTTP 404 Not Found`,
+      );
     } finally {
       server.close();
     }

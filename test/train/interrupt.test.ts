@@ -45,6 +45,15 @@ afterAll(async () => {
   await fs.rm(root, { recursive: true, force: true });
 });
 
+/** A cache limit that holds the largest Arrow shard but never two shards. */
+async function oneShardLimit(): Promise<string> {
+  const index = JSON.parse(await fs.readFile(path.join(shards, 'index.json'), 'utf8')) as { shards: { file: string; bytes: number }[] };
+  const sizes = index.shards.filter((s) => s.file.endsWith('.arrow')).map((s) => s.bytes);
+  expect(sizes.length).toBe(2);
+  expect(Math.min(...sizes) + Math.max(...sizes)).toBeGreaterThan(Math.max(...sizes) * 1.2);
+  return String(Math.ceil(Math.max(...sizes) * 1.2));
+}
+
 interface Run {
   code: Promise<number | null>;
   out: () => string;
@@ -109,13 +118,14 @@ describe('an epoch with nothing to train', () => {
 
 describe('a signal while the loader waits for data', () => {
   it('SIGTERM ends a run whose shards never arrive, at once, with exit code 130', async () => {
-    // The dataset scan reads each shard once; the loader's own downloads then hang forever.
+    // The dataset scan downloads each shard once into a cache too small for two of them, so the
+    // loader finds shard 0 evicted; its own downloads then hang forever.
     stallAfterFirst.clear();
     requests.clear();
     for (const f of await fs.readdir(shards)) if (f.endsWith('.arrow')) stallAfterFirst.add(f);
     const file = path.join(root, 'stalled.yaml');
     await fs.writeFile(file, recipeText(path.join(root, 'stalled'), `"${base}/index.json"`, model));
-    const run = runCli([file], 90_000, { RPV_CACHE_DIR: path.join(root, 'cache-stalled') });
+    const run = runCli([file], 90_000, { RPV_CACHE_DIR: path.join(root, 'cache-stalled'), RPV_CACHE_LIMIT_BYTES: await oneShardLimit() });
     const loaderAsked = () => [...requests].some(([name, n]) => name.endsWith('.arrow') && n > 1);
     for (let i = 0; i < 1200 && !run.exited() && !loaderAsked(); i++) await sleep(50);
     expect(loaderAsked(), run.err()).toBe(true);
@@ -131,7 +141,9 @@ describe('a signal while the loader waits for data', () => {
   });
 
   it('a stop while waiting saves the last finished step; resuming gives the losses of an unstopped run', async () => {
-    // Unshuffled, the first batches come from shard 0 alone; shard 1's download never ends.
+    // Unshuffled, the first batches come from shard 0 alone. The scan leaves only shard 1 in a
+    // cache too small for two shards; the loader downloads shard 0 again (evicting shard 1), and
+    // its download of shard 1 never ends.
     const overrides = ['data.shuffle=false', 'train.max_steps=6', 'checkpoint.every_steps=0', 'eval.every_steps=0'];
     const source = `"${base}/index.json"`;
     stallAfterFirst.clear();
@@ -141,7 +153,7 @@ describe('a signal while the loader waits for data', () => {
     stallAfterFirst.add('shard-00001.arrow');
     const file = path.join(root, 'waiting.yaml');
     await fs.writeFile(file, recipeText(path.join(root, 'waiting'), source, model));
-    const env = { RPV_CACHE_DIR: path.join(root, 'cache-waiting') };
+    const env = { RPV_CACHE_DIR: path.join(root, 'cache-waiting'), RPV_CACHE_LIMIT_BYTES: await oneShardLimit() };
     const run = runCli([file, ...overrides], 90_000, env);
     // Steps are taken until the samples of shard 1 are needed; then the run waits for good.
     const metricsFile = path.join(root, 'waiting', 'metrics.jsonl');

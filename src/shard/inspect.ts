@@ -3,13 +3,11 @@
  * `verify` a full check of every shard: size and sha256 against the index, then a complete decode
  * whose row and dialogue counts and feature lengths must match the index and schema.
  */
-import { createHash } from 'node:crypto';
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import { errorMessage } from '../util/errors.js';
-import type { ShardEntry, ShardIndex, VideoRow } from '../shard/schema.js';
-import { indexLocation, isUrl, readShardIndex } from '../shard/index-file.js';
-import { decodeShard } from '../shard/read.js';
+import type { ShardEntry, ShardIndex, VideoRow } from './schema.js';
+import { readShardIndex } from './index-file.js';
+import { decodeShardRows } from './read.js';
+import { readShardBytes, type ShardReadOptions } from './source.js';
 
 export interface ShardCheck {
   file: string;
@@ -27,23 +25,29 @@ export interface InspectReport {
   checks: ShardCheck[] | null;
 }
 
-/** Bytes of a shard next to the index: a local file, or fetched when the index is a URL. */
-async function shardBytes(dir: string, file: string): Promise<Uint8Array> {
-  if (!isUrl(dir)) return fs.readFile(path.join(dir.endsWith('.json') ? path.dirname(dir) : dir, file));
-  const url = new URL(file, indexLocation(dir)).toString();
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`${url}: HTTP ${response.status} ${response.statusText}`);
-  return new Uint8Array(await response.arrayBuffer());
+export interface InspectOptions {
+  /** Check every shard: size and sha256 against the index, then a full decode. */
+  verify?: boolean;
+  /** Called with each shard's check as it is done. */
+  onShard?: (check: ShardCheck) => void;
+  /** Remote datasets: the shard cache and retries (../shard/source.ts). */
+  cacheDir?: string;
+  retry?: ShardReadOptions['retry'];
 }
 
-export async function inspectDataset(dir: string, options: { verify?: boolean; onShard?: (check: ShardCheck) => void } = {}): Promise<InspectReport> {
-  const index = await readShardIndex(dir);
+/** Bytes of a shard of the dataset at `dir` (a folder, index.json path or URL), checked by sha256. */
+async function shardBytes(dir: string, entry: ShardEntry, options: InspectOptions): Promise<Uint8Array> {
+  return (await readShardBytes(dir, entry, { cacheDir: options.cacheDir, retry: options.retry, verify: true })).bytes;
+}
+
+export async function inspectDataset(dir: string, options: InspectOptions = {}): Promise<InspectReport> {
+  const index = await readShardIndex(dir, { retry: options.retry });
   let sampleRow: VideoRow | null = null;
   const first = index.shards[0];
   if (first && !options.verify) {
     try {
-      const bytes = await shardBytes(dir, first.file);
-      sampleRow = decodeShard(bytes, first.format, { name: first.file, sha256: first.sha256 })[0] ?? null;
+      const bytes = await shardBytes(dir, first, options);
+      sampleRow = decodeShardRows(bytes, first.format, { name: first.file })[0] ?? null;
     } catch {
       sampleRow = null; // reported by --verify
     }
@@ -52,10 +56,9 @@ export async function inspectDataset(dir: string, options: { verify?: boolean; o
   if (options.verify) {
     checks = [];
     for (const entry of index.shards) {
-      const check = await verifyShard(dir, entry, index);
-      if (check.ok && sampleRow === null && check.file === first?.file) {
-        sampleRow = decodeShard(await shardBytes(dir, entry.file), entry.format, { name: entry.file })[0] ?? null;
-      }
+      const check = await verifyShard(dir, entry, index, options, (rows) => {
+        if (sampleRow === null && entry === first) sampleRow = rows[0] ?? null;
+      });
       checks.push(check);
       options.onShard?.(check);
     }
@@ -63,20 +66,12 @@ export async function inspectDataset(dir: string, options: { verify?: boolean; o
   return { dir, index, sampleRow, checks };
 }
 
-async function verifyShard(dir: string, entry: ShardEntry, index: ShardIndex): Promise<ShardCheck> {
+/** Size and sha256 (checked by the read), a full decode, counts against the index; `onRows` sees the rows of a good shard. */
+async function verifyShard(dir: string, entry: ShardEntry, index: ShardIndex, options: InspectOptions, onRows: (rows: VideoRow[]) => void): Promise<ShardCheck> {
   const bad = (problem: string): ShardCheck => ({ file: entry.file, ok: false, problem });
-  let bytes: Uint8Array;
-  try {
-    bytes = await shardBytes(dir, entry.file);
-  } catch (err) {
-    return bad((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : errorMessage(err));
-  }
-  if (bytes.length !== entry.bytes) return bad(`${bytes.length} bytes, index says ${entry.bytes}`);
-  const sha = createHash('sha256').update(bytes).digest('hex');
-  if (sha !== entry.sha256) return bad(`sha256 ${sha} differs from the index's ${entry.sha256}`);
   let rows: VideoRow[];
   try {
-    rows = decodeShard(bytes, entry.format, { name: entry.file });
+    rows = decodeShardRows(await shardBytes(dir, entry, options), entry.format, { name: entry.file });
   } catch (err) {
     return bad(errorMessage(err));
   }
@@ -88,6 +83,7 @@ async function verifyShard(dir: string, entry: ShardEntry, index: ShardIndex): P
     if (row.frames.length !== row.num_frames * per) return bad(`row ${row.video_id}: ${row.frames.length} feature values, expected ${row.num_frames} x ${per}`);
     if (row.frame_times.length !== row.num_frames) return bad(`row ${row.video_id}: ${row.frame_times.length} frame times, expected ${row.num_frames}`);
   }
+  onRows(rows);
   return { file: entry.file, ok: true, problem: null };
 }
 

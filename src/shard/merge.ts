@@ -9,10 +9,10 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { RpvError } from '../util/errors.js';
 import { tempPathFor } from '../util/atomic.js';
-import { SHARD_FORMAT_NAME, SHARD_FORMAT_VERSION, type ShardEntry, type ShardIndex } from '../shard/schema.js';
-import { INDEX_FILE_NAME, readShardIndex, writeShardIndex } from '../shard/index-file.js';
-import { readShard } from '../shard/read.js';
-import { shardFileName } from '../shard/write.js';
+import { SHARD_FORMAT_NAME, SHARD_FORMAT_VERSION, type ShardEntry, type ShardIndex } from './schema.js';
+import { INDEX_FILE_NAME, readShardIndex, writeShardIndex } from './index-file.js';
+import { readShard } from './read.js';
+import { shardFileName } from './write.js';
 
 export interface MergeDatasetsOptions {
   /** Dataset folders to join, in order. */

@@ -1,6 +1,6 @@
 /**
- * The file calls of the loader's background work (worker threads), as promises over Node's
- * callback API instead of `fs/promises`.
+ * The file calls of shard reads that may run in the loader's worker threads (the cache, block reads),
+ * as promises over Node's callback API instead of `fs/promises`.
  *
  * Why: on Node 20 an `fs/promises` call made while its worker thread is being terminated can
  * abort the whole process. `fs/promises` allocates its request (a promise) in C++; on a
@@ -8,7 +8,7 @@
  * branch, which asserts on the argument count (`OpenFileHandle ... Assertion failed: (argc) == (5)`
  * for `open`, which `readFile`, `writeFile` and every FileHandle go through). The callback API
  * creates its request object in JavaScript before calling into C++, so it has no such path.
- * The pool no longer terminates busy workers (see pool.ts); this keeps the last-resort
+ * The pool no longer terminates busy workers (see loader/pool.ts); this keeps the last-resort
  * `terminate()` safe as well.
  */
 import fs from 'node:fs';

@@ -49,6 +49,22 @@ export function defaultCacheDir(): string {
   return path.join(base, 'rpv', 'shards');
 }
 
+/** Default size limit of the cache (least recently used files evicted beyond it): 16 GiB. */
+export const DEFAULT_CACHE_LIMIT_BYTES = 16 * 1024 ** 3;
+
+/**
+ * The cache size limit when the caller sets none: $RPV_CACHE_LIMIT_BYTES (whole bytes), else
+ * DEFAULT_CACHE_LIMIT_BYTES. For the commands (`rpv train`, `rpv eval`, `rpv inspect`), which
+ * have no option of their own for it.
+ */
+export function defaultCacheLimitBytes(): number {
+  const text = process.env.RPV_CACHE_LIMIT_BYTES;
+  if (text === undefined || text === '') return DEFAULT_CACHE_LIMIT_BYTES;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`RPV_CACHE_LIMIT_BYTES: expected a whole number of bytes > 0, found ${JSON.stringify(text)}`);
+  return value;
+}
+
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }

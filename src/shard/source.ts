@@ -1,0 +1,144 @@
+/**
+ * Where every byte of a dataset comes from: its index and its shard files, from a local folder or
+ * an http(s) URL. Remote shards go through the sha256-named cache (./cache.ts: downloaded once per
+ * machine, checked against the index's size and sha256, retried); local shards are checked by size,
+ * and by sha256 with `verify`. The loader's workers (whole shards or one block at a time),
+ * `scanDataset`, `inspectDataset` and `readShardIndex` all read through here, so a remote shard is
+ * never downloaded twice or used unchecked.
+ */
+import path from 'node:path';
+import * as fs from './fsc.js';
+import { defaultCacheDir, defaultCacheLimitBytes, ensureShardCached, fetchShardCached, sha256Hex, sha256OfFile, type CachedFetchOptions } from './cache.js';
+import { fetchWithRetry, type RetryOptions } from './fetch.js';
+import type { ShardFileFormat } from './schema.js';
+
+/** How a dataset's shards are read: checked, and when remote, fetched and kept. */
+export interface ShardReadOptions {
+  /** Remote shards: cache folder (default $RPV_CACHE_DIR, else ~/.cache/rpv/shards). */
+  cacheDir?: string;
+  /** Remote shards: cache size limit (default $RPV_CACHE_LIMIT_BYTES, else 16 GiB). */
+  cacheLimitBytes?: number;
+  /** Retries of a remote download (attempts, backoff, timeout). */
+  retry?: RetryOptions;
+  /** Also hash local files and cache hits against the index's sha256 (downloads are always hashed). */
+  verify?: boolean;
+  /** Stop a download, or a wait for another downloader, as soon as this fires. */
+  signal?: AbortSignal;
+}
+
+/** What the index says of a shard file: enough to find and check it. */
+export interface ShardFileRef {
+  file: string;
+  format: ShardFileFormat;
+  bytes: number;
+  sha256: string;
+}
+
+/** True for `http://` and `https://` sources. */
+export function isUrl(source: string): boolean {
+  return /^https?:\/\//i.test(source);
+}
+
+/**
+ * The folder path or index URL that a dataset's shard files are relative to: an `index.json`
+ * path gives its folder, an index URL is kept (shard names resolve against it), a folder URL
+ * gets a trailing slash.
+ */
+export function datasetBase(dirOrUrl: string): string {
+  if (isUrl(dirOrUrl)) {
+    const url = new URL(dirOrUrl);
+    if (!url.pathname.endsWith('.json') && !url.pathname.endsWith('/')) url.pathname += '/';
+    return url.toString();
+  }
+  return dirOrUrl.endsWith('.json') ? path.dirname(dirOrUrl) : dirOrUrl;
+}
+
+/** Path or URL of shard file `file` of the dataset at `base` (see `datasetBase`). */
+export function shardFileLocation(base: string, file: string): string {
+  return isUrl(base) ? new URL(file, datasetBase(base)).href : path.join(datasetBase(base), file);
+}
+
+/**
+ * The bytes of a small file of a dataset (its index): a local read, or a download with retries.
+ * Throws naming the file; a local file that does not exist throws with code ENOENT.
+ */
+export async function readDatasetFile(where: string, retry: RetryOptions = {}): Promise<Uint8Array> {
+  if (isUrl(where)) return fetchWithRetry(where, retry);
+  return fs.readFile(where);
+}
+
+/**
+ * A whole shard's bytes, checked against its index entry. `base` is the dataset's folder or index
+ * URL. Remote: from the cache, downloaded into it when missing (`downloaded` says so). Errors:
+ * `file not found: <path>`, `size N bytes, the index says M (file changed or truncated)`,
+ * `sha256 mismatch: index says X, file has Y`, or the cache's download error.
+ */
+export async function readShardBytes(base: string, entry: ShardFileRef, options: ShardReadOptions = {}): Promise<{ bytes: Uint8Array; downloaded: boolean }> {
+  return readShardAt(shardFileLocation(base, entry.file), entry, options);
+}
+
+/** As `readShardBytes`, for a shard at `where`: a path or the shard's own URL. */
+export async function readShardAt(where: string, entry: Omit<ShardFileRef, 'file'>, options: ShardReadOptions = {}): Promise<{ bytes: Uint8Array; downloaded: boolean }> {
+  if (isUrl(where)) return fetchShardCached(cacheOptions(where, entry, options));
+  return { bytes: await readLocalShard(where, entry, options.verify ?? false), downloaded: false };
+}
+
+/** Local shards this thread has hashed whole already (`verify` with blocks: once per file, not per block). */
+const verifiedFiles = new Set<string>();
+
+/**
+ * A shard as a file on disk, for a reader that takes only some of its bytes (one block): a local
+ * path checked by size (and with `verify` hashed once, by chunks), or the cache's file of a remote
+ * shard (downloaded when missing). The file is never read whole here. Errors as `readShardBytes`.
+ */
+export async function shardFileAt(where: string, entry: Omit<ShardFileRef, 'file'>, options: ShardReadOptions = {}): Promise<{ file: string; downloaded: boolean }> {
+  if (isUrl(where)) return ensureShardCached(cacheOptions(where, entry, options));
+  let size: number;
+  try {
+    size = (await fs.stat(where)).size;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' ? `file not found: ${where}` : (err as Error).message, { cause: err });
+  }
+  if (size !== entry.bytes) throw new Error(`size ${size} bytes, the index says ${entry.bytes} (file changed or truncated)`);
+  const key = `${where}\0${entry.sha256}`;
+  if (options.verify && !verifiedFiles.has(key)) {
+    const got = await sha256OfFile(where);
+    if (got !== entry.sha256) throw new Error(`sha256 mismatch: index says ${entry.sha256}, file has ${got}`);
+    verifiedFiles.add(key);
+  }
+  return { file: where, downloaded: false };
+}
+
+function cacheOptions(url: string, entry: Omit<ShardFileRef, 'file'>, options: ShardReadOptions): CachedFetchOptions {
+  return {
+    url,
+    sha256: entry.sha256,
+    bytes: entry.bytes,
+    ext: entry.format === 'parquet' ? '.parquet' : '.arrow',
+    cacheDir: options.cacheDir ?? defaultCacheDir(),
+    limitBytes: options.cacheLimitBytes ?? defaultCacheLimitBytes(),
+    verify: options.verify,
+    ...options.retry,
+    signal: options.signal,
+  };
+}
+
+/** A local shard file, checked by size (and sha256 with `verify`); errors as `readShardBytes`. */
+async function readLocalShard(file: string, entry: { bytes: number; sha256: string }, verify: boolean): Promise<Uint8Array> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await fs.readFile(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' ? `file not found: ${file}` : (err as Error).message, { cause: err });
+  }
+  if (bytes.byteLength !== entry.bytes) {
+    throw new Error(`size ${bytes.byteLength} bytes, the index says ${entry.bytes} (file changed or truncated)`);
+  }
+  if (verify) {
+    const got = sha256Hex(bytes);
+    if (got !== entry.sha256) throw new Error(`sha256 mismatch: index says ${entry.sha256}, file has ${got}`);
+  }
+  return bytes;
+}
