@@ -422,7 +422,7 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
     this.statsValue.boundBytes = Math.max(this.prefetchBytes, needed.bytes);
     if (needed.bytes > this.prefetchBytes && !this.warnedBound) {
       this.warnedBound = true;
-      const mib = (n: number) => `${Math.round(n / 2 ** 20)} MiB`;
+      const mib = (n: number) => (n >= 2 ** 20 ? `${Math.round(n / 2 ** 20)} MiB` : n >= 1024 ? `${Math.round(n / 1024)} KiB` : `${n} bytes`);
       process.emitWarning(
         `loader: ${this.options.source}: one batch needs ${mib(needed.bytes)} held at once (${needed.loads} blocks of windowShards=${this.windowShards} shards), above prefetchBytes ${mib(this.prefetchBytes)}; ` +
           'memory will reach that. Blocks this large come from shards written without blocks (convert them again); or lower windowShards, or raise prefetchBytes.',
