@@ -123,7 +123,8 @@ const cache = new Map<string, AddonLoad>();
 export function loadNativeAddon(options: { addonPath?: string } = {}): AddonLoad {
   const override = options.addonPath ?? process.env.RPV_NATIVE_ADDON;
   const candidates = options.addonPath ? [options.addonPath] : addonCandidates();
-  const path = candidates.find((p) => existsSync(p));
+  // An addon this process already loaded stays usable even if its file is replaced or removed meanwhile.
+  const path = candidates.find((p) => cache.get(p)?.addon) ?? candidates.find((p) => existsSync(p));
   if (!path) {
     return {
       addon: null,
