@@ -9,7 +9,7 @@ import { describeFfmpeg, locateBinary } from './src/media/ffmpeg.js';
  * time with the bundled one (@ffmpeg-installer / @ffprobe-installer), so a machine with
  * `apt-get install ffmpeg` (CI's) tests both.
  */
-const MEDIA_SUITES = ['test/media/*.test.ts', 'test/features/video.test.ts', 'test/convert/bad-input.test.ts'];
+const MEDIA_SUITES = ['test/media/*.test.ts', 'test/demo/sample-export*.test.ts', 'test/features/video.test.ts', 'test/convert/bad-input.test.ts'];
 
 const LABEL = { env: 'ffmpeg from FFMPEG_PATH', path: 'ffmpeg on PATH', package: 'bundled ffmpeg' } as const;
 

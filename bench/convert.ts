@@ -39,7 +39,7 @@ import { buildBatchExtractArgs, buildExtractArgs, fpsModeFlagFor } from '../src/
 import { describeFfmpeg, locateBinary, resetFfmpegCache } from '../src/media/ffmpeg.js';
 import { probeVideo } from '../src/media/probe.js';
 import { sampleFrameTimes } from '../src/media/sampling.js';
-import { parseClipRender, writeSampleExport } from '../src/media/sample-export.js';
+import { parseClipRender, writeSampleExport } from '../src/demo/sample-export.js';
 import { readShardIndex } from '../src/shard/index-file.js';
 import { readShard } from '../src/shard/read.js';
 

@@ -29,9 +29,9 @@ export { DEFAULT_SAMPLING, sampleFrameCount, sampleFrameTimes, validateSampling 
 export type { SamplingOptions } from './media/sampling.js';
 export { buildExtractArgs, extractFrames, extractImage } from './media/extract.js';
 export type { BuildExtractArgsOptions, ExtractOptions } from './media/extract.js';
-export { planSampleExport, writeSampleExport } from './media/sample-export.js';
-export type { SampleClip, SampleExportOptions, SampleExportSummary, SampleRecord } from './media/sample-export.js';
-export { VISUAL_WORDS } from './media/sample-dialogues.js';
+export { planSampleExport, writeSampleExport } from './demo/sample-export.js';
+export type { SampleClip, SampleExportOptions, SampleExportSummary, SampleRecord } from './demo/sample-export.js';
+export { VISUAL_WORDS } from './demo/sample-dialogues.js';
 
 // Features: encoders
 export { createEncoder, DEFAULT_ENCODER_SPEC } from './features/encoder.js';
@@ -149,11 +149,11 @@ export { isHeldOut, staticProfile } from './train/dataset.js';
 export { train, openSession } from './train/trainer.js';
 export type { TrainOptions, TrainResult } from './train/trainer.js';
 export { dryRun } from './train/dry-run.js';
-export { generateReply, loadForGeneration, videoFeatures, pickToken } from './train/generate.js';
-export { trainedProfile } from './train/generation-profile.js';
-export type { TrainedProfileOptions, ChosenProfile } from './train/generation-profile.js';
-export { TokenTextStream } from './train/text-stream.js';
-export type { GenerateReplyOptions, GeneratedReply, VideoFeatures } from './train/generate.js';
+export { generateReply, loadForGeneration, videoFeatures, pickToken } from './infer/generate.js';
+export { trainedProfile } from './infer/generation-profile.js';
+export type { TrainedProfileOptions, ChosenProfile } from './infer/generation-profile.js';
+export { TokenTextStream } from './infer/text-stream.js';
+export type { GenerateReplyOptions, GeneratedReply, VideoFeatures } from './infer/generate.js';
 
 // Eval
 export {

@@ -20,7 +20,7 @@ export const command: CommandModule<object, DemoArgs> = {
       .example('$0 demo', 'About 5-10 minutes on 2 cores; prints both held-out losses')
       .example('$0 demo --steps 40', 'A quick look (too short for video to show its value)'),
   handler: async (args) => {
-    const { runDemo } = await import('../train/demo.js');
+    const { runDemo } = await import('../demo/demo.js');
     // The verdict (video helps or not) is printed; either way the demo itself ran fine: exit 0.
     await runDemo({ dir: args.dir, steps: args.steps, fresh: args.fresh ?? false, progress: args.progress });
   },

@@ -51,7 +51,7 @@ export const command: CommandModule<object, GenerateArgs> = {
       .example('$0 generate runs/demo --video my.mp4 --role "Professor Pixel" --no-profile -m "Hi"', 'Without a static profile'),
   handler: async (args) => {
     if (args.video && args.row) throw new RpvError('generate: give --video or --row, not both');
-    const { loadForGeneration, generateReply, videoFeatures, encoderSpecOf } = await import('../train/generate.js');
+    const { loadForGeneration, generateReply, videoFeatures, encoderSpecOf } = await import('../infer/generate.js');
     const run = await loadForGeneration(args.run, { modelPath: args.model });
     try {
       const path = await import('node:path');
@@ -117,7 +117,7 @@ async function chooseProfile(
   if (args.summary !== undefined && recipe.prompt.static_profile !== 'summary') {
     return { profile: args.summary, description: `the summary given with --summary (the run was trained with prompt.static_profile ${recipe.prompt.static_profile})` };
   }
-  const { trainedProfile, trainedProfileNeedsDataset } = await import('../train/generation-profile.js');
+  const { trainedProfile, trainedProfileNeedsDataset } = await import('../infer/generation-profile.js');
   const { promptTokenizer } = await import('../train/bridge.js');
   let dataset = null;
   if (trainedProfileNeedsDataset(recipe, row)) {

@@ -26,7 +26,7 @@ export const command: CommandModule<object, SampleExportArgs> = {
       .example('rpv sample-export /tmp/s --clips 6 --seed 7', 'A smaller export with other content')
       .example('rpv sample-export /tmp/phone --size 480x854 --fps 30', 'Phone-sized vertical clips (heavier to decode, for benchmarks)'),
   handler: async (args) => {
-    const { parseClipRender, writeSampleExport } = await import('../media/sample-export.js');
+    const { parseClipRender, writeSampleExport } = await import('../demo/sample-export.js');
     const render = parseClipRender(args.size ?? '160x120', args.fps ?? 10);
     const summary = await writeSampleExport(args.dir, {
       seed: args.seed,

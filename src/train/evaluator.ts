@@ -1,4 +1,11 @@
-/** Held-out evaluation during training: loss, perplexity and the loss on the focus words. */
+/**
+ * Held-out scoring: the one place that turns held-out samples into loss, perplexity and the loss
+ * on the focus words. The trainer's evaluation (`Evaluator`) and `rpv eval` (src/eval/heldout.ts)
+ * both render with `heldOutPrepared` and score with `scoreHeldOut`, so the perplexity `rpv eval`
+ * prints for a checkpoint is the one training logged for it.
+ */
+import type { Sample } from '../loader/collate.js';
+import type { CausalLM } from '../model/decoder.js';
 import { createLoader } from '../loader/index.js';
 import { ABORTED, untilAborted } from '../util/abort.js';
 import { targetLosses } from './bridge.js';
@@ -6,7 +13,62 @@ import { isHeldOut } from './dataset.js';
 import type { EvalMetric } from './metrics.js';
 import { packBatch, type PackedBatch, type PreparedSample } from './pack.js';
 import { prepared, renderSample } from './render.js';
+import type { SkipReason } from './prompt.js';
+import type { Recipe } from './recipe.js';
+import type { DatasetSummary } from './dataset.js';
+import type { PromptTokenizer } from './prompt.js';
 import type { TrainingSession } from './trainer.js';
+
+/** A held-out sample rendered as training renders it (profile, loss mask, frames), or why it cannot be scored. */
+export function heldOutPrepared(recipe: Recipe, tok: PromptTokenizer, dataset: DatasetSummary, s: Sample, tokensPerFrame: number, featureDim: number): PreparedSample | { skip: SkipReason } {
+  // Held-out videos are never in the profile pools, so their profile comes from training videos.
+  const r = renderSample(recipe, tok, dataset, s, tokensPerFrame);
+  if ('skip' in r) return { skip: r.skip };
+  return prepared(s, r, recipe.data.use_video, tokensPerFrame * featureDim);
+}
+
+/** Loss over the target tokens of held-out samples (nats per token), its exponential and the focus-word loss. */
+export interface HeldOutScore {
+  loss: number;
+  perplexity: number;
+  /** Target tokens scored. */
+  tokens: number;
+  /** Samples scored. */
+  samples: number;
+  /** Mean loss on the focus words' tokens; null when none occur. */
+  focus_loss: number | null;
+  focus_tokens: number;
+}
+
+/** Scores `samples` in batches of `batchSize` (in order); `onBatch` is called with each batch's sample count. */
+export async function scoreHeldOut(model: CausalLM, samples: PreparedSample[], batchSize: number, featureDim: number, onBatch?: (n: number) => void): Promise<HeldOutScore> {
+  const batches: PackedBatch[] = [];
+  for (let i = 0; i < samples.length; i += batchSize) batches.push(packBatch(samples.slice(i, i + batchSize), featureDim));
+  return scoreBatches(model, batches, onBatch);
+}
+
+async function scoreBatches(model: CausalLM, batches: PackedBatch[], onBatch?: (n: number) => void): Promise<HeldOutScore> {
+  let sum = 0;
+  let count = 0;
+  let focusSum = 0;
+  let focusCount = 0;
+  let samples = 0;
+  for (const batch of batches) {
+    const { nll, focus } = await targetLosses(model, batch);
+    for (let i = 0; i < nll.length; i++) {
+      sum += nll[i]!;
+      if (focus[i]) {
+        focusSum += nll[i]!;
+        focusCount += 1;
+      }
+    }
+    count += nll.length;
+    samples += batch.batch;
+    onBatch?.(batch.batch);
+  }
+  const loss = count > 0 ? sum / count : NaN;
+  return { loss, perplexity: Math.exp(loss), tokens: count, samples, focus_loss: focusCount > 0 ? focusSum / focusCount : null, focus_tokens: focusCount };
+}
 
 /** Held-out evaluation: samples collected once (shuffle off), then loss, perplexity, focus-word loss. */
 export class Evaluator {
@@ -31,9 +93,8 @@ export class Evaluator {
         const out: PreparedSample[] = [];
         for (const s of batch) {
           if (s.padding || !isHeldOut(s.video_id, recipe.data.heldout_fraction, recipe.seed)) continue;
-          // Held-out videos are never in the profile pools, so their profile comes from training videos.
-          const r = renderSample(recipe, this.session.tokenizer, this.session.dataset, s, this.session.tokensPerFrame);
-          if (!('skip' in r)) out.push(prepared(s, r, recipe.data.use_video, this.session.tokensPerFrame * this.session.featureDim));
+          const r = heldOutPrepared(recipe, this.session.tokenizer, this.session.dataset, s, this.session.tokensPerFrame, this.session.featureDim);
+          if (!('skip' in r)) out.push(r);
         }
         return out;
       },
@@ -65,35 +126,8 @@ export class Evaluator {
   async run(step: number, signal?: AbortSignal): Promise<EvalMetric | null> {
     this.batches ??= await this.collect(signal);
     if (!this.batches) return null;
-    let sum = 0;
-    let count = 0;
-    let focusSum = 0;
-    let focusCount = 0;
-    let samples = 0;
-    for (const batch of this.batches) {
-      const { nll, focus } = await targetLosses(this.session.model, batch);
-      for (let i = 0; i < nll.length; i++) {
-        sum += nll[i]!;
-        if (focus[i]) {
-          focusSum += nll[i]!;
-          focusCount += 1;
-        }
-      }
-      count += nll.length;
-      samples += batch.batch;
-    }
-    const loss = count > 0 ? sum / count : NaN;
-    return {
-      type: 'eval',
-      step,
-      loss,
-      perplexity: Math.exp(loss),
-      tokens: count,
-      samples,
-      focus_loss: focusCount > 0 ? focusSum / focusCount : null,
-      focus_tokens: focusCount,
-      time: new Date().toISOString(),
-    };
+    const score = await scoreBatches(this.session.model, this.batches);
+    return { type: 'eval', step, ...score, time: new Date().toISOString() };
   }
 
   dispose(): void {

@@ -16,49 +16,31 @@
  * same backend.
  */
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
-import { createLoader, type Loader } from '../loader/index.js';
+import { createLoader } from '../loader/index.js';
 import type { Sample } from '../loader/collate.js';
-import type { LoaderState } from '../loader/state.js';
 import { initBackend, type BackendInfo } from '../model/backend.js';
 import type { CausalLM } from '../model/decoder.js';
+import { weightHeapBytes } from '../model/load.js';
 import { Progress } from '../util/progress.js';
 import { RpvError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/atomic.js';
-import { ABORTED, untilAborted } from '../util/abort.js';
-import { AdamW, clipGradNorm, type Param } from './adamw.js';
-import { forwardInput, lossSum, promptTokenizer, trainableParams } from './bridge.js';
-import { readCheckpoint, resolveCheckpoint, writeCheckpoint, type TrainerState } from './checkpoint.js';
+import { AdamW, type Param } from './adamw.js';
+import { forwardInput, promptTokenizer, trainableParams } from './bridge.js';
 import { scanDataset, isHeldOut, type DatasetSummary } from './dataset.js';
-import { MetricsWriter, type EvalMetric, type TrainMetric } from './metrics.js';
-import { packBatch, type PackedBatch, type PreparedSample } from './pack.js';
+import type { EvalMetric, TrainMetric } from './metrics.js';
+import type { PreparedSample } from './pack.js';
 import type { PromptTokenizer, RenderedPrompt, SkipReason } from './prompt.js';
-import { formatRecipe, type Recipe } from './recipe.js';
-import { Rng } from './rng.js';
+import type { Recipe } from './recipe.js';
 import { lrAt, warmupStepsFor } from './schedule.js';
-import { EpochTally } from './epoch-tally.js';
 import { Evaluator } from './evaluator.js';
+import { MicroBatches } from './micro-batches.js';
+import { saveCheckpoint, startRun, type RunState } from './run-state.js';
+import { optimizerStep } from './step.js';
 import { prepared, renderSample } from './render.js';
 import { loadTrainModel, exportAdapter } from './model-io.js';
 import { gib, planMemory, type MemoryPlan } from './memory.js';
-import { weightHeapBytes } from '../model/load.js';
 
 /** Rendered prompts kept across epochs (about 1-2 KB each). */
 const PROMPT_CACHE_ENTRIES = 100_000;
-
-/** What the loader's collate hands the trainer: samples rendered, frames copied. */
-interface MicroBatch {
-  epoch: number;
-  index: number;
-  samples: PreparedSample[];
-  /** Held-out samples, not trained. */
-  heldOut: number;
-  skipped: Partial<Record<SkipReason, number>>;
-  /** Token count of the shortest sample skipped as too long; null when none. */
-  shortestTooLong: number | null;
-  /** Samples repeated only to even out ranks. */
-  padding: number;
-}
 
 export interface TrainOptions {
   /** Draws the progress bar; null for none. Default process.stderr. */
@@ -183,258 +165,119 @@ export async function train(recipe: Recipe, options: TrainOptions = {}): Promise
   }
 }
 
+/**
+ * The loop: gather a step's micro-batches, take an optimizer step, log, evaluate, checkpoint,
+ * until `totalSteps` or a stop (`shouldStop`, the signal, an interrupted eval or data wait).
+ */
 async function runLoop(session: TrainingSession, options: TrainOptions, log: (line: string) => void): Promise<TrainResult> {
-  const { recipe, model, params, totalSteps, warmupSteps } = session;
-  const runDir = recipe.output_dir;
-  const recipeYaml = formatRecipe({ ...recipe, resume: null });
-  const m = session.memory;
-  // Said when memory matters: layers recomputed, or a quarter of a limit in use.
-  if (m.checkpointing || m.tensorBytes > 0.25 * m.tensorLimit.bytes || m.hostBytes > 0.25 * m.hostLimit.bytes) log(`train: memory at the longest sample: about ${gib(m.tensorBytes)} of tensors (${m.tensorLimit.source} holds ${gib(m.tensorLimit.bytes)}), ${gib(m.hostBytes)} in all; gradient checkpointing ${m.checkpointing ? 'on' : 'off'}`);
+  const { recipe, model, params, totalSteps } = session;
+  logMemoryPlan(session.memory, log);
   const optimizer = new AdamW(params, {
     beta1: recipe.optimizer.beta1,
     beta2: recipe.optimizer.beta2,
     eps: recipe.optimizer.eps,
     weightDecay: recipe.optimizer.weight_decay,
   });
-  let rng = new Rng(recipe.seed);
-  let step = 0;
-  let tokensSeen = 0;
-  let loaderState: LoaderState | null = null;
-  const skipped: Record<string, number> = {};
-  let metrics: MetricsWriter;
-  if (recipe.resume) {
-    const dir = await resolveCheckpoint(recipe.resume);
-    const ckpt = await readCheckpoint(dir);
-    for (const p of params) {
-      const saved = ckpt.trainable.get(p.name);
-      if (!saved) throw new RpvError(`train: checkpoint ${dir}: no values for ${p.name} (was it trained with another recipe?)`);
-      if (saved.data.length !== p.variable.size) {
-        throw new RpvError(`train: checkpoint ${dir}: ${p.name} has ${saved.data.length} values, this run's parameter has ${p.variable.size}`);
-      }
-      tf.tidy(() => p.variable.assign(tf.tensor(saved.data, p.variable.shape, 'float32')));
-    }
-    optimizer.loadState(ckpt.optimizer);
-    rng = new Rng(ckpt.state.rng);
-    step = ckpt.state.step;
-    tokensSeen = ckpt.state.tokens;
-    loaderState = ckpt.state.loader as LoaderState | null;
-    Object.assign(skipped, ckpt.state.skipped);
-    log(`train: resumed from ${dir} at step ${step}`);
-    metrics = await MetricsWriter.open(runDir, step);
-  } else {
-    metrics = await MetricsWriter.open(runDir);
-  }
-  await writeFileAtomic(path.join(runDir, 'recipe.yaml'), recipeYaml);
-
-  const loader: Loader<MicroBatch> = createLoader<MicroBatch>({
-    source: recipe.data.shards,
-    batchSize: recipe.data.batch_size,
-    seed: recipe.seed,
-    shuffle: recipe.data.shuffle,
-    workers: recipe.data.workers,
-    prefetchBytes: recipe.data.prefetch_bytes,
-    dropLast: false,
-    resume: loaderState ?? undefined,
-    collate: (samples, ctx) => {
-      const mb: MicroBatch = { epoch: ctx.epoch, index: ctx.batchIndex, samples: [], heldOut: 0, skipped: {}, shortestTooLong: null, padding: 0 };
-      for (const s of samples) {
-        if (s.padding) {
-          mb.padding += 1;
-          continue;
-        }
-        const r = session.prepare(s);
-        if (r.sample) mb.samples.push(r.sample);
-        else if (r.skip === 'held-out') mb.heldOut += 1;
-        else if (r.skip) {
-          mb.skipped[r.skip] = (mb.skipped[r.skip] ?? 0) + 1;
-          if (r.tokens !== undefined) mb.shortestTooLong = Math.min(mb.shortestTooLong ?? Infinity, r.tokens);
-        }
-      }
-      return mb;
-    },
-  });
-  let iterator: AsyncIterator<MicroBatch> = loader[Symbol.asyncIterator]();
-  // A pass that starts mid-epoch (a resumed run) is not a whole epoch.
-  let tally = new EpochTally(loader.state().batches === 0);
-  const limits = { maxTokens: recipe.prompt.max_tokens, heldoutFraction: recipe.data.heldout_fraction };
-  let emptyEpochs = 0;
-  const nextMicroBatch = async (): Promise<MicroBatch> => {
-    for (;;) {
-      const r = await iterator.next();
-      if (!r.done) {
-        emptyEpochs = 0;
-        tally.add({ ...r.value, trained: r.value.samples.length });
-        return r.value;
-      }
-      // End of an epoch: one without a trainable sample would repeat forever.
-      tally.check(limits);
-      if (++emptyEpochs > 1) throw new RpvError('train: the loader yielded no batch for a whole epoch');
-      tally = new EpochTally(true);
-      iterator = loader[Symbol.asyncIterator]();
-    }
-  };
-  // A wait for data ends early when the run is aborted; the abandoned next() may settle later.
-  let abandoned: Promise<MicroBatch> | null = null;
-  const nextUnlessAborted = async (): Promise<MicroBatch | null> => {
-    if (options.signal?.aborted) return null;
-    const pending = nextMicroBatch();
-    const result = await untilAborted(pending, options.signal);
-    if (result !== ABORTED) return result;
-    abandoned = pending;
-    return null;
-  };
-
+  const run = await startRun(session, optimizer, log);
+  const data = new MicroBatches(session, run.loaderState);
   const evaluator = new Evaluator(session);
   const progress = new Progress({ label: 'train', total: totalSteps, unit: 'steps', stream: options.progressStream === undefined ? process.stderr : options.progressStream });
-  progress.done = step;
+  progress.done = run.step;
   const losses: number[] = [];
-  let lastEval: EvalMetric | null = null;
-  let checkpoint: string | null = null;
-  // The step the last checkpoint holds (nothing to save before the first step).
-  let checkpointStep = step;
   let stopped = false;
-  const lrFor = (s: number) => (group: string) =>
-    lrAt(s, {
-      peakLr: group === 'projector' ? (recipe.optimizer.projector_lr ?? recipe.optimizer.lr) : recipe.optimizer.lr,
-      totalSteps,
-      warmupSteps,
-      type: recipe.scheduler.type,
-      minLrRatio: recipe.scheduler.min_lr_ratio,
-    });
-  /** `at`: the loader position and skip counts to record (default: now). */
-  const saveCheckpoint = async (at: { loader: LoaderState; skipped: Record<string, number> } = { loader: loader.state(), skipped }) => {
-    const trainable = new Map<string, { shape: number[]; data: Float32Array }>();
-    for (const p of params) trainable.set(p.name, { shape: [...p.variable.shape], data: new Float32Array(await p.variable.data()) });
-    const state: TrainerState = {
-      step,
-      epoch: at.loader.epoch,
-      loader: at.loader,
-      rng: rng.state(),
-      skipped: { ...at.skipped },
-      tokens: tokensSeen,
-      totalSteps,
-      lastEval,
-    };
-    checkpointStep = step;
-    checkpoint = await writeCheckpoint(runDir, {
-      trainable,
-      optimizer: await optimizer.state(),
-      state,
-      recipeYaml,
-      keepLast: recipe.checkpoint.keep_last,
-      exportAdapter: async (dir) => {
-        await exportAdapter(model, recipe, dir);
-      },
-    });
-    return checkpoint;
-  };
-
+  const checkpointNow = (at = { loader: data.state(), skipped: run.skipped }) => saveCheckpoint(session, optimizer, run, at);
   try {
-    while (step < totalSteps) {
-      const stage: 'projector' | 'lora' = step < recipe.train.projector_warmup_steps ? 'projector' : 'lora';
+    while (run.step < totalSteps) {
+      const stage: 'projector' | 'lora' = run.step < recipe.train.projector_warmup_steps ? 'projector' : 'lora';
       const active = stage === 'projector' ? params.filter((p) => p.group === 'projector') : params;
       const stepStart = performance.now();
       // Where this step starts: a stop before it is computed saves the run as of here.
-      const before = { loader: loader.state(), skipped: { ...skipped } };
-      let waitMs = 0;
-      const micro: PackedBatch[] = [];
-      while (micro.length < recipe.train.grad_accum_steps) {
-        const t0 = performance.now();
-        const mb = await nextUnlessAborted();
-        waitMs += performance.now() - t0;
-        if (!mb) break;
-        for (const [reason, n] of Object.entries(mb.skipped)) skipped[reason] = (skipped[reason] ?? 0) + n;
-        if (mb.samples.length === 0) continue;
-        micro.push(packBatch(mb.samples, session.featureDim));
-      }
-      if (micro.length < recipe.train.grad_accum_steps) {
+      const before = { loader: data.state(), skipped: { ...run.skipped } };
+      const gathered = await data.gather(recipe.train.grad_accum_steps, run.skipped, options.signal);
+      if (!gathered) {
         stopped = true;
-        if (step > checkpointStep) {
-          const dir = await saveCheckpoint(before);
-          log(`\ninterrupted while waiting for data: checkpoint ${dir} (step ${step})`);
-        } else log(`\ninterrupted while waiting for data at step ${step}${checkpoint ? `; last checkpoint ${checkpoint}` : ''}`);
+        if (run.step > run.checkpointStep) {
+          const dir = await checkpointNow(before);
+          log(`\ninterrupted while waiting for data: checkpoint ${dir} (step ${run.step})`);
+        } else log(`\ninterrupted while waiting for data at step ${run.step}${run.checkpoint ? `; last checkpoint ${run.checkpoint}` : ''}`);
         break;
       }
-      const total = micro.reduce((a, b) => a + b.trainedTokens, 0);
-      const grads = new Map<string, tf.Tensor>();
-      let lossTotal = 0;
-      for (const batch of micro) {
-        const seed = rng.nextSeed();
-        const { value, grads: g } = tf.variableGrads(
-          () => tf.div(lossSum(model, batch, { training: true, seed }), total) as tf.Scalar,
-          active.map((p) => p.variable),
-        );
-        lossTotal += (await value.data())[0]!;
-        value.dispose();
-        for (const p of active) {
-          const gi = g[p.variable.name];
-          if (!gi) continue;
-          const prev = grads.get(p.name);
-          if (prev) {
-            grads.set(p.name, tf.add(prev, gi));
-            prev.dispose();
-            gi.dispose();
-          } else grads.set(p.name, gi);
-        }
-      }
-      const gradNorm = await clipGradNorm(grads, recipe.optimizer.max_grad_norm);
-      const lrs = lrFor(step);
-      optimizer.step(grads, lrs);
-      for (const g of grads.values()) g.dispose();
-      step += 1;
-      tokensSeen += total;
+      const { micro, waitMs } = gathered;
+      const lrs = learningRates(session, run.step);
+      const result = await optimizerStep(model, optimizer, active, micro, run.rng, recipe.optimizer.max_grad_norm, lrs);
+      run.step += 1;
+      run.tokensSeen += result.trainedTokens;
       const stepSec = (performance.now() - stepStart) / 1000;
-      const tokens = micro.reduce((a, b) => a + b.tokens, 0);
       const metric: TrainMetric = {
         type: 'train',
-        step,
+        step: run.step,
         stage,
-        loss: lossTotal,
+        loss: result.loss,
         lr: lrs('lora'),
-        grad_norm: gradNorm,
-        tokens: total,
-        tokens_per_sec: tokens / stepSec,
+        grad_norm: result.gradNorm,
+        tokens: result.trainedTokens,
+        tokens_per_sec: micro.reduce((a, b) => a + b.tokens, 0) / stepSec,
         step_sec: stepSec,
         loader_wait_sec: waitMs / 1000,
-        skipped: Object.values(skipped).reduce((a, b) => a + b, 0),
+        skipped: Object.values(run.skipped).reduce((a, b) => a + b, 0),
         time: new Date().toISOString(),
       };
-      losses.push(lossTotal);
-      if (step % recipe.train.log_every_steps === 0 || step === totalSteps) await metrics.write(metric);
+      losses.push(result.loss);
+      if (run.step % recipe.train.log_every_steps === 0 || run.step === totalSteps) await run.metrics.write(metric);
       options.onStep?.(metric);
-      progress.tick(1, { loss: lossTotal, lr: metric.lr, 'tok/s': Math.round(metric.tokens_per_sec), wait: `${(waitMs / 1000).toFixed(2)}s` });
+      progress.tick(1, { loss: result.loss, lr: metric.lr, 'tok/s': Math.round(metric.tokens_per_sec), wait: `${(waitMs / 1000).toFixed(2)}s` });
 
-      const last = step === totalSteps;
+      const last = run.step === totalSteps;
       let evalInterrupted = false;
-      if ((recipe.eval.every_steps > 0 && step % recipe.eval.every_steps === 0) || last) {
-        const ev = await evaluator.run(step, options.signal);
-        evalInterrupted = ev === null;
-        if (ev) {
-          lastEval = ev;
-          await metrics.write(ev);
-          log(`\neval step ${step}: loss ${ev.loss.toFixed(4)} ppl ${ev.perplexity.toFixed(2)}${ev.focus_loss !== null ? ` focus-word loss ${ev.focus_loss.toFixed(4)} (${ev.focus_tokens} tokens)` : ''}`);
-        } else log(`\ninterrupted while reading the held-out samples: no eval at step ${step}`);
+      if ((recipe.eval.every_steps > 0 && run.step % recipe.eval.every_steps === 0) || last) {
+        evalInterrupted = !(await evaluate(evaluator, run, options.signal, log));
       }
       stopped = (!last && ((options.shouldStop?.() ?? false) || (options.signal?.aborted ?? false))) || evalInterrupted;
-      if ((recipe.checkpoint.every_steps > 0 && step % recipe.checkpoint.every_steps === 0) || last || stopped) {
-        const dir = await saveCheckpoint();
+      if ((recipe.checkpoint.every_steps > 0 && run.step % recipe.checkpoint.every_steps === 0) || last || stopped) {
+        const dir = await checkpointNow();
         log(`${stopped ? '\ninterrupted: ' : '\n'}checkpoint ${dir}`);
       }
       if (stopped) break;
     }
     progress.finish();
-    if (step >= totalSteps) await exportAdapter(model, recipe, path.join(runDir, 'adapter'));
+    if (run.step >= totalSteps) await exportAdapter(model, recipe, path.join(recipe.output_dir, 'adapter'));
   } finally {
-    // A generator's return() waits for its pending next(): after an abandoned wait, stop the
-    // loader's workers instead (in the background: a stalled read must not hold the caller).
-    if (abandoned) {
-      (abandoned as Promise<MicroBatch>).catch(() => undefined);
-      loader.close().catch(() => undefined);
-    } else await iterator.return?.();
+    await data.close();
     optimizer.dispose();
     evaluator.dispose();
   }
-  return { steps: step, totalSteps, stopped, lastEval, checkpoint, losses, skipped, backend: session.backend };
+  return { steps: run.step, totalSteps, stopped, lastEval: run.lastEval, checkpoint: run.checkpoint, losses, skipped: run.skipped, backend: session.backend };
+}
+
+/** Said when memory matters: layers recomputed, or a quarter of a limit in use. */
+function logMemoryPlan(m: MemoryPlan, log: (line: string) => void): void {
+  if (m.checkpointing || m.tensorBytes > 0.25 * m.tensorLimit.bytes || m.hostBytes > 0.25 * m.hostLimit.bytes) log(`train: memory at the longest sample: about ${gib(m.tensorBytes)} of tensors (${m.tensorLimit.source} holds ${gib(m.tensorLimit.bytes)}), ${gib(m.hostBytes)} in all; gradient checkpointing ${m.checkpointing ? 'on' : 'off'}`);
+}
+
+/** The learning rate of each parameter group (LoRA, projector) at `step`. */
+function learningRates(session: TrainingSession, step: number): (group: string) => number {
+  const { recipe } = session;
+  return (group) =>
+    lrAt(step, {
+      peakLr: group === 'projector' ? (recipe.optimizer.projector_lr ?? recipe.optimizer.lr) : recipe.optimizer.lr,
+      totalSteps: session.totalSteps,
+      warmupSteps: session.warmupSteps,
+      type: recipe.scheduler.type,
+      minLrRatio: recipe.scheduler.min_lr_ratio,
+    });
+}
+
+/** Held-out evaluation at the run's step, written and logged; false when `signal` interrupted it. */
+async function evaluate(evaluator: Evaluator, run: RunState, signal: AbortSignal | undefined, log: (line: string) => void): Promise<boolean> {
+  const ev = await evaluator.run(run.step, signal);
+  if (!ev) {
+    log(`\ninterrupted while reading the held-out samples: no eval at step ${run.step}`);
+    return false;
+  }
+  run.lastEval = ev;
+  await run.metrics.write(ev);
+  log(`\neval step ${run.step}: loss ${ev.loss.toFixed(4)} ppl ${ev.perplexity.toFixed(2)}${ev.focus_loss !== null ? ` focus-word loss ${ev.focus_loss.toFixed(4)} (${ev.focus_tokens} tokens)` : ''}`);
+  return true;
 }
 
 export { forwardInput };

@@ -4,7 +4,7 @@ import { mkdtempSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { writeSampleExport } from '../../src/media/sample-export.js';
+import { writeSampleExport } from '../../src/demo/sample-export.js';
 import { resolveFfmpeg } from '../../src/media/ffmpeg.js';
 import { readShardIndex } from '../../src/shard/index-file.js';
 import { readShard } from '../../src/shard/read.js';

@@ -38,12 +38,12 @@ describe('held-out evaluation of a trained run', () => {
   it("scores loss and perplexity exactly as the trainer's held-out evaluation, and generates the role's replies", async () => {
     const result = await evaluateHeldOut({ run, maxNewTokens: 4 });
     const metrics = await readMetrics(path.join(run, 'metrics.jsonl'));
-    const last = metrics.filter((m) => m.type === 'eval').at(-1) as { step: number; loss: number; tokens: number; samples: number };
+    const last = metrics.filter((m) => m.type === 'eval').at(-1) as { step: number; loss: number; perplexity: number; tokens: number; samples: number };
     expect(last.step).toBe(6);
     expect(result.checkpoint).toMatch(/step-000006$/);
     expect(result.perplexity).toMatchObject({ tokens: last.tokens, samples: last.samples, skipped: {} });
-    expect(result.perplexity!.loss).toBeCloseTo(last.loss, 6);
-    expect(result.perplexity!.perplexity).toBeCloseTo(Math.exp(last.loss), 3);
+    expect(result.perplexity!.loss).toBe(last.loss);
+    expect(result.perplexity!.perplexity).toBe(last.perplexity);
 
     // One sample per held-out dialogue; the ground truth is the dialogue's last role turn.
     const rows = (await Promise.all((await fs.readdir(shards)).filter((f) => f.endsWith('.arrow')).map((f) => readShard(path.join(shards, f))))).flat();
@@ -84,6 +84,19 @@ describe('held-out evaluation of a trained run', () => {
     const answers = JSON.parse(await fs.readFile(path.join(out, 'answers.json'), 'utf8'));
     expect(answers).toHaveLength(3);
     expect(JSON.parse(await fs.readFile(path.join(out, 'report.json'), 'utf8')).perplexity).toEqual(report.perplexity);
+  });
+
+  it("rpv eval --run reports the held-out loss of the final checkpoint that training logged last, to the bit", async () => {
+    const out = path.join(tmp, 'eval-ppl');
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', path.join(repo, 'src/cli.ts'), 'eval', '--run', run, '--no-generate', '--out', out, '--json'],
+      { cwd: repo },
+    );
+    const report = JSON.parse(stdout);
+    const last = (await readMetrics(path.join(run, 'metrics.jsonl'))).filter((m) => m.type === 'eval').at(-1) as { step: number; loss: number; perplexity: number; tokens: number; samples: number };
+    expect(report.run.checkpoint).toMatch(new RegExp(`step-${String(last.step).padStart(6, '0')}$`));
+    expect(report.perplexity).toEqual({ loss: last.loss, perplexity: last.perplexity, tokens: last.tokens, samples: last.samples, skipped: {} });
   });
 
   it('limits the dialogues and can skip generation', async () => {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridEncoder, createEncoder, extractFrames, probeVideo, resolveFfmpeg, sampleFrameTimes } from '../../src/index.js';
 import { GRID_CELL_FEATURES, GRID_FRAME_FEATURES, gridSumsJs } from '../../src/features/grid.js';
 import { loadNativeAddon } from '../../src/native/addon.js';
-import { buildClipArgs } from '../../src/media/sample-export.js';
+import { buildClipArgs } from '../../src/demo/sample-export.js';
 import { ffmpeg } from '../media/helpers.js';
 
 const SIZE = 32;

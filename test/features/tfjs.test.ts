@@ -7,7 +7,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertExport, createEncoder, readShardIndex, type FrameEncoder } from '../../src/index.js';
 import { encodeVideo } from '../../src/features/video.js';
-import { writeSampleExport } from '../../src/media/sample-export.js';
+import { writeSampleExport } from '../../src/demo/sample-export.js';
 import { readShard } from '../../src/shard/read.js';
 import { GRAPH_SIZE, referenceFeatures, writeGraphModel } from './graph-model.js';
 

@@ -15,9 +15,9 @@ import type { BackendName } from '../model/backend.js';
 import { KvCache } from '../model/decoder.js';
 import { RpvError } from '../util/errors.js';
 import type { SamplingSettings, ShardIndex } from '../shard/schema.js';
-import { promptTokenizer } from './bridge.js';
-import { renderGenerationPrompt, type ChatMessage } from './prompt.js';
-import { Rng, type RngState } from './rng.js';
+import { promptTokenizer } from '../train/bridge.js';
+import { renderGenerationPrompt, type ChatMessage } from '../train/prompt.js';
+import { Rng, type RngState } from '../train/rng.js';
 import { TokenTextStream } from './text-stream.js';
 
 export interface VideoFeatures {
@@ -185,7 +185,7 @@ export async function videoFeatures(file: string, sampling: SamplingSettings, en
 export interface LoadedRun {
   model: CausalLM;
   /** The run's resolved recipe (prompt settings, dataset). */
-  recipe: import('./recipe.js').Recipe;
+  recipe: import('../train/recipe.js').Recipe;
   checkpoint: string;
 }
 
@@ -194,9 +194,9 @@ export interface LoadedRun {
  * checkpoint folder or a run folder: its latest checkpoint). `modelPath` overrides the recipe's.
  */
 export async function loadForGeneration(run: string, { modelPath, backend }: { modelPath?: string; backend?: BackendName } = {}): Promise<LoadedRun> {
-  const { resolveCheckpoint, readCheckpoint } = await import('./checkpoint.js');
-  const { parseRecipe } = await import('./recipe.js');
-  const { loadTrainModel } = await import('./model-io.js');
+  const { resolveCheckpoint, readCheckpoint } = await import('../train/checkpoint.js');
+  const { parseRecipe } = await import('../train/recipe.js');
+  const { loadTrainModel } = await import('../train/model-io.js');
   const dir = await resolveCheckpoint(run);
   const ckpt = await readCheckpoint(dir);
   const overrides = [modelPath ? `model.path=${modelPath}` : null, backend ? `model.backend=${backend}` : null].filter((x): x is string => x !== null);
@@ -204,7 +204,7 @@ export async function loadForGeneration(run: string, { modelPath, backend }: { m
   const proj = ckpt.trainable.get('projector.0.weight');
   const model = await loadTrainModel(recipe, proj ? proj.shape[0]! : 1);
   const tf = model.tf;
-  const { trainableParams } = await import('./bridge.js');
+  const { trainableParams } = await import('../train/bridge.js');
   for (const p of trainableParams(model, { video: recipe.data.use_video })) {
     const saved = ckpt.trainable.get(p.name);
     if (!saved || saved.data.length !== p.variable.size) {

@@ -21,7 +21,7 @@ import path from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
 import { RpvError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
-import { resolveFfmpeg } from './ffmpeg.js';
+import { resolveFfmpeg } from '../media/ffmpeg.js';
 import {
   BACKGROUNDS,
   COLOURS,

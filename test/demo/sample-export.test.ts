@@ -3,9 +3,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probeVideo, writeSampleExport } from '../../src/index.js';
 import type { SampleExportSummary } from '../../src/index.js';
-import { buildClipArgs, parseClipRender, planSampleExport } from '../../src/media/sample-export.js';
-import { VISUAL_WORDS } from '../../src/media/sample-dialogues.js';
-import { tempDir } from './helpers.js';
+import { buildClipArgs, parseClipRender, planSampleExport } from '../../src/demo/sample-export.js';
+import { VISUAL_WORDS } from '../../src/demo/sample-dialogues.js';
+import { tempDir } from '../media/helpers.js';
 
 interface Rec {
   id: string;

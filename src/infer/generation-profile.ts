@@ -10,9 +10,9 @@
  *   for `summary`.
  * - Unknown role, or nothing to draw from: no profile, and the reason says so.
  */
-import { staticProfile, type DatasetSummary } from './dataset.js';
-import type { PromptTokenizer } from './prompt.js';
-import type { Recipe } from './recipe.js';
+import { staticProfile, type DatasetSummary } from '../train/dataset.js';
+import type { PromptTokenizer } from '../train/prompt.js';
+import type { Recipe } from '../train/recipe.js';
 
 export interface TrainedProfileOptions {
   /** The run's resolved recipe. */

@@ -16,10 +16,10 @@ import { fileURLToPath } from 'node:url';
 import { RpvError } from '../util/errors.js';
 import { formatDuration } from '../util/progress.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { loadRecipe } from './recipe.js';
-import { train, type TrainResult } from './trainer.js';
-import { readMetrics, type TrainMetric } from './metrics.js';
-import { renderSvg, smooth } from './plot.js';
+import { loadRecipe } from '../train/recipe.js';
+import { train, type TrainResult } from '../train/trainer.js';
+import { readMetrics, type TrainMetric } from '../train/metrics.js';
+import { renderSvg, smooth } from '../train/plot.js';
 
 export interface DemoOptions {
   /** Folder of the export, shards and tiny model. */
@@ -95,7 +95,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   if (existsSync(path.join(exportDir, 'facts.json')) && existsSync(path.join(exportDir, 'annotations.jsonl'))) {
     print('  present, reused (--fresh to redo)');
   } else {
-    const { writeSampleExport } = await import('../media/sample-export.js');
+    const { writeSampleExport } = await import('./sample-export.js');
     const s = await writeSampleExport(exportDir, { clips: DEMO_CLIPS, progress });
     print(`  ${s.clips.length} clips (${s.totalDurationSec.toFixed(0)} s of ${s.videoCodec}), ${s.roles.length} roles, ${s.dialogues} dialogues in ${s.elapsedSec.toFixed(1)} s`);
   }
@@ -193,11 +193,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
  * tokenizer the demo's words (and all Chinese) fall apart into bytes, making sequences ~3x longer
  * and each video-dependent word several hard tokens. Held-out videos' text is not used.
  */
-export async function fitTokenizer(modelDir: string, annotationsFile: string, recipe: import('./recipe.js').Recipe): Promise<number> {
+export async function fitTokenizer(modelDir: string, annotationsFile: string, recipe: import('../train/recipe.js').Recipe): Promise<number> {
   const { trainByteLevelBpe, bpeTokenizerJson } = await import('../model/bpe.js');
   const { TINY_SPECIAL_TOKENS } = await import('../model/tiny.js');
-  const { isHeldOut } = await import('./dataset.js');
-  const { systemText } = await import('./prompt.js');
+  const { isHeldOut } = await import('../train/dataset.js');
+  const { systemText } = await import('../train/prompt.js');
   const records = (await fs.readFile(annotationsFile, 'utf8'))
     .split('\n')
     .filter((l) => l.trim() !== '')
@@ -241,10 +241,10 @@ async function compareSvg(runDirs: string[]): Promise<string> {
 async function showReplies(print: (l: string) => void, shardsDir: string, runs: DemoRun[]): Promise<void> {
   const { readShardIndex } = await import('../shard/index-file.js');
   const { readShard } = await import('../shard/read.js');
-  const { isHeldOut } = await import('./dataset.js');
-  const { loadForGeneration, generateReply } = await import('./generate.js');
-  const { trainedProfile } = await import('./generation-profile.js');
-  const { promptTokenizer } = await import('./bridge.js');
+  const { isHeldOut } = await import('../train/dataset.js');
+  const { loadForGeneration, generateReply } = await import('../infer/generate.js');
+  const { trainedProfile } = await import('../infer/generation-profile.js');
+  const { promptTokenizer } = await import('../train/bridge.js');
   const index = await readShardIndex(shardsDir);
   const first = runs[0]!;
   const recipe = (await loadForGeneration(path.join('runs', first.name)).then((r) => (r.model.dispose(), r.recipe)));

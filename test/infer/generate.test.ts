@@ -10,10 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenTextStream, convertExport, generateReply, loadModel, parseRecipe, staticProfile, train, trainedProfile } from '../../src/index.js';
 import { bytesToUnicode } from '../../src/model/bpe.js';
 import { ChatTokenizer } from '../../src/model/tokenizer.js';
-import { writeSampleExport } from '../../src/media/sample-export.js';
+import { writeSampleExport } from '../../src/demo/sample-export.js';
 import { promptTokenizer } from '../../src/train/bridge.js';
 import { scanDataset } from '../../src/train/dataset.js';
-import { recipeText, writeDataset, writeModel } from './helpers.js';
+import { recipeText, writeDataset, writeModel } from '../train/helpers.js';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'rpv-generate-'));
 const model = path.join(root, 'model');
