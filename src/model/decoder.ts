@@ -29,7 +29,7 @@ import { createProjector, project, projectorVariables, type Projector, type Proj
 import { frozenCrossEntropySum, frozenGather, gatherRows } from './ops.js';
 import { crossEntropyChunkRows, type FrozenTable } from './frozen.js';
 import { checkpointed } from './checkpoint.js';
-import { SeededRandom } from './random.js';
+import { seededRandom } from '../util/random.js';
 import type { MappedFile } from '../native/frozen.js';
 import { nativeAttentionAvailable } from '../native/attention.js';
 import type { ChatTokenizer } from './tokenizer.js';
@@ -167,7 +167,7 @@ export class CausalLM {
     if (!(config.dropout >= 0 && config.dropout < 1)) throw new RpvError(`lora: dropout must be in [0, 1), found ${config.dropout}`);
     const modules = normalizeTargetModules(config.targetModules);
     this.removeLora();
-    const rng = new SeededRandom(config.seed ?? 0);
+    const rng = seededRandom(config.seed ?? 0);
     const c = this.config;
     const dims: Record<LoraModule, [number, number]> = {
       q: [c.hiddenSize, c.numHeads * c.headDim],

@@ -10,7 +10,7 @@ import { readShardIndex, isUrl } from '../shard/index-file.js';
 import { readShard, shardFormatOf } from '../shard/read.js';
 import type { Dialogue, ShardIndex } from '../shard/schema.js';
 import { RpvError } from '../util/errors.js';
-import { hashString } from './rng.js';
+import { hashString } from '../util/random.js';
 import type { PromptTokenizer } from './prompt.js';
 
 /** True when `videoId` is in the held-out split. */

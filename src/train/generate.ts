@@ -17,7 +17,7 @@ import { RpvError } from '../util/errors.js';
 import type { SamplingSettings, ShardIndex } from '../shard/schema.js';
 import { promptTokenizer } from './bridge.js';
 import { renderGenerationPrompt, type ChatMessage } from './prompt.js';
-import { Rng, type RngState } from './rng.js';
+import { Rng, type RngState } from '../util/random.js';
 import { TokenTextStream } from './text-stream.js';
 
 export interface VideoFeatures {

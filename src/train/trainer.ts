@@ -34,7 +34,7 @@ import { MetricsWriter, type EvalMetric, type TrainMetric } from './metrics.js';
 import { packBatch, type PackedBatch, type PreparedSample } from './pack.js';
 import type { PromptTokenizer, RenderedPrompt, SkipReason } from './prompt.js';
 import { formatRecipe, type Recipe } from './recipe.js';
-import { Rng } from './rng.js';
+import { Rng } from '../util/random.js';
 import { lrAt, warmupStepsFor } from './schedule.js';
 import { EpochTally } from './epoch-tally.js';
 import { Evaluator } from './evaluator.js';
