@@ -102,7 +102,7 @@ export type { LoadModelOptions } from './model/load.js';
 export { CausalLM, KvCache, IGNORE_INDEX } from './model/decoder.js';
 export type { ForwardInput, ForwardOptions, LossResult, VideoInput } from './model/decoder.js';
 export { ChatTokenizer } from './model/tokenizer.js';
-export type { ChatMessage as ChatTemplateMessage, EncodedChat, MessageSpan } from './model/tokenizer.js';
+export type { ChatMessage, EncodedChat, MessageSpan } from './model/tokenizer.js';
 export { DEFAULT_LORA, LORA_MODULES, loraScaling } from './model/lora.js';
 export type { LoraConfig, LoraModule } from './model/lora.js';
 export type { ProjectorConfig } from './model/projector.js';
@@ -144,7 +144,7 @@ export { readMetrics } from './train/metrics.js';
 export type { Metric, TrainMetric, EvalMetric } from './train/metrics.js';
 export { plotRun, renderSvg } from './train/plot.js';
 export { renderTrainingPrompt, renderGenerationPrompt, showLossMask } from './train/prompt.js';
-export type { PromptTokenizer, ChatMessage, RenderedPrompt } from './train/prompt.js';
+export type { PromptTokenizer, RenderedPrompt } from './train/prompt.js';
 export { isHeldOut, staticProfile } from './train/dataset.js';
 export { train, openSession } from './train/trainer.js';
 export type { TrainOptions, TrainResult } from './train/trainer.js';
@@ -198,7 +198,7 @@ export type {
   EvalSummary,
   ReviewFileItem,
   EvalSample,
-  ChatMessage as JudgeChatMessage,
+  JudgeMessage,
   JudgeClientOptions,
   JudgeStats,
   JudgeRunOptions,
