@@ -3,7 +3,7 @@
  * check them against the index, decode them. Runs inside a worker thread, or in-process when
  * the loader has `workers: 0`.
  */
-import * as fs from './fsc.js';
+import * as fs from './callback-fs.js';
 import type { ShardFileFormat } from '../shard/schema.js';
 import { decodeShard, decodeTable, shardBuffers, type DecodedShard } from './decode.js';
 import { ensureShardCached, fetchShardCached, sha256Hex, sha256OfFile } from './cache.js';
