@@ -16,7 +16,7 @@
  *      The ceiling is the schedule with the lowest median time;
  *   2. `convertExport` (probe + sampling + extraction + grid encoder + Arrow shards + index) with
  *      --workers 1 and --workers 2;
- *   3. a secondary reference: ffmpeg alone with one process per clip, which rpv no longer does
+ *   3. a secondary reference: ffmpeg alone with one process per clip, which rpv does not do
  *      (process start-up is a large share for short clips, and far larger with a system ffmpeg
  *      that loads many shared libraries).
  * Prints ms per video and videos/s beside the ceiling with the same concurrency, CPU per video

@@ -48,6 +48,7 @@ import { writeTinyModel } from '../src/model/tiny.js';
 import type { CausalLM } from '../src/model/decoder.js';
 import { weightHeapBytes } from '../src/model/load.js';
 import { planMemory } from '../src/train/memory.js';
+import { Mulberry32 } from '../src/util/random.js';
 import { describePeer, ensurePeer, peerRecord, peerRefusal, SYSTEM_PYTHON, TORCH_SCRIPT, type PeerConfig, type PeerSetup } from './torch-peer.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -156,16 +157,6 @@ interface Prepared {
   featureShape: [number, number, number];
 }
 
-function seeded(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), s | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 async function prepare(spec: ModelSpec): Promise<Prepared> {
   const root = path.join(dataRoot, spec.name);
   const modelDir = path.join(root, 'model');
@@ -183,9 +174,9 @@ async function prepare(spec: ModelSpec): Promise<Prepared> {
     model.addProjector({ featureDim: spec.featureDim, seed: 2 });
     // LoRA B starts at zero (PEFT); give it small values so the LoRA path carries gradient
     // everywhere from the first step and the loss check covers it.
-    const rand = seeded(5);
+    const rand = new Mulberry32(5);
     tf.tidy(() => {
-      for (const p of model.loraPairs()) p.bT.assign(tf.mul(tf.randomUniform(p.bT.shape, -1, 1, 'float32', Math.floor(rand() * 1e9)), 0.02));
+      for (const p of model.loraPairs()) p.bT.assign(tf.mul(tf.randomUniform(p.bT.shape, -1, 1, 'float32', Math.floor(rand.next() * 1e9)), 0.02));
     });
     await saveAdapter(model, adapterDir);
     const vid = model.videoTokenId;
@@ -196,13 +187,13 @@ async function prepare(spec: ModelSpec): Promise<Prepared> {
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < T; t++) {
         const video = t >= 2 && t < 2 + N;
-        const id = video ? vid : 3 + Math.floor(rand() * 400);
+        const id = video ? vid : 3 + Math.floor(rand.next() * 400);
         inputIds[b * T + t] = id;
         // Prompt (text before and the video) is not trained, the rest is.
         labels[b * T + t] = t < 2 + N + 8 ? -100 : id;
       }
     }
-    const features = Float32Array.from({ length: B * N * D }, () => rand() * 2 - 1);
+    const features = Float32Array.from({ length: B * N * D }, () => rand.next() * 2 - 1);
     writeFileSync(featuresFile, Buffer.from(features.buffer));
     writeFileSync(batchFile, JSON.stringify({ batch: B, seqLen: T, inputIds: Array.from(inputIds), labels: Array.from(labels), featureShape: [B, N, D], videoTokenId: vid }));
     model.dispose();

@@ -102,7 +102,7 @@ export type { LoadModelOptions } from './model/load.js';
 export { CausalLM, KvCache, IGNORE_INDEX } from './model/decoder.js';
 export type { ForwardInput, ForwardOptions, LossResult, VideoInput } from './model/decoder.js';
 export { ChatTokenizer } from './model/tokenizer.js';
-export type { ChatMessage as ChatTemplateMessage, EncodedChat, MessageSpan } from './model/tokenizer.js';
+export type { ChatMessage, EncodedChat, MessageSpan } from './model/tokenizer.js';
 export { DEFAULT_LORA, LORA_MODULES, loraScaling } from './model/lora.js';
 export type { LoraConfig, LoraModule } from './model/lora.js';
 export type { ProjectorConfig } from './model/projector.js';
@@ -136,15 +136,15 @@ export { lrAt, warmupStepsFor } from './train/schedule.js';
 export type { ScheduleOptions } from './train/schedule.js';
 export { AdamW, clipGradNorm, decays } from './train/adamw.js';
 export type { AdamWOptions, AdamWState, Param } from './train/adamw.js';
-export { Rng, hashString } from './train/rng.js';
-export type { RngState } from './train/rng.js';
+export { Rng, hashString } from './util/random.js';
+export type { RngState } from './util/random.js';
 export { writeCheckpoint, readCheckpoint, resolveCheckpoint, listCheckpoints } from './train/checkpoint.js';
 export type { CheckpointContents, TrainerState } from './train/checkpoint.js';
 export { readMetrics } from './train/metrics.js';
 export type { Metric, TrainMetric, EvalMetric } from './train/metrics.js';
 export { plotRun, renderSvg } from './train/plot.js';
 export { renderTrainingPrompt, renderGenerationPrompt, showLossMask } from './train/prompt.js';
-export type { PromptTokenizer, ChatMessage, RenderedPrompt } from './train/prompt.js';
+export type { PromptTokenizer, RenderedPrompt } from './train/prompt.js';
 export { isHeldOut, staticProfile } from './train/dataset.js';
 export { train, openSession } from './train/trainer.js';
 export type { TrainOptions, TrainResult } from './train/trainer.js';
@@ -198,7 +198,7 @@ export type {
   EvalSummary,
   ReviewFileItem,
   EvalSample,
-  ChatMessage as JudgeChatMessage,
+  JudgeMessage,
   JudgeClientOptions,
   JudgeStats,
   JudgeRunOptions,

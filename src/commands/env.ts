@@ -35,7 +35,7 @@ export const command: CommandModule<object, EnvArgs> = {
     const node = { version: process.version, platform: `${process.platform}-${process.arch}`, cpus: (await import('node:os')).cpus().length };
     const media = await probe(async () => ({
       ...(await (await import('../media/ffmpeg.js')).describeFfmpeg()),
-      started: (await import('../media/run.js')).describeSpawn(),
+      started: (await import('../media/spawn.js')).describeSpawn(),
     }));
     const backend = await probe(async () => {
       const { initBackend, describeBackend } = await import('../model/backend.js');

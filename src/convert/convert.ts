@@ -20,7 +20,7 @@ import path from 'node:path';
 import { RpvError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
 import { Semaphore } from '../util/semaphore.js';
-import { OutputArena } from '../media/run.js';
+import { OutputArena } from '../media/spawn.js';
 import type { FeatureDType, FeatureSchema, SamplingSettings, ShardFileFormat, ShardIndex } from '../shard/schema.js';
 import { DEFAULT_MAX_SHARD_BYTES, ShardWriter, type ParquetCompression } from '../shard/write.js';
 import { writeShardIndex } from '../shard/index-file.js';

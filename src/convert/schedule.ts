@@ -16,7 +16,7 @@
  * - Stopping: the signal, a failure, or (with `strict`) a skipped video stops every lane; what was
  *   written so far is reported (`written`) so the caller can keep finished shards for a resume.
  */
-import { OutputArena } from '../media/run.js';
+import { OutputArena } from '../media/spawn.js';
 import type { SkipRecord, VideoRow } from '../shard/schema.js';
 import type { VideoGroup } from './group.js';
 import { strictError } from './read-records.js';

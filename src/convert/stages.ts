@@ -12,7 +12,7 @@ import { IMAGE_EXTENSIONS } from '../features/video.js';
 import { FeaturesError, readPrecomputedFeatures } from '../features/precomputed.js';
 import { extractFramesBatch, extractImage } from '../media/extract.js';
 import { MediaError, probeVideo } from '../media/probe.js';
-import type { OutputArena } from '../media/run.js';
+import type { OutputArena } from '../media/spawn.js';
 import { sampleFrameTimes } from '../media/sampling.js';
 import type { FeatureDType, FeatureSchema, SkipRecord, VideoRow } from '../shard/schema.js';
 import { skipOf, type VideoGroup } from './group.js';

@@ -10,6 +10,7 @@
  * video-dependent word goes is learnt fast and what remains is reading it off the video. A few
  * long, emoji-rich descriptions and chit-chat turns stay for realism.
  */
+import type { Mulberry32 } from '../util/random.js';
 
 export type Colour = 'red' | 'green' | 'blue' | 'yellow';
 export type Direction = 'left' | 'right' | 'up' | 'down';
@@ -198,42 +199,6 @@ export const DIALOGUE_WEIGHTS: ReadonlyArray<[DialogueKind, number]> = [
   ['chat', 4],
 ];
 
-/** A tiny seeded generator (mulberry32): same seed, same sequence, on every platform. */
-export class SeededRandom {
-  private state: number;
-  constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-  next(): number {
-    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)]!;
-  }
-  shuffle<T>(items: T[]): T[] {
-    for (let i = items.length - 1; i > 0; i--) {
-      const j = this.int(i + 1);
-      [items[i], items[j]] = [items[j]!, items[i]!];
-    }
-    return items;
-  }
-  weighted<T>(entries: ReadonlyArray<[T, number]>): T {
-    const total = entries.reduce((s, [, w]) => s + w, 0);
-    let r = this.next() * total;
-    for (const [v, w] of entries) {
-      r -= w;
-      if (r < 0) return v;
-    }
-    return entries[entries.length - 1]![0];
-  }
-}
-
 export interface Turn {
   speaker: string;
   text: string;
@@ -250,7 +215,7 @@ function fill(template: string, facts: ClipFacts, lang: Lang): string {
 }
 
 /** One dialogue of `kind` about a clip, in `lang`, as the role `role`. */
-export function makeDialogue(kind: DialogueKind, role: RoleSpec, facts: ClipFacts, lang: Lang, rng: SeededRandom): Turn[] {
+export function makeDialogue(kind: DialogueKind, role: RoleSpec, facts: ClipFacts, lang: Lang, rng: Mulberry32): Turn[] {
   const q = QUESTIONS[lang];
   const r = role.replies[lang];
   const user = role.user[lang];

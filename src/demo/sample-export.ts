@@ -21,6 +21,7 @@ import path from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
 import { RpvError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
+import { Mulberry32 } from '../util/random.js';
 import { resolveFfmpeg } from '../media/ffmpeg.js';
 import {
   BACKGROUNDS,
@@ -29,7 +30,6 @@ import {
   DIRECTIONS,
   ROLES,
   SHAPES,
-  SeededRandom,
   VISUAL_WORDS,
   makeDialogue,
   type Background,
@@ -125,7 +125,7 @@ export function planSampleExport(options: SampleExportOptions = {}): { clips: Om
     throw new RpvError(`sample-export: dialoguesPerClip must be an integer >= 2 (one direction and one colour dialogue per clip), got ${dialoguesPerClip}`);
   }
   if (!Number.isInteger(seed)) throw new RpvError(`sample-export: seed must be an integer, got ${seed}`);
-  const rng = new SeededRandom(seed);
+  const rng = new Mulberry32(seed);
   // Every colour x direction pair, repeated to fill the clips, shuffled: facts independent of role.
   // Blocks of all 16 pairs, each shuffled: 16 clips cover every pair once, 24 clips 1.5 times.
   const chosen: Array<[Colour, Direction]> = [];

@@ -11,7 +11,8 @@ import { hashRequest, type JudgeCache } from './cache.js';
 
 export type ChatContentPart = { type: 'text'; text: string } | { type: 'image_url'; image_url: { url: string } };
 
-export interface ChatMessage {
+/** A message to the judge: text, or text and images (OpenAI content parts). */
+export interface JudgeMessage {
   role: 'system' | 'user' | 'assistant';
   content: string | ChatContentPart[];
 }
@@ -148,12 +149,12 @@ export class JudgeClient {
   }
 
   /** The request body sent for `messages` (also what the cache key hashes). */
-  requestBody(messages: ChatMessage[]): Record<string, unknown> {
+  requestBody(messages: JudgeMessage[]): Record<string, unknown> {
     return { model: this.model, messages, temperature: this.options.temperature, max_tokens: this.options.maxTokens };
   }
 
   /** One chat completion: from the cache when there, else from the endpoint (with retries). */
-  async chat(messages: ChatMessage[]): Promise<JudgeReply> {
+  async chat(messages: JudgeMessage[]): Promise<JudgeReply> {
     const body = this.requestBody(messages);
     const key = hashRequest(body);
     const hit = this.options.cache?.get(key);

@@ -13,7 +13,7 @@ export type { ReviewEntry, ReviewFileItem } from './reviews.js';
 export { readAnswersFile, readAnswersItems, sampleFromItem } from './samples.js';
 export type { EvalSample, AnswersFileItem } from './samples.js';
 export { JudgeClient, JudgeGaveUpError, judgeApiKeyFromEnv, chatCompletionsUrl, parseRetryAfter } from './client.js';
-export type { ChatMessage, ChatContentPart, JudgeClientOptions, JudgeStats, JudgeReply } from './client.js';
+export type { JudgeMessage, ChatContentPart, JudgeClientOptions, JudgeStats, JudgeReply } from './client.js';
 export { JudgeCache, hashRequest, JUDGE_CACHE_FILE } from './cache.js';
 export { judgePromptText, judgeMessages, taskInstruction, scoreReminder, JUDGE_SYSTEM_PROMPT } from './prompt.js';
 export { judgeSamples } from './judge.js';

@@ -10,7 +10,7 @@ import {
   type ReviewFailure,
   type SampleMetricScore,
 } from './aggregate.js';
-import { JudgeGaveUpError, type ChatMessage, type JudgeClient } from './client.js';
+import { JudgeGaveUpError, type JudgeMessage, type JudgeClient } from './client.js';
 import type { MetricSet } from './metrics.js';
 import { judgeMessages, scoreReminder } from './prompt.js';
 import type { ReviewEntry, ReviewFileItem } from './reviews.js';
@@ -78,7 +78,7 @@ export async function judgeSamples(samples: readonly EvalSample[], options: Judg
     const metric = metricSet.metrics[metricIndex]!;
     const base = { sample, metric: metric.name, order };
     if (fatal) return { ...base, text: null, failure: { id: sample.id, metric: metric.name, order, reason: 'run stopped' } };
-    let messages: ChatMessage[] = await judgeMessages(sample, metric, metricSet, order, { imageDir });
+    let messages: JudgeMessage[] = await judgeMessages(sample, metric, metricSet, order, { imageDir });
     let text: string | null = null;
     let reason = '';
     for (let attempt = 0; attempt <= parseRetries; attempt++) {

@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { RpvError } from '../util/errors.js';
 import type { JudgeOrder } from './aggregate.js';
-import type { ChatContentPart, ChatMessage } from './client.js';
+import type { ChatContentPart, JudgeMessage } from './client.js';
 import type { JudgeMetric, MetricSet } from './metrics.js';
 import type { EvalSample } from './samples.js';
 
@@ -80,7 +80,7 @@ export async function judgeMessages(
   set: MetricSet,
   order: JudgeOrder,
   options: { imageDir?: string | null } = {},
-): Promise<ChatMessage[]> {
+): Promise<JudgeMessage[]> {
   const text = judgePromptText(sample, metric, set, order);
   let content: string | ChatContentPart[] = text;
   if (options.imageDir && sample.image) {

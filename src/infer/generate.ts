@@ -4,7 +4,7 @@
  * through the chat template), then greedy or top-p sampling with a KV cache, streamed token by
  * token without cutting a character (text-stream.ts).
  *
- * `generateReply` is the library entry (the eval engineer's judge loop calls it);
+ * `generateReply` is the library entry (a judge loop calls it once per sample);
  * `loadForGeneration` restores a base model plus a run's checkpoint (exact trained values and the
  * run's prompt settings), and `videoFeatures` samples and encodes a video file as `rpv convert`
  * did for the dataset.
@@ -17,7 +17,7 @@ import { RpvError } from '../util/errors.js';
 import type { SamplingSettings, ShardIndex } from '../shard/schema.js';
 import { promptTokenizer } from '../train/bridge.js';
 import { renderGenerationPrompt, type ChatMessage } from '../train/prompt.js';
-import { Rng, type RngState } from '../train/rng.js';
+import { Rng, type RngState } from '../util/random.js';
 import { TokenTextStream } from './text-stream.js';
 
 export interface VideoFeatures {

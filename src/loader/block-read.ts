@@ -8,12 +8,12 @@
  *   footer and row group `b`'s column chunks by byte range.
  *
  * The worker holds the block's bytes and its decoded columns, never the whole file. File calls go
- * through ../shard/fsc.js (callback API), never `fs/promises`: see there why.
+ * through ../shard/callback-fs.js (callback API), never `fs/promises`: see there why.
  */
 import { createRequire } from 'node:module';
 import { Message, tableFromIPC, type Schema, type Table } from 'apache-arrow';
 import { Footer } from 'apache-arrow/ipc/metadata/file';
-import * as fs from '../shard/fsc.js';
+import * as fs from '../shard/callback-fs.js';
 import { blockOf, checkFooter, checkRecordBatch } from '../shard/arrow-check.js';
 import type { ShardFileFormat } from '../shard/schema.js';
 

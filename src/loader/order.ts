@@ -5,7 +5,7 @@
  * file for the algorithm and its guarantees.
  */
 import { RpvError } from '../util/errors.js';
-import { Rng } from './rng.js';
+import { Rng } from '../util/random.js';
 
 export interface OrderOptions {
   /** Any integer; the same seed gives the same order on every run. */
@@ -57,7 +57,7 @@ export function epochOrder({ seed, epoch, shardSizes, blockSizes, windowShards, 
   };
   const shardOrder = new Uint32Array(nShards);
   for (let i = 0; i < nShards; i++) shardOrder[i] = i;
-  if (shuffle) new Rng('rpv-shards', seed, epoch).shuffle(shardOrder);
+  if (shuffle) Rng.fromKey('rpv-shards', seed, epoch).shuffle(shardOrder);
 
   let total = 0;
   for (const size of shardSizes) total += size;
@@ -94,7 +94,7 @@ export function epochOrder({ seed, epoch, shardSizes, blockSizes, windowShards, 
     const visits = starts.map((st, i) => {
       const order = new Uint32Array(st.length - 1);
       for (let b = 0; b < order.length; b++) order[b] = b;
-      if (order.length > 1) new Rng('rpv-blocks', seed, epoch, members[i]!).shuffle(order);
+      if (order.length > 1) Rng.fromKey('rpv-blocks', seed, epoch, members[i]!).shuffle(order);
       return order;
     });
     const rounds = Math.max(...visits.map((v) => v.length));
@@ -105,7 +105,7 @@ export function epochOrder({ seed, epoch, shardSizes, blockSizes, windowShards, 
         if (r < visits[i]!.length) place(s, visits[i]![r]!, starts[i]!);
       });
       // Joint Fisher–Yates over the window's positions, its own generator per window.
-      const rng = new Rng('rpv-window', seed, epoch, w);
+      const rng = Rng.fromKey('rpv-window', seed, epoch, w);
       for (let i = pos - 1; i > windowStart; i--) {
         const j = windowStart + rng.below(i - windowStart + 1);
         const ts = shard[i]!;

@@ -162,7 +162,7 @@ export class LoadPool {
     clearTimeout(timer);
     if (exited) return;
     // Last resort: a worker that does not stop on request. Its file calls avoid fs/promises
-    // (shard/fsc.ts), which keeps terminating it off the FileHandle assertion's path.
+    // (shard/callback-fs.ts), which keeps terminating it off the FileHandle assertion's path.
     await slot.worker.terminate();
     if (job) await abandon(job.task, slot.thread);
   }

@@ -19,7 +19,7 @@
 import { RpvError } from '../util/errors.js';
 import { describeFfmpeg, resolveFfmpeg } from './ffmpeg.js';
 import { MediaError, checkReadableFile, looksLikeMp4 } from './probe.js';
-import { runBinary, runBinaryOutputs } from './run.js';
+import { runBinary, runBinaryOutputs } from './spawn.js';
 
 export interface ExtractOptions {
   /** Output frames are frameSize x frameSize RGB24. */
@@ -36,7 +36,7 @@ export interface ExtractOptions {
    * `extractFramesBatch` reads the frames into this buffer: they are views into it, valid only
    * until the next extraction with the same arena (the converter encodes them before that).
    */
-  arena?: import('./run.js').OutputArena;
+  arena?: import('./spawn.js').OutputArena;
 }
 
 export interface BuildExtractArgsOptions extends Omit<ExtractOptions, 'signal' | 'checked' | 'arena'> {

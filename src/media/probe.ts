@@ -6,7 +6,7 @@
  */
 import fsSync, { promises as fs } from 'node:fs';
 import { RpvError } from '../util/errors.js';
-import { runCapture } from './run.js';
+import { runCapture } from './spawn.js';
 
 import { resolveFfmpeg } from './ffmpeg.js';
 import { probeMp4 } from './mp4.js';

@@ -29,7 +29,7 @@ import { createProjector, project, projectorVariables, type Projector, type Proj
 import { frozenCrossEntropySum, frozenGather, gatherRows } from './ops.js';
 import { crossEntropyChunkRows, type FrozenTable } from './frozen.js';
 import { checkpointed } from './checkpoint.js';
-import { SeededRandom } from './random.js';
+import { seededRandom } from '../util/random.js';
 import type { MappedFile } from '../native/frozen.js';
 import { nativeAttentionAvailable } from '../native/attention.js';
 import type { ChatTokenizer } from './tokenizer.js';
@@ -167,7 +167,7 @@ export class CausalLM {
     if (!(config.dropout >= 0 && config.dropout < 1)) throw new RpvError(`lora: dropout must be in [0, 1), found ${config.dropout}`);
     const modules = normalizeTargetModules(config.targetModules);
     this.removeLora();
-    const rng = new SeededRandom(config.seed ?? 0);
+    const rng = seededRandom(config.seed ?? 0);
     const c = this.config;
     const dims: Record<LoraModule, [number, number]> = {
       q: [c.hiddenSize, c.numHeads * c.headDim],
@@ -398,8 +398,8 @@ export class CausalLM {
     return rmsNorm(tf, h, this.weights.norm, c.rmsNormEps) as tfc.Tensor2D;
   }
 
-  /** hidden [M, H] -> logits [M, vocab] (no gradient; for generation and scoring). */
-  project(hidden: tfc.Tensor2D): tfc.Tensor2D {
+  /** The LM head: hidden [M, H] -> logits [M, vocab] (no gradient; for generation and scoring). */
+  lmHead(hidden: tfc.Tensor2D): tfc.Tensor2D {
     return this.weights.head.project(hidden);
   }
 
@@ -411,10 +411,10 @@ export class CausalLM {
     const tf = this.tf;
     return tf.tidy(() => {
       const h = this.hidden(input, { ...options, noGrad: true });
-      if (!options.lastOnly) return this.project(h);
+      if (!options.lastOnly) return this.lmHead(h);
       const T = input.inputIds.length / input.batch;
       const rows = Int32Array.from({ length: input.batch }, (_, b) => b * T + T - 1);
-      return this.project(tf.gather(h, tf.tensor1d(rows, 'int32')) as tfc.Tensor2D);
+      return this.lmHead(tf.gather(h, tf.tensor1d(rows, 'int32')) as tfc.Tensor2D);
     });
   }
 

@@ -6,7 +6,7 @@
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
-import { SeededRandom } from './random.js';
+import { fmix32, type Mulberry32 } from '../util/random.js';
 import { nativeDropoutAvailable, nativeDropoutScale } from '../native/dropout.js';
 import { frozenLinear, releasingGrad, variableName } from './ops.js';
 import type { FrozenLinear } from './frozen.js';
@@ -67,7 +67,7 @@ export interface LoraPair {
   outFeatures: number;
 }
 
-export function createLoraPair(tf: typeof tfc, name: string, inFeatures: number, outFeatures: number, rank: number, rng: SeededRandom): LoraPair {
+export function createLoraPair(tf: typeof tfc, name: string, inFeatures: number, outFeatures: number, rank: number, rng: Mulberry32): LoraPair {
   const bound = 1 / Math.sqrt(inFeatures);
   const a = rng.uniform(rank * inFeatures, -bound, bound); // [r, in] row-major
   const aT = new Float32Array(inFeatures * rank);
@@ -91,15 +91,6 @@ export interface LoraRun {
   dropout: number;
   /** Seed for this branch's dropout mask. */
   seed?: number;
-}
-
-/** murmur3's 32-bit finaliser. */
-function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
 }
 
 /**

@@ -4,7 +4,7 @@
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
-import { SeededRandom } from './random.js';
+import { seededRandom } from '../util/random.js';
 import { variableName } from './ops.js';
 
 export interface ProjectorConfig {
@@ -26,7 +26,7 @@ export interface Projector {
 /** Initialise as torch.nn.Linear does: U(-1/sqrt(in), 1/sqrt(in)) for weights and biases. */
 export function createProjector(tf: typeof tfc, config: ProjectorConfig, seed = 0): Projector {
   if (config.type !== 'mlp2x_gelu') throw new RpvError(`projector: unsupported type ${JSON.stringify(config.type)} (supported: mlp2x_gelu)`);
-  const rng = new SeededRandom(seed ^ 0x5eed);
+  const rng = seededRandom(seed ^ 0x5eed);
   const { featureDim: d, hiddenSize: h } = config;
   const b1 = 1 / Math.sqrt(d);
   const b2 = 1 / Math.sqrt(h);

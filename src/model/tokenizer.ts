@@ -13,7 +13,9 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 import { RpvError } from '../util/errors.js';
 
+/** One message of a chat, as chat templates and rpv's prompts take it. */
 export interface ChatMessage {
+  /** 'system', 'user' or 'assistant' in rpv's prompts; a template may know others (e.g. 'tool'). */
   role: string;
   content: string;
 }

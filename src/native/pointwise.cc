@@ -3,7 +3,7 @@
 // with hash(i, s) = fmix32((i * 0x9E3779B1) ^ s) (murmur3's finaliser). A counter-based draw: any
 // element's decision is a function of its index and the seed alone, so the mask is drawn in
 // parallel, drawn again in the backward pass instead of being kept, and drawn identically by the
-// JavaScript fallback (src/model/lora.ts dropoutMask).
+// JavaScript fallback (src/model/lora.ts dropoutMask, fmix32 in src/util/random.ts): change both.
 #include "pointwise.h"
 
 #include <cmath>

@@ -1,4 +1,4 @@
-import { Rng } from '../loader/rng.js';
+import { Rng } from '../util/random.js';
 import type { RateItem } from './items.js';
 
 /**
@@ -14,14 +14,14 @@ export const ANSWER_LABELS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
 /** A rater's order of the items: a seeded shuffle of `ids`. */
 export function raterItemOrder(ids: readonly string[], rater: string, seed: string | number): string[] {
   const index = Uint32Array.from(ids, (_, i) => i);
-  new Rng('rate-items', seed, rater).shuffle(index);
+  Rng.fromKey('rate-items', seed, rater).shuffle(index);
   return Array.from(index, (i) => ids[i]!);
 }
 
 /** `order[label]` = index into `item.answers` of the answer shown under that label. */
 export function answerOrder(item: RateItem, rater: string, seed: string | number): number[] {
   const order = Uint32Array.from(item.answers, (_, i) => i);
-  new Rng('rate-answers', seed, rater, item.id).shuffle(order);
+  Rng.fromKey('rate-answers', seed, rater, item.id).shuffle(order);
   return Array.from(order);
 }
 

@@ -1,4 +1,4 @@
-import { Rng } from '../loader/rng.js';
+import { Rng } from '../util/random.js';
 
 /**
  * Krippendorff's alpha, the reliability of ratings given by several raters to a set of units, with
@@ -194,7 +194,7 @@ export function alphaBootstrap(units: readonly (readonly RatingValue[])[], level
   const c = coincidences(units, level);
   const m = c.perUnit.length;
   if (m === 0) return null;
-  const rng = new Rng('krippendorff-bootstrap', seed, level);
+  const rng = Rng.fromKey('krippendorff-bootstrap', seed, level);
   const pick = new Uint32Array(m);
   const alphas: number[] = [];
   for (let r = 0; r < resamples; r++) {

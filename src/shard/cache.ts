@@ -14,14 +14,14 @@
  * - Stopping: `signal` ends a download or a wait at once (AbortedError); the lock is removed on
  *   the way out, so a worker asked to stop leaves nothing behind and exits on its own.
  *
- * File calls go through ./fsc.js (callback API), never `fs/promises`: see there why.
+ * File calls go through ./callback-fs.js (callback API), never `fs/promises`: see there why.
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import os from 'node:os';
 import { threadId } from 'node:worker_threads';
 import { tempPathFor } from '../util/atomic.js';
-import * as fs from './fsc.js';
+import * as fs from './callback-fs.js';
 import { fetchWithRetry, sleep, throwIfAborted, type RetryOptions } from './fetch.js';
 
 export interface CachedFetchOptions extends RetryOptions {

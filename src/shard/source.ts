@@ -7,7 +7,7 @@
  * never downloaded twice or used unchecked.
  */
 import path from 'node:path';
-import * as fs from './fsc.js';
+import * as fs from './callback-fs.js';
 import { defaultCacheDir, defaultCacheLimitBytes, ensureShardCached, fetchShardCached, sha256Hex, sha256OfFile, type CachedFetchOptions } from './cache.js';
 import { fetchWithRetry, type RetryOptions } from './fetch.js';
 import type { ShardFileFormat } from './schema.js';

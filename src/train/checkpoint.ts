@@ -22,7 +22,7 @@ import { RpvError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { readSafetensors, writeSafetensors, type SafetensorsInput } from '../util/safetensors.js';
 import type { AdamWState } from './adamw.js';
-import type { RngState } from './rng.js';
+import type { RngState } from '../util/random.js';
 
 /** Progress and positions saved in `trainer_state.json`. */
 export interface TrainerState {

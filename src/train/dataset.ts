@@ -10,7 +10,7 @@ import type { RetryOptions } from '../shard/fetch.js';
 import { readShardBytes, shardFileLocation } from '../shard/source.js';
 import type { Dialogue, ShardIndex } from '../shard/schema.js';
 import { RpvError } from '../util/errors.js';
-import { hashString } from './rng.js';
+import { hashString } from '../util/random.js';
 import type { PromptTokenizer } from './prompt.js';
 
 /** True when `videoId` is in the held-out split. */

@@ -17,6 +17,7 @@
  * Video tokens are never truncated: a sample longer than `maxTokens` is reported as skipped.
  */
 import type { Dialogue } from '../shard/schema.js';
+import type { ChatMessage } from '../model/tokenizer.js';
 
 /** What the prompt needs from a tokenizer (the model's tokenizer wrapper provides it). */
 export interface PromptTokenizer {
@@ -29,10 +30,7 @@ export interface PromptTokenizer {
   eosToken: string | null;
 }
 
-export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
-  content: string;
-}
+export type { ChatMessage };
 
 /** Marks where the video goes in the rendered text; never produced by a tokenizer. */
 export const VIDEO_SENTINEL = '\u0000rpv-video\u0000';

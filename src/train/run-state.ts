@@ -12,7 +12,7 @@ import type { AdamW } from './adamw.js';
 import { readCheckpoint, resolveCheckpoint, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { MetricsWriter, type EvalMetric } from './metrics.js';
 import { formatRecipe } from './recipe.js';
-import { Rng } from './rng.js';
+import { Rng } from '../util/random.js';
 import { exportAdapter } from './model-io.js';
 import type { TrainingSession } from './trainer.js';
 

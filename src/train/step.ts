@@ -7,7 +7,7 @@ import type { CausalLM } from '../model/decoder.js';
 import { clipGradNorm, type AdamW, type Param } from './adamw.js';
 import { lossSum } from './bridge.js';
 import type { PackedBatch } from './pack.js';
-import type { Rng } from './rng.js';
+import type { Rng } from '../util/random.js';
 
 export interface StepResult {
   /** Mean -log p per trained token over the micro-batches. */

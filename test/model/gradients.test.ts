@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { initBackend, loadModel, writeTinyModel, type CausalLM } from '../../src/index.js';
-import { SeededRandom } from '../../src/model/random.js';
+import { seededRandom } from '../../src/util/random.js';
 
 let model: CausalLM;
 let tf: typeof tfc;
@@ -27,7 +27,7 @@ beforeAll(async () => {
   model.addLora({ rank: 2, alpha: 4, dropout: 0, targetModules: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], useRslora: true, seed: 1 });
   model.addProjector({ featureDim, seed: 2 });
   // B starts at zero (PEFT); give it values so A's gradient is not zero too.
-  const rng = new SeededRandom(9);
+  const rng = seededRandom(9);
   for (const p of model.loraPairs()) tf.tidy(() => p.bT.assign(tf.tensor(rng.normal(p.bT.size, 0.3), p.bT.shape)));
   const tok = model.tokenizer!;
   const enc = tok.encodeChat([
@@ -36,7 +36,7 @@ beforeAll(async () => {
   ]);
   ids = enc.ids;
   labels = ids.map((id, i) => (i >= enc.spans[1].contentStart ? id : -100));
-  features = { data: new SeededRandom(4).normal(3 * featureDim, 1), shape: [1, 3, featureDim] };
+  features = { data: seededRandom(4).normal(3 * featureDim, 1), shape: [1, 3, featureDim] };
 });
 
 let training = false;
@@ -50,7 +50,7 @@ async function checkDirectional(variable: tfc.Variable, seed: number): Promise<{
   const { grads } = tf.variableGrads(loss, [variable]);
   const g = (await grads[variable.name].data()) as Float32Array;
   tf.dispose(grads);
-  const dir = new SeededRandom(seed).normal(variable.size, 1);
+  const dir = seededRandom(seed).normal(variable.size, 1);
   let analytic = 0;
   for (let i = 0; i < g.length; i++) analytic += g[i] * dir[i];
   const original = variable.clone();

@@ -12,7 +12,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, loadModel, writeTinyModel, type CausalLM, type TinyModelOptions } from '../../src/index.js';
 import { MappedTable, TensorTable } from '../../src/model/frozen.js';
-import { SeededRandom } from '../../src/model/random.js';
+import { seededRandom } from '../../src/util/random.js';
 
 const FEATURE_DIM = 8;
 
@@ -36,7 +36,7 @@ async function prepared(opts: TinyModelOptions, placement: 'mapped' | 'tensors',
   model.addLora({ rank: 4, alpha: 8, dropout: 0.1, targetModules: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], seed: 3 });
   model.addProjector({ featureDim: FEATURE_DIM, seed: 5 });
   const tf = model.tf;
-  const rng = new SeededRandom(9);
+  const rng = seededRandom(9);
   // LoRA B starts at zero: give it values so every gradient is non-trivial.
   for (const p of model.loraPairs()) tf.tidy(() => p.bT.assign(tf.tensor(rng.normal(p.bT.size, 0.2), p.bT.shape)));
   void opts;
@@ -47,7 +47,7 @@ function batch(model: CausalLM) {
   const B = 2;
   const T = 21;
   const vid = model.videoTokenId!;
-  const rng = new SeededRandom(4);
+  const rng = seededRandom(4);
   const ids = new Int32Array(B * T);
   const labels = new Int32Array(B * T);
   const mask = new Int32Array(B * T).fill(1);

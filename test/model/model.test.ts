@@ -17,7 +17,7 @@ import {
   writeTinyModel,
   type CausalLM,
 } from '../../src/index.js';
-import { SeededRandom } from '../../src/model/random.js';
+import { seededRandom } from '../../src/util/random.js';
 
 const tmp = () => mkdtempSync(path.join(tmpdir(), 'rpv-model-'));
 let dir: string;
@@ -134,7 +134,7 @@ describe('decoder', () => {
       { role: 'assistant', content: 'A night market.' },
     ]);
     const labels = enc.ids.map((id, i) => (i >= enc.spans[1].contentStart ? id : -100));
-    const features = { data: new SeededRandom(3).normal(2 * 4 * 8, 1), shape: [2, 4, 8] as [number, number, number] };
+    const features = { data: seededRandom(3).normal(2 * 4 * 8, 1), shape: [2, 4, 8] as [number, number, number] };
     const input = { inputIds: [...enc.ids, ...enc.ids], batch: 2, video: { features } };
     const vars = model.trainableVariables();
     const losses: number[] = [];
@@ -161,7 +161,7 @@ describe('decoder', () => {
     model.addProjector({ featureDim: 4, seed: 2 });
     const ids = model.tokenizer!.encode('See <|video_pad|><|video_pad|> here');
     const labels = ids.slice();
-    const f = new SeededRandom(1).normal(2 * 4, 1);
+    const f = seededRandom(1).normal(2 * 4, 1);
     const padded = new Float32Array(3 * 4);
     padded.set(f);
     padded.fill(9, 8);
@@ -181,7 +181,7 @@ describe('decoder', () => {
 describe('adapters', () => {
   it('saves PEFT key names, shapes, metadata and config; loads back; merge-lora folds it into the base', async () => {
     model.addLora({ rank: 4, alpha: 16, dropout: 0.05, targetModules: ['q_proj', 'k', 'gate'], useRslora: false, seed: 7 });
-    const rng = new SeededRandom(8);
+    const rng = seededRandom(8);
     for (const p of model.loraPairs()) tf.tidy(() => p.bT.assign(tf.tensor(rng.normal(p.bT.size, 0.2), p.bT.shape)));
     model.addProjector({ featureDim: 8, seed: 3 });
     const out = path.join(tmp(), 'adapter');

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadNativeAddon, type NativeAddon } from '../../src/native/addon.js';
 import { nativeAttentionAvailable } from '../../src/native/attention.js';
 import { initBackend, loadModel, writeTinyModel } from '../../src/index.js';
-import { SeededRandom } from '../../src/model/random.js';
+import { seededRandom } from '../../src/util/random.js';
 import { randomArray } from './helpers.js';
 
 const addon = loadNativeAddon().addon as NativeAddon;
@@ -157,7 +157,7 @@ describe('fused attention in the model', () => {
     const model = await loadModel(dir, { log: null });
     model.addLora({ rank: 4, alpha: 8, dropout: 0.1, targetModules: ['q', 'k', 'v', 'o'], seed: 1 });
     const tf = model.tf;
-    const rng = new SeededRandom(2);
+    const rng = seededRandom(2);
     for (const p of model.loraPairs()) tf.tidy(() => p.bT.assign(tf.tensor(rng.normal(p.bT.size, 0.2), p.bT.shape)));
     const B = 2;
     const T = 60;

@@ -3,19 +3,11 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { Mulberry32 } from '../../src/util/random.js';
 
 /** Deterministic uniform values in [-1, 1) (mulberry32). */
 export function randomArray(length: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(length);
-  for (let i = 0; i < length; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  }
-  return out;
+  return new Mulberry32(seed).fillSymmetric(new Float32Array(length), 1);
 }
 
 export type Act = 'linear' | 'relu' | 'relu6' | 'prelu' | 'leakyrelu' | 'sigmoid' | 'elu';

@@ -11,7 +11,7 @@ import { initBackend } from '../../../src/model/backend.js';
 import { saveAdapter } from '../../../src/model/adapter.js';
 import { mergeLora } from '../../../src/model/merge.js';
 import { scoreText } from '../../../src/model/score.js';
-import { SeededRandom } from '../../../src/model/random.js';
+import { seededRandom } from '../../../src/util/random.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 const X = process.argv[2] ?? '.work/model/xcheck';
 await initBackend({ backend: 'wasm', log: null });
@@ -26,7 +26,7 @@ for (const arch of ['llama', 'qwen2'] as const) {
   const rendered = tok.applyChatTemplate(messages, { addGenerationPrompt: false });
   const renderedGen = tok.applyChatTemplate(messages.slice(0, 2), { addGenerationPrompt: true });
   model.addLora({ rank: 4, alpha: 8, dropout: 0.05, targetModules: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], useRslora: arch === 'llama', seed: 2 });
-  const rng = new SeededRandom(5);
+  const rng = seededRandom(5);
   for (const p of model.loraPairs()) model.tf.tidy(() => p.bT.assign(model.tf.tensor(rng.normal(p.bT.size, 0.3), p.bT.shape)));
   await saveAdapter(model, `${X}/${arch}-adapter`, { baseModelNameOrPath: arch });
   model.dispose();

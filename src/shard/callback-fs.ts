@@ -8,7 +8,7 @@
  * branch, which asserts on the argument count (`OpenFileHandle ... Assertion failed: (argc) == (5)`
  * for `open`, which `readFile`, `writeFile` and every FileHandle go through). The callback API
  * creates its request object in JavaScript before calling into C++, so it has no such path.
- * The pool no longer terminates busy workers (see loader/pool.ts); this keeps the last-resort
+ * The pool does not terminate busy workers (see loader/pool.ts); this keeps the last-resort
  * `terminate()` safe as well.
  */
 import fs from 'node:fs';

@@ -1,3 +1,10 @@
+/**
+ * Running ffmpeg and ffprobe: `runBinary` (stdout collected), `runCapture` (stdout as text),
+ * `runBinaryOutputs` (outputs written to unlinked files in an `OutputArena`, read back in one go).
+ * Tools are started by the native addon's posix_spawn when it has one (no fork of this process;
+ * see src/native/spawner.cc), else by child_process (`RPV_SPAWN=node` forces it);
+ * `describeSpawn` says which, for `rpv env`. Every run is killed on abort.
+ */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';

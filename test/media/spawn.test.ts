@@ -3,7 +3,7 @@
 // outputs on descriptors 3.., exit codes, signals, abort and a missing binary.
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { describeSpawn, nativeSpawn, OutputArena, runBinary, runBinaryOutputs } from '../../src/media/run.js';
+import { describeSpawn, nativeSpawn, OutputArena, runBinary, runBinaryOutputs } from '../../src/media/spawn.js';
 import { loadNativeAddon } from '../../src/native/addon.js';
 
 const saved = process.env.RPV_SPAWN;
