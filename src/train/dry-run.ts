@@ -6,11 +6,12 @@
 import { createLoader } from '../loader/index.js';
 import { openSession } from './trainer.js';
 import { showLossMask, type RenderedPrompt } from './prompt.js';
-import { formatRecipe, type Recipe } from './recipe.js';
+import { formatRecipe, resolveRecipe, type Recipe, type RecipeInput } from './recipe.js';
 import { decays } from './adamw.js';
 import { describePlan } from './memory.js';
 
-export async function dryRun(recipe: Recipe): Promise<string> {
+export async function dryRun(input: Recipe | RecipeInput): Promise<string> {
+  const recipe = resolveRecipe(input, [], 'dry-run');
   const lines: string[] = [];
   const session = await openSession(recipe, (l) => lines.push(`note: ${l}`));
   try {

@@ -270,6 +270,15 @@ function expected(spec: LeafSpec): string {
   return spec.nullable ? `${e} or null` : e;
 }
 
+/** Every field optional at every depth: what `train()` and `dryRun()` accept and resolve. */
+export type DeepPartial<T> = { [K in keyof T]?: T[K] extends readonly unknown[] ? T[K] : T[K] extends object | null ? DeepPartial<NonNullable<T[K]>> | Extract<T[K], null> : T[K] };
+/**
+ * A recipe as a program writes it: the required keys (`output_dir`, `model.path`, `data.shards`)
+ * and any others; the rest take the schema's defaults, and everything is validated as a YAML
+ * recipe is (`resolveRecipe`).
+ */
+export type RecipeInput = DeepPartial<Recipe>;
+
 /** Check one leaf value; returns an error text or undefined. */
 function checkLeaf(spec: LeafSpec, value: unknown): string | undefined {
   const bad = `expected ${expected(spec)}, found ${describe(value)}`;

@@ -29,7 +29,7 @@ import { scanDataset, isHeldOut, type DatasetSummary } from './dataset.js';
 import type { EvalMetric, TrainMetric } from './metrics.js';
 import type { PreparedSample } from './pack.js';
 import type { PromptTokenizer, RenderedPrompt, SkipReason } from './prompt.js';
-import type { Recipe } from './recipe.js';
+import { resolveRecipe, type Recipe, type RecipeInput } from './recipe.js';
 import { lrAt, warmupStepsFor } from './schedule.js';
 import { Evaluator } from './evaluator.js';
 import { MicroBatches } from './micro-batches.js';
@@ -154,8 +154,13 @@ export async function openSession(recipe: Recipe, log: (line: string) => void = 
   };
 }
 
-/** Run (or continue, with `recipe.resume`) a training run. */
-export async function train(recipe: Recipe, options: TrainOptions = {}): Promise<TrainResult> {
+/**
+ * Run (or continue, with `resume`) a training run. `input` is a recipe as `loadRecipe` returns it,
+ * or only the keys a program sets (`{ output_dir, model: { path }, data: { shards } }` at least):
+ * the rest take their defaults, and every key is validated as in a YAML recipe.
+ */
+export async function train(input: Recipe | RecipeInput, options: TrainOptions = {}): Promise<TrainResult> {
+  const recipe = resolveRecipe(input, [], 'train');
   const log = options.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const session = await openSession(recipe, log);
   try {

@@ -10,7 +10,8 @@ import { train } from '../../src/train/trainer.js';
 import { readMetrics } from '../../src/train/metrics.js';
 import { isHeldOut } from '../../src/train/dataset.js';
 import { evaluateHeldOut } from '../../src/eval/heldout.js';
-import { JudgeClient, VIDEO2ROLEPLAY_METRICS, judgeSamples } from '../../src/index.js';
+import { JudgeClient, judgeSamples } from '../../src/index.js';
+import { VIDEO2ROLEPLAY_METRICS } from '../../src/eval/index.js';
 // The training tests' fixtures: a colour-coded shard dataset and a tiny model.
 import { recipeText, writeDataset, writeModel } from '../train/helpers.js';
 import { startFakeJudge, type FakeJudge } from './judge-server.js';

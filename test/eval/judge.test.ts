@@ -4,17 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  JudgeCache,
-  JudgeClient,
-  MMROLE_METRICS,
-  VIDEO2ROLEPLAY_METRICS,
-  judgeSamples,
-  parseRetryAfter,
-  readReviewFile,
-  summarizeReviews,
-  type EvalSample,
-} from '../../src/index.js';
+import { JudgeClient, judgeSamples, type EvalSample } from '../../src/index.js';
+import { JudgeCache, MMROLE_METRICS, VIDEO2ROLEPLAY_METRICS, parseRetryAfter, readReviewFile, summarizeReviews } from '../../src/eval/index.js';
 import { startFakeJudge, type FakeJudge } from './judge-server.js';
 
 const repo = path.resolve(import.meta.dirname, '../..');

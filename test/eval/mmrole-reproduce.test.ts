@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { MMROLE_METRICS, formatResultsCsv, readReviewFile, summarizeReviews, writeEvalReport } from '../../src/index.js';
+import { writeEvalReport } from '../../src/index.js';
+import { MMROLE_METRICS, formatResultsCsv, readReviewFile, summarizeReviews } from '../../src/eval/index.js';
 
 // MMRole-Eval's real judge reviews and published results (test/fixtures/mmrole, MIT, with their source).
 const repo = path.resolve(import.meta.dirname, '../..');

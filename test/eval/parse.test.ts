@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseJudgeScores, scoreReview } from '../../src/index.js';
+import { parseJudgeScores, scoreReview } from '../../src/eval/index.js';
 
 // Spellings of the scores line seen from real judges (GPT-4, Qwen, Claude, local models).
 const ACCEPTED: [string, number, number][] = [

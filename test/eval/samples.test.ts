@@ -2,7 +2,8 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MMROLE_METRICS, VIDEO2ROLEPLAY_METRICS, judgePromptText, readAnswersFile, taskInstruction } from '../../src/index.js';
+import { readAnswersFile } from '../../src/index.js';
+import { MMROLE_METRICS, VIDEO2ROLEPLAY_METRICS, judgePromptText, taskInstruction } from '../../src/eval/index.js';
 
 const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'rpv-answers-'));
 async function file(name: string, text: string): Promise<string> {
@@ -96,7 +97,7 @@ describe('answers files', () => {
 
 describe('judge messages', () => {
   it('attach the sample image as a data URL for a multimodal judge, and name a missing one', async () => {
-    const { judgeMessages } = await import('../../src/index.js');
+    const { judgeMessages } = await import('../../src/eval/index.js');
     const images = path.resolve(import.meta.dirname, '../import/fixtures/mmrole/images');
     const sample = {
       id: 's', role: 'Thor', script: 'The Avengers', otherRole: null, question: 'Q', reference: 'GT', answer: 'A',

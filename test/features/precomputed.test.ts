@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readPrecomputedFeatures } from '../../src/index.js';
+import { readPrecomputedFeatures } from '../../src/features/precomputed.js';
 import { encodeNpy, parseNpy } from '../../src/features/npy.js';
 import { writeSafetensors } from '../../src/util/safetensors.js';
 

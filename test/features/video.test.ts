@@ -2,7 +2,9 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GridEncoder, encodeVideo, sampleFrameTimes } from '../../src/index.js';
+import { GridEncoder } from '../../src/features/grid.js';
+import { encodeVideo } from '../../src/features/video.js';
+import { sampleFrameTimes } from '../../src/media/sampling.js';
 import { ffmpeg, makeColourSteps } from '../media/helpers.js';
 
 let dir: string;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { epochOrder, planRank } from '../../src/index.js';
+import { epochOrder, planRank } from '../../src/loader/index.js';
 
 const sizes = [7, 3, 12, 5, 9, 1, 8, 4, 6, 10];
 const total = sizes.reduce((a, b) => a + b, 0);

@@ -2,7 +2,10 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MediaError, buildExtractArgs, extractFrames, extractImage, resolveFfmpeg, sampleFrameTimes } from '../../src/index.js';
+import { MediaError } from '../../src/media/probe.js';
+import { buildExtractArgs, extractFrames, extractImage } from '../../src/media/extract.js';
+import { resolveFfmpeg } from '../../src/media/ffmpeg.js';
+import { sampleFrameTimes } from '../../src/media/sampling.js';
 import { extractFramesBatch, fpsModeFlagFor, parseShowinfoBatch } from '../../src/media/extract.js';
 import { colourName, ffmpeg, makeColourSteps, meanColour, tempDir } from './helpers.js';
 

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeFfmpeg, resolveFfmpeg } from '../../src/index.js';
+import { describeFfmpeg, resolveFfmpeg } from '../../src/media/ffmpeg.js';
 import { ensureExecutable, locateBinary } from '../../src/media/ffmpeg.js';
 import { tempDir } from './helpers.js';
 

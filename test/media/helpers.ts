@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { resolveFfmpeg } from '../../src/index.js';
+import { resolveFfmpeg } from '../../src/media/ffmpeg.js';
 
 /** Run the resolved ffmpeg with `args`; rejects with its stderr on failure. */
 export async function ffmpeg(args: string[]): Promise<void> {

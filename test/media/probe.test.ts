@@ -1,7 +1,9 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MediaError, probeVideo, resolveFfmpeg } from '../../src/index.js';
+import { probeVideo } from '../../src/index.js';
+import { MediaError } from '../../src/media/probe.js';
+import { resolveFfmpeg } from '../../src/media/ffmpeg.js';
 import { probeWithFfmpeg } from '../../src/media/probe.js';
 import { ffmpeg, tempDir } from './helpers.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { sampleFrameCount, sampleFrameTimes } from '../../src/index.js';
+import { sampleFrameCount, sampleFrameTimes } from '../../src/media/sampling.js';
 
 describe('sampleFrameTimes', () => {
   it('clamps round(duration * fps) between minFrames and maxFrames', () => {

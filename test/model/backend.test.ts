@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { describeBackend, initBackend } from '../../src/index.js';
+import { initBackend } from '../../src/index.js';
+import { describeBackend } from '../../src/model/backend.js';
 import { softwareReason } from '../../src/model/webgpu.js';
 
 describe('backend selection', () => {

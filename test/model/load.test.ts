@@ -2,7 +2,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, writeFileSync, cpSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { initBackend, loadModel, readSafetensors, writeSafetensors, writeTinyModel, parseConfig } from '../../src/index.js';
+import { initBackend, loadModel, writeTinyModel } from '../../src/index.js';
+import { readSafetensors, writeSafetensors } from '../../src/util/safetensors.js';
+import { parseConfig } from '../../src/model/config.js';
 
 let base: string;
 const tmp = () => mkdtempSync(path.join(tmpdir(), 'rpv-load-'));

@@ -3,20 +3,9 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type * as tfc from '@tensorflow/tfjs-core';
-import {
-  ChatTokenizer,
-  initBackend,
-  KvCache,
-  loadAdapter,
-  loadModel,
-  loadProjector,
-  mergeLora,
-  readSafetensors,
-  saveAdapter,
-  scoreText,
-  writeTinyModel,
-  type CausalLM,
-} from '../../src/index.js';
+import { ChatTokenizer, initBackend, loadAdapter, loadModel, loadProjector, mergeLora, saveAdapter, scoreText, writeTinyModel, type CausalLM } from '../../src/index.js';
+import { KvCache } from '../../src/model/decoder.js';
+import { readSafetensors } from '../../src/util/safetensors.js';
 import { seededRandom } from '../../src/util/random.js';
 
 const tmp = () => mkdtempSync(path.join(tmpdir(), 'rpv-model-'));

@@ -7,7 +7,8 @@ import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend, loadModel, tinyModelTensors, writeTinyModel } from '../../src/index.js';
+import { initBackend, loadModel, writeTinyModel } from '../../src/index.js';
+import { tinyModelTensors } from '../../src/model/tiny.js';
 
 const tmp = () => mkdtempSync(path.join(tmpdir(), 'rpv-presets-'));
 

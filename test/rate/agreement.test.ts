@@ -3,7 +3,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { RatingStore, exportRatings, formatRatingsCsv, krippendorffAlpha, ratingsAgreement, readRatingsCsv, type RatingRow } from '../../src/index.js';
+import { exportRatings, ratingsAgreement } from '../../src/index.js';
+import { RatingStore, formatRatingsCsv, krippendorffAlpha, readRatingsCsv, type RatingRow } from '../../src/rate/index.js';
 import { repoRoot, tempDir } from './fixtures.js';
 
 const run = promisify(execFile);

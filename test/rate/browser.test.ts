@@ -7,7 +7,8 @@ import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blindLabels, exportRatings, raterItemOrder, serveRatings, type RatingsService } from '../../src/index.js';
+import { exportRatings, serveRatings, type RatingsService } from '../../src/index.js';
+import { blindLabels, raterItemOrder } from '../../src/rate/index.js';
 import { SYSTEM_A, SYSTEM_B, makeRateFixture, tempDir } from './fixtures.js';
 
 const CHROMIUM = process.env.RPV_CHROMIUM ?? '/usr/bin/chromium';

@@ -3,7 +3,9 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { compareJudgeWithHumans, readJudgeScores, writeEvalReport, summarizeScores, type RatingRow, type ReviewFileItem } from '../../src/index.js';
+import { compareJudgeWithHumans, writeEvalReport } from '../../src/index.js';
+import { readJudgeScores, type RatingRow } from '../../src/rate/index.js';
+import { summarizeScores, type ReviewFileItem } from '../../src/eval/index.js';
 import { repoRoot, tempDir } from './fixtures.js';
 
 const run = promisify(execFile);

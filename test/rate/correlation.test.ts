@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { averageRanks, correlate, kendallTauB, spearman } from '../../src/index.js';
+import { averageRanks, correlate, kendallTauB, spearman } from '../../src/rate/index.js';
 
 describe('rank correlations', () => {
   it("match scipy's documented examples", () => {

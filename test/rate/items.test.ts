@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseAnswersSource, readRateItems } from '../../src/index.js';
+import { parseAnswersSource, readRateItems } from '../../src/rate/index.js';
 import { tempDir } from './fixtures.js';
 
 const dir = await tempDir('items');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { alphaBootstrap, krippendorffAlpha, type AlphaLevel, type RatingValue } from '../../src/index.js';
+import { alphaBootstrap, krippendorffAlpha, type AlphaLevel, type RatingValue } from '../../src/rate/index.js';
 
 // The worked example of Krippendorff, K. (2011). "Computing Krippendorff's Alpha-Reliability".
 // Departmental Papers (ASC), University of Pennsylvania, https://repository.upenn.edu/asc_papers/43

@@ -1,7 +1,8 @@
 import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blindLabels, exportRatings, raterItemOrder, serveRatings, type RatingsService } from '../../src/index.js';
+import { exportRatings, serveRatings, type RatingsService } from '../../src/index.js';
+import { blindLabels, raterItemOrder } from '../../src/rate/index.js';
 import { SYSTEM_A, SYSTEM_B, makeRateFixture, tempDir, type RateFixture } from './fixtures.js';
 
 let fx: RateFixture;

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { writeShardFile } from '../../src/shard/write.js';
 import { writeShardIndex } from '../../src/shard/index-file.js';
-import { SHARD_COLUMNS, SHARD_FORMAT_NAME, SHARD_FORMAT_VERSION, type ShardIndex, type VideoRow } from '../../src/index.js';
+import { type ShardIndex, type VideoRow } from '../../src/index.js';
+import { SHARD_COLUMNS, SHARD_FORMAT_NAME, SHARD_FORMAT_VERSION } from '../../src/shard/schema.js';
 import { writeTinyModel } from '../../src/model/tiny.js';
 
 export const COLOURS = ['red', 'green', 'blue', 'yellow'];

@@ -1,7 +1,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { AdamW, clipGradNorm, decays, lrAt, warmupStepsFor, Rng } from '../../src/index.js';
+import { AdamW, clipGradNorm, decays } from '../../src/train/adamw.js';
+import { lrAt, warmupStepsFor } from '../../src/train/schedule.js';
+import { Rng } from '../../src/util/random.js';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { renderGenerationPrompt, renderTrainingPrompt, showLossMask, isHeldOut, staticProfile, plotRun, type PromptTokenizer } from '../../src/index.js';
+import { renderGenerationPrompt, renderTrainingPrompt, showLossMask, type PromptTokenizer } from '../../src/train/prompt.js';
+import { isHeldOut, staticProfile } from '../../src/train/dataset.js';
+import { plotRun } from '../../src/train/plot.js';
 
 /** Character-level tokenizer with a ChatML template: every id is a UTF-16 code unit. */
 const tok: PromptTokenizer = {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync } from 'node:fs';
-import { parseRecipe, recipeKeys } from '../../src/index.js';
+import { parseRecipe } from '../../src/index.js';
+import { recipeKeys } from '../../src/train/recipe.js';
 
 const minimal = 'output_dir: runs/x\nmodel:\n  path: models/tiny\ndata:\n  shards: shards/x\n';
 

@@ -161,6 +161,16 @@ describe('train', () => {
     }
   });
 
+  it('takes a partial recipe from a program, fills the defaults and validates it as YAML recipes are', async () => {
+    const text = await dryRun({ output_dir: path.join(root, 'partial'), model: { path: model, backend: 'wasm' }, data: { shards, workers: 0 } });
+    expect(text).toContain('# resolved recipe\noutput_dir: ');
+    expect(text).toMatch(/\n {2}heldout_fraction: 0\.1\n/);
+    await expect(train({ output_dir: path.join(root, 'partial'), model: { path: model }, data: { shards }, optimizer: { lr: -1 } }, quiet)).rejects.toThrow(
+      'train: 1 error:\n  optimizer.lr: expected a number > 0, found number -1',
+    );
+    expect(existsSync(path.join(root, 'partial'))).toBe(false);
+  });
+
   it('--dry-run shows the recipe, counts and one sample with its loss mask', async () => {
     const text = await dryRun(recipeFor('dry'));
     expect(text).toContain('# resolved recipe\noutput_dir: ');

@@ -9,7 +9,8 @@ import { mkdtempSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readMetrics, readSafetensors, type TrainMetric } from '../../src/index.js';
+import { readMetrics, type TrainMetric } from '../../src/index.js';
+import { readSafetensors } from '../../src/util/safetensors.js';
 import { reportSkip, webgpuUnavailable } from '../model/webgpu-env.js';
 import { recipeText, writeDataset, writeModel } from './helpers.js';
 
