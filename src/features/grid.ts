@@ -6,7 +6,7 @@
  */
 import { RpvError } from '../util/errors.js';
 import { loadNativeAddon } from '../native/addon.js';
-import type { EncoderDescription, FrameEncoder } from './encoder.js';
+import type { EncoderDescription, FrameEncoder } from './frame-encoder.js';
 
 export type GridTokens = 'frame' | 'cell';
 

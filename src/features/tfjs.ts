@@ -24,7 +24,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { RpvError, errorMessage } from '../util/errors.js';
-import type { CreateEncoderOptions, EncoderDescription, FrameEncoder } from './encoder.js';
+import type { CreateEncoderOptions, EncoderDescription, FrameEncoder } from './frame-encoder.js';
 
 type Tf = typeof tfc;
 

@@ -17,7 +17,7 @@ import type { SkipReason } from './prompt.js';
 import type { Recipe } from './recipe.js';
 import type { DatasetSummary } from './dataset.js';
 import type { PromptTokenizer } from './prompt.js';
-import type { TrainingSession } from './trainer.js';
+import type { TrainingSession } from './session.js';
 
 /** A held-out sample rendered as training renders it (profile, loss mask, frames), or why it cannot be scored. */
 export function heldOutPrepared(recipe: Recipe, tok: PromptTokenizer, dataset: DatasetSummary, s: Sample, tokensPerFrame: number, featureDim: number): PreparedSample | { skip: SkipReason } {

@@ -10,7 +10,7 @@ import { ABORTED, untilAborted } from '../util/abort.js';
 import { EpochTally } from './epoch-tally.js';
 import { packBatch, type PackedBatch, type PreparedSample } from './pack.js';
 import type { SkipReason } from './prompt.js';
-import type { TrainingSession } from './trainer.js';
+import type { TrainingSession } from './session.js';
 
 /** What the loader's collate hands the trainer: samples rendered, frames copied. */
 export interface MicroBatch {

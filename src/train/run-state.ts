@@ -14,7 +14,7 @@ import { MetricsWriter, type EvalMetric } from './metrics.js';
 import { formatRecipe } from './recipe.js';
 import { Rng } from '../util/random.js';
 import { exportAdapter } from './model-io.js';
-import type { TrainingSession } from './trainer.js';
+import type { TrainingSession } from './session.js';
 
 export interface RunState {
   step: number;

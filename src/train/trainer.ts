@@ -69,27 +69,8 @@ export interface TrainResult {
   backend: BackendInfo;
 }
 
-/** Everything set up for a run; shared by `train` and `--dry-run`. */
-export interface TrainingSession {
-  recipe: Recipe;
-  backend: BackendInfo;
-  model: CausalLM;
-  tokenizer: PromptTokenizer;
-  dataset: DatasetSummary;
-  featureDim: number;
-  tokensPerFrame: number;
-  /** Optimizer steps of the whole run. */
-  totalSteps: number;
-  warmupSteps: number;
-  /** Loader batches per epoch (each a micro-batch once held-out samples are removed). */
-  batchesPerEpoch: number;
-  params: Param[];
-  /** Where memory goes at the longest sample, and whether layers are recomputed (src/train/memory.ts). */
-  memory: MemoryPlan;
-  /** `tokens`: the length of a sample skipped as too long. */
-  prepare: (s: Sample) => { sample?: PreparedSample; skip?: SkipReason | 'held-out'; tokens?: number; prompt?: RenderedPrompt };
-  dispose: () => void;
-}
+import type { TrainingSession } from './session.js';
+export type { TrainingSession } from './session.js';
 
 export async function openSession(recipe: Recipe, log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<TrainingSession> {
   const backend = await initBackend({ backend: recipe.model.backend, threads: recipe.model.threads ?? undefined, log });
