@@ -10,7 +10,7 @@ import { createLoader } from '../loader/index.js';
 import { ABORTED, untilAborted } from '../util/abort.js';
 import { targetLosses } from './bridge.js';
 import { isHeldOut } from './dataset.js';
-import type { EvalMetric } from './metrics.js';
+import type { EvalMetric, HeldOutScore } from './metrics.js';
 import { packBatch, type PackedBatch, type PreparedSample } from './pack.js';
 import { prepared, renderSample } from './render.js';
 import type { SkipReason } from './prompt.js';
@@ -19,25 +19,14 @@ import type { DatasetSummary } from './dataset.js';
 import type { PromptTokenizer } from './prompt.js';
 import type { TrainingSession } from './session.js';
 
+export type { HeldOutScore } from './metrics.js';
+
 /** A held-out sample rendered as training renders it (profile, loss mask, frames), or why it cannot be scored. */
 export function heldOutPrepared(recipe: Recipe, tok: PromptTokenizer, dataset: DatasetSummary, s: Sample, tokensPerFrame: number, featureDim: number): PreparedSample | { skip: SkipReason } {
   // Held-out videos are never in the profile pools, so their profile comes from training videos.
   const r = renderSample(recipe, tok, dataset, s, tokensPerFrame);
   if ('skip' in r) return { skip: r.skip };
   return prepared(s, r, recipe.data.use_video, tokensPerFrame * featureDim);
-}
-
-/** Loss over the target tokens of held-out samples (nats per token), its exponential and the focus-word loss. */
-export interface HeldOutScore {
-  loss: number;
-  perplexity: number;
-  /** Target tokens scored. */
-  tokens: number;
-  /** Samples scored. */
-  samples: number;
-  /** Mean loss on the focus words' tokens; null when none occur. */
-  focus_loss: number | null;
-  focus_tokens: number;
 }
 
 /** Scores `samples` in batches of `batchSize` (in order); `onBatch` is called with each batch's sample count. */

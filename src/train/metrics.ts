@@ -25,16 +25,22 @@ export interface TrainMetric {
   time: string;
 }
 
-export interface EvalMetric {
-  type: 'eval';
-  step: number;
+/** Loss over the target tokens of held-out samples (nats per token), its exponential and the focus-word loss. */
+export interface HeldOutScore {
   loss: number;
   perplexity: number;
+  /** Target tokens scored. */
   tokens: number;
+  /** Samples scored. */
   samples: number;
-  /** Loss on the tokens of the recipe's eval.focus_words inside the role's turns. */
+  /** Mean loss on the focus words' tokens; null when none occur. */
   focus_loss: number | null;
   focus_tokens: number;
+}
+
+export interface EvalMetric extends HeldOutScore {
+  type: 'eval';
+  step: number;
   time: string;
 }
 
