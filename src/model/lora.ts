@@ -120,15 +120,18 @@ export function dropoutMask(size: number, rate: number, scaling: number, seed: n
  * The dropout mask is drawn again from its seed in the backward pass and the narrow [N, r]
  * intermediate recomputed. With xd = dropout(x) * scaling and h = xd A^T:
  * dB^T = h^T dy, dh = dy B, dA^T = xd^T dh, dx = dy W + (dh A) * mask * scaling.
+ * Without dropout the scaling is applied on the [N, r] side instead (h = (x A^T) * scaling,
+ * dA^T = x^T (dh * scaling), dx = dy W + (dh * scaling) A): the same products, without three
+ * [N, in] multiplies per module and pass.
  */
 export function linear(tf: typeof tfc, x: tfc.Tensor2D, lin: Linear, lora?: LoraPair, run?: LoraRun): tfc.Tensor2D {
   if (!lora || !run) return frozenLinear(tf, x, lin);
+  if (!(run.dropout > 0)) return scaledLinear(tf, x, lin, lora, run.scaling);
   const shape = x.shape;
-  const native = run.dropout > 0 && nativeDropoutAvailable();
-  const draw = run.dropout > 0 ? dropoutDraw(run.dropout, run.scaling, run.seed ?? 0) : null;
+  const native = nativeDropoutAvailable();
+  const draw = dropoutDraw(run.dropout, run.scaling, run.seed ?? 0);
   // t * mask (scaling folded in), the mask drawn from its seed on every use.
   const scaled = (t: tfc.Tensor): tfc.Tensor => {
-    if (!draw) return tf.mul(t, run.scaling);
     if (native) return nativeDropoutScale(t, draw.seedMix, draw.threshold, draw.keep);
     return tf.mul(t, tf.tensor2d(dropoutMask(t.size, run.dropout, run.scaling, run.seed ?? 0), shape));
   };
@@ -144,6 +147,29 @@ export function linear(tf: typeof tfc, x: tfc.Tensor2D, lin: Linear, lora?: Lora
         const dB = tf.matMul(tf.matMul(xd, as as tfc.Tensor2D), dy, true, false);
         const dA = tf.matMul(xd, dh, true, false);
         const dx = tf.add(lin.backward(dy), scaled(tf.matMul(dh, as as tfc.Tensor2D, false, true)));
+        return [dx, dA, dB];
+      }),
+    };
+  }) as unknown as Parameters<typeof tfc.customGrad>[0]);
+  return f(x, lora.aT, lora.bT) as tfc.Tensor2D;
+}
+
+/** linear() without dropout: the scaling multiplies the narrow [N, r] tensors only. */
+function scaledLinear(tf: typeof tfc, x: tfc.Tensor2D, lin: Linear, lora: LoraPair, scaling: number): tfc.Tensor2D {
+  const f = tf.customGrad(((input: tfc.Tensor2D, aT: tfc.Tensor2D, bT: tfc.Tensor2D, save: tfc.GradSaveFunc) => {
+    save([input, aT, bT]);
+    const y = lin.forward(input);
+    const h = tf.mul(tf.matMul(input, aT), scaling) as tfc.Tensor2D;
+    return {
+      value: tf.add(y, tf.matMul(h, bT)),
+      gradFunc: releasingGrad(tf, (dyt, [xs, as, bs]) => {
+        const dy = dyt as tfc.Tensor2D;
+        const xt = xs as tfc.Tensor2D;
+        const hs = tf.mul(tf.matMul(xt, as as tfc.Tensor2D), scaling) as tfc.Tensor2D;
+        const dhs = tf.mul(tf.matMul(dy, bs as tfc.Tensor2D, false, true), scaling) as tfc.Tensor2D;
+        const dB = tf.matMul(hs, dy, true, false);
+        const dA = tf.matMul(xt, dhs, true, false);
+        const dx = tf.add(lin.backward(dy), tf.matMul(dhs, as as tfc.Tensor2D, false, true));
         return [dx, dA, dB];
       }),
     };
