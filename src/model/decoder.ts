@@ -352,13 +352,15 @@ export class CausalLM {
     });
     let h = this.embed(input, T);
     const newCache: LayerCache[] = [];
-    const layer = (i: number, x: tfc.Tensor2D, t: tfc.Tensor[]): { h: tfc.Tensor2D; cache?: LayerCache } => {
+    // recompute: the checkpointed backward's rerun, whose output value is never read.
+    const layer = (i: number, x: tfc.Tensor2D, t: tfc.Tensor[], recompute = false): { h: tfc.Tensor2D; cache?: LayerCache } => {
       const w = this.weights.layers[i];
       const ll = lora?.layers[i];
       const ctx = contextOf(t, i);
       const a = attention(tf, c, rmsNorm(tf, x, w.inputNorm, c.rmsNormEps) as tfc.Tensor2D, w.attn, ll?.attn ?? {}, ctx, options.cache?.layers?.[i]);
       const mid = tf.add(x, a.out);
-      return { h: tf.add(mid, mlp(tf, rmsNorm(tf, mid, w.postNorm, c.rmsNormEps) as tfc.Tensor2D, w.mlp, ll?.mlp ?? {}, ctx.loraRun)), cache: a.cache };
+      const m = mlp(tf, rmsNorm(tf, mid, w.postNorm, c.rmsNormEps) as tfc.Tensor2D, w.mlp, ll?.mlp ?? {}, ctx.loraRun, { outputUnused: recompute });
+      return { h: tf.add(mid, m), cache: a.cache };
     };
     const checkpoint = (options.checkpoint ?? this.gradientCheckpointing) && !options.noGrad && !options.cache;
     for (let i = 0; i < c.numLayers; i++) {
@@ -376,7 +378,7 @@ export class CausalLM {
         const params: tfc.Variable[] = [];
         const ll = lora?.layers[i];
         if (ll) for (const p of [ll.attn.q, ll.attn.k, ll.attn.v, ll.attn.o, ll.mlp.gate, ll.mlp.up, ll.mlp.down]) if (p) params.push(p.aT, p.bT);
-        h = checkpointed(tf, (x, t) => layer(i, x, t).h, h, tables, params);
+        h = checkpointed(tf, (x, t, recompute) => layer(i, x, t, recompute).h, h, tables, params);
       } else {
         const out = layer(i, h, tables);
         h = out.h;

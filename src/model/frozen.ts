@@ -50,6 +50,21 @@ export interface FrozenTable {
   dispose(): void;
 }
 
+/**
+ * `lin` for a pass whose output value is never read, only its gradient: the forward returns zeros
+ * of the right shape instead of multiplying, the backward is lin's. Owns nothing.
+ */
+export function backwardOnly(tf: typeof tfc, lin: FrozenLinear): FrozenLinear {
+  return {
+    inFeatures: lin.inFeatures,
+    outFeatures: lin.outFeatures,
+    heapBytes: 0,
+    forward: (x) => tf.zeros([x.shape[0], lin.outFeatures]),
+    backward: (dy) => lin.backward(dy),
+    dispose: () => {},
+  };
+}
+
 /** Rows of logits per chunk of the cross-entropy so that one chunk stays within `bytes`. */
 export function crossEntropyChunkRows(vocab: number, bytes = 64 * 2 ** 20): number {
   return Math.max(6, Math.floor(bytes / (4 * vocab) / 6) * 6);
