@@ -16,6 +16,7 @@
         "src/native/pointwise.cc",
         "src/native/spawner.cc",
         "src/native/thread_pool.cc",
+        "src/native/vmath.cc",
         "src/native/xent.cc"
       ],
       "cflags_cc!": ["-fno-exceptions"],

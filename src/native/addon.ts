@@ -51,15 +51,19 @@ export interface NativeAddon {
   frozenMatmul?(heap: Float32Array, xOff: number, rows: number, weight: Float64Array, transpose: boolean, outOff: number, bias?: Float32Array | null): void;
   /** out[i, :] = table[ids[i], :] in float32. */
   gatherRows?(heap: Float32Array, outOff: number, table: Float64Array, ids: Int32Array): void;
-  /** loss[i] = -log softmax(h_i head^T)[targets[i]]; dhOff >= 0 also writes d(sum loss)/dh there. */
   /** out[i] = hash(i, seedMix) >= threshold ? x[i] * keep : 0 (counter-based dropout; see pointwise.cc). */
   dropoutScale?(heap: Float32Array, xOff: number, n: number, seedMix: number, threshold: number, keep: number, outOff: number): void;
+  /** out = silu(g) * u over n floats (pointwise.cc). */
+  swiglu?(heap: Float32Array, gOff: number, uOff: number, n: number, outOff: number): void;
+  /** The gradients of swiglu for g and u, given dy. */
+  swigluGrad?(heap: Float32Array, gOff: number, uOff: number, dyOff: number, n: number, dgOff: number, duOff: number): void;
   /** Fused causal attention (attention.h); dims [batch, queries, keys, heads, kvHeads, headDim]. */
   attentionForward?(heap: Float32Array, dims: Float64Array, qOff: number, kOff: number, vOff: number, maskOff: number, outOff: number, lseOff: number): void;
   attentionBackward?(
     heap: Float32Array, dims: Float64Array, qOff: number, kOff: number, vOff: number, maskOff: number, outOff: number, lseOff: number,
     doutOff: number, dqOff: number, dkOff: number, dvOff: number,
   ): void;
+  /** loss[i] = -log softmax(h_i head^T)[targets[i]]; dhOff >= 0 also writes d(sum loss)/dh there. */
   crossEntropy?(heap: Float32Array, hOff: number, rows: number, head: Float64Array, targets: Int32Array, loss: Float32Array, dhOff: number, chunkRows: number): void;
 }
 

@@ -10,6 +10,7 @@
 
 #include "scratch.h"
 #include "thread_pool.h"
+#include "vmath.h"
 
 namespace rpv {
 
@@ -83,12 +84,7 @@ void attentionForward(const AttentionForward& a, Isa isa, ThreadPool* pool) {
           lse[i] = std::numeric_limits<float>::infinity();
           continue;
         }
-        double sum = 0.0;
-        for (int64_t j = 0; j < cols; ++j) {
-          const float e = std::exp(row[j] - max);
-          row[j] = e;
-          sum += e;
-        }
+        const double sum = expShiftSum(row, cols, max, isa);
         const float inv = static_cast<float>(1.0 / sum);
         for (int64_t j = 0; j < cols; ++j) row[j] *= inv;
         lse[i] = static_cast<float>(static_cast<double>(max) + std::log(sum));
@@ -136,7 +132,8 @@ void attentionBackward(const AttentionBackward& a, Isa isa, ThreadPool* pool) {
           std::fill(row, row + cols, 0.0f);
           continue;
         }
-        for (int64_t j = 0; j < cols; ++j) row[j] = std::exp(row[j] + m[j] - l);
+        for (int64_t j = 0; j < cols; ++j) row[j] += m[j];
+        expShiftSum(row, cols, l, isa);
       }
       // dV += P^T dO; dP = dO V^T.
       mm(isa, cols, s.headDim, rows, p, cols, true, dout + i0 * qStride, qStride, false, dv, s.headDim, true);

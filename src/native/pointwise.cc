@@ -1,3 +1,9 @@
+// Element-wise kernels over float32 tensors of tfjs-wasm's heap, on every core.
+//
+// swiglu(heap, gOff, uOff, n, outOff): out = silu(g) * u.
+// swigluGrad(heap, gOff, uOff, dyOff, n, dgOff, duOff): the gradients of swiglu for g and u.
+// Both through vmath.h's exponential; each element's result depends on its inputs alone.
+//
 // dropoutScale(heap, xOff, n, seedMix, threshold, keep, outOff):
 //   out[i] = hash(i, seedMix) >= threshold ? x[i] * keep : 0
 // with hash(i, s) = fmix32((i * 0x9E3779B1) ^ s) (murmur3's finaliser). A counter-based draw: any
@@ -6,12 +12,15 @@
 // JavaScript fallback (src/model/lora.ts dropoutMask, fmix32 in src/util/random.ts): change both.
 #include "pointwise.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "frozen.h"
 #include "thread_pool.h"
+#include "vmath.h"
 
 namespace rpv {
 
@@ -84,12 +93,95 @@ napi_value DropoutScale(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// Reads argv[0] as the heap and argv[1..count] as float offsets / counts, all finite and >= 0.
+bool heapArgs(napi_env env, napi_value* argv, size_t count, const char* name, float** heap, size_t* length, double* out) {
+  bool typed = false;
+  napi_typedarray_type type;
+  void* data = nullptr;
+  if (napi_is_typedarray(env, argv[0], &typed) != napi_ok || !typed ||
+      napi_get_typedarray_info(env, argv[0], &type, length, &data, nullptr, nullptr) != napi_ok || type != napi_float32_array) {
+    fail(env, std::string("rpv pointwise: ") + name + ": heap must be a Float32Array");
+    return false;
+  }
+  for (size_t i = 0; i < count; ++i) {
+    if (!number(env, argv[i + 1], &out[i]) || out[i] < 0) {
+      fail(env, std::string("rpv pointwise: ") + name + ": offsets and sizes must be finite non-negative numbers");
+      return false;
+    }
+  }
+  *heap = static_cast<float*>(data);
+  return true;
+}
+
+// Runs body(i0, i1) over [0, n) in blocks on the shared pool.
+void inBlocks(int64_t n, const std::function<void(int64_t, int64_t, Isa)>& body) {
+  constexpr int64_t kBlock = 1 << 15;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  withPool([&](Isa isa, ThreadPool* pool) {
+    auto task = [&](int64_t b, int) { body(b * kBlock, std::min(n, (b + 1) * kBlock), isa); };
+    if (pool && blocks > 1) {
+      pool->run(blocks, task);
+    } else {
+      for (int64_t b = 0; b < blocks; ++b) task(b, 0);
+    }
+  });
+}
+
+napi_value Swiglu(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (argc < 5) return fail(env, "rpv pointwise: swiglu(heap, gOff, uOff, n, outOff) needs 5 arguments");
+  float* heap = nullptr;
+  size_t length = 0;
+  double v[4];
+  if (!heapArgs(env, argv, 4, "swiglu", &heap, &length, v)) return nullptr;
+  const double g = v[0], u = v[1], n = v[2], out = v[3];
+  const double len = static_cast<double>(length);
+  if (g + n > len || u + n > len || out + n > len) return fail(env, "rpv pointwise: swiglu: an operand lies outside the heap");
+  inBlocks(static_cast<int64_t>(n), [&](int64_t i0, int64_t i1, Isa isa) {
+    const int64_t gi = static_cast<int64_t>(g) + i0, ui = static_cast<int64_t>(u) + i0, oi = static_cast<int64_t>(out) + i0;
+    swigluForward(heap + gi, heap + ui, heap + oi, i1 - i0, isa);
+  });
+  return nullptr;
+}
+
+napi_value SwigluGrad(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (argc < 7) return fail(env, "rpv pointwise: swigluGrad(heap, gOff, uOff, dyOff, n, dgOff, duOff) needs 7 arguments");
+  float* heap = nullptr;
+  size_t length = 0;
+  double v[6];
+  if (!heapArgs(env, argv, 6, "swigluGrad", &heap, &length, v)) return nullptr;
+  const double g = v[0], u = v[1], dy = v[2], n = v[3], dg = v[4], du = v[5];
+  const double len = static_cast<double>(length);
+  if (g + n > len || u + n > len || dy + n > len || dg + n > len || du + n > len) {
+    return fail(env, "rpv pointwise: swigluGrad: an operand lies outside the heap");
+  }
+  inBlocks(static_cast<int64_t>(n), [&](int64_t i0, int64_t i1, Isa isa) {
+    const auto at = [&](double off) { return heap + static_cast<int64_t>(off) + i0; };
+    swigluBackward(at(g), at(u), at(dy), at(dg), at(du), i1 - i0, isa);
+  });
+  return nullptr;
+}
+
 }  // namespace
 
 bool registerPointwise(napi_env env, napi_value exports) {
-  napi_value fn;
-  return napi_create_function(env, "dropoutScale", NAPI_AUTO_LENGTH, DropoutScale, nullptr, &fn) == napi_ok &&
-         napi_set_named_property(env, exports, "dropoutScale", fn) == napi_ok;
+  const struct {
+    const char* name;
+    napi_callback cb;
+  } fns[] = {{"dropoutScale", DropoutScale}, {"swiglu", Swiglu}, {"swigluGrad", SwigluGrad}};
+  for (const auto& f : fns) {
+    napi_value fn;
+    if (napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.cb, nullptr, &fn) != napi_ok ||
+        napi_set_named_property(env, exports, f.name, fn) != napi_ok) {
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace rpv

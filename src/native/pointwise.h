@@ -5,7 +5,7 @@
 
 namespace rpv {
 
-// Adds dropoutScale to exports.
+// Adds dropoutScale, swiglu and swigluGrad to exports.
 bool registerPointwise(napi_env env, napi_value exports);
 
 }  // namespace rpv

@@ -8,6 +8,7 @@
 
 #include "scratch.h"
 #include "thread_pool.h"
+#include "vmath.h"
 
 namespace rpv {
 
@@ -15,20 +16,11 @@ namespace {
 
 
 // One row: loss = logsumexp(x) - x[target]; with `grad`, x becomes softmax(x) - onehot(target).
-void row(float* x, int64_t vocab, int32_t target, float* loss, bool grad) {
-  float max = x[0];
-  for (int64_t j = 1; j < vocab; ++j) max = std::max(max, x[j]);
+void row(float* x, int64_t vocab, int32_t target, float* loss, bool grad, Isa isa) {
+  const float max = maxOf(x, vocab, isa);
   const float picked = x[target];
-  double sum = 0.0;
-  if (grad) {
-    for (int64_t j = 0; j < vocab; ++j) {
-      const float e = std::exp(x[j] - max);
-      x[j] = e;
-      sum += e;
-    }
-  } else {
-    for (int64_t j = 0; j < vocab; ++j) sum += std::exp(x[j] - max);
-  }
+  // Without `grad` the exponentials go to x too: the chunk's logits are scratch either way.
+  const double sum = expShiftSum(x, vocab, max, isa);
   const double lse = static_cast<double>(max) + std::log(sum);
   *loss = static_cast<float>(lse - static_cast<double>(picked));
   if (grad) {
@@ -67,7 +59,7 @@ void crossEntropy(const XentArgs& a, Isa isa, ThreadPool* pool) {
     g.ldc = a.vocab;
     sgemm(g, isa, pool);
     const bool grad = a.dh != nullptr;
-    auto rowTask = [&](int64_t i, int) { row(logits + i * a.vocab, a.vocab, a.targets[r0 + i], a.loss + r0 + i, grad); };
+    auto rowTask = [&](int64_t i, int) { row(logits + i * a.vocab, a.vocab, a.targets[r0 + i], a.loss + r0 + i, grad, isa); };
     if (pool && mc > 1) {
       pool->run(mc, rowTask);
     } else {
