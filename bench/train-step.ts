@@ -12,8 +12,8 @@
  * each with LoRA r 8 on q, k, v, o and an mlp2x_gelu projector fed 32 video tokens per sample;
  *   qwen0.5b: Qwen2.5-0.5B's shapes and vocabulary (24 layers, hidden 896, 151,936 tokens; random
  *   BF16 weights, `make-tiny-model --preset qwen2.5-0.5b`), seq 512, batch 1, LoRA r 16 on all
- *   seven linear modules + the projector: the real-size case. Only the native route and PyTorch
- *   run it (not in the default --models). rpv maps the BF16 weights and recomputes layers in the
+ *   seven linear modules + the projector: the real-size case (not in the default --models). Of the
+ *   tfjs routes only wasm + native runs it unless --routes names the others. rpv maps the BF16 weights and recomputes layers in the
  *   backward pass when its memory plan says so (src/train/memory.ts, what `auto` picks);
  *   PyTorch holds float32 copies of the weights and every activation, as a plain PyTorch loop
  *   does. Peak RSS of each route is printed beside its time.
@@ -106,6 +106,7 @@ function parseArgs(argv: string[]) {
     warmup: undefined as number | undefined,
     threads: os.availableParallelism(),
     profile: true,
+    routesGiven: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -120,7 +121,10 @@ function parseArgs(argv: string[]) {
       return n;
     };
     if (a === '--models') opts.models = next().split(',');
-    else if (a === '--routes') opts.routes = next().split(',') as Route[];
+    else if (a === '--routes') {
+      opts.routes = next().split(',') as Route[];
+      opts.routesGiven = true;
+    }
     else if (a === '--steps') opts.steps = int(next());
     else if (a === '--warmup') opts.warmup = int(next());
     else if (a === '--threads') opts.threads = Math.max(1, int(next()));
@@ -421,7 +425,13 @@ async function main() {
       if (o.threads > 1 && !('missing' in setup)) results.push(runTorch(spec, data, o, 1, setup));
     }
     for (const route of ['cpu', 'wasm', 'native', 'webgpu'] as Route[]) {
-      if (o.routes.includes(route)) results.push(await runTfjs(route, spec, data, o));
+      if (!o.routes.includes(route)) continue;
+      // Without the addon a real-size model is float32 tensors on one thread: minutes per step.
+      if (spec.preset && !o.routesGiven && (route === 'cpu' || route === 'wasm')) {
+        results.push({ route, ms: [], losses: [], skipped: 'not run on a real-size model unless named in --routes' });
+        continue;
+      }
+      results.push(await runTfjs(route, spec, data, o));
     }
     report(spec, results, o, loadNote);
   }
