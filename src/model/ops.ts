@@ -6,16 +6,18 @@
  * gradient through ScatterNd (which wasm has), summing rows picked more than once.
  */
 import type * as tfc from '@tensorflow/tfjs-core';
+import { takeRows, takeRowsAvailable } from '../native/take-rows.js';
 import type { FrozenLinear, FrozenTable } from './frozen.js';
 
 /** x [R, C], rows [M] -> x[rows] [M, C], differentiable in x on every backend. */
 export function gatherRows(tf: typeof tfc, x: tfc.Tensor2D, rows: Int32Array): tfc.Tensor2D {
   const idx = tf.tensor1d(rows, 'int32');
   const shape = x.shape;
+  const inHeap = x.dtype === 'float32' && takeRowsAvailable();
   const f = tf.customGrad(((input: tfc.Tensor, save: tfc.GradSaveFunc) => {
     save([idx]);
     return {
-      value: tf.gather(input, idx),
+      value: inHeap ? takeRows(input as tfc.Tensor2D, rows) : tf.gather(input, idx),
       gradFunc: releasingGrad(tf, (dy, saved) => tf.scatterND(tf.expandDims(saved[0], 1), dy, shape)),
     };
   }) as unknown as Parameters<typeof tfc.customGrad>[0]);
