@@ -31,7 +31,7 @@
  * Each figure is the median over the timed steps after warm-up; the clock stops after the
  * loss's `await data()`. Correctness: every route starts from the same weights and batch, so the
  * first step's loss must match PyTorch's (printed, and a mismatch over 1e-3 fails the run).
- * For the small and qwen0.5b models one more wasm + native step is profiled (every kernel timed,
+ * One more wasm + native step is profiled (every kernel timed,
  * inside custom gradients and recomputed layers too) and the top kernels by share of that step's
  * wall time printed, naming the next bottleneck. One JSON line per case is appended to bench/results.jsonl.
  */
@@ -314,7 +314,7 @@ async function runTfjs(route: Route, spec: ModelSpec, data: Prepared, o: ReturnT
   const leaked = tf.memory().numTensors - tensorsAfterWarmup;
   if (leaked !== 0) throw new Error(`train-step: ${route} leaked ${leaked} tensors over ${warmup + steps - 1} steps`);
   let kernels: RouteResult['kernels'];
-  if (route === 'native' && spec.name !== 'tiny' && o.profile) {
+  if (route === 'native' && o.profile) {
     const t0 = performance.now();
     const byName = await timeKernels(async () => {
       const v = step();
