@@ -167,6 +167,11 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
   const run = await startRun(session, optimizer, log);
   const data = new MicroBatches(session, run.loaderState);
   const evaluator = new Evaluator(session);
+  const { heldout } = session.dataset.dialogues;
+  if (heldout === 0) {
+    const videos = session.dataset.videos.train + session.dataset.videos.heldout;
+    log(`train: no held-out dialogues (data.heldout_fraction ${recipe.data.heldout_fraction} of ${videos} videos selects none): no held-out evaluation`);
+  }
   const progress = new Progress({ label: 'train', total: totalSteps, unit: 'steps', stream: options.progressStream === undefined ? process.stderr : options.progressStream });
   progress.done = run.step;
   const losses: number[] = [];
@@ -215,7 +220,7 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
 
       const last = run.step === totalSteps;
       let evalInterrupted = false;
-      if ((recipe.eval.every_steps > 0 && run.step % recipe.eval.every_steps === 0) || last) {
+      if (heldout > 0 && ((recipe.eval.every_steps > 0 && run.step % recipe.eval.every_steps === 0) || last)) {
         evalInterrupted = !(await evaluate(evaluator, run, options.signal, log));
       }
       stopped = (!last && ((options.shouldStop?.() ?? false) || (options.signal?.aborted ?? false))) || evalInterrupted;
@@ -259,6 +264,10 @@ async function evaluate(evaluator: Evaluator, run: RunState, signal: AbortSignal
   if (!ev) {
     log(`\ninterrupted while reading the held-out samples: no eval at step ${run.step}`);
     return false;
+  }
+  if (ev.samples === 0) {
+    log(`\neval step ${run.step}: none of the held-out dialogues could be scored (each is longer than prompt.max_tokens or has no turn of its role)`);
+    return true;
   }
   run.lastEval = ev;
   await run.metrics.write(ev);

@@ -161,6 +161,16 @@ describe('train', () => {
     }
   });
 
+  it('says when no dialogue is held out and evaluates nothing, rather than logging a NaN loss', async () => {
+    const lines: string[] = [];
+    const result = await train(recipeFor('no-heldout', ['data.heldout_fraction=0', 'train.max_steps=2']), { progressStream: null, log: (l) => lines.push(l) });
+    expect(lines, lines.join('\n')).toContain('train: no held-out dialogues (data.heldout_fraction 0 of 12 videos selects none): no held-out evaluation');
+    expect(lines.join('\n')).not.toMatch(/NaN|eval step/);
+    expect(result.lastEval ?? null).toBeNull();
+    const metrics = await readMetrics(path.join(root, 'no-heldout', 'metrics.jsonl'));
+    expect(metrics.map((m) => m.type)).toEqual(['train', 'train']);
+  });
+
   it('takes a partial recipe from a program, fills the defaults and validates it as YAML recipes are', async () => {
     const text = await dryRun({ output_dir: path.join(root, 'partial'), model: { path: model, backend: 'wasm' }, data: { shards, workers: 0 } });
     expect(text).toContain('# resolved recipe\noutput_dir: ');
