@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "frozen.h"
 #include "thread_pool.h"
@@ -93,78 +94,65 @@ napi_value DropoutScale(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// Reads argv[0] as the heap and argv[1..count] as float offsets / counts, all finite and >= 0.
-bool heapArgs(napi_env env, napi_value* argv, size_t count, const char* name, float** heap, size_t* length, double* out) {
+// An element-wise call (heap, numbers...): numbers[countAt] is the element count n, every other
+// number the float offset of an operand of n elements, in order. Checks the arguments and that each
+// operand lies in the heap, then runs body over [0, n) in blocks on the shared pool, with the
+// operands' pointers advanced to the block.
+napi_value elementwise(napi_env env, napi_callback_info info, const char* name, const char* usage, size_t numbers, size_t countAt,
+                       const std::function<void(float* const* ops, int64_t count, Isa isa)>& body) {
+  constexpr size_t kMaxArgs = 8;
+  size_t argc = kMaxArgs;
+  napi_value argv[kMaxArgs];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  const std::string prefix = std::string("rpv pointwise: ") + name;
+  if (argc < numbers + 1) return fail(env, prefix + usage + " needs " + std::to_string(numbers + 1) + " arguments");
   bool typed = false;
   napi_typedarray_type type;
+  size_t length = 0;
   void* data = nullptr;
   if (napi_is_typedarray(env, argv[0], &typed) != napi_ok || !typed ||
-      napi_get_typedarray_info(env, argv[0], &type, length, &data, nullptr, nullptr) != napi_ok || type != napi_float32_array) {
-    fail(env, std::string("rpv pointwise: ") + name + ": heap must be a Float32Array");
-    return false;
+      napi_get_typedarray_info(env, argv[0], &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_float32_array) {
+    return fail(env, prefix + ": heap must be a Float32Array");
   }
-  for (size_t i = 0; i < count; ++i) {
-    if (!number(env, argv[i + 1], &out[i]) || out[i] < 0) {
-      fail(env, std::string("rpv pointwise: ") + name + ": offsets and sizes must be finite non-negative numbers");
-      return false;
-    }
+  double v[kMaxArgs];
+  for (size_t i = 0; i < numbers; ++i) {
+    if (!number(env, argv[i + 1], &v[i]) || v[i] < 0) return fail(env, prefix + ": offsets and sizes must be finite non-negative numbers");
   }
-  *heap = static_cast<float*>(data);
-  return true;
-}
-
-// Runs body(i0, i1) over [0, n) in blocks on the shared pool.
-void inBlocks(int64_t n, const std::function<void(int64_t, int64_t, Isa)>& body) {
+  const double n = v[countAt];
+  std::vector<int64_t> offsets;
+  for (size_t i = 0; i < numbers; ++i) {
+    if (i == countAt) continue;
+    if (v[i] + n > static_cast<double>(length)) return fail(env, prefix + ": an operand lies outside the heap");
+    offsets.push_back(static_cast<int64_t>(v[i]));
+  }
+  float* heap = static_cast<float*>(data);
+  const int64_t count = static_cast<int64_t>(n);
   constexpr int64_t kBlock = 1 << 15;
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  const int64_t blocks = (count + kBlock - 1) / kBlock;
   withPool([&](Isa isa, ThreadPool* pool) {
-    auto task = [&](int64_t b, int) { body(b * kBlock, std::min(n, (b + 1) * kBlock), isa); };
+    auto task = [&](int64_t b, int) {
+      const int64_t i0 = b * kBlock;
+      float* ops[kMaxArgs];
+      for (size_t k = 0; k < offsets.size(); ++k) ops[k] = heap + offsets[k] + i0;
+      body(ops, std::min(count, i0 + kBlock) - i0, isa);
+    };
     if (pool && blocks > 1) {
       pool->run(blocks, task);
     } else {
       for (int64_t b = 0; b < blocks; ++b) task(b, 0);
     }
   });
+  return nullptr;
 }
 
 napi_value Swiglu(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  if (argc < 5) return fail(env, "rpv pointwise: swiglu(heap, gOff, uOff, n, outOff) needs 5 arguments");
-  float* heap = nullptr;
-  size_t length = 0;
-  double v[4];
-  if (!heapArgs(env, argv, 4, "swiglu", &heap, &length, v)) return nullptr;
-  const double g = v[0], u = v[1], n = v[2], out = v[3];
-  const double len = static_cast<double>(length);
-  if (g + n > len || u + n > len || out + n > len) return fail(env, "rpv pointwise: swiglu: an operand lies outside the heap");
-  inBlocks(static_cast<int64_t>(n), [&](int64_t i0, int64_t i1, Isa isa) {
-    const int64_t gi = static_cast<int64_t>(g) + i0, ui = static_cast<int64_t>(u) + i0, oi = static_cast<int64_t>(out) + i0;
-    swigluForward(heap + gi, heap + ui, heap + oi, i1 - i0, isa);
-  });
-  return nullptr;
+  return elementwise(env, info, "swiglu", "(heap, gOff, uOff, n, outOff)", 4, 2,
+                     [](float* const* op, int64_t count, Isa isa) { swigluForward(op[0], op[1], op[2], count, isa); });
 }
 
 napi_value SwigluGrad(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  if (argc < 7) return fail(env, "rpv pointwise: swigluGrad(heap, gOff, uOff, dyOff, n, dgOff, duOff) needs 7 arguments");
-  float* heap = nullptr;
-  size_t length = 0;
-  double v[6];
-  if (!heapArgs(env, argv, 6, "swigluGrad", &heap, &length, v)) return nullptr;
-  const double g = v[0], u = v[1], dy = v[2], n = v[3], dg = v[4], du = v[5];
-  const double len = static_cast<double>(length);
-  if (g + n > len || u + n > len || dy + n > len || dg + n > len || du + n > len) {
-    return fail(env, "rpv pointwise: swigluGrad: an operand lies outside the heap");
-  }
-  inBlocks(static_cast<int64_t>(n), [&](int64_t i0, int64_t i1, Isa isa) {
-    const auto at = [&](double off) { return heap + static_cast<int64_t>(off) + i0; };
-    swigluBackward(at(g), at(u), at(dy), at(dg), at(du), i1 - i0, isa);
-  });
-  return nullptr;
+  return elementwise(env, info, "swigluGrad", "(heap, gOff, uOff, dyOff, n, dgOff, duOff)", 6, 3,
+                     [](float* const* op, int64_t count, Isa isa) { swigluBackward(op[0], op[1], op[2], op[3], op[4], count, isa); });
 }
 
 }  // namespace
