@@ -45,19 +45,27 @@ bool number(napi_env env, napi_value v, double* out) {
   return napi_get_value_double(env, v, out) == napi_ok && std::isfinite(*out);
 }
 
+// The Float32Array view of tfjs-wasm's heap in `v`, or null (and an exception naming `prefix`).
+float* heapOf(napi_env env, napi_value v, const std::string& prefix, size_t* length) {
+  bool typed = false;
+  napi_typedarray_type type;
+  void* data = nullptr;
+  if (napi_is_typedarray(env, v, &typed) != napi_ok || !typed ||
+      napi_get_typedarray_info(env, v, &type, length, &data, nullptr, nullptr) != napi_ok || type != napi_float32_array) {
+    fail(env, prefix + ": heap must be a Float32Array");
+    return nullptr;
+  }
+  return static_cast<float*>(data);
+}
+
 napi_value DropoutScale(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   if (argc < 7) return fail(env, "rpv pointwise: dropoutScale(heap, xOff, n, seedMix, threshold, keep, outOff) needs 7 arguments");
-  bool typed = false;
-  napi_typedarray_type type;
   size_t length = 0;
-  void* data = nullptr;
-  if (napi_is_typedarray(env, argv[0], &typed) != napi_ok || !typed ||
-      napi_get_typedarray_info(env, argv[0], &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_float32_array) {
-    return fail(env, "rpv pointwise: dropoutScale: heap must be a Float32Array");
-  }
+  float* data = heapOf(env, argv[0], "rpv pointwise: dropoutScale", &length);
+  if (!data) return nullptr;
   double xOff, n, seed, threshold, keep, outOff;
   if (!number(env, argv[1], &xOff) || !number(env, argv[2], &n) || !number(env, argv[3], &seed) || !number(env, argv[4], &threshold) ||
       !number(env, argv[5], &keep) || !number(env, argv[6], &outOff)) {
@@ -69,8 +77,8 @@ napi_value DropoutScale(napi_env env, napi_callback_info info) {
   if (seed < 0 || seed > 4294967295.0 || threshold < 0 || threshold > 4294967295.0) {
     return fail(env, "rpv pointwise: dropoutScale: seedMix and threshold must be 32-bit unsigned integers");
   }
-  const float* x = static_cast<const float*>(data) + static_cast<int64_t>(xOff);
-  float* out = static_cast<float*>(data) + static_cast<int64_t>(outOff);
+  const float* x = data + static_cast<int64_t>(xOff);
+  float* out = data + static_cast<int64_t>(outOff);
   const int64_t count = static_cast<int64_t>(n);
   const uint32_t s = static_cast<uint32_t>(seed);
   const uint32_t t = static_cast<uint32_t>(threshold);
@@ -106,14 +114,9 @@ napi_value elementwise(napi_env env, napi_callback_info info, const char* name, 
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   const std::string prefix = std::string("rpv pointwise: ") + name;
   if (argc < numbers + 1) return fail(env, prefix + usage + " needs " + std::to_string(numbers + 1) + " arguments");
-  bool typed = false;
-  napi_typedarray_type type;
   size_t length = 0;
-  void* data = nullptr;
-  if (napi_is_typedarray(env, argv[0], &typed) != napi_ok || !typed ||
-      napi_get_typedarray_info(env, argv[0], &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_float32_array) {
-    return fail(env, prefix + ": heap must be a Float32Array");
-  }
+  float* heap = heapOf(env, argv[0], prefix, &length);
+  if (!heap) return nullptr;
   double v[kMaxArgs];
   for (size_t i = 0; i < numbers; ++i) {
     if (!number(env, argv[i + 1], &v[i]) || v[i] < 0) return fail(env, prefix + ": offsets and sizes must be finite non-negative numbers");
@@ -125,7 +128,6 @@ napi_value elementwise(napi_env env, napi_callback_info info, const char* name, 
     if (v[i] + n > static_cast<double>(length)) return fail(env, prefix + ": an operand lies outside the heap");
     offsets.push_back(static_cast<int64_t>(v[i]));
   }
-  float* heap = static_cast<float*>(data);
   const int64_t count = static_cast<int64_t>(n);
   constexpr int64_t kBlock = 1 << 15;
   const int64_t blocks = (count + kBlock - 1) / kBlock;
