@@ -13,8 +13,9 @@
  *   qwen0.5b: Qwen2.5-0.5B's shapes and vocabulary (24 layers, hidden 896, 151,936 tokens; random
  *   BF16 weights, `make-tiny-model --preset qwen2.5-0.5b`), seq 512, batch 1, LoRA r 16 on all
  *   seven linear modules + the projector: the real-size case (not in the default --models). Of the
- *   tfjs routes only wasm + native runs it unless --routes names the others. rpv maps the BF16 weights and recomputes layers in the
- *   backward pass when its memory plan says so (src/train/memory.ts, what `auto` picks);
+ *   tfjs routes only wasm + native runs it unless --routes names the others. rpv maps the BF16
+ *   weights and recomputes layers in the backward pass when its memory plan says so
+ *   (src/train/memory.ts, what `auto` picks);
  *   PyTorch holds float32 copies of the weights and every activation, as a plain PyTorch loop
  *   does. Peak RSS of each route is printed beside its time.
  * Routes: tfjs cpu; tfjs wasm as shipped; wasm + rpv's native matmul (src/native); tfjs webgpu
@@ -31,9 +32,9 @@
  * Each figure is the median over the timed steps after warm-up; the clock stops after the
  * loss's `await data()`. Correctness: every route starts from the same weights and batch, so the
  * first step's loss must match PyTorch's (printed, and a mismatch over 1e-3 fails the run).
- * One more wasm + native step is profiled (every kernel timed,
- * inside custom gradients and recomputed layers too) and the top kernels by share of that step's
- * wall time printed, naming the next bottleneck. One JSON line per case is appended to bench/results.jsonl.
+ * One more wasm + native step is profiled (every kernel timed, inside custom gradients and
+ * recomputed layers too) and the top kernels by share of that step's wall time printed, naming
+ * the next bottleneck. One JSON line per case is appended to bench/results.jsonl.
  */
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';

@@ -19,9 +19,9 @@ interface EngineWithTape {
 
 /**
  * y = fn(x, consts, false), differentiable in x and in `params` (the trainable variables fn reads),
- * with only x and `consts` kept for the backward pass, which runs fn(x, consts, true). `consts` are tensors fn reads that the caller
- * may dispose after the forward (rotary tables, the attention mask): they are kept alive here and
- * handed to fn again for the recomputation.
+ * with only x and `consts` kept for the backward pass, which runs fn(x, consts, true). `consts`
+ * are tensors fn reads that the caller may dispose after the forward (rotary tables, the attention
+ * mask): they are kept alive here and handed to fn again for the recomputation.
  */
 export function checkpointed(
   tf: typeof tfc,
