@@ -23,6 +23,7 @@
 #include "frozen.h"
 #include "gemm.h"
 #include "grid.h"
+#include "napi_exports.h"
 #include "pointwise.h"
 #include "spawner.h"
 #include "thread_pool.h"
@@ -368,30 +369,20 @@ NAPI_MODULE_INIT() {
   }
   napi_add_env_cleanup_hook(env, Cleanup, nullptr);
 
-  struct Fn {
-    const char* name;
-    napi_callback cb;
-  } fns[] = {
-      {"gemm", Gemm},           {"setThreads", SetThreads}, {"threads", Threads},
-      {"isa", GetIsa},          {"setIsa", SetIsa},         {"detectedIsa", DetectedIsa},
-      {"gridSums", GridSums},
-  };
-  for (const Fn& f : fns) {
-    napi_value fn;
-    if (napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.cb, nullptr, &fn) != napi_ok ||
-        napi_set_named_property(env, exports, f.name, fn) != napi_ok) {
-      return nullptr;
-    }
+  if (!rpv::exportFunctions(env, exports,
+                            {{"gemm", Gemm},
+                             {"setThreads", SetThreads},
+                             {"threads", Threads},
+                             {"isa", GetIsa},
+                             {"setIsa", SetIsa},
+                             {"detectedIsa", DetectedIsa},
+                             {"gridSums", GridSums}})) {
+    return nullptr;
   }
   if (!rpv::registerFrozen(env, exports)) return nullptr;
   if (!rpv::registerPointwise(env, exports)) return nullptr;
   if (!rpv::registerAttention(env, exports)) return nullptr;
-  if (rpv::spawnSupported()) {
-    napi_value fn;
-    if (napi_create_function(env, "spawnFiles", NAPI_AUTO_LENGTH, rpv::SpawnFiles, nullptr, &fn) == napi_ok) {
-      napi_set_named_property(env, exports, "spawnFiles", fn);
-    }
-  }
+  if (rpv::spawnSupported()) rpv::exportFunctions(env, exports, {{"spawnFiles", rpv::SpawnFiles}});
   napi_value count;
   if (napi_create_int32(env, kParamCount, &count) == napi_ok) {
     napi_set_named_property(env, exports, "paramCount", count);

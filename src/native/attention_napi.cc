@@ -9,6 +9,7 @@
 
 #include "attention.h"
 #include "frozen.h"
+#include "napi_exports.h"
 
 namespace rpv {
 
@@ -143,13 +144,7 @@ napi_value Backward(napi_env env, napi_callback_info info) {
 }  // namespace
 
 bool registerAttention(napi_env env, napi_value exports) {
-  napi_value fn;
-  if (napi_create_function(env, "attentionForward", NAPI_AUTO_LENGTH, Forward, nullptr, &fn) != napi_ok ||
-      napi_set_named_property(env, exports, "attentionForward", fn) != napi_ok) {
-    return false;
-  }
-  return napi_create_function(env, "attentionBackward", NAPI_AUTO_LENGTH, Backward, nullptr, &fn) == napi_ok &&
-         napi_set_named_property(env, exports, "attentionBackward", fn) == napi_ok;
+  return exportFunctions(env, exports, {{"attentionForward", Forward}, {"attentionBackward", Backward}});
 }
 
 }  // namespace rpv

@@ -11,6 +11,7 @@
 
 #include "half.h"
 #include "mapped.h"
+#include "napi_exports.h"
 #include "xent.h"
 
 namespace rpv {
@@ -322,21 +323,13 @@ napi_value CrossEntropy(napi_env env, napi_callback_info info) {
 
 bool registerFrozen(napi_env env, napi_value exports) {
   if (!mappingSupported()) return true;  // JS sees no mapFile and keeps weights in tfjs tensors
-  struct Fn {
-    const char* name;
-    napi_callback cb;
-  } fns[] = {
-      {"mapFile", MapFile},         {"unmapFile", UnmapFile},   {"mappedResident", MappedResident},
-      {"frozenMatmul", FrozenMatmul}, {"gatherRows", GatherRows}, {"crossEntropy", CrossEntropy},
-  };
-  for (const Fn& f : fns) {
-    napi_value fn;
-    if (napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.cb, nullptr, &fn) != napi_ok ||
-        napi_set_named_property(env, exports, f.name, fn) != napi_ok) {
-      return false;
-    }
-  }
-  return true;
+  return exportFunctions(env, exports,
+                         {{"mapFile", MapFile},
+                          {"unmapFile", UnmapFile},
+                          {"mappedResident", MappedResident},
+                          {"frozenMatmul", FrozenMatmul},
+                          {"gatherRows", GatherRows},
+                          {"crossEntropy", CrossEntropy}});
 }
 
 }  // namespace rpv

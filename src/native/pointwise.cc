@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "frozen.h"
+#include "napi_exports.h"
 #include "thread_pool.h"
 #include "vmath.h"
 
@@ -160,18 +161,7 @@ napi_value SwigluGrad(napi_env env, napi_callback_info info) {
 }  // namespace
 
 bool registerPointwise(napi_env env, napi_value exports) {
-  const struct {
-    const char* name;
-    napi_callback cb;
-  } fns[] = {{"dropoutScale", DropoutScale}, {"swiglu", Swiglu}, {"swigluGrad", SwigluGrad}};
-  for (const auto& f : fns) {
-    napi_value fn;
-    if (napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.cb, nullptr, &fn) != napi_ok ||
-        napi_set_named_property(env, exports, f.name, fn) != napi_ok) {
-      return false;
-    }
-  }
-  return true;
+  return exportFunctions(env, exports, {{"dropoutScale", DropoutScale}, {"swiglu", Swiglu}, {"swigluGrad", SwigluGrad}});
 }
 
 }  // namespace rpv
