@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
 import { loadNativeAddon } from './addon.js';
-import { floatOffset, heapView, isWasmBackend, type WasmBackendLike } from './wasm-heap.js';
+import { heapOffset, heapView, isWasmBackend, type WasmBackendLike } from './wasm-heap.js';
 
 const FORWARD = 'RpvAttention';
 const BACKWARD = 'RpvAttentionGrad';
@@ -22,13 +22,8 @@ interface Args {
   attrs: NamedAttrMap;
 }
 
-function offsets(backend: WasmBackendLike, tensors: TensorInfo[], kernel: string): number[] {
-  return tensors.map((t, i) => {
-    const off = floatOffset(backend, t);
-    if (off === null || t.dtype !== 'float32') throw new RpvError(`${kernel}: operand ${i} is not a float32 tensor of the wasm heap`);
-    return off;
-  });
-}
+const offsets = (backend: WasmBackendLike, tensors: TensorInfo[], kernel: string): number[] =>
+  tensors.map((t, i) => heapOffset(backend, t, `${kernel}: operand ${i}`));
 
 function forwardKernel({ inputs, backend, attrs }: Args): TensorInfo[] {
   if (!isWasmBackend(backend)) throw new RpvError(`${FORWARD}: needs the wasm backend`);

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
 import { loadNativeAddon } from './addon.js';
-import { floatOffset, heapView, isWasmBackend } from './wasm-heap.js';
+import { heapOffset, heapView, isWasmBackend } from './wasm-heap.js';
 
 const KERNEL = 'RpvDropoutScale';
 
@@ -17,9 +17,8 @@ function kernel({ inputs, backend, attrs }: { inputs: Record<string, TensorInfo>
   const x = inputs.x;
   const out = backend.makeOutput(x.shape, 'float32');
   const heap = heapView(backend);
-  const xOff = floatOffset(backend, x);
-  const outOff = floatOffset(backend, out);
-  if (xOff === null || outOff === null) throw new RpvError(`${KERNEL}: tensors must be float32 in the wasm heap`);
+  const xOff = heapOffset(backend, x, `${KERNEL}: input`);
+  const outOff = heapOffset(backend, out, `${KERNEL}: output`);
   const n = x.shape.reduce((a, b) => a * b, 1);
   loadNativeAddon().addon!.dropoutScale!(heap, xOff, n, attrs.seedMix as number, attrs.threshold as number, attrs.keep as number, outOff);
   return out;

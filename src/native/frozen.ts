@@ -16,7 +16,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
 import { loadNativeAddon, type NativeAddon } from './addon.js';
-import { floatOffset, heapView, isWasmBackend, type WasmBackendLike } from './wasm-heap.js';
+import { heapOffset, heapView, isWasmBackend, type WasmBackendLike } from './wasm-heap.js';
 
 /** Element types the kernels read. */
 export type MappedDType = 'F32' | 'F16' | 'BF16';
@@ -114,11 +114,7 @@ function wasmBackend(backend: unknown, kernel: string): WasmBackendLike {
   return backend;
 }
 
-function offsetOf(backend: WasmBackendLike, t: TensorInfo, what: string): number {
-  const off = floatOffset(backend, t);
-  if (off === null) throw new RpvError(`frozen weights: ${what} is not a float32 tensor of the wasm heap`);
-  return off;
-}
+const offsetOf = (backend: WasmBackendLike, t: TensorInfo, what: string): number => heapOffset(backend, t, `frozen weights: ${what}`);
 
 function frozenMatmulKernel({ inputs, backend, attrs }: KernelArgs): TensorInfo {
   const b = wasmBackend(backend, KERNELS.matmul);

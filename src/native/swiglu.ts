@@ -7,18 +7,17 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
 import { loadNativeAddon } from './addon.js';
-import { floatOffset, heapView, isWasmBackend, type WasmBackendLike } from './wasm-heap.js';
+import { heapOffset, heapView, isWasmBackend, type WasmBackendLike } from './wasm-heap.js';
 
 const FORWARD = 'RpvSwiglu';
 const BACKWARD = 'RpvSwigluGrad';
 
+/** The operands' heap offsets; all must hold as many floats as the first. */
 function offsets(backend: WasmBackendLike, tensors: TensorInfo[], kernel: string): number[] {
   const n = tensors[0].shape.reduce((a, b) => a * b, 1);
   return tensors.map((t, i) => {
-    const off = floatOffset(backend, t);
-    if (off === null || t.dtype !== 'float32') throw new RpvError(`${kernel}: operand ${i} is not a float32 tensor of the wasm heap`);
     if (t.shape.reduce((a, b) => a * b, 1) !== n) throw new RpvError(`${kernel}: operand ${i} has shape [${t.shape}], operand 0 [${tensors[0].shape}]`);
-    return off;
+    return heapOffset(backend, t, `${kernel}: operand ${i}`);
   });
 }
 

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
-import { floatOffset, heapView, isWasmBackend } from './wasm-heap.js';
+import { heapOffset, heapView, isWasmBackend } from './wasm-heap.js';
 
 const KERNEL = 'RpvTakeRows';
 
@@ -17,9 +17,8 @@ function kernel({ inputs, backend, attrs }: { inputs: Record<string, TensorInfo>
   if (x.shape.length !== 2 || x.dtype !== 'float32') throw new RpvError(`${KERNEL}: expects a float32 matrix, got ${x.dtype} [${x.shape}]`);
   const [R, C] = x.shape;
   const out = backend.makeOutput([rows.length, C], 'float32');
-  const xOff = floatOffset(backend, x);
-  const outOff = floatOffset(backend, out);
-  if (xOff === null || outOff === null) throw new RpvError(`${KERNEL}: tensors must be float32 in the wasm heap`);
+  const xOff = heapOffset(backend, x, `${KERNEL}: input`);
+  const outOff = heapOffset(backend, out, `${KERNEL}: output`);
   const heap = heapView(backend);
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i];

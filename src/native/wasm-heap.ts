@@ -7,6 +7,7 @@
  * allocate outputs first (`makeOutput`), then take the view.
  */
 import type { DataType, TensorInfo } from '@tensorflow/tfjs-core';
+import { RpvError } from '../util/errors.js';
 
 interface WasmTensorData {
   memoryOffset: number;
@@ -38,6 +39,16 @@ export function heapView(backend: WasmBackendLike): Float32Array {
     heapF32 = new Float32Array(buffer, 0, buffer.byteLength >>> 2);
   }
   return heapF32;
+}
+
+/**
+ * Float index of a float32 tensor's data in the heap; throws naming `what` (e.g. `RpvSwiglu: operand
+ * 1`) when the tensor is not float32 or not in this heap. What every native kernel reads operands by.
+ */
+export function heapOffset(backend: WasmBackendLike, t: TensorInfo, what: string): number {
+  const off = floatOffset(backend, t);
+  if (off === null || t.dtype !== 'float32') throw new RpvError(`${what} is not a float32 tensor of the wasm heap`);
+  return off;
 }
 
 /** Float index of a tensor's data in the heap, or null when it is not 4-byte aligned (never seen). */
