@@ -64,7 +64,7 @@ beforeAll(async () => {
   openDb = path.join(await tempDir('sec'), 'open.duckdb');
   const common = { answers: [{ system: SYSTEM_A, file: answers }], mediaRoot: fx.exportDir, shards: fx.shards, seed: 's', port: 0, log: (line: string) => logged.push(line) };
   open = await serveRatings({ ...common, db: openDb });
-  named = await serveRatings({ ...common, db: path.join(await tempDir('sec'), 'named.duckdb'), raters: ['alice', 'bob'] });
+  named = await serveRatings({ ...common, db: path.join(await tempDir('sec'), 'named.duckdb'), raters: ['alice', 'bob'], allowHosts: ['rate.lab.example'] });
 }, 120_000);
 
 afterAll(async () => {
@@ -107,6 +107,9 @@ describe('rpv rate serve: requests that do not come from its own page', () => {
       const res = await send(open, 'GET', '/api/progress?rater=alice', { host });
       expect([host, res.status, res.json.done]).toEqual([host, 200, 0]);
     }
+    // A name given with --allow-host (a DNS name of the machine, a proxy's).
+    expect((await send(named, 'GET', '/api/config', { host: `rate.lab.example:${named.server.port}` })).status).toBe(200);
+    expect((await send(open, 'GET', '/api/config', { host: `rate.lab.example:${port}` })).status).toBe(421);
   });
 
   it("refuses another Origin and the browser's cross-site requests, and lets its own page through", async () => {
