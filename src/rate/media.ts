@@ -121,7 +121,8 @@ export class MediaResolver {
       files.set(item.id, r);
       if ((r.kind === 'video' || r.kind === 'image') && !(await isFile(path.join(root!, r.rel)))) missing.add(item.id);
     }
-    const wantsFrames = items.some((i) => i.videoId !== null && (missing.has(i.id) || (!files.has(i.id) && !exported.has(i.videoId))));
+    const playable = (id: string) => files.get(id)?.kind === 'video' || files.get(id)?.kind === 'image';
+    const wantsFrames = items.some((i) => i.videoId !== null && (missing.has(i.id) || !playable(i.id)));
     if (resolver.shardDir && wantsFrames) await resolver.indexShards();
     for (const item of items) resolver.byItem.set(item.id, resolver.resolve(item, files.get(item.id) ?? null, missing.has(item.id)));
     return resolver;
@@ -148,7 +149,8 @@ export class MediaResolver {
       const shards = this.shardDir && item.videoId !== null ? `, and video_id '${item.videoId}' is not in --shards` : this.shardDir ? ' (no video_id to find its frames in --shards)' : '';
       return { kind: 'none', problem: `${file.kind} ${file.rel} not found under the media root${shards}`, shown: `the ${file.kind} file is missing on the server` };
     }
-    if (file !== null) return file;
+    // Without --media-root there is no file to play: the shards' frames are what there is.
+    if (file !== null && !(inShards && !this.root)) return file;
     if (inShards) return { kind: 'frames', videoId: item.videoId! };
     if (item.videoId !== null) {
       const where = [this.root ? 'the export' : null, this.shardDir ? 'the shards' : null].filter(Boolean).join(' or ');
