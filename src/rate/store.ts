@@ -102,6 +102,8 @@ export class RatingStore {
   private key = '';
   /** Statements run one at a time, in arrival order. */
   private tail: Promise<unknown> = Promise.resolve();
+  /** Ratings stored per rater, counted on the rater's first rating of this run (the file is this process's alone). */
+  private readonly raterCounts = new Map<string, number>();
 
   private constructor(file: string, instance: DuckDBInstance, connection: DuckDBConnection) {
     this.file = file;
@@ -168,8 +170,9 @@ export class RatingStore {
 
   /**
    * Store a rating; resolves once it is committed (in the fsynced write-ahead log), with its `seq`
-   * and its `raterSeq`, the count of the rater's ratings up to it (statements run one at a time, so
-   * no other rating comes between the insert and the count).
+   * and its `raterSeq`, the count of the rater's ratings up to it: counted in the file at the
+   * rater's first rating of this run, then kept in memory (statements run one at a time, and no
+   * other process can write the file while this one holds it).
    */
   async add(rating: NewRating): Promise<StoredRating> {
     const time = new Date().toISOString();
@@ -179,8 +182,13 @@ export class RatingStore {
         [rating.rater, rating.item, rating.metric, rating.system, rating.kind, rating.score, rating.choice, rating.label, time],
       );
       const seq = Number(inserted.getRows()[0]![0]);
-      const counted = await this.connection.runAndReadAll('SELECT count(*) FROM ratings WHERE rater = $1 AND seq <= $2', [rating.rater, seq]);
-      return { ...rating, seq, raterSeq: Number(counted.getRows()[0]![0]), time };
+      let raterSeq = this.raterCounts.get(rating.rater);
+      if (raterSeq === undefined) {
+        const counted = await this.connection.runAndReadAll('SELECT count(*) FROM ratings WHERE rater = $1 AND seq <= $2', [rating.rater, seq]);
+        raterSeq = Number(counted.getRows()[0]![0]);
+      } else raterSeq++;
+      this.raterCounts.set(rating.rater, raterSeq);
+      return { ...rating, seq, raterSeq, time };
     });
   }
 
