@@ -209,7 +209,7 @@ for (const name of Object.keys(engines)) {
   const times: number[] = [];
   for (let i = 0; i < N; i++) {
     const a = performance.now();
-    const res = await fetch(new URL('/api/ratings', service.url), { method: 'POST', body: JSON.stringify({ rater: 'alice', item: `q${i % 50}`, metric: 'Tone Consistency', score: (i % 10) + 1 }) });
+    const res = await fetch(new URL('/api/ratings', service.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ rater: 'alice', item: `q${i % 50}`, metric: 'Tone Consistency', score: (i % 10) + 1 }) });
     if (res.status !== 200) throw new Error(await res.text());
     await res.json();
     times.push(performance.now() - a);

@@ -6,6 +6,7 @@ interface ServeArgs {
   db: string;
   port: number;
   host: string;
+  'allow-host'?: string[];
   'media-root'?: string;
   shards?: string;
   metrics?: 'video2roleplay' | 'mmrole';
@@ -23,10 +24,11 @@ const serve: CommandModule<object, ServeArgs> = {
       .option('db', { type: 'string', demandOption: true, describe: 'Ratings database (DuckDB file; created when missing, resumed otherwise)' })
       .option('port', { type: 'number', default: 8765, describe: 'Port (0: any free port)' })
       .option('host', { type: 'string', default: '127.0.0.1', describe: 'Address to listen on; beyond loopback every rater needs a token (--raters)' })
+      .option('allow-host', { type: 'string', array: true, describe: 'More names raters reach the server by (a DNS name, a proxy): requests for any other Host are refused' })
       .option('media-root', { type: 'string', describe: "The export folder the items' videos (and images) are served from" })
       .option('shards', { type: 'string', describe: "Shard folder: show an item's sampled frames when there is no video" })
       .option('metrics', { type: 'string', choices: ['video2roleplay', 'mmrole'], describe: 'Metric set (default video2roleplay; kept with the database)' })
-      .option('raters', { type: 'string', array: true, describe: 'Rater names to make personal links (tokens) for: --raters alice bob' })
+      .option('raters', { type: 'string', array: true, describe: 'Rater names to make personal links (tokens) for: --raters alice bob; tokens are then required, on loopback too' })
       .option('seed', { type: 'string', describe: 'Seed of the blind item and answer orders (default: random, kept with the database)' })
       .option('pairwise', { type: 'boolean', describe: 'Rate items with two answers as A / B / tie (default; --no-pairwise scores each answer 1-10)' })
       .example('rpv rate serve runs/demo/eval/answers.json --db ratings.duckdb --media-root .work/demo/export', 'Rate one system, videos from the export')
@@ -40,6 +42,7 @@ const serve: CommandModule<object, ServeArgs> = {
       answers: args.answers.map(parseAnswersSource),
       db: args.db,
       host: args.host,
+      allowHosts: args['allow-host'],
       port: args.port,
       mediaRoot: args['media-root'] ?? null,
       shards: args.shards ?? null,
@@ -57,9 +60,10 @@ const serve: CommandModule<object, ServeArgs> = {
         (items.skipped.length > 0 ? `; ${items.skipped.length} skipped (${items.skipped[0]!.reason}: ${items.skipped.map((s) => s.id).slice(0, 5).join(', ')}${items.skipped.length > 5 ? ', ...' : ''})` : ''),
     );
     out(`rate: ${args.db}: ${service.stored} ratings so far; metrics ${session.metricSet.name} (${session.metricSet.metrics.length})`);
+    for (const w of service.warnings) process.stderr.write(`${w}\n`);
     for (const p of service.mediaProblems.slice(0, 10)) out(`rate: item ${p.id}: no video: ${p.problem}`);
     if (service.mediaProblems.length > 10) out(`rate: ... and ${service.mediaProblems.length - 10} more items without video`);
-    out(`rate: open ${service.url}${service.requireTokens ? ' with a rater link (token required off loopback)' : ' and give your name'}`);
+    out(`rate: open ${service.url}${service.requireTokens ? ' with a rater link (tokens required)' : ' and give your name'}`);
     for (const r of service.raterLinks) out(`  ${r.name}  ${r.url}`);
     out('Ctrl-C stops the server; every rating the page showed as saved is already on disk.');
     await new Promise<void>((resolve) => {
@@ -115,7 +119,7 @@ const exportCommand: CommandModule<object, ExportArgs> = {
     const raters = Object.entries(result.raters).map(([n, c]) => `${n} ${c}`).join(', ');
     process.stderr.write(
       `rate export: ${result.rows.length} ratings${args.history ? ' (history)' : ''} of ${Object.keys(result.raters).length} raters${raters ? ` (${raters})` : ''}; ` +
-        `${result.stored} stored in all${written.length ? `; wrote ${written.join(', ')}` : ''}\n`,
+        `${result.stored} stored in all${result.server ? ` (read through the running rpv rate serve, process ${result.server.pid})` : ''}${written.length ? `; wrote ${written.join(', ')}` : ''}\n`,
     );
   },
 };

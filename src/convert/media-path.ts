@@ -24,7 +24,8 @@ export function mediaPathProblem(video: string): string | null {
 /** Does `target` (a real path) lie inside `root` (a real path)? */
 export function insideRoot(root: string, target: string): boolean {
   const rel = path.relative(root, target);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+  // `..x.mp4` is a file name inside the root; only `..` as a whole path segment leaves it.
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
 }
 
 /**

@@ -12,6 +12,12 @@ import type { RatingKind, StoredRating } from './store.js';
  * `rater,item,metric,score` are required when reading, so ratings collected elsewhere can be
  * analysed too (rows without `kind` are pairwise when `score` is not a number). RFC 4180 quoting,
  * UTF-8.
+ *
+ * Spreadsheets run a cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return as a
+ * formula (a rater named `=cmd|' /C calc'!A1` would run on the analyst's machine), so such a cell is
+ * written with a `'` before it, as OWASP's CSV-injection guidance says; a value that already starts
+ * with `'` before one of them gets one more. Reading takes that one `'` off again, so a file
+ * round-trips exactly.
  */
 
 export const RATINGS_CSV_COLUMNS = ['rater', 'item', 'metric', 'score', 'system', 'time', 'kind'] as const;
@@ -36,7 +42,21 @@ export function ratingRow(r: StoredRating): RatingRow {
   return { rater: r.rater, item: r.item, metric: r.metric, score: r.kind === 'pairwise' ? r.choice! : r.score!, system: r.system, time: r.time, kind: r.kind };
 }
 
-function field(v: string): string {
+/** A value a spreadsheet would take as a formula, behind any quotes added before (see above). */
+const FORMULA_START = /^'*[=+\-@\t\r]/;
+
+/** `=1+2` -> `'=1+2`: the cell as spreadsheet tools show it, never run. */
+export function escapeCsvFormula(v: string): string {
+  return FORMULA_START.test(v) ? `'${v}` : v;
+}
+
+/** The inverse of `escapeCsvFormula`. */
+export function unescapeCsvFormula(v: string): string {
+  return v.startsWith("'") && FORMULA_START.test(v) ? v.slice(1) : v;
+}
+
+function field(raw: string): string {
+  const v = escapeCsvFormula(raw);
   return /[",\r\n]/.test(v) || /^\s|\s$/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
 }
 
@@ -122,7 +142,7 @@ export async function readRatingsCsv(file: string): Promise<RatingRow[]> {
   const rows: RatingRow[] = [];
   for (const { line, fields } of records.slice(1)) {
     if (fields.length !== header.length) throw new RpvError(`rate: ${file} line ${line}: ${fields.length} fields, the header has ${header.length}`);
-    const get = (name: string) => (col(name) < 0 ? '' : fields[col(name)]!.trim());
+    const get = (name: string) => (col(name) < 0 ? '' : unescapeCsvFormula(fields[col(name)]!.trim()));
     for (const name of ['rater', 'item', 'metric', 'score']) if (get(name) === '') throw new RpvError(`rate: ${file} line ${line}: empty ${name}`);
     const raw = get('score');
     const number = Number(raw);

@@ -16,8 +16,13 @@ import { RateRequestError } from './session.js';
  *    (any input format `rpv convert` reads), when `--media-root` is an export;
  * 3. the sampled frames of the `video_id` row in `--shards`: for rpv's `grid` encoder, each frame's
  *    cell colours (a coarse picture of the frame); other encoders' features are not pictures.
+ *    Also when 1. or 2. names a file that is missing at start (`fallbacks` lists those items, for
+ *    the warning `rpv rate serve` prints).
  * Media paths pass the checks `rpv convert` applies (`src/convert/media-path.ts`): relative,
  * nothing outside the media root, no symlink out of it (checked again at every request).
+ *
+ * What raters are told never holds a path of the server's disk: a refused or missing file is
+ * described to them in words, and its path goes to the server's output (`problem`, `log`) only.
  */
 
 export interface MediaOptions {
@@ -25,14 +30,23 @@ export interface MediaOptions {
   mediaRoot?: string | null;
   /** A shard folder (with index.json) to show frames from when there is no video. */
   shards?: string | null;
+  /** Where refusals with their paths are written (never sent to raters). Default: stderr. */
+  log?: (line: string) => void;
 }
 
 export type MediaKind = 'video' | 'image' | 'frames' | 'none';
 
 export interface MediaInfo {
   kind: MediaKind;
-  /** Why there is nothing to show (a refused path, a missing video id), when kind is `none`. */
+  /** Why there is nothing to show, in words for the rater (no paths), when kind is `none`. */
   problem?: string;
+}
+
+/** An item whose media file is missing, shown with its frames from the shards instead. */
+export interface MediaFallback {
+  id: string;
+  /** The missing file, relative to the media root. */
+  file: string;
 }
 
 export interface FramesView {
@@ -62,7 +76,8 @@ const CONTENT_TYPES: Record<string, string> = {
   '.bmp': 'image/bmp',
 };
 
-type Resolved = { kind: 'video' | 'image'; rel: string } | { kind: 'frames'; videoId: string } | { kind: 'none'; problem: string | null };
+/** `problem`: for the server's output (may name paths); `shown`: for the rater. */
+type Resolved = { kind: 'video' | 'image'; rel: string } | { kind: 'frames'; videoId: string } | { kind: 'none'; problem: string | null; shown: string | null };
 
 export class MediaResolver {
   private readonly root: string | null;
@@ -72,11 +87,15 @@ export class MediaResolver {
   private readonly shardOfVideo = new Map<string, string>();
   private encoder = '';
   private cached: { file: string; rows: VideoRow[] } | null = null;
+  private readonly log: (line: string) => void;
+  /** Items whose file is missing, shown with their frames from the shards. */
+  readonly fallbacks: MediaFallback[] = [];
 
-  private constructor(root: string | null, realRoot: string | null, shardDir: string | null) {
+  private constructor(root: string | null, realRoot: string | null, shardDir: string | null, log: (line: string) => void) {
     this.root = root;
     this.realRoot = realRoot;
     this.shardDir = shardDir;
+    this.log = log;
   }
 
   /** Resolve every item's media once (reading the export's annotations and the shard index if needed). */
@@ -90,29 +109,55 @@ export class MediaResolver {
         throw new RpvError(`rate: --media-root ${options.mediaRoot}: ${errorMessage(err)}`);
       }
     }
-    const resolver = new MediaResolver(root, realRoot, options.shards ? path.resolve(options.shards) : null);
+    const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+    const resolver = new MediaResolver(root, realRoot, options.shards ? path.resolve(options.shards) : null, log);
     const needsExport = items.filter((i) => i.video === null && i.image === null && i.videoId !== null);
     const exported = root && needsExport.length > 0 ? await exportVideos(root) : new Map<string, string>();
-    if (resolver.shardDir && needsExport.some((i) => !exported.has(i.videoId!))) await resolver.indexShards();
-    for (const item of items) resolver.byItem.set(item.id, resolver.resolve(item, exported));
+    const files = new Map<string, Resolved>();
+    const missing = new Set<string>();
+    for (const item of items) {
+      const r = resolver.resolveFile(item, exported);
+      if (!r) continue;
+      files.set(item.id, r);
+      if ((r.kind === 'video' || r.kind === 'image') && !(await isFile(path.join(root!, r.rel)))) missing.add(item.id);
+    }
+    const playable = (id: string) => files.get(id)?.kind === 'video' || files.get(id)?.kind === 'image';
+    const wantsFrames = items.some((i) => i.videoId !== null && (missing.has(i.id) || !playable(i.id)));
+    if (resolver.shardDir && wantsFrames) await resolver.indexShards();
+    for (const item of items) resolver.byItem.set(item.id, resolver.resolve(item, files.get(item.id) ?? null, missing.has(item.id)));
     return resolver;
   }
 
-  private resolve(item: RateItem, exported: Map<string, string>): Resolved {
+  /** The item's video or image file, as a path under the root, or why it may not be used; null without one. */
+  private resolveFile(item: RateItem, exported: Map<string, string>): Resolved | null {
     const file = item.video ?? item.image ?? (item.videoId !== null ? (exported.get(item.videoId) ?? null) : null);
-    if (file !== null) {
-      const kind = item.video === null && item.image !== null ? 'image' : 'video';
-      if (!this.root) return { kind: 'none', problem: `${kind} ${file}: no --media-root given` };
-      const problem = mediaPathProblem(file);
-      if (problem) return { kind: 'none', problem };
-      return { kind, rel: normaliseMediaPath(file) };
+    if (file === null) return null;
+    const kind = item.video === null && item.image !== null ? 'image' : 'video';
+    if (!this.root) return { kind: 'none', problem: `${kind} ${file}: no --media-root given`, shown: `the server was started without --media-root, so it has no ${kind}s` };
+    const problem = mediaPathProblem(file);
+    if (problem) return { kind: 'none', problem, shown: `the ${kind}'s path is refused: it leads out of the media root` };
+    return { kind, rel: normaliseMediaPath(file) };
+  }
+
+  private resolve(item: RateItem, file: Resolved | null, missing: boolean): Resolved {
+    const inShards = item.videoId !== null && this.shardOfVideo.has(item.videoId);
+    if (file !== null && missing && file.kind !== 'none' && file.kind !== 'frames') {
+      if (inShards) {
+        this.fallbacks.push({ id: item.id, file: file.rel });
+        return { kind: 'frames', videoId: item.videoId! };
+      }
+      const shards = this.shardDir && item.videoId !== null ? `, and video_id '${item.videoId}' is not in --shards` : this.shardDir ? ' (no video_id to find its frames in --shards)' : '';
+      return { kind: 'none', problem: `${file.kind} ${file.rel} not found under the media root${shards}`, shown: `the ${file.kind} file is missing on the server` };
     }
-    if (item.videoId !== null && this.shardOfVideo.has(item.videoId)) return { kind: 'frames', videoId: item.videoId };
+    // Without --media-root there is no file to play: the shards' frames are what there is.
+    if (file !== null && !(inShards && !this.root)) return file;
+    if (inShards) return { kind: 'frames', videoId: item.videoId! };
     if (item.videoId !== null) {
       const where = [this.root ? 'the export' : null, this.shardDir ? 'the shards' : null].filter(Boolean).join(' or ');
-      return { kind: 'none', problem: where ? `video_id '${item.videoId}' is not in ${where}` : null };
+      const problem = where ? `video_id '${item.videoId}' is not in ${where}` : null;
+      return { kind: 'none', problem, shown: problem };
     }
-    return { kind: 'none', problem: null };
+    return { kind: 'none', problem: null, shown: null };
   }
 
   private async indexShards(): Promise<void> {
@@ -127,14 +172,25 @@ export class MediaResolver {
 
   /** What the page may show for an item (no file paths). */
   info(item: RateItem): MediaInfo {
-    const r = this.byItem.get(item.id) ?? { kind: 'none', problem: null };
-    return r.kind === 'none' ? { kind: 'none', ...(r.problem ? { problem: r.problem } : {}) } : { kind: r.kind };
+    const r = this.byItem.get(item.id) ?? { kind: 'none', problem: null, shown: null };
+    return r.kind === 'none' ? { kind: 'none', ...(r.shown ? { problem: r.shown } : {}) } : { kind: r.kind };
   }
 
-  /** The item's video or image file, checked again now: 403 when it leads out of the root, 404 when missing. */
+  /** Why the item has nothing to show, for the server's output (paths included); null when it has. */
+  problem(item: RateItem): string | null {
+    const r = this.byItem.get(item.id);
+    return r?.kind === 'none' ? r.problem : null;
+  }
+
+  /**
+   * The item's video or image file, checked again now: 403 when it leads out of the root, 404 when
+   * missing. The rater is told what happened, the server's log where.
+   */
   async file(item: RateItem): Promise<{ file: string; size: number; contentType: string }> {
     const r = this.byItem.get(item.id);
-    if (!r || (r.kind !== 'video' && r.kind !== 'image')) throw new RateRequestError(404, `item '${item.id}' has no ${r?.kind === 'frames' ? 'video file (frames only)' : 'video'}${r?.kind === 'none' && r.problem ? `: ${r.problem}` : ''}`);
+    if (!r || (r.kind !== 'video' && r.kind !== 'image')) {
+      throw new RateRequestError(404, `item '${item.id}' has no ${r?.kind === 'frames' ? 'video file (frames only)' : 'video'}${r?.kind === 'none' && r.shown ? `: ${r.shown}` : ''}`);
+    }
     const file = path.join(this.root!, r.rel);
     let real: string | null = null;
     try {
@@ -143,9 +199,15 @@ export class MediaResolver {
       real = null;
     }
     const escape = symlinkProblem(this.realRoot!, r.rel, real);
-    if (escape) throw new RateRequestError(403, escape);
+    if (escape) {
+      this.log(`rate: item ${item.id}: refused: ${escape}`);
+      throw new RateRequestError(403, `item '${item.id}': the ${r.kind} is refused: it is a symlink that leads out of the media root (the server's output says where)`);
+    }
     const stat = real === null ? null : await fs.stat(real).catch(() => null);
-    if (!stat || !stat.isFile()) throw new RateRequestError(404, `${r.kind} ${r.rel} not found under the media root`);
+    if (!stat || !stat.isFile()) {
+      this.log(`rate: item ${item.id}: ${r.kind} ${r.rel} not found under the media root ${this.root}`);
+      throw new RateRequestError(404, `item '${item.id}': the ${r.kind} file is missing on the server`);
+    }
     return { file: real!, size: stat.size, contentType: CONTENT_TYPES[path.extname(r.rel).toLowerCase()] ?? 'application/octet-stream' };
   }
 
@@ -158,6 +220,12 @@ export class MediaResolver {
     const row = this.cached.rows.find((x) => x.video_id === r.videoId)!;
     return framesView(row, this.encoder);
   }
+}
+
+/** Whether `file` is a regular file (symlinks followed: where one leads is checked when served). */
+async function isFile(file: string): Promise<boolean> {
+  const stat = await fs.stat(file).catch(() => null);
+  return stat !== null && stat.isFile();
 }
 
 /** id -> video path of every record of the export at `root` (empty when `root` is no export rpv reads). */

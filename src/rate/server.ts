@@ -1,6 +1,8 @@
+import { timingSafeEqual } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import { errorMessage } from '../util/errors.js';
 import type { MediaResolver } from './media.js';
 import { PAGE_CSS, PAGE_HTML, PAGE_JS } from './page.js';
@@ -18,9 +20,20 @@ import { RateRequestError, SCORE_MAX, SCORE_MIN, checkRaterName, type RateSessio
  * | `POST /api/ratings` | `{rater, item, metric, score, answer?}`: 200 once committed; 4xx with `{error}`, nothing stored |
  * | `GET /api/media?item=` | the item's video or image (byte ranges, for seeking) |
  * | `GET /api/frames?item=` | the item's sampled frames from the shards, as colour grids |
+ * | `GET /api/export?history=` | every rating, for `rpv rate export` while the server holds the file (export token only) |
  *
- * A rater is named by `rater` (loopback only) or by a token (`Authorization: Bearer <token>` or
- * `?token=`), which is required when the server listens beyond loopback. No response names a system.
+ * A rater is named by `rater` (loopback, no `--raters`) or by a token (`Authorization: Bearer
+ * <token>` or `?token=`), required when the server has raters with tokens or listens beyond
+ * loopback. No response to a rater names a system.
+ *
+ * Only this server's own page may use it: every request must carry a `Host` this server answers to
+ * (its address and port; `localhost` on loopback; also the machine's names and addresses on a
+ * wildcard address), else 421 and nothing else, which stops DNS rebinding (a page of
+ * `evil.example` whose name turns into 127.0.0.1). A request with an `Origin` must come from
+ * `http://<its Host>`, and an API request a browser marks `Sec-Fetch-Site: cross-site` or
+ * `same-site` is refused (403), which stops other sites' pages reading or writing through the
+ * rater's browser. Ratings are taken only as `application/json` (415 otherwise): a cross-site
+ * form or `no-cors` fetch can only send `text/plain`, form or multipart bodies.
  */
 
 export interface RateServerOptions {
@@ -38,11 +51,17 @@ export interface RateServerOptions {
   maxBodyBytes?: number;
   /** Server-side errors (not refused requests). Default: stderr. */
   log?: (line: string) => void;
+  /** More names the server is reached by (`rate.lab.example`, a proxy's), for the Host check. */
+  allowedHosts?: readonly string[];
+  /** `GET /api/export`: what it returns, for the bearer of `token` only. */
+  exporter?: { token: string; run: (history: boolean) => Promise<unknown> };
 }
 
 export interface RateServer {
   url: string;
   port: number;
+  /** Host names (`127.0.0.1:8765`) the server answers to. */
+  hosts: ReadonlySet<string>;
   close(): Promise<void>;
 }
 
@@ -92,6 +111,29 @@ async function readJsonBody(req: IncomingMessage, limit: number): Promise<unknow
   }
 }
 
+/** `Evil.Example.:80` -> `evil.example:80`; `[::1]` -> `[::1]:80` (the port a browser leaves out). */
+function normaliseHost(host: string): string {
+  const m = /^(\[[^\]]*\]|[^:]*)(?::(\d+))?$/.exec(host.trim().toLowerCase());
+  if (!m) return host.trim().toLowerCase();
+  return `${m[1]!.replace(/\.$/, '')}:${m[2] ?? '80'}`;
+}
+
+/** The host:port names a server bound to `address:port` answers to. */
+function serverHosts(address: string, family: string, port: number, wildcard: boolean, extra: readonly string[]): Set<string> {
+  const names = new Set<string>();
+  const bracket = (a: string) => (a.includes(':') ? `[${a}]` : a);
+  names.add(bracket(address));
+  if (wildcard || isLoopbackHost(address)) ['localhost', '127.0.0.1', '[::1]'].forEach((n) => names.add(n));
+  if (!isLoopbackHost(address)) names.add(os.hostname());
+  if (wildcard) {
+    for (const list of Object.values(os.networkInterfaces())) {
+      for (const a of list ?? []) if (family === 'IPv6' || a.family === 'IPv4') names.add(bracket(a.address.replace(/%.*$/, '')));
+    }
+  }
+  for (const name of extra) names.add(name.includes(':') && !name.startsWith('[') ? `[${name}]` : name);
+  return new Set([...names].map((n) => normaliseHost(`${n}:${port}`)));
+}
+
 /** Parse `bytes=a-b` against a file size; null for no range, 'bad' when unsatisfiable. */
 function byteRange(header: string | undefined, size: number): { start: number; end: number } | null | 'bad' {
   if (!header) return null;
@@ -113,6 +155,32 @@ export async function startRateServer(options: RateServerOptions): Promise<RateS
   const { session, media, host = '127.0.0.1', port = 0, maxBodyBytes = 16 * 1024, log = (line) => process.stderr.write(`${line}\n`) } = options;
   const requireTokens = options.requireTokens ?? !isLoopbackHost(host);
   const tokens = options.tokens ?? new Map<string, string>();
+  let hosts = new Set<string>();
+
+  /**
+   * Refuse what this server's own page would not send: another Host (DNS rebinding), another
+   * Origin, a cross-site API request (the browser's Sec-Fetch-Site).
+   */
+  const checkSource = (req: IncomingMessage, url: URL): void => {
+    const hostHeader = req.headers.host;
+    if (!hostHeader || !hosts.has(normaliseHost(hostHeader))) {
+      throw new RateRequestError(421, `host '${hostHeader ?? ''}' is not this server's address: open the link \`rpv rate serve\` printed (another name for this server needs --allow-host)`);
+    }
+    const origin = req.headers.origin;
+    if (origin !== undefined) {
+      let same = false;
+      try {
+        same = new URL(origin).origin === new URL(`http://${hostHeader}`).origin;
+      } catch {
+        same = false;
+      }
+      if (!same) throw new RateRequestError(403, `cross-origin request from ${origin} refused: only this server's own rating page may send it`);
+    }
+    const site = req.headers['sec-fetch-site'];
+    if (url.pathname.startsWith('/api/') && (site === 'cross-site' || site === 'same-site')) {
+      throw new RateRequestError(403, `${site} request refused: only this server's own rating page may call its API`);
+    }
+  };
 
   /** The rater a request speaks for: its token's, or the name it gives (loopback only). */
   const identify = (req: IncomingMessage, url: URL, claimed: unknown): string => {
@@ -138,6 +206,7 @@ export async function startRateServer(options: RateServerOptions): Promise<RateS
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://rate.local');
+    checkSource(req, url);
     const route = `${req.method} ${url.pathname}`;
     switch (route) {
       case 'GET /':
@@ -164,6 +233,10 @@ export async function startRateServer(options: RateServerOptions): Promise<RateS
         return sendJson(res, 200, { ...(await session.view(rater, item.id)), media: media.info(item) });
       }
       case 'POST /api/ratings': {
+        const type = req.headers['content-type'];
+        if (type?.split(';')[0]!.trim().toLowerCase() !== 'application/json') {
+          throw new RateRequestError(415, `ratings are taken only as application/json, not ${type ?? 'a body without content-type'}: the rating page sends them so, a form or a page of another site cannot`);
+        }
         const body = await readJsonBody(req, maxBodyBytes);
         if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new RateRequestError(400, 'expected a JSON object {rater, item, metric, score}');
         const rater = identify(req, url, (body as Record<string, unknown>).rater);
@@ -196,6 +269,15 @@ export async function startRateServer(options: RateServerOptions): Promise<RateS
         if (requireTokens) identify(req, url, undefined);
         return sendJson(res, 200, await media.frames(itemParam(url)));
       }
+      case 'GET /api/export': {
+        const exporter = options.exporter;
+        const given = Buffer.from(/^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '');
+        const wanted = Buffer.from(exporter?.token ?? '');
+        if (!exporter || given.length !== wanted.length || !timingSafeEqual(given, wanted)) {
+          throw new RateRequestError(403, 'export: only `rpv rate export` on the server\'s machine may export (with the token the server keeps beside its database)');
+        }
+        return sendJson(res, 200, await exporter.run(url.searchParams.get('history') === 'true'));
+      }
       default:
         throw new RateRequestError(['GET', 'HEAD', 'POST'].includes(req.method ?? '') ? 404 : 405, `no such route: ${req.method} ${url.pathname}`);
     }
@@ -211,8 +293,9 @@ export async function startRateServer(options: RateServerOptions): Promise<RateS
         if (err.status === 413) req.resume();
         return;
       }
+      // The details (often a path of the server's disk) go to the server's output only.
       log(`rate: ${req.method} ${req.url}: ${err instanceof Error && err.stack ? err.stack : errorMessage(err)}`);
-      sendJson(res, 500, { error: `internal error: ${errorMessage(err)}` });
+      sendJson(res, 500, { error: "internal error: the server's output has the details" });
     });
   });
   await new Promise<void>((resolve, reject) => {
@@ -221,9 +304,11 @@ export async function startRateServer(options: RateServerOptions): Promise<RateS
   });
   const address = server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  hosts = serverHosts(address.address, address.family, address.port, address.address === '0.0.0.0' || address.address === '::', options.allowedHosts ?? []);
   return {
     url: `http://${shownHost}:${address.port}/`,
     port: address.port,
+    hosts,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -65,6 +65,7 @@ export interface ItemView {
 
 export interface SavedView {
   saved: true;
+  /** The rating's number among this rater's ratings (changes included): others' are not counted. */
   seq: number;
   time: string;
   item: string;
@@ -73,13 +74,39 @@ export interface SavedView {
   answer?: string;
 }
 
-/** A rater name as typed on the page or given on the command line: 1–64 characters, no control characters. */
+/**
+ * Characters a rater name may not hold, each class with why: names are shown to people, written
+ * into CSV files and compared as strings, so what a name looks like must be what it is.
+ */
+const NAME_REFUSALS: { pattern: RegExp; what: string; why: string }[] = [
+  // eslint-disable-next-line no-control-regex
+  { pattern: /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/u, what: 'control characters', why: 'they break the lines and files the name is written to' },
+  { pattern: /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u, what: 'bidirectional controls', why: 'they reorder how the name and the text around it are shown' },
+  { pattern: /[\u200b-\u200d\u2060\ufeff]/u, what: 'zero-width characters', why: 'two names that look the same would be different raters' },
+];
+
+/** `U+202E` for a code point. */
+const codePoint = (ch: string) => `U+${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+
+/** The name with every character a name may not hold written as `<U+202E>`, for messages. */
+export function visibleRaterName(name: string): string {
+  return [...name].map((ch) => (NAME_REFUSALS.some((r) => r.pattern.test(ch)) ? `<${codePoint(ch)}>` : ch)).join('');
+}
+
+/**
+ * A rater name as typed on the page or given on the command line: 1–64 characters, no control,
+ * bidirectional or zero-width characters (checked before the spaces around it are trimmed, since
+ * `trim` would silently drop a U+FEFF).
+ */
 export function checkRaterName(name: unknown): string {
   if (typeof name !== 'string' || name.trim() === '') throw new RateRequestError(400, 'rater: expected a name');
+  const chars = [...name];
+  for (const { pattern, what, why } of NAME_REFUSALS) {
+    const at = chars.findIndex((ch) => pattern.test(ch));
+    if (at >= 0) throw new RateRequestError(400, `rater: ${what} are not allowed in names (${codePoint(chars[at]!)} at character ${at + 1}): ${why}`);
+  }
   const trimmed = name.trim();
   if (trimmed.length > MAX_RATER_NAME) throw new RateRequestError(400, `rater: names are at most ${MAX_RATER_NAME} characters`);
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(trimmed)) throw new RateRequestError(400, 'rater: control characters are not allowed in names');
   return trimmed;
 }
 
@@ -212,7 +239,7 @@ export class RateSession {
     const stored = await this.store.add(rating);
     return {
       saved: true,
-      seq: stored.seq,
+      seq: stored.raterSeq!,
       time: stored.time,
       item: item.id,
       metric: rating.metric,

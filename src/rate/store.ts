@@ -16,7 +16,8 @@ import { RpvError, errorMessage } from '../util/errors.js';
  *   (metric set, seed), which later sessions on the same file must keep.
  *
  * DuckDB lets one process open a file for writing; a second one gets a clear error naming the
- * process that holds it.
+ * process that holds it (`RatingStoreBusyError`; `rpv rate export` then asks the server that holds
+ * it, see `export.ts`).
  */
 
 export const RATINGS_FORMAT = 'rpv-ratings';
@@ -42,6 +43,8 @@ export interface NewRating {
 export interface StoredRating extends NewRating {
   /** Order of arrival; the highest per (rater, item, metric, system) is the current rating. */
   seq: number;
+  /** The rating's number among its rater's ratings (1, 2, ...): what the rater is shown. */
+  raterSeq?: number;
   /** ISO 8601, UTC, when the server stored it. */
   time: string;
 }
@@ -77,6 +80,16 @@ function fileKey(file: string): string {
   }
 }
 
+/** The file is open in another process (or a server of this one); `pid` names the holder. */
+export class RatingStoreBusyError extends RpvError {
+  readonly pid: number;
+  constructor(message: string, pid: number) {
+    super(message);
+    this.name = 'RatingStoreBusyError';
+    this.pid = pid;
+  }
+}
+
 export interface OpenRatingStoreOptions {
   /** Create the file when missing (serve). Default false: a missing file is an error (export). */
   create?: boolean;
@@ -89,6 +102,8 @@ export class RatingStore {
   private key = '';
   /** Statements run one at a time, in arrival order. */
   private tail: Promise<unknown> = Promise.resolve();
+  /** Ratings stored per rater, counted on the rater's first rating of this run (the file is this process's alone). */
+  private readonly raterCounts = new Map<string, number>();
 
   private constructor(file: string, instance: DuckDBInstance, connection: DuckDBConnection) {
     this.file = file;
@@ -101,7 +116,7 @@ export class RatingStore {
     const fresh = !existsSync(file);
     if (fresh && !options.create) throw new RpvError(`rate: ${file}: no such ratings database`);
     const key = fileKey(file);
-    if (openHere.has(key)) throw new RpvError(`rate: ${file} is already open in this process (a rating server?): close it first`);
+    if (openHere.has(key)) throw new RatingStoreBusyError(`rate: ${file} is already open in this process (a rating server?): close it first`, process.pid);
     // Loaded here, not at import: the engine is a 70 MB native library that only rate commands need.
     const { DuckDBInstance: Instance } = await import('@duckdb/node-api');
     let instance: DuckDBInstance;
@@ -110,7 +125,7 @@ export class RatingStore {
     } catch (err) {
       const msg = errorMessage(err);
       const holder = /Conflicting lock is held in (.*?) \(PID (\d+)\)/.exec(msg);
-      if (holder) throw new RpvError(`rate: ${file} is in use by process ${holder[2]} (${holder[1]}), e.g. a running \`rpv rate serve\`: stop it first`);
+      if (holder) throw new RatingStoreBusyError(`rate: ${file} is in use by process ${holder[2]} (${holder[1]}), e.g. a running \`rpv rate serve\`: stop it first`, Number(holder[2]));
       throw new RpvError(`rate: ${file}: cannot open as a ratings database: ${msg}`);
     }
     const connection = await instance.connect();
@@ -153,16 +168,28 @@ export class RatingStore {
     await this.serial(() => this.connection.run('INSERT OR REPLACE INTO meta VALUES ($1, $2)', [key, value]));
   }
 
-  /** Store a rating; resolves once it is committed (in the fsynced write-ahead log). */
+  /**
+   * Store a rating; resolves once it is committed (in the fsynced write-ahead log), with its `seq`
+   * and its `raterSeq`, the count of the rater's ratings up to it: counted in the file at the
+   * rater's first rating of this run, then kept in memory (statements run one at a time, and no
+   * other process can write the file while this one holds it).
+   */
   async add(rating: NewRating): Promise<StoredRating> {
     const time = new Date().toISOString();
-    const reader = await this.serial(() =>
-      this.connection.runAndReadAll(
+    return this.serial(async () => {
+      const inserted = await this.connection.runAndReadAll(
         'INSERT INTO ratings (rater, item, metric, system, kind, score, choice, label, time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq',
         [rating.rater, rating.item, rating.metric, rating.system, rating.kind, rating.score, rating.choice, rating.label, time],
-      ),
-    );
-    return { ...rating, seq: Number(reader.getRows()[0]![0]), time };
+      );
+      const seq = Number(inserted.getRows()[0]![0]);
+      let raterSeq = this.raterCounts.get(rating.rater);
+      if (raterSeq === undefined) {
+        const counted = await this.connection.runAndReadAll('SELECT count(*) FROM ratings WHERE rater = $1 AND seq <= $2', [rating.rater, seq]);
+        raterSeq = Number(counted.getRows()[0]![0]);
+      } else raterSeq++;
+      this.raterCounts.set(rating.rater, raterSeq);
+      return { ...rating, seq, raterSeq, time };
+    });
   }
 
   /** Current ratings (the latest per rater, item, metric and system), optionally of one rater, by seq. */

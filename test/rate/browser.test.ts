@@ -1,9 +1,13 @@
 /// <reference lib="dom" />
 // The rating page in a real browser (Debian's chromium, driven by playwright-core): two raters rate
 // two items with the keyboard and the mouse, reload and resume, change a rating; the export then
-// holds exactly those ratings. A screenshot is kept in test/rate/.artifacts/ for a person to look at.
+// holds exactly those ratings. A page of another site, and one whose DNS name turns into
+// 127.0.0.1, try to write and read ratings and cannot. A screenshot is kept in
+// test/rate/.artifacts/ for a person to look at.
 // Without chromium the test is skipped with the reason, except in CI (RPV_CI=1), where it fails.
 import { existsSync, promises as fs } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -44,13 +48,17 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)('the rating page in Chromium', () => {
       answers: [{ system: SYSTEM_A, file: await pick(fx.answersA) }, { system: SYSTEM_B, file: await pick(fx.answersB) }],
       db,
       mediaRoot: fx.exportDir,
-      raters: ['bob'],
+      raters: ['alice', 'bob'],
       seed: SEED,
       port: 0,
     });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+        // DNS rebinding without a DNS server: the browser resolves evil.example to 127.0.0.1.
+        '--host-resolver-rules=MAP evil.example 127.0.0.1',
+      ],
     });
   }, 120_000);
 
@@ -105,11 +113,12 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)('the rating page in Chromium', () => {
   const scoreKeys = ['7', '8', '9', '0', '3', '5', '6', '4'];
   const keysFor = async (page: Page, rater: string) => ((await currentItem(page, rater)) === 'c1' ? pairwiseKeys : scoreKeys);
 
-  it('lets alice sign in by name, rate an item, reload, resume on the next one and change a rating', async () => {
+  it('asks alice for her link (raters are named), then lets her rate an item, reload, resume on the next one and change a rating', async () => {
     const page = await newPage();
     await page.goto(service.url);
-    await page.fill('#name', 'alice');
-    await page.click('button[type=submit]');
+    await expect.poll(() => page.textContent('#status')).toBe('This page needs your personal link (with its token).');
+    expect(await page.isHidden('#login')).toBe(true);
+    await page.goto(service.raterLinks.find((r) => r.name === 'alice')!.url);
     await page.waitForSelector('#rate:not([hidden])');
     expect(await page.textContent('#item-pos')).toBe('Item 1 of 2');
     await rateWithKeys(page, 'alice', await keysFor(page, 'alice'));
@@ -211,6 +220,60 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)('the rating page in Chromium', () => {
       await page.screenshot({ path: path.join(ARTIFACTS, 'rate-frames.png') });
     } finally {
       await frames.close();
+    }
+  }, 60_000);
+
+  it('lets no page of another site, nor one whose name turns into 127.0.0.1, write or read ratings', async () => {
+    // A server without --raters (no tokens): only the checks of where a request comes from protect it.
+    const target = await serveRatings({ answers: [{ system: SYSTEM_A, file: fixture.answersA }], db: path.join(await tempDir('csrf'), 'c.duckdb'), seed: SEED, port: 0 });
+    const own = await fetch(new URL('/api/ratings', target.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ rater: 'alice', item: 'c3', metric: 'Tone Consistency', score: 9 }) });
+    expect(own.status).toBe(200);
+    const api = new URL('/api/ratings', target.url).href;
+    // text/plain form: the body reads {"item":..., "rater":"mallory="}, valid JSON of a valid rating.
+    const attack = String.raw`<!doctype html><title>attack</title>
+<form id="form" method="POST" enctype="text/plain" action="${api}"><input name='{"item":"c3","metric":"Tone Consistency","score":1,"rater":"mallory' value='"}'></form>
+<script>
+const target = ${JSON.stringify(target.url)};
+const results = [];
+const rating = JSON.stringify({ rater: 'mallory', item: 'c3', metric: 'Human Likeness', score: 2 });
+Promise.allSettled([
+  fetch(target + 'api/ratings', { method: 'POST', mode: 'no-cors', headers: { 'content-type': 'application/json' }, body: rating }),
+  fetch(target + 'api/ratings', { method: 'POST', mode: 'no-cors', body: rating }),
+  fetch(target + 'api/ratings', { method: 'POST', headers: { 'content-type': 'application/json' }, body: rating }),
+  fetch(target + 'api/progress?rater=alice').then((r) => r.text()),
+]).then((all) => { window.results = all.map((r) => r.status + ':' + (r.status === 'fulfilled' ? String(r.value && r.value.type || r.value) : String(r.reason))); document.title = 'done'; });
+</script>`;
+    const evil = http.createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(attack);
+    });
+    await new Promise<void>((resolve) => evil.listen(0, '127.0.0.1', resolve));
+    try {
+      const page = await newPage();
+      await page.goto(`http://localhost:${(evil.address() as AddressInfo).port}/`);
+      await page.waitForFunction(() => document.title === 'done');
+      const results = (await page.evaluate(() => (window as unknown as { results: string[] }).results)).map((r) => r.replace(/:.*/, ''));
+      // The no-cors posts come back opaque whatever the server did; the cors ones fail in the browser.
+      expect(results).toEqual(['fulfilled', 'fulfilled', 'rejected', 'rejected']);
+      const [submitted] = await Promise.all([page.waitForNavigation(), page.evaluate(() => (document.getElementById('form') as HTMLFormElement).submit())]);
+      expect(submitted?.status()).toBe(403);
+
+      // DNS rebinding: the attacker's name now leads to the rating server itself, same-origin to the attacker's page.
+      const rebound = await newPage();
+      const landed = await rebound.goto(`http://evil.example:${target.server.port}/`);
+      expect([landed?.status(), JSON.parse((await landed?.text()) ?? '{}')]).toEqual([
+        421,
+        { error: `host 'evil.example:${target.server.port}' is not this server's address: open the link \`rpv rate serve\` printed (another name for this server needs --allow-host)` },
+      ]);
+      const read = await rebound.evaluate(() => fetch('/api/progress?rater=alice').then(async (r) => [r.status, await r.text()]));
+      expect(read[0]).toBe(421);
+      expect(read[1]).not.toContain('c3');
+
+      const raters = (await target.session.store.history()).map((r) => r.rater);
+      expect(raters).toEqual(['alice']);
+    } finally {
+      evil.close();
+      await target.close();
     }
   }, 60_000);
 

@@ -11,6 +11,8 @@ let base: string;
 let db: string;
 /** Every response body the tests saw: none may name a system. */
 const seen: string[] = [];
+/** What the server wrote to its output. */
+const logged: string[] = [];
 
 async function call(method: string, route: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any; text: string; headers: Headers }> {
   const res = await fetch(new URL(route, base), {
@@ -41,6 +43,7 @@ beforeAll(async () => {
     shards: fx.shards,
     seed: 'test-seed',
     port: 0,
+    log: (line) => logged.push(line),
   });
   base = service.url;
 }, 120_000);
@@ -161,7 +164,7 @@ describe('rpv rate serve: ratings', () => {
       [{ rater: 'frank', item: 'c3', metric: 'Tone Consistency', score: 7, extra: 1 }, 400, "unknown field 'extra'; a rating is {rater, item, metric, score, answer?}"],
       [{ rater: '', item: 'c3', metric: 'Tone Consistency', score: 7 }, 400, 'rater: expected a name'],
       [{ rater: 'x'.repeat(65), item: 'c3', metric: 'Tone Consistency', score: 7 }, 400, 'rater: names are at most 64 characters'],
-      [{ rater: 'a\u0007b', item: 'c3', metric: 'Tone Consistency', score: 7 }, 400, 'rater: control characters are not allowed in names'],
+      [{ rater: 'a\u0007b', item: 'c3', metric: 'Tone Consistency', score: 7 }, 400, 'rater: control characters are not allowed in names (U+0007 at character 2): they break the lines and files the name is written to'],
       [[1, 2], 400, 'expected a JSON object {rater, item, metric, score}'],
     ];
     for (const [body, status, error] of cases) {
@@ -193,13 +196,17 @@ describe('rpv rate serve: media', () => {
 
   it('refuses paths out of the media root: .., a symlink out, and traversal in the URL', async () => {
     const c4 = await call('GET', '/api/item?rater=alice&item=c4');
-    expect(c4.json.media).toEqual({ kind: 'none', problem: 'path escapes export: ../outside-secret.mp4 leaves the export folder through ..' });
+    expect(c4.json.media).toEqual({ kind: 'none', problem: "the video's path is refused: it leads out of the media root" });
     expect(await call('GET', '/api/media?item=c4').then((r) => [r.status, r.json])).toEqual([
       404,
-      { error: "item 'c4' has no video: path escapes export: ../outside-secret.mp4 leaves the export folder through .." },
+      { error: "item 'c4' has no video: the video's path is refused: it leads out of the media root" },
     ]);
+    // The operator is told the path at start.
+    expect(service.mediaProblems.find((p) => p.id === 'c4')).toEqual({ id: 'c4', problem: 'path escapes export: ../outside-secret.mp4 leaves the export folder through ..' });
     const c5 = await call('GET', '/api/media?item=c5');
-    expect([c5.status, c5.json]).toEqual([403, { error: `path escapes export: videos/link.mp4 is a symlink to ${realpathSync(fx.outside)}, outside the export folder` }]);
+    expect([c5.status, c5.json]).toEqual([403, { error: "item 'c5': the video is refused: it is a symlink that leads out of the media root (the server's output says where)" }]);
+    expect(c5.text).not.toContain(path.basename(fx.outside));
+    expect(logged).toContain(`rate: item c5: refused: path escapes export: videos/link.mp4 is a symlink to ${realpathSync(fx.outside)}, outside the export folder`);
     expect(await call('GET', '/api/media?item=../outside-secret.mp4').then((r) => [r.status, r.json])).toEqual([404, { error: "unknown item '../outside-secret.mp4'" }]);
     for (const route of ['/../outside-secret.mp4', '/%2e%2e/outside-secret.mp4', '/api/media/..%2F..%2Foutside-secret.mp4']) {
       const res = await fetch(new URL(route, base));
@@ -240,7 +247,7 @@ describe('rpv rate serve: raters and sessions', () => {
       expect([mine.status, ((await mine.json()) as { rater: string }).rater]).toEqual([200, 'alice']);
       const media = await fetch(`${local}/api/media?item=c2`);
       expect(media.status).toBe(401);
-      const posing = await fetch(`${local}/api/ratings?token=${token}`, { method: 'POST', body: JSON.stringify({ rater: 'bob', item: 'c3', metric: 'Tone Consistency', score: 5 }) });
+      const posing = await fetch(`${local}/api/ratings?token=${token}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ rater: 'bob', item: 'c3', metric: 'Tone Consistency', score: 5 }) });
       expect([posing.status, await posing.json()]).toEqual([403, { error: "this token is alice's, not bob's" }]);
     } finally {
       await net.close();
@@ -270,7 +277,8 @@ describe('rpv rate serve: raters and sessions', () => {
     const s = await serveRatings({ answers: [{ system: SYSTEM_A, file: fx.answersA }, { system: SYSTEM_B, file: fx.answersB }], db: file, pairwise: false, seed: 'x', port: 0 });
     try {
       expect(s.items.items.find((i) => i.id === 'c1')!.mode).toBe('scores');
-      const post = (body: unknown) => fetch(new URL('/api/ratings', s.url), { method: 'POST', body: JSON.stringify(body) }).then(async (r) => [r.status, await r.json()]);
+      const post = (body: unknown) =>
+        fetch(new URL('/api/ratings', s.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(async (r) => [r.status, await r.json()]);
       expect(await post({ rater: 'gina', item: 'c1', metric: 'Tone Consistency', score: 6 })).toEqual([400, { error: "answer: item 'c1' has answers A, B; found undefined" }]);
       expect((await post({ rater: 'gina', item: 'c1', metric: 'Tone Consistency', score: 6, answer: 'B' }))[0]).toBe(200);
       const [, b] = blindLabels(s.items.items.find((i) => i.id === 'c1')!, 'gina', 'x');
@@ -282,7 +290,12 @@ describe('rpv rate serve: raters and sessions', () => {
     }
   });
 
-  it('refuses to open a database a server of this process holds', async () => {
-    await expect(exportRatings(db)).rejects.toThrow(`rate: ${db} is already open in this process (a rating server?): close it first`);
+  it('exports a database a server of this process holds, through that server', async () => {
+    const { rows, server } = await exportRatings(db);
+    expect(server).toEqual({ pid: process.pid, url: service.url });
+    expect(rows.filter((r) => r.rater === 'erin').map((r) => [r.item, r.score])).toEqual([
+      ['c1', 'tie'],
+      ['c3', 9],
+    ]);
   });
 });
