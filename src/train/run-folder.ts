@@ -107,7 +107,7 @@ async function removeStaleTemps(dir: string): Promise<string[]> {
   for (const sub of ['', 'checkpoints', 'adapter']) {
     const folder = path.join(dir, sub);
     const names = await fs.readdir(folder).catch(() => [] as string[]);
-    for (const name of names) {
+    for (const name of names.sort()) {
       if (!name.startsWith('.') || !name.endsWith('.tmp')) continue;
       await fs.rm(path.join(folder, name), { recursive: true, force: true });
       removed.push(path.join(sub, name));
