@@ -59,8 +59,9 @@ export interface RunLock {
 
 /** Take `<dir>/train.lock`, or throw naming the process that holds it. */
 export async function lockRunFolder(dir: string, log: (line: string) => void): Promise<RunLock> {
+  let created: string | undefined;
   try {
-    await fs.mkdir(dir, { recursive: true });
+    created = await fs.mkdir(dir, { recursive: true });
   } catch (err) {
     throw new RpvError(`train: output_dir ${dir}: cannot create: ${errorMessage(err)}`);
   }
@@ -77,6 +78,8 @@ export async function lockRunFolder(dir: string, log: (line: string) => void): P
           releaseTemp(file);
           const holder = await readLock(file);
           if (holder?.pid === process.pid && holder.host === host) await fs.rm(file, { force: true });
+          // A run that failed before writing anything leaves no empty folder behind.
+          if (created !== undefined) await fs.rmdir(dir).catch(() => {});
         },
       };
     } catch (err) {

@@ -78,7 +78,8 @@ export async function startRun(session: TrainingSession, optimizer: AdamW, log: 
     const changed = changedSettings(savedRecipe, recipe);
     if (changed.length > 0) throw refuse(`${changed.join('; ')}; a resumed run keeps these (set them back, or start a new run in another output_dir)`);
     const saved = ckpt.state.baseModel as { path?: string; sha256?: string } | undefined;
-    if (saved?.sha256 && saved.sha256 !== baseModel.sha256) {
+    if (!saved?.sha256) log(`train: ${dir} does not record the identity of its base model (written by an older rpv): model.path is not checked`);
+    else if (saved.sha256 !== baseModel.sha256) {
       throw refuse(
         `model.path ${recipe.model.path} is not the base model the run was trained on (${saved.path ?? '?'}): its weights' identity is ${baseModel.sha256.slice(0, 12)}…, the run's ${saved.sha256.slice(0, 12)}…; resume with the run's base model, or start a new run`,
       );
