@@ -204,14 +204,14 @@ export async function writeCheckpoint(runDir: string, opts: WriteCheckpointOptio
     await writing(path.join(root, 'latest'), () => writeFileAtomic(path.join(root, 'latest'), `${name}\n`));
   } catch (err) {
     await fs.rm(tmp, { recursive: true, force: true }).catch(() => {});
-    const file = (err as { checkpointFile?: string }).checkpointFile ?? root;
+    const file = (err as { targetFile?: string }).targetFile ?? (err as { checkpointFile?: string }).checkpointFile ?? root;
     // Name the file where it would have landed, not inside the temporary folder.
     const shown = file.startsWith(tmp) ? path.join(final, path.relative(tmp, file)) : file;
     const kept = await listCheckpoints(runDir);
     const previous = kept.length > 0 ? path.basename(kept[kept.length - 1]!) : null;
     throw new RpvError(
       `train: step ${opts.state.step}: cannot write ${shown}: ${errorMessage(err)}; the partial checkpoint was removed` +
-        (previous ? ` and ${runDir} resumes from ${previous} (make room, then run again with resume=${runDir})` : `; ${runDir} has no checkpoint yet (make room, then start again)`),
+        (previous ? ` and ${runDir} resumes from ${previous} (make room, then run again with resume=${runDir})` : `; ${runDir} has no checkpoint yet (make room, then start again with overwrite_output_dir=true)`),
       { cause: err },
     );
   } finally {

@@ -56,6 +56,8 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
     await fs.rename(tmp, file);
   } catch (err) {
     await fs.rm(tmp, { force: true }).catch(() => {});
+    // The file it was for, for messages: a failed write() names no path (`ENOSPC: ..., write`).
+    if (err instanceof Error && !('targetFile' in err)) Object.assign(err, { targetFile: file });
     throw err;
   } finally {
     releaseTemp(tmp);

@@ -148,6 +148,30 @@ describe('a full disk', () => {
     expect(losses).toEqual(reference.slice(2));
   });
 
+  it('a file of the checkpoint\'s adapter that cannot be written is named as well', async () => {
+    const out = path.join(root, 'full-adapter');
+    diskFullFor(`.step-000002.${process.pid}.tmp/adapter/.adapter_model.safetensors.`);
+    await expect(run(out)).rejects.toThrow(
+      `train: step 2: cannot write ${path.join(out, 'checkpoints', 'step-000002', 'adapter', 'adapter_model.safetensors')}: ENOSPC: no space left on device, write; the partial checkpoint was removed; ${out} has no checkpoint yet (make room, then start again with overwrite_output_dir=true)`,
+    );
+    expect(await temporaries(out)).toEqual([]);
+    vi.restoreAllMocks();
+    expect((await run(out, ['overwrite_output_dir=true'])).losses).toEqual(reference);
+  });
+
+  it('a metrics line that cannot be appended names the file and step', async () => {
+    const out = path.join(root, 'full-metrics');
+    const realAppend = nodeFs.promises.appendFile;
+    vi.spyOn(nodeFs.promises, 'appendFile').mockImplementation(async (file, data, options) => {
+      if (String(data).includes('"step":3,')) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      return realAppend(file, data, options);
+    });
+    await expect(run(out)).rejects.toThrow(`train: step 3: cannot append to ${path.join(out, 'metrics.jsonl')}: ENOSPC: no space left on device, write`);
+    vi.restoreAllMocks();
+    const { losses } = await run(out, [`resume=${out}`]);
+    expect(losses).toEqual(reference.slice(2));
+  });
+
   it('the run folder\'s recipe.yaml that cannot be written is named and its temporary file removed', async () => {
     const out = path.join(root, 'full-recipe');
     diskFullFor(`${out}/.recipe.yaml.`);
