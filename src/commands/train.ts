@@ -57,9 +57,9 @@ export const command: CommandModule<object, TrainArgs> = {
         process.exit(128 + SIGNAL_NUMBERS[signal]);
       }
       first = signal;
-      // After a hang-up (or the parent's death) the terminal or pipe may be gone: a failed write
-      // must not end the run before its checkpoint.
-      if (signal === 'SIGHUP' || parentGone) for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
+      // After a hang-up the terminal may be gone: a failed write must not end the run before its
+      // checkpoint.
+      if (signal === 'SIGHUP') for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
       process.stderr.write('\ninterrupt: finishing this step, saving a checkpoint, then exiting (Ctrl-C again to quit now)\n');
       stop.abort();
     };
@@ -72,6 +72,7 @@ export const command: CommandModule<object, TrainArgs> = {
       if (process.ppid === parent || parentGone) return;
       parentGone = true;
       clearInterval(watch);
+      // Output may have gone to a pipe the parent read: a failed write must not end the run.
       for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
       process.stderr.write(`\ntrain: the parent process ${parent} has exited; stopping as on SIGTERM\n`);
       if (!stop.signal.aborted) onSignal('SIGTERM');
