@@ -1,5 +1,19 @@
 import type { CommandModule } from 'yargs';
 
+type StopSignal = 'SIGINT' | 'SIGTERM' | 'SIGHUP';
+/** Exit status 128 + the signal's number, as a shell reports a process the signal ended. */
+const SIGNAL_NUMBERS: Record<StopSignal, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+/** How often the trainer checks that the process that started it still runs. */
+const PARENT_POLL_MS = 500;
+
+/** What a second signal says: whether the finished steps are in a checkpoint. */
+export function secondSignalMessage(finishedStep: number, last: { dir: string; step: number } | null): string {
+  const head = 'interrupt: second signal, exiting now;';
+  if (last && last.step >= finishedStep) return `${head} checkpoint ${last.dir} holds the last finished step (${last.step})`;
+  if (last) return `${head} no checkpoint of step ${finishedStep} was written, the last is ${last.dir} (step ${last.step})`;
+  return `${head} no checkpoint was written (${finishedStep === 0 ? 'no step had finished' : `${finishedStep} step${finishedStep === 1 ? '' : 's'} finished`})`;
+}
+
 interface TrainArgs {
   recipe: string;
   overrides?: string[];
@@ -29,18 +43,51 @@ export const command: CommandModule<object, TrainArgs> = {
       return;
     }
     const { train } = await import('../train/trainer.js');
-    // First SIGINT/SIGTERM: stop after this step with a checkpoint (at once when waiting for
-    // data); a second one exits at once.
+    // First SIGINT/SIGTERM/SIGHUP (a closed terminal): stop after this step with a checkpoint (at
+    // once when waiting for data), then exit 128 + the signal's number; a second one exits at
+    // once, saying whether the finished steps are in a checkpoint.
     const stop = new AbortController();
-    const onSignal = () => {
-      if (stop.signal.aborted) process.exit(130);
+    let first: StopSignal | null = null;
+    let finishedStep = 0;
+    let lastCheckpoint: { dir: string; step: number } | null = null;
+    let parentGone = false;
+    const onSignal = (signal: StopSignal) => {
+      if (stop.signal.aborted) {
+        process.stderr.write(`\n${secondSignalMessage(finishedStep, lastCheckpoint)}\n`);
+        process.exit(128 + SIGNAL_NUMBERS[signal]);
+      }
+      first = signal;
+      // After a hang-up the terminal may be gone: a failed write must not end the run before its
+      // checkpoint.
+      if (signal === 'SIGHUP') for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
       process.stderr.write('\ninterrupt: finishing this step, saving a checkpoint, then exiting (Ctrl-C again to quit now)\n');
       stop.abort();
     };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((signal) => [signal, () => onSignal(signal)] as const);
+    for (const [signal, handler] of handlers) process.on(signal, handler);
+    // A trainer whose parent dies (SIGTERM to an `npx` wrapper, a closed ssh session's shell) is
+    // re-parented: it stops as on SIGTERM instead of training on, orphaned.
+    const parent = process.ppid;
+    const watch = setInterval(() => {
+      if (process.ppid === parent || parentGone) return;
+      parentGone = true;
+      clearInterval(watch);
+      // Output may have gone to a pipe the parent read: a failed write must not end the run.
+      for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
+      process.stderr.write(`\ntrain: the parent process ${parent} has exited; stopping as on SIGTERM\n`);
+      if (!stop.signal.aborted) onSignal('SIGTERM');
+    }, PARENT_POLL_MS);
+    watch.unref();
     try {
-      const result = await train(recipe, { signal: stop.signal, progressStream: args.progress ? process.stderr : null });
+      const result = await train(recipe, {
+        signal: stop.signal,
+        progressStream: args.progress ? process.stderr : null,
+        onStep: (m) => (finishedStep = m.step),
+        onCheckpoint: (dir, step) => {
+          lastCheckpoint = { dir, step };
+          finishedStep = Math.max(finishedStep, step);
+        },
+      });
       const ev = result.lastEval;
       process.stdout.write(
         `${result.stopped ? 'stopped' : 'finished'} at step ${result.steps}/${result.totalSteps}` +
@@ -48,10 +95,10 @@ export const command: CommandModule<object, TrainArgs> = {
           `${result.checkpoint ? `; checkpoint ${result.checkpoint}` : ''}\n`,
       );
       // Exit now: a read abandoned by the stop (a stalled download) must not keep the process up.
-      if (result.stopped) process.exit(130);
+      if (result.stopped) process.exit(128 + SIGNAL_NUMBERS[first ?? 'SIGINT']);
     } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      clearInterval(watch);
+      for (const [signal, handler] of handlers) process.off(signal, handler);
     }
   },
 };

@@ -146,7 +146,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const names = ['demo', 'demo-text-only'];
   for (const [i, name] of names.entries()) {
     stage(5, `train ${name} (${i + 1}/2)`);
-    const overrides = [`model.path=${modelDir}`, `data.shards=${shardsDir}`, `output_dir=${path.join('runs', name)}`];
+    // Each demo trains its runs afresh, replacing those of an earlier demo.
+    const overrides = [`model.path=${modelDir}`, `data.shards=${shardsDir}`, `output_dir=${path.join('runs', name)}`, 'overwrite_output_dir=true'];
     if (options.steps !== undefined) overrides.push(`train.max_steps=${options.steps}`);
     const recipe = await loadRecipe(path.join(recipesDir(), `${name}.yaml`), overrides);
     const t0 = performance.now();

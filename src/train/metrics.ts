@@ -6,7 +6,8 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { RpvError } from '../util/errors.js';
+import { errorMessage, RpvError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/atomic.js';
 
 export interface TrainMetric {
   type: 'train';
@@ -53,17 +54,26 @@ export class MetricsWriter {
   static async open(dir: string, keepUpToStep?: number): Promise<MetricsWriter> {
     const file = path.join(dir, 'metrics.jsonl');
     await fs.mkdir(dir, { recursive: true });
-    if (keepUpToStep !== undefined) {
-      const kept = (await readMetrics(file).catch(() => [])).filter((m) => m.step <= keepUpToStep);
-      await fs.writeFile(file, kept.map((m) => `${JSON.stringify(m)}\n`).join(''));
-    } else {
-      await fs.writeFile(file, '');
+    try {
+      if (keepUpToStep !== undefined) {
+        // Replaced whole (temp file + rename): a full disk must not cut the lines that are kept.
+        const kept = (await readMetrics(file).catch(() => [])).filter((m) => m.step <= keepUpToStep);
+        await writeFileAtomic(file, kept.map((m) => `${JSON.stringify(m)}\n`).join(''));
+      } else {
+        await fs.writeFile(file, '');
+      }
+    } catch (err) {
+      throw new RpvError(`train: cannot write ${file}: ${errorMessage(err)}`);
     }
     return new MetricsWriter(file);
   }
 
   async write(metric: Metric): Promise<void> {
-    await fs.appendFile(this.file, `${JSON.stringify(metric)}\n`);
+    try {
+      await fs.appendFile(this.file, `${JSON.stringify(metric)}\n`);
+    } catch (err) {
+      throw new RpvError(`train: step ${metric.step}: cannot append to ${this.file}: ${errorMessage(err)}`);
+    }
   }
 }
 

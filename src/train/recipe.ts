@@ -110,6 +110,11 @@ export interface Recipe {
   };
   /** Checkpoint folder to continue from. */
   resume: string | null;
+  /**
+   * Replace the run already in `output_dir` (its checkpoints, metrics.jsonl, adapter/), as HF's
+   * TrainingArguments.overwrite_output_dir; without it such a folder needs `resume=`.
+   */
+  overwrite_output_dir: boolean;
 }
 
 type Kind = 'string' | 'number' | 'integer' | 'boolean' | 'auto|boolean' | 'string[]';
@@ -221,6 +226,7 @@ export const RECIPE_SCHEMA: GroupSpec = {
       },
     },
     resume: { kind: 'string', default: null, nullable: true },
+    overwrite_output_dir: { kind: 'boolean', default: false },
   },
 };
 

@@ -9,9 +9,13 @@ import type { LoaderState } from '../loader/state.js';
 import { RpvError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import type { AdamW } from './adamw.js';
-import { readCheckpoint, resolveCheckpoint, writeCheckpoint, type TrainerState } from './checkpoint.js';
+import YAML from 'yaml';
+import { openCheckpointForResume, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { MetricsWriter, type EvalMetric } from './metrics.js';
-import { formatRecipe } from './recipe.js';
+import { formatRecipe, type Recipe } from './recipe.js';
+import { claimRunFolder } from './run-folder.js';
+import { modelIdentity } from '../model/identity.js';
+import { errorMessage } from '../util/errors.js';
 import { Rng } from '../util/random.js';
 import { exportAdapter } from './model-io.js';
 import type { TrainingSession } from './session.js';
@@ -30,27 +34,67 @@ export interface RunState {
   loaderState: LoaderState | null;
   metrics: MetricsWriter;
   recipeYaml: string;
+  /** The checkpoint a resumed run started from. */
+  resumedFrom: string | null;
+  /** The base model's identity (src/model/identity.ts), saved in each checkpoint. */
+  baseModel: { path: string; sha256: string };
+}
+
+/** The recipe keys a resumed run must keep: they shape or define what was trained. */
+const KEPT_ON_RESUME = ['lora.r', 'lora.alpha', 'lora.dropout', 'lora.target_modules', 'lora.rslora', 'projector.type', 'data.use_video'] as const;
+
+const valueAt = (obj: unknown, key: string): unknown => key.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), obj);
+const shown = (v: unknown) => (Array.isArray(v) ? `[${v.join(', ')}]` : String(v));
+
+/** `key: the run was trained with A, this recipe has B` for each kept key that changed. */
+function changedSettings(saved: unknown, recipe: Recipe): string[] {
+  const out: string[] = [];
+  for (const key of KEPT_ON_RESUME) {
+    const was = valueAt(saved, key);
+    const now = valueAt(recipe, key);
+    if (was === undefined || JSON.stringify(was) === JSON.stringify(now)) continue;
+    out.push(`${key}: the run was trained with ${shown(was)}, this recipe has ${shown(now)}`);
+  }
+  return out;
 }
 
 /** A new run, or the one `recipe.resume` names restored into `session`'s parameters and `optimizer`. */
 export async function startRun(session: TrainingSession, optimizer: AdamW, log: (line: string) => void): Promise<RunState> {
   const { recipe, params } = session;
   const runDir = recipe.output_dir;
-  const recipeYaml = formatRecipe({ ...recipe, resume: null });
+  const recipeYaml = formatRecipe({ ...recipe, resume: null, overwrite_output_dir: false });
+  const identity = await modelIdentity(recipe.model.path);
+  const baseModel = { path: recipe.model.path, sha256: identity.sha256 };
   let run: RunState;
   if (recipe.resume) {
-    const dir = await resolveCheckpoint(recipe.resume);
-    const ckpt = await readCheckpoint(dir);
+    const { dir, contents: ckpt } = await openCheckpointForResume(recipe.resume, log);
+    const refuse = (why: string) => new RpvError(`train: resume=${recipe.resume}: ${why}`);
+    let savedRecipe: unknown;
+    try {
+      savedRecipe = YAML.parse(ckpt.recipeYaml);
+    } catch (err) {
+      throw refuse(`${path.join(dir, 'recipe.yaml')}: invalid YAML: ${errorMessage(err).split('\n')[0]}`);
+    }
+    const changed = changedSettings(savedRecipe, recipe);
+    if (changed.length > 0) throw refuse(`${changed.join('; ')}; a resumed run keeps these (set them back, or start a new run in another output_dir)`);
+    const saved = ckpt.state.baseModel as { path?: string; sha256?: string } | undefined;
+    if (!saved?.sha256) log(`train: ${dir} does not record the identity of its base model (written by an older rpv): model.path is not checked`);
+    else if (saved.sha256 !== baseModel.sha256) {
+      throw refuse(
+        `model.path ${recipe.model.path} is not the base model the run was trained on (${saved.path ?? '?'}): its weights' identity is ${baseModel.sha256.slice(0, 12)}…, the run's ${saved.sha256.slice(0, 12)}…; resume with the run's base model, or start a new run`,
+      );
+    }
     for (const p of params) {
-      const saved = ckpt.trainable.get(p.name);
-      if (!saved) throw new RpvError(`train: checkpoint ${dir}: no values for ${p.name} (was it trained with another recipe?)`);
-      if (saved.data.length !== p.variable.size) {
-        throw new RpvError(`train: checkpoint ${dir}: ${p.name} has ${saved.data.length} values, this run's parameter has ${p.variable.size}`);
+      const values = ckpt.trainable.get(p.name);
+      if (!values) throw new RpvError(`train: checkpoint ${dir}: no values for ${p.name} (was it trained with another recipe?)`);
+      if (values.data.length !== p.variable.size) {
+        throw new RpvError(`train: checkpoint ${dir}: ${p.name} has ${values.data.length} values, this run's parameter has ${p.variable.size} (${p.group === 'projector' ? 'the base model or the shards\' feature size differs' : 'lora.r or the base model differs'} from the run's)`);
       }
-      tf.tidy(() => p.variable.assign(tf.tensor(saved.data, p.variable.shape, 'float32')));
+      tf.tidy(() => p.variable.assign(tf.tensor(values.data, p.variable.shape, 'float32')));
     }
     optimizer.loadState(ckpt.optimizer);
     const step = ckpt.state.step;
+    await claimRunFolder(runDir, { resumedFrom: dir, resumedStep: step, overwrite: recipe.overwrite_output_dir }, log);
     log(`train: resumed from ${dir} at step ${step}`);
     run = {
       step,
@@ -63,8 +107,11 @@ export async function startRun(session: TrainingSession, optimizer: AdamW, log: 
       loaderState: ckpt.state.loader as LoaderState | null,
       metrics: await MetricsWriter.open(runDir, step),
       recipeYaml,
+      resumedFrom: dir,
+      baseModel,
     };
   } else {
+    await claimRunFolder(runDir, { resumedFrom: null, resumedStep: 0, overwrite: recipe.overwrite_output_dir }, log);
     run = {
       step: 0,
       tokensSeen: 0,
@@ -76,9 +123,14 @@ export async function startRun(session: TrainingSession, optimizer: AdamW, log: 
       loaderState: null,
       metrics: await MetricsWriter.open(runDir),
       recipeYaml,
+      resumedFrom: null,
+      baseModel,
     };
   }
-  await writeFileAtomic(path.join(runDir, 'recipe.yaml'), recipeYaml);
+  const recipeFile = path.join(runDir, 'recipe.yaml');
+  await writeFileAtomic(recipeFile, recipeYaml).catch((err: unknown) => {
+    throw new RpvError(`train: cannot write ${recipeFile}: ${errorMessage(err)}`);
+  });
   return run;
 }
 
@@ -96,6 +148,7 @@ export async function saveCheckpoint(session: TrainingSession, optimizer: AdamW,
     tokens: run.tokensSeen,
     totalSteps: session.totalSteps,
     lastEval: run.lastEval,
+    baseModel: run.baseModel,
   };
   run.checkpointStep = run.step;
   run.checkpoint = await writeCheckpoint(recipe.output_dir, {

@@ -22,7 +22,7 @@ import { initBackend, type BackendInfo } from '../model/backend.js';
 import type { CausalLM } from '../model/decoder.js';
 import { weightHeapBytes } from '../model/load.js';
 import { Progress } from '../util/progress.js';
-import { RpvError } from '../util/errors.js';
+import { errorMessage, RpvError } from '../util/errors.js';
 import { AdamW, type Param } from './adamw.js';
 import { forwardInput, promptTokenizer, trainableParams } from './bridge.js';
 import { scanDataset, isHeldOut, type DatasetSummary } from './dataset.js';
@@ -34,6 +34,7 @@ import { lrAt, warmupStepsFor } from './schedule.js';
 import { Evaluator } from './evaluator.js';
 import { MicroBatches } from './micro-batches.js';
 import { saveCheckpoint, startRun, type RunState } from './run-state.js';
+import { lockRunFolder } from './run-folder.js';
 import { optimizerStep } from './step.js';
 import { prepared, renderSample } from './render.js';
 import { loadTrainModel, exportAdapter } from './model-io.js';
@@ -56,6 +57,8 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /** Called after every optimizer step with its metrics (tests). */
   onStep?: (m: TrainMetric) => void;
+  /** Called with each checkpoint once it is complete, and with the one a resumed run starts from. */
+  onCheckpoint?: (dir: string, step: number) => void;
 }
 
 export interface TrainResult {
@@ -143,11 +146,17 @@ export async function openSession(recipe: Recipe, log: (line: string) => void = 
 export async function train(input: Recipe | RecipeInput, options: TrainOptions = {}): Promise<TrainResult> {
   const recipe = resolveRecipe(input, [], 'train');
   const log = options.log ?? ((l: string) => process.stderr.write(`${l}\n`));
-  const session = await openSession(recipe, log);
+  // One trainer per output folder, from before anything in it is read or written.
+  const lock = await lockRunFolder(recipe.output_dir, log);
   try {
-    return await runLoop(session, options, log);
+    const session = await openSession(recipe, log);
+    try {
+      return await runLoop(session, options, log);
+    } finally {
+      session.dispose();
+    }
   } finally {
-    session.dispose();
+    await lock.release();
   }
 }
 
@@ -165,6 +174,7 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
     weightDecay: recipe.optimizer.weight_decay,
   });
   const run = await startRun(session, optimizer, log);
+  if (run.resumedFrom) options.onCheckpoint?.(run.resumedFrom, run.step);
   const data = new MicroBatches(session, run.loaderState);
   const evaluator = new Evaluator(session);
   const { heldout } = session.dataset.dialogues;
@@ -176,7 +186,11 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
   progress.done = run.step;
   const losses: number[] = [];
   let stopped = false;
-  const checkpointNow = (at = { loader: data.state(), skipped: run.skipped }) => saveCheckpoint(session, optimizer, run, at);
+  const checkpointNow = async (at = { loader: data.state(), skipped: run.skipped }) => {
+    const dir = await saveCheckpoint(session, optimizer, run, at);
+    options.onCheckpoint?.(dir, run.checkpointStep);
+    return dir;
+  };
   try {
     while (run.step < totalSteps) {
       const stage: 'projector' | 'lora' = run.step < recipe.train.projector_warmup_steps ? 'projector' : 'lora';
@@ -231,7 +245,12 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
       if (stopped) break;
     }
     progress.finish();
-    if (run.step >= totalSteps) await exportAdapter(model, recipe, path.join(recipe.output_dir, 'adapter'));
+    if (run.step >= totalSteps) {
+      const dir = path.join(recipe.output_dir, 'adapter');
+      await exportAdapter(model, recipe, dir).catch((err: unknown) => {
+        throw new RpvError(`train: step ${run.step}: cannot write the final adapter in ${dir}: ${errorMessage(err)}; checkpoint ${run.checkpoint} holds the trained weights (its adapter/ folder)`);
+      });
+    }
   } finally {
     await data.close();
     optimizer.dispose();

@@ -12,7 +12,7 @@ import { promises as fs } from 'node:fs';
 import { RpvError } from './errors.js';
 import { float16ToFloat32, toFloat16Bits } from './float16.js';
 import path from 'node:path';
-import { tempPathFor, writeFileAtomic } from './atomic.js';
+import { releaseTemp, tempPathFor, trackTemp, writeFileAtomic } from './atomic.js';
 
 /** dtypes rpv decodes. */
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
@@ -390,7 +390,11 @@ export async function writeSafetensorsStreaming(file: string, tensors: Safetenso
   prefix.set(new TextEncoder().encode(json), 8);
   await fs.mkdir(path.dirname(file), { recursive: true });
   const tmp = tempPathFor(file);
-  const handle = await fs.open(tmp, 'w');
+  trackTemp(tmp);
+  const handle = await fs.open(tmp, 'w').catch((err: unknown) => {
+    releaseTemp(tmp);
+    throw err;
+  });
   try {
     await handle.write(prefix);
     const values = new Float32Array(chunkElements);
@@ -414,12 +418,14 @@ export async function writeSafetensorsStreaming(file: string, tensors: Safetenso
       }
     }
     await handle.sync();
-  } catch (err) {
     await handle.close();
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await handle.close().catch(() => {});
     await fs.rm(tmp, { force: true });
     throw err;
+  } finally {
+    releaseTemp(tmp);
   }
-  await handle.close();
-  await fs.rename(tmp, file);
   return prefix.length + offset;
 }

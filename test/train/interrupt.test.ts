@@ -117,7 +117,7 @@ describe('an epoch with nothing to train', () => {
 });
 
 describe('a signal while the loader waits for data', () => {
-  it('SIGTERM ends a run whose shards never arrive, at once, with exit code 130', async () => {
+  it('SIGTERM ends a run whose shards never arrive, at once, with exit code 143 (128 + 15)', async () => {
     // The dataset scan downloads each shard once into a cache too small for two of them, so the
     // loader finds shard 0 evicted; its own downloads then hang forever.
     stallAfterFirst.clear();
@@ -133,7 +133,7 @@ describe('a signal while the loader waits for data', () => {
     expect(run.exited(), run.err()).toBe(false);
     const sent = performance.now();
     run.kill('SIGTERM');
-    expect(await run.code, run.err()).toBe(130);
+    expect(await run.code, run.err()).toBe(143);
     expect(performance.now() - sent).toBeLessThan(10_000);
     expect(run.out()).toBe('stopped at step 0/6\n');
     expect(run.err()).toContain('interrupt: finishing this step, saving a checkpoint, then exiting (Ctrl-C again to quit now)\n');
@@ -168,7 +168,7 @@ describe('a signal while the loader waits for data', () => {
     expect(steps, run.err()).toBeGreaterThan(0);
     expect(steps).toBeLessThan(6);
     run.kill('SIGTERM');
-    expect(await run.code, run.err()).toBe(130);
+    expect(await run.code, run.err()).toBe(143);
     const name = `step-${String(steps).padStart(6, '0')}`;
     expect(run.err()).toContain(`\ninterrupted while waiting for data: checkpoint ${path.join(root, 'waiting', 'checkpoints', name)} (step ${steps})\n`);
     expect(run.out()).toBe(`stopped at step ${steps}/6; checkpoint ${path.join(root, 'waiting', 'checkpoints', name)}\n`);
