@@ -19,8 +19,8 @@ namespace rpv {
 
 // Bytes held by every Scratch and ScratchAllocator of the process now.
 inline std::atomic<int64_t> scratchHeldBytes{0};
-// Requests above this many bytes fail as if the allocation had failed: a test hook
-// (`setScratchLimit()`), unlimited by default.
+// Allocations above this many bytes fail as if the memory were not there: a test hook
+// (`setScratchLimit()`), unlimited by default. A buffer that already holds enough allocates nothing.
 inline std::atomic<size_t> scratchLimitBytes{std::numeric_limits<size_t>::max()};
 
 // An allocation of kernel scratch that failed (or went over the test limit).
@@ -40,12 +40,18 @@ class ScratchError : public std::bad_alloc {
   char what_[96];
 };
 
-// n elements of `size` bytes, or a ScratchError when that overflows or exceeds the limit.
-inline size_t scratchRequest(size_t n, size_t size) {
+// Bytes of n elements of `size` bytes, or a ScratchError when that overflows.
+inline size_t scratchBytesOf(size_t n, size_t size) {
   if (n > std::numeric_limits<size_t>::max() / size) throw ScratchError(std::numeric_limits<size_t>::max());
-  const size_t bytes = n * size;
+  return n * size;
+}
+
+// `bytes` from the heap, or a ScratchError naming them (also above the test limit).
+inline void* scratchAllocate(size_t bytes, size_t alignment) {
   if (bytes > scratchLimitBytes.load(std::memory_order_relaxed)) throw ScratchError(bytes);
-  return bytes;
+  void* p = alignment > 0 ? std::aligned_alloc(alignment, (bytes + alignment - 1) / alignment * alignment) : ::operator new(bytes, std::nothrow);
+  if (!p) throw ScratchError(bytes);
+  return p;
 }
 
 struct Scratch {
@@ -58,14 +64,12 @@ struct Scratch {
   ~Scratch() { release(); }
   // At least n floats; earlier contents are not kept when it grows.
   float* get(size_t n) {
-    const size_t asked = scratchRequest(n, sizeof(float));
     if (n > size) {
+      const size_t asked = scratchBytesOf(n, sizeof(float));
       release();
-      const size_t rounded = (asked + 63) / 64 * 64;
-      data = static_cast<float*>(std::aligned_alloc(64, rounded));
-      if (!data) throw ScratchError(asked);
+      data = static_cast<float*>(scratchAllocate(asked, 64));
       size = n;
-      bytes = rounded;
+      bytes = (asked + 63) / 64 * 64;
       scratchHeldBytes.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed);
     }
     return data;
@@ -87,11 +91,10 @@ struct ScratchAllocator {
   template <class U>
   ScratchAllocator(const ScratchAllocator<U>&) {}
   T* allocate(size_t n) {
-    const size_t bytes = scratchRequest(n, sizeof(T));
-    void* p = ::operator new(bytes, std::nothrow);
-    if (!p) throw ScratchError(bytes);
+    const size_t bytes = scratchBytesOf(n, sizeof(T));
+    T* p = static_cast<T*>(scratchAllocate(bytes, 0));
     scratchHeldBytes.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed);
-    return static_cast<T*>(p);
+    return p;
   }
   void deallocate(T* p, size_t n) {
     scratchHeldBytes.fetch_sub(static_cast<int64_t>(n * sizeof(T)), std::memory_order_relaxed);

@@ -1,8 +1,9 @@
 // Failures inside the native kernels (src/native/napi_exports.h, thread_pool.cc, scratch.h): a
 // scratch allocation that fails, on the calling thread or a pool thread, is a JavaScript error
-// naming the kernel and the bytes asked for (forced with the addon's setScratchLimit hook), and the
-// pool works on afterwards; the cross-entropy's partial sums stay within their bound; and the
-// memory plan's nativeScratchBytes covers what the kernels hold.
+// naming the kernel and the bytes asked for (forced with the addon's setScratchLimit hook: a buffer
+// that already holds enough allocates nothing, so the order of the tests matters), and the pool
+// works on afterwards; the cross-entropy's partial sums stay within their bound; and the memory
+// plan's nativeScratchBytes covers what the kernels hold.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -70,7 +71,7 @@ function attentionHeap(batch: number, tokens: number, heads: number, headDim: nu
 
 describe('native kernel scratch and the memory plan', () => {
   it('holds no more than the memory plan counts for a step: GEMMs, attention both ways and the cross-entropy', () => {
-    const config = { hiddenSize: 64, vocabSize: 5000, numHeads: 4, headDim: 16 };
+    const config = { hiddenSize: 64, vocabSize: 2500, numHeads: 4, headDim: 16 };
     const batch = 2;
     const tokens = 200;
     // First in this file: the calling thread holds no scratch yet, and a new pool's threads none.
@@ -96,20 +97,20 @@ describe('native kernel scratch and the memory plan', () => {
 });
 
 describe('native kernel failures', () => {
-  it('reports scratch that cannot be allocated in a pool thread as an error naming the kernel and the bytes, and the pool works on', () => {
-    addon.setThreads(4);
-    // 8 heads on 4 threads: every thread runs tasks, each asking for 48 query rows x 64 keys.
-    const a = attentionHeap(1, 64, 8, 16);
-    a.forward();
-    const before = a.output();
-    a.heap.fill(0, a.o.out, a.o.out + a.n);
-    addon.setScratchLimit!(1024);
-    const err = thrown(a.forward);
-    expect(err.message).toBe(`rpv native: attentionForward: out of memory: cannot allocate 12288 bytes (12.0 KiB) of scratch; ${ADVICE}`);
+  it('reports scratch the calling thread cannot allocate as an error naming the kernel and the bytes', () => {
+    addon.setThreads(2);
+    const vocab = 10_000;
+    const hidden = 32;
+    const rows = 128;
+    const head = mappedHead('xent-oom', vocab, hidden, 11);
+    const heap = randomArray(2 * rows * hidden, 12);
+    const targets = new Int32Array(rows).map((_, i) => (i * 37) % vocab);
+    // 128 rows of logits over the vocabulary, more than the calling thread holds from the test above.
+    addon.setScratchLimit!(1_000_000);
+    const err = thrown(() => addon.crossEntropy!(heap, 0, rows, head.desc, targets, new Float32Array(rows), rows * hidden, rows));
+    expect(err.message).toBe(`rpv native: crossEntropy: out of memory: cannot allocate 5120000 bytes (4.9 MiB) of scratch; ${ADVICE}`);
     expect(err.code).toBe('ERR_RPV_NATIVE');
-    addon.setScratchLimit!(null);
-    for (let i = 0; i < 3; i++) a.forward();
-    expect(a.output()).toEqual(before);
+    expect(thrown(() => addon.setScratchLimit!(-1)).message).toBe('rpv native: setScratchLimit(bytes): bytes must be a non-negative integer or null');
   });
 
   it('names the per-call buffers of the attention backward pass and the GEMM packing', () => {
@@ -121,31 +122,41 @@ describe('native kernel failures', () => {
       `rpv native: attentionBackward: out of memory: cannot allocate 32768 bytes (32.0 KiB) of scratch; ${ADVICE}`,
     );
     addon.setThreads(1);
-    const m = 300;
+    const m = 500;
     const params = new Float64Array(GemmParam.count);
     params.set([1, m, m, m, 0, 0, 0, m, 0, 0, m, 0, 0, m, 0]);
     const x = randomArray(m * m, 3);
-    // Two row tiles share one packed B: 300 deep x 304 columns (padded to the 16-wide panels).
+    // Three row tiles share one packed B: 500 deep x 512 columns (padded to the 16-wide panels).
     expect(thrown(() => addon.gemm(x, x, new Float32Array(m * m), params)).message).toBe(
-      `rpv native: gemm: out of memory: cannot allocate 364800 bytes (356.2 KiB) of scratch; ${ADVICE}`,
+      `rpv native: gemm: out of memory: cannot allocate 1024000 bytes (1000.0 KiB) of scratch; ${ADVICE}`,
     );
   });
 
-  it('names the cross-entropy and the logits chunk it could not allocate', () => {
+  it('rethrows on the calling thread what a pool thread could not allocate, and the pool works on', () => {
     addon.setThreads(2);
-    const vocab = 3000;
-    const hidden = 32;
-    const rows = 40;
-    const head = mappedHead('xent-oom', vocab, hidden, 11);
-    const heap = randomArray(2 * rows * hidden, 12);
-    const targets = new Int32Array(rows).map((_, i) => (i * 37) % vocab);
-    const loss = new Float32Array(rows);
-    // 16 rows of logits over the vocabulary.
-    addon.setScratchLimit!(100_000);
-    expect(thrown(() => addon.crossEntropy!(heap, 0, rows, head.desc, targets, loss, rows * hidden, 16)).message).toBe(
-      `rpv native: crossEntropy: out of memory: cannot allocate 192000 bytes (187.5 KiB) of scratch; ${ADVICE}`,
-    );
-    expect(thrown(() => addon.setScratchLimit!(-1)).message).toBe('rpv native: setScratchLimit(bytes): bytes must be a non-negative integer or null');
+    const a = attentionHeap(1, 256, 32, 32);
+    a.forward();
+    const before = a.output();
+    // The calling thread now holds its rows of scores; a new pool's other threads hold none, and
+    // each task they run asks for 48 query rows x 256 keys. (Until one of them runs a task, the
+    // calling thread does the work without allocating: try again.)
+    addon.setThreads(4);
+    addon.setScratchLimit!(1024);
+    let err: (Error & { code?: string }) | undefined;
+    for (let attempt = 0; attempt < 50 && !err; attempt++) {
+      try {
+        a.forward();
+      } catch (e) {
+        err = e as Error & { code?: string };
+      }
+    }
+    expect(err?.message).toBe(`rpv native: attentionForward: out of memory: cannot allocate 49152 bytes (48.0 KiB) of scratch; ${ADVICE}`);
+    expect(err?.code).toBe('ERR_RPV_NATIVE');
+    addon.setScratchLimit!(null);
+    a.heap.fill(0, a.o.out, a.o.out + a.n);
+    for (let i = 0; i < 3; i++) a.forward();
+    const after = a.output();
+    expect(after.findIndex((v, i) => !Object.is(v, before[i]))).toBe(-1);
   });
 });
 
