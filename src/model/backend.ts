@@ -35,7 +35,10 @@ export interface BackendRoute {
 export interface InitBackendOptions {
   /** Which backend to use; `auto` picks the fastest that loads. Default `auto`. */
   backend?: BackendName;
-  /** Threads for the native matmul kernel (default: its own, the number of cores). */
+  /**
+   * Threads for the native kernels (default: RPV_MATMUL_THREADS, else the CPUs this process may
+   * use); applied even when an earlier call started the backend.
+   */
   threads?: number;
   /** Where fallback notes go (one line each); default stderr, null for silence. */
   log?: ((line: string) => void) | null;
@@ -171,17 +174,36 @@ async function installNative(threads: number | undefined): Promise<NativeMatmulS
 
 /**
  * Start the backend once per process (later calls return the same info unless a different
- * explicit backend is asked for).
+ * explicit backend is asked for). `threads` takes effect whoever started the backend: a later
+ * call with threads (a trainer's `model.threads` after a `tfjs:` encoder or `loadModel` started
+ * it) resizes the native kernels' pool and updates the info every caller holds.
  */
 export async function initBackend(options: InitBackendOptions = {}): Promise<BackendInfo> {
   if (pending && current && (options.backend ?? 'auto') !== 'auto' && !matches(current, options.backend!)) {
     pending = null;
   }
+  const started = pending !== null;
   if (!pending) pending = start(options).catch((err) => {
     pending = null;
     throw err;
   });
-  return pending;
+  const info = await pending;
+  if (started && options.threads !== undefined) await applyThreads(info, options.threads);
+  return info;
+}
+
+async function applyThreads(info: BackendInfo, threads: number): Promise<void> {
+  checkThreads(threads);
+  if (!info.nativeMatmul.active || info.nativeMatmul.threads === threads) return;
+  const native = await installNative(threads);
+  info.nativeMatmul = native;
+  if (native.active && native.threads) info.threads = native.threads;
+}
+
+function checkThreads(threads: number | undefined): void {
+  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) {
+    throw new RpvError(`backend: threads must be a positive integer, found ${threads}`);
+  }
 }
 
 function matches(info: BackendInfo, want: BackendName): boolean {
@@ -192,9 +214,7 @@ async function start({ backend = 'auto', threads, log = (l) => process.stderr.wr
   if (!(BACKEND_NAMES as readonly string[]).includes(backend)) {
     throw new RpvError(`backend: unknown backend ${JSON.stringify(backend)} (expected ${BACKEND_NAMES.slice(0, -1).join(', ')} or ${BACKEND_NAMES[BACKEND_NAMES.length - 1]})`);
   }
-  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) {
-    throw new RpvError(`backend: threads must be a positive integer, found ${threads}`);
-  }
+  checkThreads(threads);
   const tf = await tfCore();
   // Production mode: no debug checks, and no console banner from the cpu backend on first use.
   tf.env().set('PROD', true);

@@ -4,7 +4,11 @@
 //   gemm(a, b, c, params, bias?, alpha?)  a, b, c, bias, alpha: Float32Array (they may all view
 //       the same memory, e.g. the tfjs wasm heap); params: Float64Array laid out as kParam* below.
 //       Every index the call will touch is bounds-checked before any work starts.
-//   setThreads(n) / threads()  the persistent pool (caller thread included).
+//   setThreads(n) / threads()  the persistent pool (caller thread included). Until setThreads, the
+//       pool has the CPUs this process may use (its affinity mask, capped by a cgroup v2 CPU
+//       quota, as defaultThreads() in matmul.ts) and starts on the first kernel call that uses it.
+//   scratchBytes() / setScratchLimit(bytes | null)  bytes of kernel scratch held now; a test hook
+//       making larger scratch requests fail as an allocation would (scratch.h)
 //   isa() / setIsa('auto' | 'scalar' | 'avx2-fma') / detectedIsa()
 //   gridSums(...)  grid-v1 frame statistics (grid.cc)
 //   spawnFiles(...)  posix_spawn with a pidfd exit watch, Linux only (spawner.cc)
@@ -13,11 +17,17 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+
+#ifdef __linux__
+#include <sched.h>
+#endif
 
 #include "attention.h"
 #include "frozen.h"
@@ -25,6 +35,7 @@
 #include "grid.h"
 #include "napi_exports.h"
 #include "pointwise.h"
+#include "scratch.h"
 #include "spawner.h"
 #include "thread_pool.h"
 
@@ -43,11 +54,13 @@ enum Param {
 
 // One pool per process, shared by every Node environment (main thread and workers) that loads
 // the addon; a call that finds it busy (another environment is multiplying) runs single-threaded.
+// The pool starts when a kernel first needs it (loading the addon for spawnFiles or gridSums
+// starts no thread), sized by setThreads or else by defaultThreads().
 struct Shared {
-  std::mutex configMutex;  // guards pool replacement and the settings below
+  std::mutex configMutex;  // guards the settings below; the pool is replaced under both mutexes
   std::mutex runMutex;     // held while a multiply uses the pool
   std::unique_ptr<rpv::ThreadPool> pool;
-  int threads = 1;
+  int threads = 0;  // 0: not chosen yet (defaultThreads() when first asked)
   rpv::Isa detected = rpv::Isa::kScalar;
   rpv::Isa active = rpv::Isa::kScalar;
   int environments = 0;
@@ -56,6 +69,61 @@ struct Shared {
 Shared& shared() {
   static Shared* s = new Shared();  // never destroyed: worker threads must not outlive it
   return *s;
+}
+
+int clampThreads(double v) {
+  if (!std::isfinite(v) || v < 1) return 1;
+  return v > 256 ? 256 : static_cast<int>(v);
+}
+
+// The CPUs this process may use: its affinity mask (what os.availableParallelism() counts),
+// capped by a cgroup v2 CPU quota ("quota period" in /sys/fs/cgroup/cpu.max), so a container
+// limited to 2 CPUs on a 64-core host starts 2 threads, not 64. The same rule as defaultThreads()
+// in matmul.ts: change both.
+int defaultThreads() {
+  unsigned cpus = std::thread::hardware_concurrency();
+#ifdef __linux__
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) cpus = static_cast<unsigned>(CPU_COUNT(&set));
+#endif
+  double limit = cpus > 0 ? cpus : 1;
+  std::ifstream max("/sys/fs/cgroup/cpu.max");
+  std::string quota;
+  double period = 0;
+  if (max >> quota >> period && quota != "max" && period > 0) {
+    char* end = nullptr;
+    const double q = std::strtod(quota.c_str(), &end);
+    const double quotaCpus = std::ceil(q / period);
+    if (end && *end == '\0' && std::isfinite(quotaCpus) && quotaCpus >= 1 && quotaCpus < limit) limit = quotaCpus;
+  }
+  return clampThreads(limit);
+}
+
+// The pool's size, choosing the default on first use; configMutex held.
+int threadsLocked(Shared& s) {
+  if (s.threads == 0) s.threads = defaultThreads();
+  return s.threads;
+}
+
+// The pool for a call, or null when another environment is using it; starts it on first use.
+struct PoolLease {
+  rpv::Isa isa = rpv::Isa::kScalar;
+  std::unique_lock<std::mutex> run;
+  rpv::ThreadPool* pool = nullptr;
+};
+
+PoolLease leasePool() {
+  Shared& s = shared();
+  PoolLease lease;
+  std::lock_guard<std::mutex> config(s.configMutex);
+  lease.isa = s.active;
+  lease.run = std::unique_lock<std::mutex>(s.runMutex, std::try_to_lock);
+  if (lease.run.owns_lock()) {
+    if (!s.pool) s.pool.reset(new rpv::ThreadPool(threadsLocked(s)));
+    lease.pool = s.pool.get();
+  }
+  return lease;
 }
 
 napi_value throwError(napi_env env, const std::string& message, bool typeError = false) {
@@ -197,20 +265,9 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
     g.alphaStride[2] = static_cast<int64_t>(p[kAlphaStride2]);
   }
 
-  Shared& s = shared();
-  rpv::Isa isa;
-  {
-    std::lock_guard<std::mutex> lock(s.configMutex);
-    isa = s.active;
-  }
-  std::unique_lock<std::mutex> run(s.runMutex, std::try_to_lock);
-  rpv::sgemm(g, isa, run.owns_lock() ? s.pool.get() : nullptr);
+  PoolLease lease = leasePool();
+  rpv::sgemm(g, lease.isa, lease.pool);
   return nullptr;
-}
-
-int clampThreads(double v) {
-  if (!std::isfinite(v) || v < 1) return 1;
-  return v > 256 ? 256 : static_cast<int>(v);
 }
 
 // gridSums(rgb: Uint8Array, size, cells, out: Float64Array): grid-v1 statistics (grid.cc).
@@ -262,8 +319,10 @@ napi_value SetThreads(napi_env env, napi_callback_info info) {
     std::lock_guard<std::mutex> run(s.runMutex);
     if (threads != s.threads || !s.pool) {
       s.pool.reset();
-      s.pool.reset(new rpv::ThreadPool(threads));
+      // Chosen before the start, which may throw (a thread that cannot start): the next kernel
+      // call then tries this size again.
       s.threads = threads;
+      s.pool.reset(new rpv::ThreadPool(threads));
     }
   }
   napi_value out;
@@ -276,7 +335,7 @@ napi_value Threads(napi_env env, napi_callback_info) {
   int threads;
   {
     std::lock_guard<std::mutex> lock(s.configMutex);
-    threads = s.threads;
+    threads = threadsLocked(s);
   }
   napi_value out;
   NAPI_OK(napi_create_int32(env, threads, &out));
@@ -327,6 +386,30 @@ napi_value SetIsa(napi_env env, napi_callback_info info) {
   return IsaString(env, s.active);
 }
 
+napi_value ScratchBytes(napi_env env, napi_callback_info) {
+  napi_value out;
+  NAPI_OK(napi_create_double(env, static_cast<double>(rpv::scratchHeldBytes.load()), &out));
+  return out;
+}
+
+// setScratchLimit(bytes | null): scratch requests above `bytes` fail as a failed allocation would
+// (tests of the out-of-memory path); null lifts the limit.
+napi_value SetScratchLimit(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  if (argc < 1 || isNullish(env, argv[0])) {
+    rpv::scratchLimitBytes = std::numeric_limits<size_t>::max();
+    return nullptr;
+  }
+  double v = -1;
+  if (napi_get_value_double(env, argv[0], &v) != napi_ok || !isCount(v)) {
+    return throwError(env, "rpv native: setScratchLimit(bytes): bytes must be a non-negative integer or null", true);
+  }
+  rpv::scratchLimitBytes = static_cast<size_t>(v);
+  return nullptr;
+}
+
 void Cleanup(void*) {
   Shared& s = shared();
   std::lock_guard<std::mutex> config(s.configMutex);
@@ -342,14 +425,8 @@ void Cleanup(void*) {
 
 namespace rpv {
 void withPool(const std::function<void(Isa, ThreadPool*)>& fn) {
-  Shared& s = shared();
-  Isa isa;
-  {
-    std::lock_guard<std::mutex> lock(s.configMutex);
-    isa = s.active;
-  }
-  std::unique_lock<std::mutex> run(s.runMutex, std::try_to_lock);
-  fn(isa, run.owns_lock() ? s.pool.get() : nullptr);
+  PoolLease lease = leasePool();
+  fn(lease.isa, lease.pool);
 }
 }  // namespace rpv
 
@@ -360,11 +437,6 @@ NAPI_MODULE_INIT() {
     if (s.environments++ == 0) {
       s.detected = rpv::detectIsa();
       s.active = s.detected;
-      if (!s.pool) {
-        const unsigned hc = std::thread::hardware_concurrency();
-        s.threads = hc > 0 ? static_cast<int>(hc) : 1;
-        s.pool.reset(new rpv::ThreadPool(s.threads));
-      }
     }
   }
   napi_add_env_cleanup_hook(env, Cleanup, nullptr);
@@ -376,7 +448,9 @@ NAPI_MODULE_INIT() {
                              {"isa", GetIsa},
                              {"setIsa", SetIsa},
                              {"detectedIsa", DetectedIsa},
-                             {"gridSums", GridSums}})) {
+                             {"gridSums", GridSums},
+                             {"scratchBytes", ScratchBytes},
+                             {"setScratchLimit", SetScratchLimit}})) {
     return nullptr;
   }
   if (!rpv::registerFrozen(env, exports)) return nullptr;

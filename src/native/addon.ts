@@ -3,6 +3,10 @@
  * through src/native/build.mjs): the GEMM, the grid encoder's frame statistics and a posix_spawn
  * for ffmpeg. Loading never throws: a missing or broken binary gives `{ addon: null, reason }` so
  * callers fall back to tfjs-wasm's own kernels, the JS grid statistics and child_process.
+ *
+ * Every function of the addon throws a JavaScript Error (code ERR_RPV_NATIVE) for a C++ failure
+ * inside it, on any of its threads: `rpv native: <function>: out of memory: cannot allocate <n>
+ * bytes (...) of scratch; ...` when kernel scratch cannot be allocated (src/native/napi_exports.h).
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -23,11 +27,17 @@ export interface NativeAddon {
     bias?: Float32Array | null,
     alpha?: Float32Array | null,
   ): void;
+  /** Resizes the kernels' thread pool (caller included); returns the size. */
   setThreads(threads: number): number;
+  /** The pool's size: setThreads's, else the CPUs this process may use (as defaultThreads()). */
   threads(): number;
   isa(): MatmulIsa;
   setIsa(isa: 'auto' | MatmulIsa): MatmulIsa;
   detectedIsa(): MatmulIsa;
+  /** Bytes of kernel scratch held now, by every thread (src/native/scratch.h); absent from older addons. */
+  scratchBytes?(): number;
+  /** Test hook: scratch requests above `bytes` fail as a failed allocation would; null lifts the limit. */
+  setScratchLimit?(bytes: number | null): void;
   /** Length of the params array gemm expects. */
   paramCount: number;
   /** grid-v1 frame statistics (src/native/grid.cc); absent from addons built before it. */

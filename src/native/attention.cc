@@ -102,8 +102,8 @@ void attentionBackward(const AttentionBackward& a, Isa isa, ThreadPool* pool) {
   const int64_t partSize = s.keys * s.headDim;
   // Per query head: its contribution to dK and dV of its key/value head, added up afterwards in
   // a fixed order (so results do not depend on the thread count).
-  std::vector<float> dkPart(static_cast<size_t>(s.batch * s.heads * partSize));
-  std::vector<float> dvPart(dkPart.size());
+  ScratchVector<float> dkPart(static_cast<size_t>(s.batch * s.heads * partSize));
+  ScratchVector<float> dvPart(dkPart.size());
   auto task = [&](int64_t t, int) {
     const int64_t b = t / s.heads, h = t % s.heads, kv = h / g;
     static thread_local Scratch pBuf, dpBuf;

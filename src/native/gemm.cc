@@ -9,6 +9,7 @@
 #include <new>
 
 #include "half.h"
+#include "scratch.h"
 #include "thread_pool.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -259,27 +260,12 @@ void applyEpilogue(const GemmArgs& g, int64_t bi, float* c, int64_t i0, int64_t 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Per-thread packing buffers, 64-byte aligned, grown on demand.
-
-struct AlignedBuffer {
-  float* data = nullptr;
-  size_t size = 0;
-  ~AlignedBuffer() { std::free(data); }
-  float* get(size_t n) {
-    if (n > size) {
-      std::free(data);
-      const size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
-      data = static_cast<float*>(std::aligned_alloc(64, bytes));
-      if (!data) throw std::bad_alloc();
-      size = n;
-    }
-    return data;
-  }
-};
+// Per-thread packing buffers, 64-byte aligned, grown on demand (scratch.h: counted, and a failed
+// allocation names its size).
 
 struct Workspace {
-  AlignedBuffer a, b;
-  AlignedBuffer sharedB;  // op(B) packed once per call, read by every thread (caller's own)
+  Scratch a, b;
+  Scratch sharedB;  // op(B) packed once per call, read by every thread (caller's own)
 };
 
 Workspace& threadWorkspace() {

@@ -87,6 +87,7 @@ function inactive(reason: string): NativeMatmulInfo {
 /**
  * The CPUs this process may use: its affinity mask (os.availableParallelism), capped by a cgroup
  * v2 CPU quota (a container limited to 2 CPUs on a 64-core host must not start 64 threads).
+ * The addon sizes its pool the same way until told otherwise (defaultThreads in addon.cc: change both).
  */
 export function defaultThreads(): number {
   const cpus = availableParallelism();

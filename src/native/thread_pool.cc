@@ -1,5 +1,10 @@
 #include "thread_pool.h"
 
+#include <string>
+#include <system_error>
+
+#include "napi_exports.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define RPV_PAUSE() _mm_pause()
@@ -18,10 +23,22 @@ constexpr int kSpinIterations = 4000;
 ThreadPool::ThreadPool(int threads) {
   if (threads < 1) threads = 1;
   workers_.reserve(threads - 1);
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { workerLoop(i); });
+  for (int i = 1; i < threads; ++i) {
+    try {
+      workers_.emplace_back([this, i] { workerLoop(i); });
+    } catch (const std::system_error& e) {
+      // The destructor does not run for a constructor that throws: join the started ones here
+      // (a joinable std::thread destroyed would end the process).
+      stopWorkers();
+      throw NativeError("cannot start thread " + std::to_string(i + 1) + " of " + std::to_string(threads) + " (" + e.what() +
+                        "); lower model.threads or RPV_MATMUL_THREADS");
+    }
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stopWorkers(); }
+
+void ThreadPool::stopWorkers() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_ = true;
@@ -30,6 +47,7 @@ ThreadPool::~ThreadPool() {
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
+  workers_.clear();
 }
 
 bool ThreadPool::claim(uint32_t gen, int64_t* task) {
@@ -49,10 +67,19 @@ bool ThreadPool::claim(uint32_t gen, int64_t* task) {
 
 void ThreadPool::work(uint32_t gen, int threadIndex) {
   int64_t task;
+  Job& job = jobs_[gen & 1];
   while (claim(gen, &task)) {
     // Read after a successful claim: the job cannot finish (and its slot cannot be reused)
     // before this task is done.
-    (*jobs_[gen & 1].fn.load(std::memory_order_relaxed))(task, threadIndex);
+    if (!job.failed.load(std::memory_order_relaxed)) {
+      try {
+        (*job.fn.load(std::memory_order_relaxed))(task, threadIndex);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(errorMutex_);
+        if (!error_) error_ = std::current_exception();
+        job.failed.store(true, std::memory_order_relaxed);
+      }
+    }
     done_.fetch_add(1, std::memory_order_acq_rel);
   }
 }
@@ -93,6 +120,7 @@ void ThreadPool::run(int64_t tasks, const std::function<void(int64_t, int)>& fn)
     gen = static_cast<uint32_t>(ticket_.load() >> 32) + 1;
     jobs_[gen & 1].fn.store(&fn, std::memory_order_relaxed);
     jobs_[gen & 1].tasks.store(tasks, std::memory_order_relaxed);
+    jobs_[gen & 1].failed.store(false, std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
     ticket_.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
   }
@@ -104,6 +132,12 @@ void ThreadPool::run(int64_t tasks, const std::function<void(int64_t, int)>& fn)
     } else {
       std::this_thread::yield();
     }
+  }
+  // Every task is done, so no thread writes error_ any more.
+  if (error_) {
+    std::exception_ptr error;
+    std::swap(error, error_);
+    std::rethrow_exception(error);
   }
 }
 

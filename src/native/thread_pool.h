@@ -1,11 +1,14 @@
 // A small persistent thread pool for the GEMM: the calling thread plus `threads - 1` workers.
 // Workers spin briefly after each job (matmuls in a training step come in quick succession), then
-// sleep on a condition variable so an idle process costs nothing.
+// sleep on a condition variable so an idle process costs nothing. An exception thrown by a task,
+// on whichever thread, is caught there, the job's remaining tasks are skipped, and run() rethrows
+// it on the calling thread once every task has finished.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -15,6 +18,7 @@ namespace rpv {
 
 class ThreadPool {
  public:
+  // Throws NativeError (napi_exports.h) naming the thread that could not be started.
   explicit ThreadPool(int threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -24,7 +28,8 @@ class ThreadPool {
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Calls fn(task, threadIndex) once for every task in [0, tasks); the caller works too and
-  // returns when all tasks are done. Not reentrant: one run() at a time (the caller serialises).
+  // returns when all tasks are done, rethrowing the first exception a task threw. Not reentrant:
+  // one run() at a time (the caller serialises).
   void run(int64_t tasks, const std::function<void(int64_t, int)>& fn);
 
  private:
@@ -32,6 +37,7 @@ class ThreadPool {
   // Claims the next task of generation `gen`; false when that generation has none left.
   bool claim(uint32_t gen, int64_t* task);
   void work(uint32_t gen, int threadIndex);
+  void stopWorkers();
 
   std::vector<std::thread> workers_;
   std::mutex mutex_;
@@ -45,8 +51,11 @@ class ThreadPool {
   struct Job {
     std::atomic<const std::function<void(int64_t, int)>*> fn{nullptr};
     std::atomic<int64_t> tasks{0};
+    std::atomic<bool> failed{false};  // a task threw: the rest are counted, not run
   };
   Job jobs_[2];
+  std::mutex errorMutex_;
+  std::exception_ptr error_;  // the current job's first exception
   std::atomic<bool> stop_{false};
 };
 

@@ -14,7 +14,6 @@ namespace rpv {
 
 namespace {
 
-
 // One row: loss = logsumexp(x) - x[target]; with `grad`, x becomes softmax(x) - onehot(target).
 void row(float* x, int64_t vocab, int32_t target, float* loss, bool grad, Isa isa) {
   const float max = maxOf(x, vocab, isa);
@@ -32,6 +31,11 @@ void row(float* x, int64_t vocab, int32_t target, float* loss, bool grad, Isa is
 
 }  // namespace
 
+int64_t xentPartialColumns(int64_t tasks, int64_t rows, int64_t hidden) {
+  const int64_t fit = kXentPartialBytes / (static_cast<int64_t>(sizeof(float)) * tasks * rows) / 16 * 16;
+  return std::min(hidden, std::max<int64_t>(16, fit));
+}
+
 void crossEntropy(const XentArgs& a, Isa isa, ThreadPool* pool) {
   if (a.m <= 0) return;
   const int threads = pool ? pool->size() : 1;
@@ -40,9 +44,12 @@ void crossEntropy(const XentArgs& a, Isa isa, ThreadPool* pool) {
   float* logits = logitsBuf.get(static_cast<size_t>(chunk * a.vocab));
   // dH = G W is a GEMM with a huge depth (the vocabulary) and a small output: each task takes a
   // slice of the vocabulary into its own partial sum (each slice of W is packed once), then the
-  // partial sums are added in a fixed order, so results do not depend on the thread count.
+  // partial sums are added in a fixed order, so results do not depend on the thread count. The
+  // partial sums cover `cols` columns of dH at a time, so they never take more than
+  // kXentPartialBytes (every column's sums are the same whatever the blocks).
   const int64_t kTasks = std::max<int64_t>(1, std::min<int64_t>(4 * threads, (a.vocab + 1023) / 1024));
-  float* partial = a.dh ? partialBuf.get(static_cast<size_t>(kTasks * chunk * a.hidden)) : nullptr;
+  const int64_t cols = xentPartialColumns(kTasks, chunk, a.hidden);
+  float* partial = a.dh ? partialBuf.get(static_cast<size_t>(kTasks * chunk * cols)) : nullptr;
   for (int64_t r0 = 0; r0 < a.m; r0 += chunk) {
     const int64_t mc = std::min(chunk, a.m - r0);
     GemmArgs g;
@@ -67,38 +74,43 @@ void crossEntropy(const XentArgs& a, Isa isa, ThreadPool* pool) {
     }
     if (!grad) continue;
     const int64_t per = (a.vocab + kTasks - 1) / kTasks;
-    auto sliceTask = [&](int64_t t, int) {
-      float* out = partial + t * mc * a.hidden;
-      const int64_t v0 = t * per;
-      const int64_t v1 = std::min(a.vocab, v0 + per);
-      if (v1 <= v0) {
-        std::fill(out, out + mc * a.hidden, 0.0f);
-        return;
+    for (int64_t c0 = 0; c0 < a.hidden; c0 += cols) {
+      const int64_t nc = std::min(cols, a.hidden - c0);
+      const int64_t n = mc * nc;
+      auto sliceTask = [&](int64_t t, int) {
+        float* out = partial + t * n;
+        const int64_t v0 = t * per;
+        const int64_t v1 = std::min(a.vocab, v0 + per);
+        if (v1 <= v0) {
+          std::fill(out, out + n, 0.0f);
+          return;
+        }
+        GemmArgs d;
+        d.m = mc;
+        d.n = nc;
+        d.k = v1 - v0;
+        d.a = logits + v0;
+        d.lda = a.vocab;
+        d.b = static_cast<const uint8_t*>(a.head) + (v0 * a.hidden + c0) * dtypeBytes(a.headType);
+        d.bType = a.headType;
+        d.ldb = a.hidden;
+        d.c = out;
+        d.ldc = nc;
+        sgemm(d, isa, nullptr);
+      };
+      if (pool && kTasks > 1) {
+        pool->run(kTasks, sliceTask);
+      } else {
+        for (int64_t t = 0; t < kTasks; ++t) sliceTask(t, 0);
       }
-      GemmArgs d;
-      d.m = mc;
-      d.n = a.hidden;
-      d.k = v1 - v0;
-      d.a = logits + v0;
-      d.lda = a.vocab;
-      d.b = static_cast<const uint8_t*>(a.head) + v0 * a.hidden * dtypeBytes(a.headType);
-      d.bType = a.headType;
-      d.ldb = a.hidden;
-      d.c = out;
-      d.ldc = a.hidden;
-      sgemm(d, isa, nullptr);
-    };
-    if (pool && kTasks > 1) {
-      pool->run(kTasks, sliceTask);
-    } else {
-      for (int64_t t = 0; t < kTasks; ++t) sliceTask(t, 0);
-    }
-    float* dh = a.dh + r0 * a.hidden;
-    const int64_t n = mc * a.hidden;
-    std::copy(partial, partial + n, dh);
-    for (int64_t t = 1; t < kTasks; ++t) {
-      const float* p = partial + t * n;
-      for (int64_t i = 0; i < n; ++i) dh[i] += p[i];
+      for (int64_t i = 0; i < mc; ++i) {
+        float* dh = a.dh + (r0 + i) * a.hidden + c0;
+        std::copy(partial + i * nc, partial + (i + 1) * nc, dh);
+        for (int64_t t = 1; t < kTasks; ++t) {
+          const float* p = partial + t * n + i * nc;
+          for (int64_t j = 0; j < nc; ++j) dh[j] += p[j];
+        }
+      }
     }
   }
 }

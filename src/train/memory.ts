@@ -12,6 +12,9 @@
  * - activations saved for the backward pass at `prompt.max_tokens` x `data.batch_size` tokens: every
  *   layer's intermediates, or with gradient checkpointing one hidden state per layer plus the
  *   working set of the layer being recomputed;
+ * - the native kernels' scratch (src/native/scratch.h: GEMM packing buffers per thread, the
+ *   attention's score rows, the cross-entropy's logits chunk and partial sums), host memory
+ *   outside every tensor heap: nativeScratchBytes();
  * - the loader's prefetch buffer and the process itself (host memory only).
  *
  * The activation coefficients are fitted to tf.profile's peak bytes of a LoRA (all seven modules)
@@ -22,6 +25,7 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import type { DecoderConfig } from '../model/config.js';
+import { crossEntropyChunkRows } from '../model/frozen.js';
 import { RpvError } from '../util/errors.js';
 
 /** tfjs-wasm's heap is a wasm32 memory: it cannot grow past 4 GiB. */
@@ -51,6 +55,8 @@ export interface MemoryPlanInput {
   batchSize: number;
   gradientCheckpointing: 'auto' | boolean;
   prefetchBytes: number;
+  /** Bytes of native kernel scratch (nativeScratchBytes()); 0 or absent when they do not run. */
+  scratchBytes?: number;
   /** The backend's tensors live in a wasm heap (4 GiB at most) or in host memory. */
   backend: string;
   /** Host memory the process may use; default: hostMemoryLimit(). */
@@ -71,7 +77,9 @@ export interface MemoryPlan {
   tensorBytes: number;
   /** Where tensors live and how much they may take. */
   tensorLimit: { bytes: number; source: string };
-  /** Peak host memory: tensors (host or wasm heap), mapped weights resident, prefetch, the process. */
+  /** Native kernel scratch (host memory outside the tensors). */
+  scratchBytes: number;
+  /** Peak host memory: tensors (host or wasm heap), mapped weights resident, kernel scratch, prefetch, the process. */
   hostBytes: number;
   hostLimit: { bytes: number; source: string };
   /** Why the run cannot fit; null when it fits. */
@@ -107,6 +115,52 @@ export function activationBytes(config: MemoryPlanInput['config'], tokens: numbe
   return 4 * tokens * floats;
 }
 
+/** The C++ kernels' sizes that decide their scratch (mirrors of gemm.cc, attention.cc, xent.h). */
+const NATIVE = {
+  /** A GEMM thread's packed blocks of A (kMC x kKC floats) and B (kKC x kNC floats). */
+  gemmPackBytes: 4 * (96 * 256 + 256 * 1024),
+  /** op(B) packed once per call, shared by the threads (kMaxSharedB floats at most). */
+  sharedBBytes: 4 * 2 ** 22,
+  /** A GEMM task's rows (2 x kMC): more rows than this make a shared op(B) worth packing. */
+  gemmTileRows: 192,
+  /** Query rows per attention block (kRows). */
+  attentionRows: 48,
+  /** The cross-entropy's partial sums of dH (kXentPartialBytes). */
+  xentPartialBytes: 4 * 2 ** 20,
+};
+
+export interface NativeScratchInput {
+  config: Pick<DecoderConfig, 'hiddenSize' | 'vocabSize' | 'numHeads' | 'headDim'>;
+  /** Threads of the native kernels' pool, the calling thread included. */
+  threads: number;
+  /** Tokens per sample at most (prompt.max_tokens) and samples per micro-batch. */
+  maxTokens: number;
+  batchSize: number;
+}
+
+/**
+ * The most scratch rpv's native kernels hold during a training step (src/native/scratch.h): per
+ * pool thread, the GEMM's packing buffers and the fused attention's score rows; once, op(B) packed
+ * for a call, the attention backward's per-head dK/dV parts and the chunked cross-entropy's logits
+ * and partial sums (bounded whatever the threads; test/native/scratch.test.ts holds the kernels to
+ * this figure).
+ */
+export function nativeScratchBytes({ config, threads, maxTokens, batchSize }: NativeScratchInput): number {
+  const { hiddenSize: hidden, vocabSize: vocab, numHeads: heads, headDim } = config;
+  const roundUp = (v: number, to: number) => Math.ceil(v / to) * to;
+  const floats = (n: number) => roundUp(4 * n, 64);
+  const attentionPerThread = floats(NATIVE.attentionRows * maxTokens) * 3;
+  const attentionParts = 2 * 4 * batchSize * heads * maxTokens * headDim;
+  const chunk = Math.min(crossEntropyChunkRows(vocab), maxTokens * batchSize);
+  const tasks = Math.max(1, Math.min(4 * threads, Math.ceil(vocab / 1024)));
+  const cols = Math.min(hidden, Math.max(16, Math.floor(NATIVE.xentPartialBytes / (4 * tasks * chunk) / 16) * 16));
+  const xent = floats(chunk * vocab) + floats(tasks * chunk * cols);
+  // Slices of dH with more rows than a GEMM tile pack their op(B) once on each pool thread.
+  const perSlice = Math.ceil(vocab / tasks) * roundUp(cols, 16);
+  const sliceSharedB = chunk > NATIVE.gemmTileRows && perSlice <= NATIVE.sharedBBytes / 4 ? (threads - 1) * floats(perSlice) : 0;
+  return threads * (NATIVE.gemmPackBytes + attentionPerThread) + NATIVE.sharedBBytes + attentionParts + xent + sliceSharedB;
+}
+
 export function planMemory(input: MemoryPlanInput): MemoryPlan {
   const tokens = input.maxTokens * input.batchSize;
   const stateBytes = 20 * input.trainableValues;
@@ -131,7 +185,8 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
   const activation = checkpointing ? light : full;
   const tensorBytes = fixed + activation;
   // Mapped weights are read in full every step, so all their pages are resident (as page cache).
-  const hostBytes = tensorBytes + input.mappedBytes + input.prefetchBytes + PROCESS_BASE_BYTES;
+  const scratchBytes = input.scratchBytes ?? 0;
+  const hostBytes = tensorBytes + input.mappedBytes + scratchBytes + input.prefetchBytes + PROCESS_BASE_BYTES;
 
   let refusal: string | null = null;
   const parts =
@@ -150,6 +205,7 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
     if (input.prefetchBytes > 256 * 2 ** 20) hostRemedies.push('lower data.prefetch_bytes');
     refusal =
       `train: the run needs about ${gib(hostBytes)} of memory (${parts}; mapped weights ${gib(input.mappedBytes)}, ` +
+      `${scratchBytes > 0 ? `native kernel scratch ${gib(scratchBytes)}, ` : ''}` +
       `loader prefetch ${gib(input.prefetchBytes)}) but ${hostLimit.source} is ${gib(hostLimit.bytes)}: ${hostRemedies.join('; or ')}`;
   }
   return {
@@ -160,6 +216,7 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
     stateBytes,
     activationBytes: activation,
     activationBytesFull: full,
+    scratchBytes,
     tensorBytes,
     tensorLimit,
     hostBytes,
@@ -175,6 +232,7 @@ export function describePlan(plan: MemoryPlan): string[] {
     `trainable state (values, gradients, accumulated gradients, AdamW moments): ${gib(plan.stateBytes)}`,
     `activations at the longest sample: ${gib(plan.activationBytes)} (gradient checkpointing ${plan.checkpointing ? 'on' : 'off'}: ${plan.checkpointingReason}; without it ${gib(plan.activationBytesFull)})`,
     `tensors at peak: about ${gib(plan.tensorBytes)} of ${gib(plan.tensorLimit.bytes)} (${plan.tensorLimit.source})`,
+    ...(plan.scratchBytes > 0 ? [`native kernel scratch (outside the tensors): about ${gib(plan.scratchBytes)}`] : []),
     `process at peak: about ${gib(plan.hostBytes)} of ${gib(plan.hostLimit.bytes)} (${plan.hostLimit.source})`,
   ];
 }

@@ -38,7 +38,7 @@ import { lockRunFolder } from './run-folder.js';
 import { optimizerStep } from './step.js';
 import { prepared, renderSample } from './render.js';
 import { loadTrainModel, exportAdapter } from './model-io.js';
-import { gib, planMemory, type MemoryPlan } from './memory.js';
+import { gib, nativeScratchBytes, planMemory, type MemoryPlan } from './memory.js';
 
 /** Rendered prompts kept across epochs (about 1-2 KB each). */
 const PROMPT_CACHE_ENTRIES = 100_000;
@@ -100,6 +100,9 @@ export async function openSession(recipe: Recipe, log: (line: string) => void = 
     batchSize: recipe.data.batch_size,
     gradientCheckpointing: recipe.train.gradient_checkpointing,
     prefetchBytes: recipe.data.prefetch_bytes,
+    scratchBytes: backend.nativeMatmul.active
+      ? nativeScratchBytes({ config: model.config, threads: backend.threads, maxTokens: recipe.prompt.max_tokens, batchSize: recipe.data.batch_size })
+      : 0,
     backend: backend.backend,
   });
   if (memory.refusal) {

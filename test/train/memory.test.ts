@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/model/backend.js';
 import { loadModel } from '../../src/model/load.js';
 import { MODEL_PRESETS, writeTinyModel } from '../../src/model/tiny.js';
-import { activationBytes, hostMemoryLimit, planMemory, type MemoryPlanInput } from '../../src/train/memory.js';
+import { activationBytes, describePlan, gib, hostMemoryLimit, nativeScratchBytes, planMemory, type MemoryPlanInput } from '../../src/train/memory.js';
 import { loadRecipe, parseRecipe } from '../../src/train/recipe.js';
 import { fileURLToPath } from 'node:url';
 
@@ -71,6 +71,30 @@ describe('memory plan', () => {
     );
     // The same run fits in 24 GiB.
     expect(planMemory(base({ config: preset('qwen2.5-7b'), mappedBytes: 15_231_233_024, trainableValues: 40_370_176, maxTokens: 512 })).refusal).toBeNull();
+  });
+
+  it('counts the native kernels\' scratch in host memory, bounded whatever the threads', () => {
+    const p = MODEL_PRESETS['qwen2.5-7b'];
+    const config = { hiddenSize: p.hiddenSize, vocabSize: p.vocabSize, numHeads: p.numHeads, headDim: headDim(p) };
+    const scratch = (threads: number) => nativeScratchBytes({ config, threads, maxTokens: 512, batchSize: 1 });
+    // Each thread adds its GEMM packing buffers and attention rows (1.4 MiB); the cross-entropy's
+    // logits chunk and partial sums do not grow with the threads.
+    expect((scratch(16) - scratch(2)) / 14).toBeLessThan(1.5 * 2 ** 20);
+    expect(scratch(16)).toBeLessThan(128 * 2 ** 20);
+    const run = { config: preset('qwen2.5-7b'), mappedBytes: 15_231_233_024, trainableValues: 40_370_176, maxTokens: 512, hostLimit: { bytes: 16 * GiB, source: 'the cgroup limit (memory.max)' } };
+    const without = planMemory(base(run));
+    const plan = planMemory(base({ ...run, scratchBytes: scratch(16) }));
+    expect(without.scratchBytes).toBe(0);
+    expect(plan.scratchBytes).toBe(scratch(16));
+    expect(plan.hostBytes - without.hostBytes).toBe(scratch(16));
+    expect(plan.tensorBytes).toBe(without.tensorBytes);
+    expect(describePlan(plan)).toContain(`native kernel scratch (outside the tensors): about ${gib(scratch(16))}`);
+    expect(describePlan(without).join('\n')).not.toContain('native kernel scratch');
+    expect(plan.refusal).toBe(
+      'train: the run needs about 17.72 GiB of memory (trainable state 0.75 GiB (40,370,176 values x 20 bytes), activations 1.72 GiB at prompt.max_tokens=512 x data.batch_size=1 with gradient checkpointing; ' +
+        'mapped weights 14.19 GiB, native kernel scratch 0.12 GiB, loader prefetch 0.50 GiB) but the cgroup limit (memory.max) is 16.00 GiB: ' +
+        'lower prompt.max_tokens or data.batch_size (raise train.grad_accum_steps to keep the batch); or lower data.prefetch_bytes',
+    );
   });
 
   it('fits the shipped real-size recipe for Qwen2.5-0.5B and 1.5B on the wasm heap, with checkpointing', async () => {

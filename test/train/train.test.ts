@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { dryRun, generateReply, loadForGeneration, parseRecipe, readMetrics, train, type TrainMetric } from '../../src/index.js';
+import { describeBackend } from '../../src/model/backend.js';
 import { readShard } from '../../src/shard/read.js';
 import { recipeText, writeDataset, writeModel } from './helpers.js';
 
@@ -191,6 +192,8 @@ describe('train', () => {
     expect(text).toMatch(/<\|im_start\|>assistant\n\[\[(It is|Yes,) (red|green|blue|yellow)[.!]<\|im_end\|>\]\]/);
     expect(text).toMatch(/\n# memory\nfrozen weights: .*\ntrainable state \(values, gradients, accumulated gradients, AdamW moments\): 0\.00 GiB\nactivations at the longest sample: [\d.]+ GiB \(gradient checkpointing off: auto: activations of every layer/);
     expect(text).toMatch(/\ntensors at peak: about [\d.]+ GiB of (4\.00 GiB \(the wasm backend's heap\)|[\d.]+ GiB)/);
+    // The native kernels' scratch is host memory outside the tensors (when the addon runs them).
+    if (describeBackend()?.nativeMatmul.active) expect(text).toMatch(/\nnative kernel scratch \(outside the tensors\): about [\d.]+ GiB\nprocess at peak/);
     expect(existsSync(path.join(root, 'dry'))).toBe(false);
   });
 });
