@@ -11,6 +11,7 @@
 import { promises as fs } from 'node:fs';
 import { RpvError } from './errors.js';
 import { float16ToFloat32, toFloat16Bits } from './float16.js';
+import { firstNonFinite, firstNonFiniteBits, nonFiniteValueOfBits } from './finite.js';
 import path from 'node:path';
 import { tempPathFor, writeFileAtomic } from './atomic.js';
 
@@ -235,6 +236,36 @@ export class SafetensorsReader {
     if (bytes.length) await this.handle.read(bytes, 0, bytes.length, this.dataStart + begin);
     const count = entry.shape.reduce((a, b) => a * b, 1);
     return { dtype: entry.dtype, shape: entry.shape, data: decode(bytes, entry.dtype, count) };
+  }
+
+  /**
+   * The first NaN or infinite value of a float tensor (F32, F16, BF16: on its stored bits; F64
+   * decoded), read in chunks of `chunkBytes`; null when every value is finite or the dtype is not
+   * a float.
+   */
+  async findNonFinite(name: string, chunkBytes = 1 << 24): Promise<{ index: number; count: number; value: number } | null> {
+    const entry = this.entries.get(name);
+    if (!entry) throw new RpvError(`${this.file}: no tensor named ${name}`);
+    const dtype = entry.dtype;
+    if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16' && dtype !== 'F64') return null;
+    const size = DTYPE_BYTES[dtype];
+    const [begin, end] = entry.dataOffsets;
+    const count = (end - begin) / size;
+    const buf = new Uint8Array(Math.max(size, Math.min(end - begin, chunkBytes - (chunkBytes % 8))));
+    for (let at = begin; at < end; at += buf.length) {
+      const bytes = buf.subarray(0, Math.min(buf.length, end - at));
+      await this.handle.read(bytes, 0, bytes.length, this.dataStart + at);
+      const first = (at - begin) / size;
+      if (dtype === 'F64') {
+        const values = new Float64Array(bytes.buffer, 0, bytes.length / 8);
+        const i = firstNonFinite(values);
+        if (i >= 0) return { index: first + i, count, value: values[i]! };
+        continue;
+      }
+      const i = firstNonFiniteBits(bytes, dtype);
+      if (i >= 0) return { index: first + i, count, value: nonFiniteValueOfBits(bytes, dtype, i) };
+    }
+    return null;
   }
 
   async close(): Promise<void> {
