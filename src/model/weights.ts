@@ -191,7 +191,7 @@ export function checkWeightNames(
     if (folder.has(bias)) {
       throw new RpvError(`${configFile}: model_type ${type} does not fit the weights: ${folder.fileOf(bias)} holds ${bias}, and ${config.arch} without attention_bias has no attention biases (a qwen2 model?)`);
     }
-    throw new RpvError(`${configFile}: model_type ${type} does not fit the weights: ${folder.files.join(', ')} hold no ${bias}, which ${config.arch === 'qwen2' ? 'qwen2 always has' : 'attention_bias true asks for'} (a llama model?)`);
+    throw new RpvError(`${configFile}: model_type ${type} does not fit the weights: ${folder.files.join(', ')} ${folder.files.length === 1 ? 'holds' : 'hold'} no ${bias}, which ${config.arch === 'qwen2' ? 'qwen2 always has' : 'attention_bias true asks for'} (a llama model?)`);
   }
   const unused = folder.names.filter((n) => !expected.has(n) && !RECOMPUTED_BUFFER.test(n));
   if (unused.length === 0) return;
