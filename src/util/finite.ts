@@ -18,35 +18,54 @@ export function firstNonFinite(data: ArrayLike<number>): number {
   return -1;
 }
 
-/** Exponent masks of the float dtypes rpv stores. */
-const EXPONENT_BITS = { F32: 0x7f800000, F16: 0x7c00, BF16: 0x7f80 } as const;
-export type ScannedDType = keyof typeof EXPONENT_BITS;
+/**
+ * Per dtype: the exponent bits of every element in a 32-bit word, and the word that carries each
+ * element's exponent into its top bit when (and only when) they are all ones. Adding needs no
+ * carry across elements: a masked element plus its carry stays within its own bits.
+ */
+const WORD_TESTS = {
+  F32: { mask: 0x7f800000, carry: 0x00800000, top: 0x80000000, perWord: 1 },
+  F16: { mask: 0x7c007c00, carry: 0x04000400, top: 0x80008000, perWord: 2 },
+  BF16: { mask: 0x7f807f80, carry: 0x00800080, top: 0x80008000, perWord: 2 },
+} as const;
+export type ScannedDType = keyof typeof WORD_TESTS;
+
+/** Words tested between two looks at the accumulated flags. */
+const BLOCK_WORDS = 1024;
 
 /**
  * Index of the first NaN or infinite element among `bytes` (whole little-endian elements of
- * `dtype`, aligned to their size), -1 when there is none.
+ * `dtype`), -1 when there is none. Whole 32-bit words are tested a block at a time, flags ORed
+ * together without a branch; only a flagged block is searched element by element.
  */
 export function firstNonFiniteBits(bytes: Uint8Array, dtype: ScannedDType): number {
-  if (dtype === 'F32') {
-    const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
-    const e = EXPONENT_BITS.F32;
-    for (let i = 0; i < words.length; i++) if ((words[i]! & e) === e) return i;
+  const { mask, carry, top, perWord } = WORD_TESTS[dtype];
+  const size = 4 / perWord;
+  const count = Math.floor(bytes.byteLength / size);
+  // Words start where the buffer is 4-byte aligned; elements before and after are looked at alone.
+  const lead = bytes.byteOffset % 4 === 0 ? 0 : Math.min(count, (4 - (bytes.byteOffset % 4)) / size);
+  const words = Math.floor(((count - lead) * size) / 4);
+  const view = new Uint32Array(bytes.buffer, bytes.byteOffset + lead * size, words);
+  const single = (from: number, to: number): number => {
+    for (let i = from; i < to; i++) if (isNonFiniteAt(bytes, dtype, i)) return i;
     return -1;
+  };
+  const head = single(0, lead);
+  if (head >= 0) return head;
+  for (let b = 0; b < words; b += BLOCK_WORDS) {
+    const end = Math.min(words, b + BLOCK_WORDS);
+    let flags = 0;
+    for (let i = b; i < end; i++) flags |= ((view[i]! & mask) + carry) | 0;
+    if ((flags & top) !== 0) return single(lead + b * perWord, lead + end * perWord);
   }
-  const e = EXPONENT_BITS[dtype];
-  const halves = bytes.byteLength >>> 1;
-  // Two halves per 32-bit word; the word that holds one is looked at half by half.
-  const pairs = bytes.byteOffset % 4 === 0 ? halves >>> 1 : 0;
-  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, pairs);
-  const hi = e << 16;
-  for (let i = 0; i < pairs; i++) {
-    const w = words[i]!;
-    if ((w & e) === e) return 2 * i;
-    if ((w & hi) === hi) return 2 * i + 1;
-  }
-  const rest = new Uint16Array(bytes.buffer, bytes.byteOffset, halves);
-  for (let i = 2 * pairs; i < halves; i++) if ((rest[i]! & e) === e) return i;
-  return -1;
+  return single(lead + words * perWord, count);
+}
+
+function isNonFiniteAt(bytes: Uint8Array, dtype: ScannedDType, index: number): boolean {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (dtype === 'F32') return (view.getUint32(index * 4, true) & 0x7f800000) === 0x7f800000;
+  const e = dtype === 'F16' ? 0x7c00 : 0x7f80;
+  return (view.getUint16(index * 2, true) & e) === e;
 }
 
 /** The decoded value of a non-finite element from its bits: NaN, Infinity or -Infinity. */

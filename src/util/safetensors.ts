@@ -240,10 +240,10 @@ export class SafetensorsReader {
 
   /**
    * The first NaN or infinite value of a float tensor (F32, F16, BF16: on its stored bits; F64
-   * decoded), read in chunks of `chunkBytes`; null when every value is finite or the dtype is not
-   * a float.
+   * decoded), read in chunks of `chunkBytes` (the next chunk is read while one is scanned); null
+   * when every value is finite or the dtype is not a float.
    */
-  async findNonFinite(name: string, chunkBytes = 1 << 24): Promise<{ index: number; count: number; value: number } | null> {
+  async findNonFinite(name: string, chunkBytes = 1 << 23): Promise<{ index: number; count: number; value: number } | null> {
     const entry = this.entries.get(name);
     if (!entry) throw new RpvError(`${this.file}: no tensor named ${name}`);
     const dtype = entry.dtype;
@@ -251,19 +251,32 @@ export class SafetensorsReader {
     const size = DTYPE_BYTES[dtype];
     const [begin, end] = entry.dataOffsets;
     const count = (end - begin) / size;
-    const buf = new Uint8Array(Math.max(size, Math.min(end - begin, chunkBytes - (chunkBytes % 8))));
-    for (let at = begin; at < end; at += buf.length) {
-      const bytes = buf.subarray(0, Math.min(buf.length, end - at));
+    const chunk = Math.max(size, Math.min(end - begin, chunkBytes - (chunkBytes % 8)));
+    const buffers = [new Uint8Array(chunk), new Uint8Array(end - begin > chunk ? chunk : 0)];
+    const readAt = async (at: number, buf: Uint8Array) => {
+      const bytes = buf.subarray(0, Math.min(chunk, end - at));
       await this.handle.read(bytes, 0, bytes.length, this.dataStart + at);
+      return bytes;
+    };
+    let next = begin < end ? readAt(begin, buffers[0]!) : null;
+    for (let at = begin, k = 0; next; at += chunk, k++) {
+      const bytes = await next;
+      next = at + chunk < end ? readAt(at + chunk, buffers[(k + 1) % 2]!) : null;
       const first = (at - begin) / size;
+      let i: number;
+      let value: number;
       if (dtype === 'F64') {
         const values = new Float64Array(bytes.buffer, 0, bytes.length / 8);
-        const i = firstNonFinite(values);
-        if (i >= 0) return { index: first + i, count, value: values[i]! };
-        continue;
+        i = firstNonFinite(values);
+        value = values[i]!;
+      } else {
+        i = firstNonFiniteBits(bytes, dtype);
+        value = i >= 0 ? nonFiniteValueOfBits(bytes, dtype, i) : 0;
       }
-      const i = firstNonFiniteBits(bytes, dtype);
-      if (i >= 0) return { index: first + i, count, value: nonFiniteValueOfBits(bytes, dtype, i) };
+      if (i >= 0) {
+        await next;
+        return { index: first + i, count, value };
+      }
     }
     return null;
   }
