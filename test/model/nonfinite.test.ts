@@ -96,6 +96,20 @@ describe('non-finite weights', () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it('rpv merge-lora --dtype F16 refuses a merged value beyond float16, which would be written as an infinity', async () => {
+    const big = copy(adapter);
+    const adapterFile = path.join(big, 'adapter_model.safetensors');
+    const tensors = new Map<string, SafetensorsInput>();
+    for (const [n, t] of (await readSafetensors(adapterFile)).tensors) tensors.set(n, { shape: t.shape, data: n.endsWith('lora_B.weight') ? t.data.map(() => 1e6) : t.data });
+    await writeSafetensors(adapterFile, tensors, { metadata: { format: 'pt' } });
+    const out = path.join(tmp(), 'merged');
+    await expect(mergeLora(base, big, out, { dtype: 'F16' })).rejects.toThrow(
+      new RegExp(`^${path.join(out, 'model.safetensors')}: not written: tensor model\\.layers\\.0\\.self_attn\\.q_proj\\.weight: value 0 of 1024 is -?[0-9.e+]+, beyond float16's 65504 \\(merge with --dtype F32 or BF16\\)$`),
+    );
+    expect(existsSync(out)).toBe(false);
+    await mergeLora(base, big, out, { dtype: 'F32' });
+  });
+
   it('saveAdapter writes no adapter or projector with a non-finite value, naming the tensor', async () => {
     const model = await loadModel(base);
     try {

@@ -98,6 +98,19 @@ describe('non-finite loss or gradient norm', () => {
     await expect(loadForGeneration(dir)).rejects.toThrow(`${file}: tensor projector.2.bias: value 4 of 32 is NaN; non-finite weights are refused (they make every output NaN)`);
   });
 
+  it('a base model with a NaN weight is refused before the first step, naming file and tensor', async () => {
+    const bad = path.join(root, 'nan-model');
+    cpSync(model, bad, { recursive: true });
+    const file = path.join(bad, 'model.safetensors');
+    const tensors = new Map<string, SafetensorsInput>();
+    for (const [n, t] of (await readSafetensors(file)).tensors) tensors.set(n, { shape: t.shape, data: t.data });
+    tensors.get('model.layers.0.self_attn.k_proj.weight')!.data[9] = NaN;
+    await writeSafetensors(file, tensors);
+    const recipe = parseRecipe(recipeText(path.join(root, 'nan-model-run'), shards, bad), [], 'test.yaml');
+    await expect(train(recipe, quiet)).rejects.toThrow(`${file}: tensor model.layers.0.self_attn.k_proj.weight: value 9 of 512 is NaN; non-finite weights are refused (they make every output NaN)`);
+    expect(existsSync(path.join(root, 'nan-model-run', 'checkpoints'))).toBe(false);
+  });
+
   it('data.use_video=false with lora.target_modules=[] names the key instead of failing inside tfjs', async () => {
     const recipe = { output_dir: path.join(root, 'empty'), model: { path: model, backend: 'wasm' as const }, data: { shards, use_video: false }, lora: { target_modules: [] } };
     await expect(train(recipe, quiet)).rejects.toThrow(
