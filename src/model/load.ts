@@ -9,6 +9,11 @@
  *     trainable state alone, so models far beyond its 4 GiB fit.
  *   - tensors: elsewhere (other backends, no addon, other dtypes), weights are decoded to float32
  *     tfjs tensors, linears transposed to [in, out], one tensor at a time.
+ *
+ * Before either, the folder is checked against its config (weights.ts checkWeightNames: no unused
+ * tensor, biases that fit model_type; every tensor present, of its shape, in a float dtype) and
+ * every value is scanned once for NaN and infinities, so a broken folder is refused by name
+ * instead of giving NaN everywhere.
  */
 import path from 'node:path';
 import type * as tfc from '@tensorflow/tfjs-core';
