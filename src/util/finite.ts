@@ -42,10 +42,12 @@ export function firstNonFiniteBits(bytes: Uint8Array, dtype: ScannedDType): numb
   const { mask, carry, top, perWord } = WORD_TESTS[dtype];
   const size = 4 / perWord;
   const count = Math.floor(bytes.byteLength / size);
-  // Words start where the buffer is 4-byte aligned; elements before and after are looked at alone.
-  const lead = bytes.byteOffset % 4 === 0 ? 0 : Math.min(count, (4 - (bytes.byteOffset % 4)) / size);
+  // Words start where the buffer is 4-byte aligned; elements before and after are looked at alone
+  // (all of them when the elements themselves are not aligned).
+  const offset = bytes.byteOffset % 4;
+  const lead = offset === 0 ? 0 : offset % size !== 0 ? count : Math.min(count, (4 - offset) / size);
   const words = Math.floor(((count - lead) * size) / 4);
-  const view = new Uint32Array(bytes.buffer, bytes.byteOffset + lead * size, words);
+  const view = words > 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset + lead * size, words) : new Uint32Array(0);
   const single = (from: number, to: number): number => {
     for (let i = from; i < to; i++) if (isNonFiniteAt(bytes, dtype, i)) return i;
     return -1;

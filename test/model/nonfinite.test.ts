@@ -49,6 +49,18 @@ describe('non-finite weights', () => {
     const f16 = new Uint16Array([0x3c00, 0x7bff, 0x3c00, 0x7e00]); // 1, 65504, 1, NaN
     expect(firstNonFiniteBits(new Uint8Array(f16.buffer), 'F16')).toBe(3);
     expect(firstNonFiniteBits(new Uint8Array(new Float32Array([1, -Infinity]).buffer), 'F32')).toBe(1);
+    // Across block boundaries and at unaligned starts.
+    const long = new Uint16Array(5000).fill(0x3f80);
+    long[4321] = 0x7f81;
+    expect(firstNonFiniteBits(new Uint8Array(long.buffer), 'BF16')).toBe(4321);
+    expect(firstNonFiniteBits(new Uint8Array(long.buffer, 2), 'BF16')).toBe(4320);
+    expect(firstNonFiniteBits(new Uint8Array(long.buffer, 2, 2 * 4320), 'BF16')).toBe(-1);
+    const words = new Float32Array(3000).fill(2);
+    words[2999] = NaN;
+    expect(firstNonFiniteBits(new Uint8Array(words.buffer), 'F32')).toBe(2999);
+    const shifted = new Uint8Array(4 * 3000 + 1);
+    shifted.set(new Uint8Array(words.buffer), 1);
+    expect(firstNonFiniteBits(shifted.subarray(1), 'F32')).toBe(2999);
   });
 
   it('loadModel (rpv score, generate, train) refuses a base weight holding NaN or infinity, naming file and tensor', async () => {
