@@ -92,7 +92,8 @@ export const command: CommandModule<object, TrainArgs> = {
       process.stdout.write(
         `${result.stopped ? 'stopped' : 'finished'} at step ${result.steps}/${result.totalSteps}` +
           (ev ? `; held-out loss ${ev.loss.toFixed(4)} (ppl ${ev.perplexity.toFixed(2)})${ev.focus_loss !== null ? `, focus-word loss ${ev.focus_loss.toFixed(4)}` : ''}` : '') +
-          `${result.checkpoint ? `; checkpoint ${result.checkpoint}` : ''}\n`,
+          `${result.checkpoint ? `; checkpoint ${result.checkpoint}` : ''}` +
+          `${result.updatesSkipped ? `; ${result.updatesSkipped} update${result.updatesSkipped === 1 ? '' : 's'} skipped (non-finite loss or gradient norm)` : ''}\n`,
       );
       // Exit now: a read abandoned by the stop (a stalled download) must not keep the process up.
       if (result.stopped) process.exit(128 + SIGNAL_NUMBERS[first ?? 'SIGINT']);

@@ -14,6 +14,7 @@ import type { CausalLM } from '../model/decoder.js';
 import type { BackendName } from '../model/backend.js';
 import { KvCache } from '../model/decoder.js';
 import { RpvError } from '../util/errors.js';
+import { assertFiniteWeights } from '../util/finite.js';
 import type { SamplingSettings, ShardIndex } from '../shard/schema.js';
 import { promptTokenizer } from '../train/bridge.js';
 import { renderGenerationPrompt, type ChatMessage } from '../train/prompt.js';
@@ -210,6 +211,12 @@ export async function loadForGeneration(run: string, { modelPath, backend }: { m
     if (!saved || saved.data.length !== p.variable.size) {
       model.dispose();
       throw new RpvError(`generate: checkpoint ${dir}: ${saved ? `${p.name} has ${saved.data.length} values, expected ${p.variable.size}` : `no values for ${p.name}`}`);
+    }
+    try {
+      assertFiniteWeights(`${dir}/trainable.safetensors`, p.name, saved.data);
+    } catch (err) {
+      model.dispose();
+      throw err;
     }
     tf.tidy(() => p.variable.assign(tf.tensor(saved.data, p.variable.shape, 'float32')));
   }

@@ -16,6 +16,8 @@ import { readSafetensors, writeSafetensors, type SafetensorsInput, type Safetens
 import type { CausalLM } from './decoder.js';
 import { LORA_MODULES, normalizeTargetModules, type LoraConfig } from './lora.js';
 import { projectorVariables, type ProjectorConfig } from './projector.js';
+import { assertFloatDType } from './weights.js';
+import { assertFiniteToWrite, assertFiniteWeights } from '../util/finite.js';
 
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 export const ADAPTER_CONFIG = 'adapter_config.json';
@@ -80,7 +82,9 @@ export async function saveAdapter(model: CausalLM, dir: string, { baseModelNameO
   if (!model.lora && !model.projector) throw new RpvError('saveAdapter: the model has neither LoRA nor a projector to save');
   await fs.mkdir(dir, { recursive: true });
   if (model.lora) {
-    await writeSafetensors(path.join(dir, ADAPTER_WEIGHTS), await adapterTensors(model), { metadata: { format: 'pt' } });
+    const tensors = await adapterTensors(model);
+    assertFiniteToWrite(path.join(dir, ADAPTER_WEIGHTS), tensors);
+    await writeSafetensors(path.join(dir, ADAPTER_WEIGHTS), tensors, { metadata: { format: 'pt' } });
     const config = peftAdapterConfig(model.lora.config, baseModelNameOrPath ?? (model.dir ? path.resolve(model.dir) : ''));
     await writeFileAtomic(path.join(dir, ADAPTER_CONFIG), `${JSON.stringify(config, null, 2)}\n`);
   }
@@ -97,6 +101,7 @@ export async function saveProjector(model: CausalLM, dir: string): Promise<void>
     ['projector.2.weight', { shape: [h, h], data: transpose2d(await readVar(p.w2T), h, h) }],
     ['projector.2.bias', { shape: [h], data: await readVar(p.b2) }],
   ]);
+  assertFiniteToWrite(path.join(dir, PROJECTOR_WEIGHTS), tensors);
   await writeSafetensors(path.join(dir, PROJECTOR_WEIGHTS), tensors, { metadata: { format: 'pt' } });
   const config = { projector_type: p.config.type, feature_dim: d, hidden_size: h, video_token_id: model.videoTokenId ?? null };
   await writeFileAtomic(path.join(dir, PROJECTOR_CONFIG), `${JSON.stringify(config, null, 2)}\n`);
@@ -145,6 +150,13 @@ function tensorOf(tensors: Map<string, SafetensorsTensor>, name: string, shape: 
   if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
     throw new RpvError(`${file}: tensor ${name}: expected shape [${shape.join(', ')}], found [${t.shape.join(', ')}]`);
   }
+  return checkedWeight(file, name, t);
+}
+
+/** A read tensor's values once it is known to be a float weight with finite values (errors name file and tensor). */
+export function checkedWeight(file: string, name: string, t: SafetensorsTensor): Float32Array {
+  assertFloatDType(file, name, t.dtype);
+  assertFiniteWeights(file, name, t.data);
   return t.data as Float32Array;
 }
 

@@ -9,7 +9,13 @@
  *     trainable state alone, so models far beyond its 4 GiB fit.
  *   - tensors: elsewhere (other backends, no addon, other dtypes), weights are decoded to float32
  *     tfjs tensors, linears transposed to [in, out], one tensor at a time.
+ *
+ * Before either, the folder is checked against its config (weights.ts checkWeightNames: no unused
+ * tensor, biases that fit model_type; every tensor present, of its shape, in a float dtype) and
+ * every value is scanned once for NaN and infinities, so a broken folder is refused by name
+ * instead of giving NaN everywhere.
  */
+import path from 'node:path';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
 import { describeBackend, initBackend, tfCore, type BackendName } from './backend.js';
@@ -17,7 +23,7 @@ import { readConfig, type DecoderConfig } from './config.js';
 import { CausalLM, type DecoderWeights, type LayerWeights } from './decoder.js';
 import { MappedLinear, MappedTable, TensorLinear, TensorTable, type FrozenLinear, type FrozenTable } from './frozen.js';
 import { ChatTokenizer } from './tokenizer.js';
-import { expectedTensors, WeightFolder } from './weights.js';
+import { checkWeightNames, expectedTensors, WeightFolder } from './weights.js';
 import { MappedFile, mappedWeightsUnavailable, type MappedDType } from '../native/frozen.js';
 import { describeNativeMatmul } from '../native/matmul.js';
 
@@ -78,8 +84,11 @@ export async function loadModel(dir: string, { backend = 'auto', tokenizer = tru
   const created: { dispose(): void }[] = [];
   const files = new Map<string, MappedFile>();
   try {
-    // Check every name and shape before decoding anything, so a bad folder fails fast.
+    // Check names, shapes and dtypes before decoding anything, so a bad folder fails fast; then
+    // every value once, on its stored bits: a NaN weight would make every output NaN.
+    checkWeightNames(folder, config, expected, path.join(dir, 'config.json'));
     for (const [name, shape] of expected) folder.location(name, shape);
+    for (const name of expected.keys()) await folder.assertFinite(name);
     const want = placement ?? (process.env.RPV_WEIGHTS as WeightPlacement | undefined) ?? 'auto';
     if (!['auto', 'mapped', 'tensors'].includes(want)) throw new RpvError(`loadModel: weights must be auto, mapped or tensors, found ${JSON.stringify(want)}`);
     const reason = want === 'tensors' ? 'tensors asked for' : mappedReason(tf, folder, expected);

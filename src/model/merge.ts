@@ -9,10 +9,11 @@ import path from 'node:path';
 import { RpvError } from '../util/errors.js';
 import { writeSafetensors, type SafetensorsFloatDType, type SafetensorsInput } from '../util/safetensors.js';
 import { readConfig } from './config.js';
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, parseAdapterConfig } from './adapter.js';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, checkedWeight, parseAdapterConfig } from './adapter.js';
 import { LORA_MODULES, loraScaling, type LoraModule } from './lora.js';
 import { readSafetensors } from '../util/safetensors.js';
-import { INDEX_FILE, SINGLE_FILE, WeightFolder } from './weights.js';
+import { checkWeightNames, expectedTensors, INDEX_FILE, SINGLE_FILE, WeightFolder } from './weights.js';
+import { assertFiniteToWrite, assertFiniteWeights } from '../util/finite.js';
 
 export interface MergeSummary {
   /** Linears changed. */
@@ -47,7 +48,7 @@ export interface MergeLoraOptions {
 
 export async function mergeLora(modelDir: string, adapterDir: string, outDir: string, { dtype: outDtype, progress }: MergeLoraOptions = {}): Promise<MergeSummary> {
   if (path.resolve(modelDir) === path.resolve(outDir)) throw new RpvError(`merge-lora: --out must differ from --model (${outDir}): the base is read while the merged model is written`);
-  await readConfig(modelDir); // validates the architecture
+  const config = await readConfig(modelDir); // validates the architecture
   const configFile = path.join(adapterDir, ADAPTER_CONFIG);
   let rawConfig: Record<string, unknown>;
   try {
@@ -65,10 +66,14 @@ export async function mergeLora(modelDir: string, adapterDir: string, outDir: st
   let dtype: SafetensorsFloatDType = 'F32';
   const used = new Set<string>();
   try {
+    // The same checks as loading: config and weights agree, every tensor a finite float.
+    const expected = expectedTensors(config);
+    checkWeightNames(folder, config, expected, path.join(modelDir, 'config.json'));
     const names = folder.names;
     let done = 0;
     for (const name of names) {
-      const t = await folder.read(name);
+      const t = await folder.read(name, expected.get(name));
+      if (expected.has(name)) assertFiniteWeights(folder.fileOf(name), name, t.data);
       if (t.dtype === 'F16' || t.dtype === 'BF16') dtype = t.dtype;
       const m = /^model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+_proj)\.weight$/.exec(name);
       const module = m ? (Object.keys(LORA_MODULES) as LoraModule[]).find((k) => LORA_MODULES[k] === m[3]) : undefined;
@@ -79,6 +84,8 @@ export async function mergeLora(modelDir: string, adapterDir: string, outDir: st
         const a = adapter.get(aName);
         const b = adapter.get(bName);
         if (!a || !b) throw new RpvError(`${adapterFile}: missing tensor ${a ? bName : aName} (target module ${m[3]} of layer ${m[1]})`);
+        checkedWeight(adapterFile, aName, a);
+        checkedWeight(adapterFile, bName, b);
         const [outF, inF] = t.shape;
         const r = lora.rank;
         if (a.shape[0] !== r || a.shape[1] !== inF) throw new RpvError(`${adapterFile}: tensor ${aName}: expected shape [${r}, ${inF}], found [${a.shape.join(', ')}]`);
@@ -95,6 +102,16 @@ export async function mergeLora(modelDir: string, adapterDir: string, outDir: st
   }
   const unused = [...adapter.keys()].filter((k) => !used.has(k));
   if (unused.length) throw new RpvError(`${adapterFile}: ${unused.length} adapter tensors match no base weight (first: ${unused[0]}); is this adapter for ${modelDir}?`);
+  // Finite weights plus a finite low-rank product can still overflow float32.
+  assertFiniteToWrite(path.join(outDir, SINGLE_FILE), out);
+  const written = outDtype ?? dtype;
+  if (written === 'F16') {
+    // float16 stops at 65504: a larger merged value would be written as an infinity.
+    for (const [name, t] of out) {
+      const i = t.data.findIndex((v) => Math.abs(v) >= 65520);
+      if (i >= 0) throw new RpvError(`${path.join(outDir, SINGLE_FILE)}: not written: tensor ${name}: value ${i} of ${t.data.length} is ${t.data[i]}, beyond float16's 65504 (merge with --dtype F32 or BF16)`);
+    }
+  }
   await fs.mkdir(outDir, { recursive: true });
   // Everything but the weights is copied as is (config, tokenizer, chat template, generation config).
   for (const entry of await fs.readdir(modelDir, { withFileTypes: true })) {
@@ -102,7 +119,6 @@ export async function mergeLora(modelDir: string, adapterDir: string, outDir: st
     if (entry.name === INDEX_FILE || entry.name.endsWith('.safetensors') || entry.name.endsWith('.bin')) continue;
     await fs.copyFile(path.join(modelDir, entry.name), path.join(outDir, entry.name));
   }
-  const written = outDtype ?? dtype;
   await writeSafetensors(path.join(outDir, SINGLE_FILE), out, { dtype: written, metadata: { format: 'pt' } });
   if (written !== dtype || outDtype) {
     // config.json's torch_dtype follows the weights written.

@@ -7,9 +7,18 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { RpvError } from '../util/errors.js';
 import { SafetensorsReader, type SafetensorsDType, type SafetensorsTensor } from '../util/safetensors.js';
+import { nonFiniteWeightError } from '../util/finite.js';
 
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
+
+/** dtypes a weight (matrix, norm, bias) may be stored in. */
+export const FLOAT_DTYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16', 'F64']);
+
+/** Refuses a tensor the model uses as a float weight stored in another dtype (I32 values would be used as numbers, silently). */
+export function assertFloatDType(file: string, name: string, dtype: string): void {
+  if (!FLOAT_DTYPES.has(dtype)) throw new RpvError(`${file}: tensor ${name}: dtype ${dtype} where a float weight is needed (F32, F16, BF16 or F64)`);
+}
 
 export class WeightFolder {
   private constructor(
@@ -71,29 +80,50 @@ export class WeightFolder {
     return this.where.has(name);
   }
 
-  /** Read a tensor, checking its shape when `expected` is given. */
+  /** The file that holds a tensor (its path). */
+  fileOf(name: string): string {
+    const reader = this.where.get(name);
+    if (!reader) throw new RpvError(`${this.dir}: missing tensor ${name} (looked in ${this.files.join(', ')})`);
+    return reader.file;
+  }
+
+  /** Read a tensor, checking its shape, and that it is stored as a float, when `expected` is given. */
   async read(name: string, expected?: number[]): Promise<SafetensorsTensor> {
     const reader = this.where.get(name);
     if (!reader) throw new RpvError(`${this.dir}: missing tensor ${name} (looked in ${this.files.join(', ')})`);
     const entry = reader.entries.get(name)!;
-    if (expected && (entry.shape.length !== expected.length || entry.shape.some((d, i) => d !== expected[i]))) {
-      throw new RpvError(`${reader.file}: tensor ${name}: expected shape [${expected.join(', ')}], found [${entry.shape.join(', ')}]`);
+    if (expected) {
+      if (entry.shape.length !== expected.length || entry.shape.some((d, i) => d !== expected[i])) {
+        throw new RpvError(`${reader.file}: tensor ${name}: expected shape [${expected.join(', ')}], found [${entry.shape.join(', ')}]`);
+      }
+      assertFloatDType(reader.file, name, entry.dtype);
     }
     return reader.read(name);
   }
 
   /**
    * File and byte range of a tensor, for using it in place (memory-mapped), with the same shape
-   * check as read().
+   * and dtype checks as read().
    */
   location(name: string, expected?: number[]): { file: string; dtype: SafetensorsDType; shape: number[]; byteOffset: number; byteLength: number } {
     const reader = this.where.get(name);
     if (!reader) throw new RpvError(`${this.dir}: missing tensor ${name} (looked in ${this.files.join(', ')})`);
     const loc = reader.location(name);
-    if (expected && (loc.shape.length !== expected.length || loc.shape.some((d, i) => d !== expected[i]))) {
-      throw new RpvError(`${reader.file}: tensor ${name}: expected shape [${expected.join(', ')}], found [${loc.shape.join(', ')}]`);
+    if (expected) {
+      if (loc.shape.length !== expected.length || loc.shape.some((d, i) => d !== expected[i])) {
+        throw new RpvError(`${reader.file}: tensor ${name}: expected shape [${expected.join(', ')}], found [${loc.shape.join(', ')}]`);
+      }
+      assertFloatDType(reader.file, name, loc.dtype);
     }
     return { file: reader.file, ...loc };
+  }
+
+  /** Refuses a tensor holding NaN or an infinity, naming file, tensor and the first such value (one pass over its stored bits). */
+  async assertFinite(name: string): Promise<void> {
+    const reader = this.where.get(name);
+    if (!reader) throw new RpvError(`${this.dir}: missing tensor ${name} (looked in ${this.files.join(', ')})`);
+    const bad = await reader.findNonFinite(name);
+    if (bad) throw nonFiniteWeightError(reader.file, name, bad.index, bad.count, bad.value);
   }
 
   async close(): Promise<void> {
@@ -135,4 +165,45 @@ export function expectedTensors(config: {
   m.set('model.norm.weight', [H]);
   if (!config.tieWordEmbeddings) m.set('lm_head.weight', [V, H]);
   return m;
+}
+
+/** Buffers some checkpoints carry that rpv recomputes from config.json (rotary frequencies): not weights. */
+const RECOMPUTED_BUFFER = /\.rotary_emb\.inv_freq$/;
+
+/**
+ * Checks that config.json describes the weights beside it, before any tensor is read:
+ * - the attention biases fit `model_type` (qwen2 has q/k/v biases; llama has none unless
+ *   `attention_bias` is true), so a wrong model_type is named rather than a missing tensor;
+ * - every tensor in the files is used: a tensor the config does not use (a second layer when
+ *   num_hidden_layers is 1, an lm_head with tied embeddings) means config and weights disagree,
+ *   and is an error (rotary `inv_freq` buffers are recomputed and may stay).
+ * Missing tensors, shapes and dtypes are checked by read() and location().
+ */
+export function checkWeightNames(
+  folder: WeightFolder,
+  config: { arch: string; numLayers: number; attentionBias: boolean; tieWordEmbeddings: boolean },
+  expected: Map<string, number[]>,
+  configFile: string,
+): void {
+  const bias = 'model.layers.0.self_attn.q_proj.bias';
+  if (config.numLayers > 0 && expected.has(bias) !== folder.has(bias)) {
+    const type = JSON.stringify(config.arch);
+    if (folder.has(bias)) {
+      throw new RpvError(`${configFile}: model_type ${type} does not fit the weights: ${folder.fileOf(bias)} holds ${bias}, and ${config.arch} without attention_bias has no attention biases (a qwen2 model?)`);
+    }
+    throw new RpvError(`${configFile}: model_type ${type} does not fit the weights: ${folder.files.join(', ')} ${folder.files.length === 1 ? 'holds' : 'hold'} no ${bias}, which ${config.arch === 'qwen2' ? 'qwen2 always has' : 'attention_bias true asks for'} (a llama model?)`);
+  }
+  const unused = folder.names.filter((n) => !expected.has(n) && !RECOMPUTED_BUFFER.test(n));
+  if (unused.length === 0) return;
+  const first = unused[0]!;
+  const layer = /^model\.layers\.(\d+)\./.exec(first);
+  const hint =
+    layer && Number(layer[1]) >= config.numLayers
+      ? `num_hidden_layers is ${config.numLayers}, the weights have layer ${layer[1]}`
+      : first === 'lm_head.weight' && config.tieWordEmbeddings
+        ? 'tie_word_embeddings is true, so lm_head.weight would be ignored'
+        : `${config.arch} has no such tensor`;
+  throw new RpvError(
+    `${configFile}: does not fit the weights: ${unused.length} tensor${unused.length === 1 ? '' : 's'} in ${folder.files.join(', ')} ${unused.length === 1 ? 'is' : 'are'} not used (first: ${first}; ${hint})`,
+  );
 }

@@ -26,6 +26,7 @@ import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { errorMessage, RpvError } from '../util/errors.js';
 import { releaseTemp, trackTemp, writeFileAtomic } from '../util/atomic.js';
+import { assertFiniteToWrite } from '../util/finite.js';
 import { readSafetensors, writeSafetensors, type SafetensorsInput } from '../util/safetensors.js';
 import type { AdamWState } from './adamw.js';
 import type { RngState } from '../util/random.js';
@@ -164,6 +165,8 @@ export async function writeCheckpoint(runDir: string, opts: WriteCheckpointOptio
   const root = path.join(runDir, 'checkpoints');
   const name = checkpointName(opts.state.step);
   const final = path.join(root, name);
+  // Nothing non-finite is written: a NaN checkpoint resumes, generates and merges into NaN.
+  assertFiniteToWrite(final, [...opts.trainable, ...opts.optimizer.params.flatMap((p) => [[`${p.name}.exp_avg`, { data: p.m }], [`${p.name}.exp_avg_sq`, { data: p.v }]] as const)]);
   const tmp = path.join(root, `.${name}.${process.pid}.tmp`);
   const at = (f: string) => path.join(tmp, f);
   trackTemp(tmp);

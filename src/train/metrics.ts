@@ -23,6 +23,8 @@ export interface TrainMetric {
   loader_wait_sec: number;
   /** Samples skipped so far (too long for prompt.max_tokens, or nothing to train on). */
   skipped: number;
+  /** Present (true) when the step's loss or gradient norm was not finite and its update was not applied. */
+  update_skipped?: true;
   time: string;
 }
 

@@ -93,6 +93,12 @@ export interface Recipe {
      * auto: on when the activations would not fit in half the memory the tensors can use.
      */
     gradient_checkpointing: 'auto' | boolean;
+    /**
+     * A step whose loss or gradient norm is NaN or infinite is never applied. stop: the run
+     * stops there with an error; skip: the step is counted and training goes on, stopping after
+     * NONFINITE_STEPS_IN_ROW such steps in a row.
+     */
+    on_nonfinite: 'stop' | 'skip';
   };
   eval: {
     /** Held-out loss and perplexity every N optimizer steps (0: only at the end). */
@@ -129,6 +135,8 @@ interface LeafSpec {
   /** Exclusive minimum. */
   above?: number;
   choices?: readonly string[];
+  /** An empty string or list is refused (a path that names nothing, a LoRA that adapts nothing). */
+  nonEmpty?: string;
 }
 interface GroupSpec {
   fields: Record<string, Spec>;
@@ -139,18 +147,18 @@ const isGroup = (s: Spec): s is GroupSpec => 'fields' in s;
 
 export const RECIPE_SCHEMA: GroupSpec = {
   fields: {
-    output_dir: { kind: 'string' },
+    output_dir: { kind: 'string', nonEmpty: 'the run folder' },
     seed: { kind: 'integer', default: 0, min: 0 },
     model: {
       fields: {
-        path: { kind: 'string' },
+        path: { kind: 'string', nonEmpty: 'the model folder' },
         backend: { kind: 'string', default: 'auto', choices: [...BACKEND_NAMES] },
         threads: { kind: 'integer', default: null, nullable: true, min: 1 },
       },
     },
     data: {
       fields: {
-        shards: { kind: 'string' },
+        shards: { kind: 'string', nonEmpty: 'the shard folder or index.json URL' },
         heldout_fraction: { kind: 'number', default: 0.1, min: 0, max: 0.9 },
         batch_size: { kind: 'integer', default: 4, min: 1 },
         shuffle: { kind: 'boolean', default: true },
@@ -174,7 +182,7 @@ export const RECIPE_SCHEMA: GroupSpec = {
         r: { kind: 'integer', default: 8, min: 1 },
         alpha: { kind: 'number', default: 16, above: 0 },
         dropout: { kind: 'number', default: 0.05, min: 0, max: 0.99 },
-        target_modules: { kind: 'string[]', default: ['q', 'k', 'v', 'o'], choices: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] },
+        target_modules: { kind: 'string[]', default: ['q', 'k', 'v', 'o'], choices: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], nonEmpty: 'LoRA needs at least one module to adapt' },
         rslora: { kind: 'boolean', default: false },
       },
     },
@@ -210,6 +218,7 @@ export const RECIPE_SCHEMA: GroupSpec = {
         projector_warmup_steps: { kind: 'integer', default: 0, min: 0 },
         log_every_steps: { kind: 'integer', default: 1, min: 1 },
         gradient_checkpointing: { kind: 'auto|boolean', default: 'auto' },
+        on_nonfinite: { kind: 'string', default: 'stop', choices: ['stop', 'skip'] },
       },
     },
     eval: {
@@ -225,7 +234,7 @@ export const RECIPE_SCHEMA: GroupSpec = {
         keep_last: { kind: 'integer', default: 2, min: 1 },
       },
     },
-    resume: { kind: 'string', default: null, nullable: true },
+    resume: { kind: 'string', default: null, nullable: true, nonEmpty: 'a run or checkpoint folder; null for a new run' },
     overwrite_output_dir: { kind: 'boolean', default: false },
   },
 };
@@ -289,6 +298,10 @@ export type RecipeInput = DeepPartial<Recipe>;
 function checkLeaf(spec: LeafSpec, value: unknown): string | undefined {
   const bad = `expected ${expected(spec)}, found ${describe(value)}`;
   if (value === null) return spec.nullable ? undefined : bad;
+  if (spec.nonEmpty !== undefined) {
+    if (typeof value === 'string' && value.trim() === '') return `expected a non-empty string (${spec.nonEmpty}), found an empty string`;
+    if (Array.isArray(value) && value.length === 0) return `expected ${expected(spec).replace(/^a list of /, 'at least one of ')}, found an empty list (${spec.nonEmpty})`;
+  }
   switch (spec.kind) {
     case 'string':
       if (typeof value !== 'string') return bad;
@@ -435,7 +448,8 @@ function setPath(target: Record<string, unknown>, path: string, value: unknown):
  */
 export function resolveRecipe(raw: unknown, overrides: string[] = [], source = 'recipe'): Recipe {
   const errors: string[] = [];
-  const merged = raw && typeof raw === 'object' && !Array.isArray(raw) ? structuredClone(raw as Record<string, unknown>) : raw;
+  // An empty or comment-only file parses to null: a recipe of overrides alone.
+  const merged = raw === null || raw === undefined ? {} : typeof raw === 'object' && !Array.isArray(raw) ? structuredClone(raw as Record<string, unknown>) : raw;
   for (const text of overrides) {
     const parsed = parseOverride(text, errors);
     if (parsed && merged && typeof merged === 'object' && !Array.isArray(merged)) {

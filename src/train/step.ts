@@ -1,6 +1,7 @@
 /**
  * One optimizer step: the gradients of every micro-batch accumulated (each loss divided by the
- * step's trained tokens, so each token weighs the same), clipped by global norm, then AdamW.
+ * step's trained tokens, so each token weighs the same), clipped by global norm, then AdamW;
+ * no update when the loss or the gradient norm is not finite.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { CausalLM } from '../model/decoder.js';
@@ -16,6 +17,8 @@ export interface StepResult {
   gradNorm: number;
   /** Trained tokens. */
   trainedTokens: number;
+  /** False when the loss or the gradient norm was not finite: the update was not applied. */
+  applied: boolean;
 }
 
 /**
@@ -54,7 +57,9 @@ export async function optimizerStep(
     }
   }
   const gradNorm = await clipGradNorm(grads, maxGradNorm);
-  optimizer.step(grads, lrs);
+  // A NaN or infinite loss or gradient would poison every parameter and moment it touches.
+  const applied = Number.isFinite(lossTotal) && Number.isFinite(gradNorm);
+  if (applied) optimizer.step(grads, lrs);
   for (const g of grads.values()) g.dispose();
-  return { loss: lossTotal, gradNorm, trainedTokens: total };
+  return { loss: lossTotal, gradNorm, trainedTokens: total, applied };
 }

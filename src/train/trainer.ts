@@ -43,6 +43,13 @@ import { gib, nativeScratchBytes, planMemory, type MemoryPlan } from './memory.j
 /** Rendered prompts kept across epochs (about 1-2 KB each). */
 const PROMPT_CACHE_ENTRIES = 100_000;
 
+/**
+ * With `train.on_nonfinite: skip`, this many steps in a row with a NaN or infinite loss or
+ * gradient norm stop the run: the parameters did not change between them, so the next steps
+ * would most likely fail the same way.
+ */
+export const NONFINITE_STEPS_IN_ROW = 3;
+
 export interface TrainOptions {
   /** Draws the progress bar; null for none. Default process.stderr. */
   progressStream?: NodeJS.WriteStream | null;
@@ -69,6 +76,8 @@ export interface TrainResult {
   checkpoint: string | null;
   losses: number[];
   skipped: Record<string, number>;
+  /** Steps whose update was not applied because the loss or gradient norm was not finite (train.on_nonfinite: skip). */
+  updatesSkipped: number;
   backend: BackendInfo;
 }
 
@@ -189,6 +198,8 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
   progress.done = run.step;
   const losses: number[] = [];
   let stopped = false;
+  let updatesSkipped = 0;
+  let nonfiniteInRow = 0;
   const checkpointNow = async (at = { loader: data.state(), skipped: run.skipped }) => {
     const dir = await saveCheckpoint(session, optimizer, run, at);
     options.onCheckpoint?.(dir, run.checkpointStep);
@@ -228,11 +239,23 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
         step_sec: stepSec,
         loader_wait_sec: waitMs / 1000,
         skipped: Object.values(run.skipped).reduce((a, b) => a + b, 0),
+        ...(result.applied ? {} : { update_skipped: true }),
         time: new Date().toISOString(),
       };
       losses.push(result.loss);
-      if (run.step % recipe.train.log_every_steps === 0 || run.step === totalSteps) await run.metrics.write(metric);
+      nonfiniteInRow = result.applied ? 0 : nonfiniteInRow + 1;
+      if (!result.applied) updatesSkipped += 1;
+      if (run.step % recipe.train.log_every_steps === 0 || run.step === totalSteps || !result.applied) await run.metrics.write(metric);
       options.onStep?.(metric);
+      if (!result.applied) {
+        const what = `non-finite loss ${result.loss} (grad_norm ${result.gradNorm})`;
+        if (recipe.train.on_nonfinite === 'stop' || nonfiniteInRow >= NONFINITE_STEPS_IN_ROW) {
+          const inRow = recipe.train.on_nonfinite === 'stop' ? `${what}: update not applied` : `${what} for ${nonfiniteInRow} steps in a row: updates not applied`;
+          const last = run.checkpoint ?? run.resumedFrom;
+          throw new RpvError(`train: step ${run.step}: ${inRow}, run stopped (train.on_nonfinite=${recipe.train.on_nonfinite}); ${last ? `last good checkpoint ${last}` : 'no checkpoint was written'}`);
+        }
+        log(`\ntrain: step ${run.step}: ${what}: update not applied (train.on_nonfinite=skip; ${nonfiniteInRow} in a row, ${NONFINITE_STEPS_IN_ROW} stop the run)`);
+      }
       progress.tick(1, { loss: result.loss, lr: metric.lr, 'tok/s': Math.round(metric.tokens_per_sec), wait: `${(waitMs / 1000).toFixed(2)}s` });
 
       const last = run.step === totalSteps;
@@ -259,7 +282,7 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
     optimizer.dispose();
     evaluator.dispose();
   }
-  return { steps: run.step, totalSteps, stopped, lastEval: run.lastEval, checkpoint: run.checkpoint, losses, skipped: run.skipped, backend: session.backend };
+  return { steps: run.step, totalSteps, stopped, lastEval: run.lastEval, checkpoint: run.checkpoint, losses, skipped: run.skipped, updatesSkipped, backend: session.backend };
 }
 
 /** Said when memory matters: layers recomputed, or a quarter of a limit in use. */

@@ -11,6 +11,7 @@
 import { promises as fs } from 'node:fs';
 import { RpvError } from './errors.js';
 import { float16ToFloat32, toFloat16Bits } from './float16.js';
+import { firstNonFinite, firstNonFiniteBits, nonFiniteValueOfBits } from './finite.js';
 import path from 'node:path';
 import { releaseTemp, tempPathFor, trackTemp, writeFileAtomic } from './atomic.js';
 
@@ -235,6 +236,49 @@ export class SafetensorsReader {
     if (bytes.length) await this.handle.read(bytes, 0, bytes.length, this.dataStart + begin);
     const count = entry.shape.reduce((a, b) => a * b, 1);
     return { dtype: entry.dtype, shape: entry.shape, data: decode(bytes, entry.dtype, count) };
+  }
+
+  /**
+   * The first NaN or infinite value of a float tensor (F32, F16, BF16: on its stored bits; F64
+   * decoded), read in chunks of `chunkBytes` (the next chunk is read while one is scanned); null
+   * when every value is finite or the dtype is not a float.
+   */
+  async findNonFinite(name: string, chunkBytes = 1 << 23): Promise<{ index: number; count: number; value: number } | null> {
+    const entry = this.entries.get(name);
+    if (!entry) throw new RpvError(`${this.file}: no tensor named ${name}`);
+    const dtype = entry.dtype;
+    if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16' && dtype !== 'F64') return null;
+    const size = DTYPE_BYTES[dtype];
+    const [begin, end] = entry.dataOffsets;
+    const count = (end - begin) / size;
+    const chunk = Math.max(size, Math.min(end - begin, chunkBytes - (chunkBytes % 8)));
+    const buffers = [new Uint8Array(chunk), new Uint8Array(end - begin > chunk ? chunk : 0)];
+    const readAt = async (at: number, buf: Uint8Array) => {
+      const bytes = buf.subarray(0, Math.min(chunk, end - at));
+      await this.handle.read(bytes, 0, bytes.length, this.dataStart + at);
+      return bytes;
+    };
+    let next = begin < end ? readAt(begin, buffers[0]!) : null;
+    for (let at = begin, k = 0; next; at += chunk, k++) {
+      const bytes = await next;
+      next = at + chunk < end ? readAt(at + chunk, buffers[(k + 1) % 2]!) : null;
+      const first = (at - begin) / size;
+      let i: number;
+      let value: number;
+      if (dtype === 'F64') {
+        const values = new Float64Array(bytes.buffer, 0, bytes.length / 8);
+        i = firstNonFinite(values);
+        value = values[i]!;
+      } else {
+        i = firstNonFiniteBits(bytes, dtype);
+        value = i >= 0 ? nonFiniteValueOfBits(bytes, dtype, i) : 0;
+      }
+      if (i >= 0) {
+        await next;
+        return { index: first + i, count, value };
+      }
+    }
+    return null;
   }
 
   async close(): Promise<void> {
