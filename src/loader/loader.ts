@@ -15,7 +15,7 @@ import { residentOf, sampleOf, type Resident } from './resident.js';
 import type { LoadTask } from './task.js';
 import { DEFAULT_CACHE_LIMIT_BYTES, defaultCacheDir, defaultCacheLimitBytes } from '../shard/cache.js';
 import type { RetryOptions } from '../shard/fetch.js';
-import { blockCheckOf, blockHashesOf } from '../shard/verify.js';
+import { blockHashesOf } from '../shard/verify.js';
 import {
   LOADER_STATE_FORMAT,
   LOADER_STATE_VERSION,
@@ -455,7 +455,8 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
       bytes: entry.bytes,
       sha256: entry.sha256,
       verify: this.options.verify ?? true,
-      ...(count > 1 ? { block: { index: block, count, ...(hashes ? { check: blockCheckOf(hashes, block) } : {}) } } : hashes ? { blockHashes: hashes } : {}),
+      ...(hashes ? { blockHashes: hashes } : {}),
+      ...(count > 1 ? { block: { index: block, count } } : {}),
     };
     if (ds.remote) {
       task.remote = {

@@ -9,7 +9,7 @@ import { decodeShardColumns, decodeTable, shardBuffers, type DecodedShard } from
 import { readShardAt, shardFileAt, type ShardReadOptions } from '../shard/source.js';
 import { readBlock } from './block-read.js';
 import { throwIfAborted, type RetryOptions } from '../shard/fetch.js';
-import { ShardChecksumError, type BlockCheck, type BlockHashes } from '../shard/verify.js';
+import { blockCheckOf, ShardChecksumError, type BlockHashes } from '../shard/verify.js';
 import * as fs from '../shard/callback-fs.js';
 
 export interface LoadTask {
@@ -18,7 +18,7 @@ export interface LoadTask {
   format: ShardFileFormat;
   /** tokensPerFrame * featureDim. */
   floatsPerFrame: number;
-  /** Expected size and sha256 from the index (and its block hashes, which name the bad block of a whole read). */
+  /** Expected size and sha256 from the index, and its block hashes when it lists them. */
   bytes: number;
   sha256: string;
   blockHashes?: BlockHashes;
@@ -29,11 +29,11 @@ export interface LoadTask {
   verify: boolean;
   /**
    * Read only this block of a shard of several blocks (src/shard/blocks.ts): the file's other
-   * bytes are never held. Absent: the whole file, decoded at once. `check`: its bytes' hashes
-   * from the index, checked as they are read (with `verify`; an entry without block hashes is
+   * bytes are never held. Absent: the whole file, decoded at once. With `verify`, the block's
+   * bytes are checked against `blockHashes` as they are read (an entry without block hashes is
    * hashed whole once per thread instead).
    */
-  block?: { index: number; count: number; check?: BlockCheck };
+  block?: { index: number; count: number };
 }
 
 export interface LoadResult {
@@ -49,10 +49,15 @@ export interface LoadResult {
 export async function runLoadTask(task: LoadTask, signal?: AbortSignal): Promise<LoadResult> {
   throwIfAborted(signal);
   if (task.block && task.block.count > 1) return runBlockTask(task, task.block, signal);
-  const { bytes, downloaded } = await readShardAt(whereOf(task), { ...task, ...task.blockHashes }, readOptions(task, signal));
+  const { bytes, downloaded } = await readShardAt(whereOf(task), refOf(task), readOptions(task, signal));
   throwIfAborted(signal);
   const shard = await decodeShardColumns(bytes, { name: task.name, format: task.format, floatsPerFrame: task.floatsPerFrame });
   return { shard, downloaded };
+}
+
+/** What the index says of the task's shard, block hashes included. */
+function refOf(task: LoadTask) {
+  return { format: task.format, bytes: task.bytes, sha256: task.sha256, ...task.blockHashes };
 }
 
 /** The shard's path, or its URL. */
@@ -71,10 +76,10 @@ export function transferList(result: LoadResult): ArrayBuffer[] {
 }
 
 async function runBlockTask(task: LoadTask, block: NonNullable<LoadTask['block']>, signal?: AbortSignal): Promise<LoadResult> {
-  const check = task.verify ? block.check : undefined;
-  // Checked by block as read: the file needs no whole pass first.
-  const options = { ...readOptions(task, signal), verify: task.verify && !check };
-  let { file, downloaded } = await shardFileAt(whereOf(task), task, options);
+  const check = task.verify && task.blockHashes ? blockCheckOf(task.blockHashes, block.index) : undefined;
+  const options = readOptions(task, signal);
+  // With block hashes the file needs no whole pass first: the block is checked as it is read.
+  let { file, downloaded } = await shardFileAt(whereOf(task), refOf(task), options);
   throwIfAborted(signal);
   let table;
   for (let attempt = 1; ; attempt++) {
@@ -87,7 +92,7 @@ async function runBlockTask(task: LoadTask, block: NonNullable<LoadTask['block']
       const evicted = (err as NodeJS.ErrnoException).code === 'ENOENT';
       if ((evicted || err instanceof ShardChecksumError) && task.remote && attempt === 1) {
         if (!evicted) await fs.rm(file, { force: true });
-        const again = await shardFileAt(whereOf(task), task, options);
+        const again = await shardFileAt(whereOf(task), refOf(task), options);
         file = again.file;
         downloaded ||= again.downloaded;
         continue;
