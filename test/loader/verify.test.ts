@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLoader } from '../../src/index.js';
 import { readShardIndex } from '../../src/shard/index-file.js';
+import { inspectDataset } from '../../src/shard/inspect.js';
 import type { ShardEntry } from '../../src/shard/schema.js';
 import { collect, LOCAL_ADVICE, makeDataset, tempDir } from './helpers.js';
 
@@ -100,6 +101,27 @@ describe('the writer records block hashes', () => {
       await fs.writeFile(file, JSON.stringify(index));
     });
     await expect(readShardIndex(ds)).rejects.toThrow(`readShardIndex: ${path.join(ds, 'index.json')}: shards[1].blockOffsets: expected 4 offsets (one per block, then the end)`);
+  });
+});
+
+describe('inspect --verify', () => {
+  it('checks the block hashes of index.json against the file', async () => {
+    const ds = await copyWith('bad-hash', async (out) => {
+      const file = path.join(out, 'index.json');
+      const index = JSON.parse(await fs.readFile(file, 'utf8'));
+      index.shards[2].blockSha256[1] = '0'.repeat(64);
+      await fs.writeFile(file, JSON.stringify(index));
+    });
+    const entry = (await readShardIndex(ds)).shards[2]!;
+    const o = entry.blockOffsets!;
+    const report = await inspectDataset(ds, { verify: true });
+    expect(report.checks!.filter((c) => !c.ok)).toEqual([
+      {
+        file: entry.file,
+        ok: false,
+        problem: `block 2 of 3 (bytes ${o[1]}-${o[2]! - 1}): its sha256 in index.json differs from the file's, whose whole sha256 matches (index.json was changed): re-convert the shard`,
+      },
+    ]);
   });
 });
 
