@@ -12,6 +12,7 @@
  * It checks what it timed: every dialogue exactly once, and one sample's features equal to what
  * the converter's own reader (`readShard`) decodes.
  */
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -111,11 +112,18 @@ export async function benchLoader(options: LoaderBenchOptions): Promise<LoaderBe
     const unchecked = best.get(false);
     if (checked && unchecked) {
       const cost = 1 - (checked.samplesPerSec as number) / (unchecked.samplesPerSec as number);
+      // What the checks must cost at least: hashing the epoch's file bytes once on one core.
+      const sha = await sha256MBps(files[0]!);
+      const hashSec = fileBytes / MB / sha;
       checked.unverifiedSamplesPerSec = unchecked.samplesPerSec;
       checked.verifyCost = round(cost, 3);
+      checked.sha256MBps = round(sha);
+      checked.hashSecPerEpoch = round(hashSec, 2);
+      checked.hashShareOfEpoch = round(hashSec / (unchecked.sec as number), 3);
       log(
         `loader ${format}: shard checks (sha256 by block) cost ${(cost * 100).toFixed(1)}% of samples/s: ${checked.samplesPerSec} verified, ${unchecked.samplesPerSec} unverified ` +
-          `(best of ${reps} epoch${reps === 1 ? '' : 's'} each, alternating)`,
+          `(best of ${reps} epoch${reps === 1 ? '' : 's'} each, alternating); hashing the epoch's ${(fileBytes / MB).toFixed(0)} MB at ${sha.toFixed(0)} MB/s (sha256, one core) ` +
+          `takes ${hashSec.toFixed(2)} s, ${((hashSec / (unchecked.sec as number)) * 100).toFixed(1)}% of the unverified epoch's ${unchecked.sec} s`,
       );
     }
     for (const verify of modes) cases.push(best.get(verify)!);
@@ -214,6 +222,18 @@ async function timeEpoch(
       `first batch after ${result.firstBatchSec} s, steady ${result.steadySamplesPerSec} samples/s; peak RSS ${result.peakRssMB} MB (${result.rssBeforeMB} MB before the epoch; held ${result.peakHeldMB} MB, bound ${result.boundMB} MB); next() waited ${((result.waitFraction as number) * 100).toFixed(0)}% of the time; checked: ${seen.size} samples once each, probe equal`,
   );
   return result;
+}
+
+/** sha256 MB/s of one core over (up to 64 MB of) `file`, best of 3, as the checks hash it. */
+async function sha256MBps(file: string): Promise<number> {
+  const bytes = (await fs.readFile(file)).subarray(0, 64 * MB);
+  let best = 0;
+  for (let rep = 0; rep < 3; rep++) {
+    const t0 = performance.now();
+    createHash('sha256').update(bytes).digest();
+    best = Math.max(best, bytes.length / MB / ((performance.now() - t0) / 1000));
+  }
+  return best;
 }
 
 /** MB/s reading every file fully into memory with `concurrency` readers. */
