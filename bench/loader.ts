@@ -1,12 +1,16 @@
 /**
- * Loader throughput: `npx tsx bench/loader.ts [--gb 2] [--workers 2] [--batch-size 32] [--shard-mb 32]`
- * (`--generate-only` makes the dataset and stops; `--formats arrow` skips Parquet)
+ * Loader throughput: `npx tsx bench/loader.ts [--gb 2] [--workers 2] [--batch-size 32] [--shard-mb 32]
+ * [--verify both|true|false] [--reps 1]` (`--generate-only` makes the dataset and stops; `--formats
+ * arrow` skips Parquet)
  *
  * Makes (if missing) a synthetic dataset under bench/data/loader-<gb>gb/ shaped like Video60k:
  * 16 frames x 768-dim float16 features per video, about 12 dialogues per video, Arrow and
  * Parquet shards. Then measures, in one run, raw file reads (the ceiling), the loader on the
- * Arrow shards and on the Parquet shards (shuffle on), prints each figure beside the ceiling and
- * appends one JSON line per case to bench/results.jsonl.
+ * Arrow shards and on the Parquet shards (shuffle on), each with its shard checks (sha256 by
+ * block, the default) and without (`--verify both`, the default: their cost in samples/s, in the
+ * same run; `--reps N` alternates N epochs of each and keeps the best), prints each figure beside
+ * the ceiling and appends one JSON line per case to bench/results.jsonl. A dataset generated
+ * before block hashes existed has none: delete it to make it again.
  *
  * Memory: `npx tsx bench/loader.ts --memory [--memory-shard-mb 32,256,1024] [--prefetch-mb 512]
  * [--block-mb 16]` makes (if missing) the same 2 GB of rows as Arrow shards of each size, in one
@@ -43,6 +47,8 @@ const { values: args } = parseArgs({
     'memory-shard-mb': { type: 'string', default: '32,256,1024' },
     'prefetch-mb': { type: 'string', default: '512' },
     'block-mb': { type: 'string', default: '16' },
+    verify: { type: 'string', default: 'both' },
+    reps: { type: 'string', default: '1' },
     /** Internal: one memory case, in a child process (prints one JSON line). */
     'memory-run': { type: 'string' },
   },
@@ -243,6 +249,8 @@ if (args['memory-run']) {
     workers: Number(args.workers),
     batchSize: Number(args['batch-size']),
     formats: args.formats!.split(',') as ('arrow' | 'parquet')[],
+    verify: args.verify === 'both' ? 'both' : args.verify === 'true',
+    reps: Number(args.reps),
     log: (line) => console.log(line),
   });
   const stamp = new Date().toISOString();

@@ -9,6 +9,8 @@ interface BenchLoaderArgs {
   formats: string;
   'window-shards': number;
   'prefetch-mb': number;
+  verify: string;
+  reps: number;
   results?: string;
   json: boolean;
 }
@@ -24,9 +26,11 @@ const loader: CommandModule<object, BenchLoaderArgs> = {
       .option('formats', { type: 'string', default: 'arrow,parquet', describe: 'Formats to measure, when the index has them' })
       .option('window-shards', { type: 'number', default: 4, describe: 'Shards mixed per shuffle window' })
       .option('prefetch-mb', { type: 'number', default: 512, describe: 'Prefetch bound (MiB of decoded shards)' })
+      .option('verify', { type: 'string', default: 'both', choices: ['both', 'true', 'false'], describe: "The loader's sha256 shard checks: both (on and off, their cost in one run), or one mode" })
+      .option('reps', { type: 'number', default: 1, describe: 'Timed epochs per mode (alternating); the best counts' })
       .option('results', { type: 'string', describe: 'Append one JSON line per case to this file (e.g. bench/results.jsonl)' })
       .option('json', { type: 'boolean', default: false, describe: 'Print the JSON lines on stdout instead of the summary' })
-      .example('rpv bench loader shards/demo', 'Raw read vs loader (Arrow, then Parquet), shuffle on, 2 workers, batch 32')
+      .example('rpv bench loader shards/demo', 'Raw read vs loader (Arrow, then Parquet; shard checks on and off), shuffle on, 2 workers, batch 32')
       .example('rpv bench loader shards/demo --formats arrow --results bench/results.jsonl', 'Arrow only, appended to the results history') as Argv<BenchLoaderArgs>,
   handler: async (args) => {
     const formats = args.formats.split(',').map((f) => f.trim());
@@ -39,6 +43,8 @@ const loader: CommandModule<object, BenchLoaderArgs> = {
       formats: formats as ('arrow' | 'parquet')[],
       windowShards: args['window-shards'],
       prefetchBytes: args['prefetch-mb'] * 1024 * 1024,
+      verify: args.verify === 'both' ? 'both' : args.verify === 'true',
+      reps: args.reps,
       log: args.json ? (line) => process.stderr.write(`${line}\n`) : (line) => process.stdout.write(`${line}\n`),
     });
     const time = new Date().toISOString();

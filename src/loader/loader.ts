@@ -15,6 +15,7 @@ import { residentOf, sampleOf, type Resident } from './resident.js';
 import type { LoadTask } from './task.js';
 import { DEFAULT_CACHE_LIMIT_BYTES, defaultCacheDir, defaultCacheLimitBytes } from '../shard/cache.js';
 import type { RetryOptions } from '../shard/fetch.js';
+import { blockHashesOf } from '../shard/verify.js';
 import {
   LOADER_STATE_FORMAT,
   LOADER_STATE_VERSION,
@@ -66,7 +67,12 @@ export interface LoaderOptions<B = Batch> {
   cacheLimitBytes?: number;
   /** Remote shards: download retries and backoff. */
   retry?: RetryOptions;
-  /** sha256-check every local shard read and cache hit (downloads are always checked). Default false. */
+  /**
+   * Check every shard's bytes as they are read against the index's sha256 hashes: by block for
+   * shards whose entry lists block hashes, else whole (downloads are always checked). Default
+   * true; a mismatch stops the loader naming the shard and the block's byte range. The cost is
+   * measured by bench/loader.ts (README.md beside this file).
+   */
   verify?: boolean;
   /** Batch builder; default `collate`. Frames views in samples are valid only during the call. */
   collate?: (samples: Sample[], ctx: CollateContext) => B;
@@ -441,13 +447,15 @@ export class Loader<B = Batch> implements AsyncIterable<B> {
   private taskFor(ds: Dataset, shard: number, block: number): LoadTask {
     const entry = ds.shards[shard]!;
     const count = ds.blocks[shard]!.count;
+    const hashes = blockHashesOf(entry);
     const task: LoadTask = {
       name: entry.file,
       format: entry.format,
       floatsPerFrame: ds.floatsPerFrame,
       bytes: entry.bytes,
       sha256: entry.sha256,
-      verify: this.options.verify ?? false,
+      verify: this.options.verify ?? true,
+      ...(hashes ? { blockHashes: hashes } : {}),
       ...(count > 1 ? { block: { index: block, count } } : {}),
     };
     if (ds.remote) {

@@ -9,6 +9,8 @@ import { decodeShardColumns, decodeTable, shardBuffers, type DecodedShard } from
 import { readShardAt, shardFileAt, type ShardReadOptions } from '../shard/source.js';
 import { readBlock } from './block-read.js';
 import { throwIfAborted, type RetryOptions } from '../shard/fetch.js';
+import { blockCheckOf, ShardChecksumError, type BlockHashes } from '../shard/verify.js';
+import * as fs from '../shard/callback-fs.js';
 
 export interface LoadTask {
   /** Shard file name as in the index (for messages). */
@@ -16,9 +18,10 @@ export interface LoadTask {
   format: ShardFileFormat;
   /** tokensPerFrame * featureDim. */
   floatsPerFrame: number;
-  /** Expected size and sha256 from the index. */
+  /** Expected size and sha256 from the index, and its block hashes when it lists them. */
   bytes: number;
   sha256: string;
+  blockHashes?: BlockHashes;
   /** Local path, or undefined for a remote shard. */
   file?: string;
   remote?: { url: string; cacheDir: string; limitBytes: number; retry: RetryOptions };
@@ -26,7 +29,9 @@ export interface LoadTask {
   verify: boolean;
   /**
    * Read only this block of a shard of several blocks (src/shard/blocks.ts): the file's other
-   * bytes are never held. Absent: the whole file, decoded at once.
+   * bytes are never held. Absent: the whole file, decoded at once. With `verify`, the block's
+   * bytes are checked against `blockHashes` as they are read (an entry without block hashes is
+   * hashed whole once per thread instead).
    */
   block?: { index: number; count: number };
 }
@@ -44,10 +49,15 @@ export interface LoadResult {
 export async function runLoadTask(task: LoadTask, signal?: AbortSignal): Promise<LoadResult> {
   throwIfAborted(signal);
   if (task.block && task.block.count > 1) return runBlockTask(task, task.block, signal);
-  const { bytes, downloaded } = await readShardAt(whereOf(task), task, readOptions(task, signal));
+  const { bytes, downloaded } = await readShardAt(whereOf(task), refOf(task), readOptions(task, signal));
   throwIfAborted(signal);
   const shard = await decodeShardColumns(bytes, { name: task.name, format: task.format, floatsPerFrame: task.floatsPerFrame });
   return { shard, downloaded };
+}
+
+/** What the index says of the task's shard, block hashes included. */
+function refOf(task: LoadTask) {
+  return { format: task.format, bytes: task.bytes, sha256: task.sha256, ...task.blockHashes };
 }
 
 /** The shard's path, or its URL. */
@@ -65,25 +75,32 @@ export function transferList(result: LoadResult): ArrayBuffer[] {
   return shardBuffers(result.shard);
 }
 
-async function runBlockTask(task: LoadTask, block: { index: number; count: number }, signal?: AbortSignal): Promise<LoadResult> {
-  let { file, downloaded } = await shardFileAt(whereOf(task), task, readOptions(task, signal));
+async function runBlockTask(task: LoadTask, block: NonNullable<LoadTask['block']>, signal?: AbortSignal): Promise<LoadResult> {
+  const check = task.verify && task.blockHashes ? blockCheckOf(task.blockHashes, block.index) : undefined;
+  const options = readOptions(task, signal);
+  // With block hashes the file needs no whole pass first: the block is checked as it is read.
+  let { file, downloaded } = await shardFileAt(whereOf(task), refOf(task), options);
   throwIfAborted(signal);
   let table;
   for (let attempt = 1; ; attempt++) {
     try {
-      ({ table } = await readBlock(file, task.format, task.bytes, block.index, block.count));
+      ({ table } = await readBlock(file, task.format, task.bytes, block.index, block.count, check));
       break;
     } catch (err) {
-      // A cached remote shard evicted meanwhile (another download over the cache limit): fetch it again, once.
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && task.remote && attempt === 1) {
-        const again = await shardFileAt(whereOf(task), task, readOptions(task, signal));
+      // A cached remote shard evicted meanwhile (another download over the cache limit), or
+      // damaged in the cache since it was downloaded (the download was checked): fetch it again, once.
+      const evicted = (err as NodeJS.ErrnoException).code === 'ENOENT';
+      if ((evicted || err instanceof ShardChecksumError) && task.remote && attempt === 1) {
+        if (!evicted) await fs.rm(file, { force: true });
+        const again = await shardFileAt(whereOf(task), refOf(task), options);
         file = again.file;
         downloaded ||= again.downloaded;
         continue;
       }
       const message = (err as Error).message;
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`file not found: ${file}`, { cause: err });
-      throw new Error(message.startsWith('holds ') ? message : `block ${block.index + 1} of ${block.count}: corrupt ${task.format} shard: ${message}`, { cause: err });
+      if (evicted) throw new Error(`file not found: ${file}`, { cause: err });
+      if (err instanceof ShardChecksumError || message.startsWith('holds ')) throw err;
+      throw new Error(`block ${block.index + 1} of ${block.count}: corrupt ${task.format} shard: ${message}`, { cause: err });
     }
   }
   throwIfAborted(signal);

@@ -7,8 +7,10 @@
  *   for `staleLockMs`, is taken over; the pool removes the locks of a worker thread it stops
  *   mid-download (`releaseAbandonedDownload`).
  * - Integrity: the body is checked against the index's sha256 and size before it is written
- *   (temp file + rename), so the cache never holds a partial or corrupt shard under its name.
- *   A cache hit is checked by size; `verify` re-hashes it as well.
+ *   (temp file + rename), so the cache never holds a partial or corrupt shard under its name;
+ *   a body that fails is named by its first bad block when the entry has block hashes.
+ *   A cache hit is checked by size; `verify` re-hashes it as well (a hit read by blocks is
+ *   checked block by block by its reader instead, ../loader/block-read.ts).
  * - Size limit: after each download, least recently used files (by mtime, touched on every hit)
  *   are removed until the cache fits `limitBytes`; the file just fetched is never removed.
  * - Stopping: `signal` ends a download or a wait at once (AbortedError); the lock is removed on
@@ -23,6 +25,7 @@ import { threadId } from 'node:worker_threads';
 import { tempPathFor } from '../util/atomic.js';
 import * as fs from './callback-fs.js';
 import { fetchWithRetry, sleep, throwIfAborted, type RetryOptions } from './fetch.js';
+import { REMOTE_ADVICE, sha256Hex, shardBytesProblem, type BlockHashes } from './verify.js';
 
 export interface CachedFetchOptions extends RetryOptions {
   url: string;
@@ -34,6 +37,8 @@ export interface CachedFetchOptions extends RetryOptions {
   limitBytes: number;
   /** Re-hash a cache hit. */
   verify?: boolean;
+  /** The entry's block hashes, when it has them: a body that fails its sha256 is reported by block. */
+  blocks?: BlockHashes;
   staleLockMs?: number;
   /** Stop (the download, a wait for another downloader) as soon as this fires. */
   signal?: AbortSignal;
@@ -65,9 +70,7 @@ export function defaultCacheLimitBytes(): number {
   return value;
 }
 
-export function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
+export { sha256Hex };
 
 /** A shard's bytes, from the cache or downloaded into it. */
 export async function fetchShardCached(options: CachedFetchOptions): Promise<{ bytes: Uint8Array; downloaded: boolean }> {
@@ -138,7 +141,7 @@ async function cached<T>(
   }
 }
 
-async function readHit(file: string, { bytes: size, sha256, verify }: CachedFetchOptions): Promise<Uint8Array | undefined> {
+async function readHit(file: string, { bytes: size, sha256, verify, blocks }: CachedFetchOptions): Promise<Uint8Array | undefined> {
   let bytes: Uint8Array;
   try {
     bytes = await fs.readFile(file);
@@ -146,7 +149,7 @@ async function readHit(file: string, { bytes: size, sha256, verify }: CachedFetc
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  if (bytes.byteLength !== size || (verify && sha256Hex(bytes) !== sha256)) {
+  if (bytes.byteLength !== size || (verify && shardBytesProblem(bytes, { bytes: size, sha256, ...blocks }) !== undefined)) {
     await fs.rm(file, { force: true });
     return undefined;
   }
@@ -213,9 +216,8 @@ async function download(options: CachedFetchOptions): Promise<Uint8Array> {
     if (body.byteLength !== options.bytes) {
       return `GET ${options.url}: got ${body.byteLength} bytes, the index says ${options.bytes}`;
     }
-    const got = sha256Hex(body);
-    if (got !== options.sha256) return `GET ${options.url}: sha256 mismatch: index says ${options.sha256}, got ${got}`;
-    return undefined;
+    const problem = shardBytesProblem(body, { bytes: options.bytes, sha256: options.sha256, ...options.blocks }, REMOTE_ADVICE);
+    return problem === undefined ? undefined : `GET ${options.url}: ${problem}`;
   });
 }
 

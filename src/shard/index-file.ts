@@ -84,6 +84,8 @@ export function validateShardIndex(value: unknown, where = INDEX_FILE_NAME): Sha
     if (typeof e.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(e.sha256)) fail(`shards[${i}].sha256: expected 64 hex digits`);
     const blocks = blockProblem(e as { rows: number; dialogues: number });
     if (blocks) fail(`shards[${i}].${blocks}`);
+    const hashes = blockHashProblem(e);
+    if (hashes) fail(`shards[${i}].${hashes}`);
   });
   if (!v.totals || typeof v.totals !== 'object') fail('totals: missing');
   if (!v.counts || typeof v.counts !== 'object') fail('counts: missing');
@@ -91,6 +93,27 @@ export function validateShardIndex(value: unknown, where = INDEX_FILE_NAME): Sha
   if (!v.sampling || typeof v.sampling !== 'object') fail('sampling: missing');
   if (!v.encoder || typeof v.encoder !== 'object' || typeof (v.encoder as { id?: unknown }).id !== 'string') fail('encoder.id: missing');
   return value as ShardIndex;
+}
+
+/** Why an entry's block hash fields (verify.ts) are inconsistent, or null; all three or none. */
+function blockHashProblem(e: Record<string, unknown>): string | null {
+  const { blockOffsets, blockSha256, headTailSha256 } = e;
+  if (blockOffsets === undefined && blockSha256 === undefined && headTailSha256 === undefined) return null;
+  if (!Array.isArray(e.blockDialogues)) return 'blockOffsets: block hashes need blockRows and blockDialogues';
+  const count = e.blockDialogues.length;
+  if (!Array.isArray(blockOffsets) || blockOffsets.length !== count + 1) return `blockOffsets: expected ${count + 1} offsets (one per block, then the end)`;
+  for (let b = 0; b <= count; b++) {
+    const at = blockOffsets[b] as unknown;
+    const prev = b === 0 ? 0 : (blockOffsets[b - 1] as number);
+    if (!Number.isInteger(at) || (at as number) < prev || (at as number) > (e.bytes as number)) {
+      return `blockOffsets[${b}]: expected an integer from ${prev} to the file's ${e.bytes as number} bytes, found ${JSON.stringify(at)}`;
+    }
+  }
+  if (!Array.isArray(blockSha256) || blockSha256.length !== count) return `blockSha256: expected ${count} hashes (one per block)`;
+  const bad = blockSha256.findIndex((h) => typeof h !== 'string' || !/^[0-9a-f]{64}$/.test(h));
+  if (bad >= 0) return `blockSha256[${bad}]: expected 64 hex digits`;
+  if (typeof headTailSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(headTailSha256)) return 'headTailSha256: expected 64 hex digits';
+  return null;
 }
 
 /** Write `index` to `<dir>/index.json` atomically (readers never see a half-written index). */

@@ -1,13 +1,15 @@
 /**
  * `inspectDataset`: what a shard folder holds (index totals, schema, shards, one row), and with
- * `verify` a full check of every shard: size and sha256 against the index, then a complete decode
- * whose row and dialogue counts and feature lengths must match the index and schema.
+ * `verify` a full check of every shard: size and sha256 against the index (a mismatch named by its
+ * first bad block), the entry's block hashes against the file, then a complete decode whose row
+ * and dialogue counts and feature lengths must match the index and schema.
  */
 import { errorMessage } from '../util/errors.js';
 import type { ShardEntry, ShardIndex, VideoRow } from './schema.js';
 import { readShardIndex } from './index-file.js';
 import { decodeShardRows } from './read.js';
 import { readShardBytes, type ShardReadOptions } from './source.js';
+import { blockHashesOf, firstBadPart } from './verify.js';
 
 export interface ShardCheck {
   file: string;
@@ -70,11 +72,16 @@ export async function inspectDataset(dir: string, options: InspectOptions = {}):
 async function verifyShard(dir: string, entry: ShardEntry, index: ShardIndex, options: InspectOptions, onRows: (rows: VideoRow[]) => void): Promise<ShardCheck> {
   const bad = (problem: string): ShardCheck => ({ file: entry.file, ok: false, problem });
   let rows: VideoRow[];
+  let bytes: Uint8Array;
   try {
-    rows = decodeShardRows(await shardBytes(dir, entry, options), entry.format, { name: entry.file });
+    bytes = await shardBytes(dir, entry, options);
+    rows = decodeShardRows(bytes, entry.format, { name: entry.file });
   } catch (err) {
     return bad(errorMessage(err));
   }
+  const hashes = blockHashesOf(entry);
+  const part = hashes ? firstBadPart(bytes, hashes) : undefined;
+  if (part) return bad(`${part}: its sha256 in index.json differs from the file's, whose whole sha256 matches (index.json was changed): re-convert the shard`);
   if (rows.length !== entry.rows) return bad(`${rows.length} rows, index says ${entry.rows}`);
   const dialogues = rows.reduce((n, r) => n + r.dialogues.length, 0);
   if (dialogues !== entry.dialogues) return bad(`${dialogues} dialogues, index says ${entry.dialogues}`);

@@ -102,6 +102,15 @@ export interface ShardEntry {
    */
   blockRows?: number;
   blockDialogues?: number[];
+  /**
+   * Shards of more than one block, written since block hashes exist (verify.ts): where each
+   * block's bytes lie (blocks + 1 offsets), each block's sha256, and the sha256 of the bytes
+   * outside the blocks. A reader of one block checks the bytes it reads against these. Absent: the
+   * shard is checked whole against `sha256`.
+   */
+  blockOffsets?: number[];
+  blockSha256?: string[];
+  headTailSha256?: string;
 }
 
 export interface SkipRecord {

@@ -1,16 +1,20 @@
 /**
  * Where every byte of a dataset comes from: its index and its shard files, from a local folder or
  * an http(s) URL. Remote shards go through the sha256-named cache (./cache.ts: downloaded once per
- * machine, checked against the index's size and sha256, retried); local shards are checked by size,
- * and by sha256 with `verify`. The loader's workers (whole shards or one block at a time),
+ * machine, checked against the index's size and sha256, retried); local shards and cache hits are
+ * checked by size, and with `verify` (the default) by sha256: a shard read whole as its bytes are
+ * read, a shard read by blocks block by block by its reader (../loader/block-read.ts, with the
+ * entry's block hashes, ./verify.ts) or, for an entry without them, by one pass over the file
+ * before its first block. The loader's workers (whole shards or one block at a time),
  * `scanDataset`, `inspectDataset` and `readShardIndex` all read through here, so a remote shard is
  * never downloaded twice or used unchecked.
  */
 import path from 'node:path';
 import * as fs from './callback-fs.js';
-import { defaultCacheDir, defaultCacheLimitBytes, ensureShardCached, fetchShardCached, sha256Hex, sha256OfFile, type CachedFetchOptions } from './cache.js';
+import { defaultCacheDir, defaultCacheLimitBytes, ensureShardCached, fetchShardCached, sha256OfFile, type CachedFetchOptions } from './cache.js';
 import { fetchWithRetry, type RetryOptions } from './fetch.js';
 import type { ShardFileFormat } from './schema.js';
+import { blockHashesOf, LOCAL_ADVICE, ShardChecksumError, shardBytesProblem, type BlockHashes } from './verify.js';
 
 /** How a dataset's shards are read: checked, and when remote, fetched and kept. */
 export interface ShardReadOptions {
@@ -20,14 +24,17 @@ export interface ShardReadOptions {
   cacheLimitBytes?: number;
   /** Retries of a remote download (attempts, backoff, timeout). */
   retry?: RetryOptions;
-  /** Also hash local files and cache hits against the index's sha256 (downloads are always hashed). */
+  /**
+   * Hash local files and cache hits against the index (downloads are always hashed). Default
+   * true; false reads them checked by size only.
+   */
   verify?: boolean;
   /** Stop a download, or a wait for another downloader, as soon as this fires. */
   signal?: AbortSignal;
 }
 
 /** What the index says of a shard file: enough to find and check it. */
-export interface ShardFileRef {
+export interface ShardFileRef extends Partial<BlockHashes> {
   file: string;
   format: ShardFileFormat;
   bytes: number;
@@ -71,7 +78,8 @@ export async function readDatasetFile(where: string, retry: RetryOptions = {}): 
  * A whole shard's bytes, checked against its index entry. `base` is the dataset's folder or index
  * URL. Remote: from the cache, downloaded into it when missing (`downloaded` says so). Errors:
  * `file not found: <path>`, `size N bytes, the index says M (file changed or truncated)`,
- * `sha256 mismatch: index says X, file has Y`, or the cache's download error.
+ * `block 2 of 3 (bytes A-B): sha256 mismatch: <what to do>` (`whole file (bytes 0-N)` for an
+ * entry without block hashes), or the cache's download error.
  */
 export async function readShardBytes(base: string, entry: ShardFileRef, options: ShardReadOptions = {}): Promise<{ bytes: Uint8Array; downloaded: boolean }> {
   return readShardAt(shardFileLocation(base, entry.file), entry, options);
@@ -80,19 +88,29 @@ export async function readShardBytes(base: string, entry: ShardFileRef, options:
 /** As `readShardBytes`, for a shard at `where`: a path or the shard's own URL. */
 export async function readShardAt(where: string, entry: Omit<ShardFileRef, 'file'>, options: ShardReadOptions = {}): Promise<{ bytes: Uint8Array; downloaded: boolean }> {
   if (isUrl(where)) return fetchShardCached(cacheOptions(where, entry, options));
-  return { bytes: await readLocalShard(where, entry, options.verify ?? false), downloaded: false };
+  return { bytes: await readLocalShard(where, entry, options.verify ?? true), downloaded: false };
 }
 
-/** Local shards this thread has hashed whole already (`verify` with blocks: once per file, not per block). */
+/**
+ * Files this thread has hashed whole already (`verify` on blocks of an entry without block
+ * hashes: once per file, not per block).
+ */
 const verifiedFiles = new Set<string>();
 
 /**
  * A shard as a file on disk, for a reader that takes only some of its bytes (one block): a local
- * path checked by size (and with `verify` hashed once, by chunks), or the cache's file of a remote
- * shard (downloaded when missing). The file is never read whole here. Errors as `readShardBytes`.
+ * path checked by size, or the cache's file of a remote shard (downloaded when missing). With
+ * `verify`, an entry with block hashes is left to the block reader (it hashes what it reads); one
+ * without is hashed whole here, by chunks, once per file and thread. Errors as `readShardBytes`.
  */
 export async function shardFileAt(where: string, entry: Omit<ShardFileRef, 'file'>, options: ShardReadOptions = {}): Promise<{ file: string; downloaded: boolean }> {
-  if (isUrl(where)) return ensureShardCached(cacheOptions(where, entry, options));
+  const wholeCheck = (options.verify ?? true) && !blockHashesOf(entry);
+  if (isUrl(where)) {
+    const key = `${where}\0${entry.sha256}`;
+    const got = await ensureShardCached({ ...cacheOptions(where, entry, options), verify: wholeCheck && !verifiedFiles.has(key) });
+    if (wholeCheck) verifiedFiles.add(key);
+    return got;
+  }
   let size: number;
   try {
     size = (await fs.stat(where)).size;
@@ -102,9 +120,8 @@ export async function shardFileAt(where: string, entry: Omit<ShardFileRef, 'file
   }
   if (size !== entry.bytes) throw new Error(`size ${size} bytes, the index says ${entry.bytes} (file changed or truncated)`);
   const key = `${where}\0${entry.sha256}`;
-  if (options.verify && !verifiedFiles.has(key)) {
-    const got = await sha256OfFile(where);
-    if (got !== entry.sha256) throw new Error(`sha256 mismatch: index says ${entry.sha256}, file has ${got}`);
+  if (wholeCheck && !verifiedFiles.has(key)) {
+    if ((await sha256OfFile(where)) !== entry.sha256) throw new ShardChecksumError(`whole file (bytes 0-${size - 1}): sha256 mismatch: ${LOCAL_ADVICE}`);
     verifiedFiles.add(key);
   }
   return { file: where, downloaded: false };
@@ -118,14 +135,15 @@ function cacheOptions(url: string, entry: Omit<ShardFileRef, 'file'>, options: S
     ext: entry.format === 'parquet' ? '.parquet' : '.arrow',
     cacheDir: options.cacheDir ?? defaultCacheDir(),
     limitBytes: options.cacheLimitBytes ?? defaultCacheLimitBytes(),
-    verify: options.verify,
+    verify: options.verify ?? true,
+    blocks: blockHashesOf(entry),
     ...options.retry,
     signal: options.signal,
   };
 }
 
 /** A local shard file, checked by size (and sha256 with `verify`); errors as `readShardBytes`. */
-async function readLocalShard(file: string, entry: { bytes: number; sha256: string }, verify: boolean): Promise<Uint8Array> {
+async function readLocalShard(file: string, entry: Omit<ShardFileRef, 'file' | 'format'>, verify: boolean): Promise<Uint8Array> {
   let bytes: Uint8Array;
   try {
     bytes = await fs.readFile(file);
@@ -136,9 +154,7 @@ async function readLocalShard(file: string, entry: { bytes: number; sha256: stri
   if (bytes.byteLength !== entry.bytes) {
     throw new Error(`size ${bytes.byteLength} bytes, the index says ${entry.bytes} (file changed or truncated)`);
   }
-  if (verify) {
-    const got = sha256Hex(bytes);
-    if (got !== entry.sha256) throw new Error(`sha256 mismatch: index says ${entry.sha256}, file has ${got}`);
-  }
+  const problem = verify ? shardBytesProblem(bytes, entry) : undefined;
+  if (problem) throw new ShardChecksumError(problem);
   return bytes;
 }

@@ -4,13 +4,13 @@
  * takes rows one at a time and rotates to a new shard before one would pass `maxShardBytes`.
  * A shard's rows are cut into blocks (blocks.ts) of at most `blockBytes`: one Arrow record batch,
  * or one Parquet row group, per block, listed in the index entry, so the loader can read a block
- * alone whatever the shard size.
+ * alone whatever the shard size, and with the hashes of each block's bytes (verify.ts), so it can
+ * check those bytes alone too.
  *
  * Parquet is written by parquet-wasm (arrow-rs) from the same Arrow table: standard logical types
  * (float16 features as the FLOAT16 logical type over FIXED_LEN_BYTE_ARRAY(2), which DuckDB,
  * pyarrow >= 15 and Hugging Face datasets read), ZSTD by default, Snappy or none on request.
  */
-import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { tableToIPC, type Table } from 'apache-arrow';
@@ -18,6 +18,7 @@ import { writeFileAtomic } from '../util/atomic.js';
 import type { FeatureSchema, ShardEntry, ShardFileFormat, VideoRow } from './schema.js';
 import { estimateRowBytes } from './arrow-table.js';
 import { blockDialoguesOf, blockedTable, blockRowsFor } from './blocks.js';
+import { computeBlockHashes, sha256Hex } from './verify.js';
 
 export type ParquetCompression = 'zstd' | 'snappy' | 'none';
 
@@ -69,9 +70,7 @@ function encodeTable(table: Table, options: EncodeShardOptions, blockRows?: numb
   return pw.writeParquet(wasmTable, props);
 }
 
-export function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
+export { sha256Hex };
 
 /** Dialogues in `rows`. */
 export function countDialogues(rows: readonly VideoRow[]): number {
@@ -103,6 +102,7 @@ export async function writeShardFile(rows: readonly VideoRow[], file: string, op
   const b = blocked ?? blockRows(rows, options.schema, options.blockBytes);
   const bytes = encodeTable(b.table, options, b.blockRows);
   await writeFileAtomic(file, bytes);
+  const hashes = b.blockRows !== undefined ? await computeBlockHashes(bytes, options.format) : undefined;
   return {
     file: path.basename(file),
     format: options.format,
@@ -111,6 +111,7 @@ export async function writeShardFile(rows: readonly VideoRow[], file: string, op
     bytes: bytes.length,
     sha256: sha256Hex(bytes),
     ...(b.blockRows !== undefined ? { blockRows: b.blockRows, blockDialogues: b.blockDialogues } : {}),
+    ...hashes,
   };
 }
 

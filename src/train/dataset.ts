@@ -44,14 +44,17 @@ export interface ScanOptions {
   cacheDir?: string;
   /** Remote shards: retries of a download. */
   retry?: RetryOptions;
+  /** Check each shard's bytes against the index's sha256 as they are read (default true; recipe key data.verify). */
+  verify?: boolean;
 }
 
 /**
  * Read every shard's text columns once; shards are taken in Arrow form when both formats exist.
- * Bytes come through ../shard/source.ts: a remote shard is checked against the index's sha256 and
- * kept in the cache, where the loader finds it instead of downloading it again.
+ * Bytes come through ../shard/source.ts: checked against the index's sha256 as they are read (with
+ * `verify`, the default), and a remote shard kept in the cache, where the loader finds it instead
+ * of downloading it again.
  */
-export async function scanDataset(source: string, { heldoutFraction, seed, cacheDir, retry }: ScanOptions): Promise<DatasetSummary> {
+export async function scanDataset(source: string, { heldoutFraction, seed, cacheDir, retry, verify = true }: ScanOptions): Promise<DatasetSummary> {
   const index = await readShardIndex(source, { retry });
   const arrow = index.shards.filter((s) => s.format === 'arrow');
   const shards = arrow.length > 0 ? arrow : index.shards;
@@ -67,7 +70,7 @@ export async function scanDataset(source: string, { heldoutFraction, seed, cache
     const where = shardFileLocation(source, shard.file);
     let bytes: Uint8Array;
     try {
-      ({ bytes } = await readShardBytes(source, shard, { cacheDir, retry }));
+      ({ bytes } = await readShardBytes(source, shard, { cacheDir, retry, verify }));
     } catch (err) {
       throw new RpvError(`train: shard ${where}: ${(err as Error).message}`, { cause: err });
     }

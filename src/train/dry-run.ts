@@ -51,6 +51,7 @@ export async function dryRun(input: Recipe | RecipeInput): Promise<string> {
       seed: recipe.seed,
       shuffle: recipe.data.shuffle,
       workers: 0,
+      verify: recipe.data.verify,
       collate: (samples) => samples.map((s) => ({ id: s.sampleId, ...session.prepare(s) })),
     });
     outer: for await (const batch of loader) {

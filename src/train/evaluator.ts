@@ -78,6 +78,7 @@ export class Evaluator {
       shuffle: false,
       workers: recipe.data.workers,
       prefetchBytes: recipe.data.prefetch_bytes,
+      verify: recipe.data.verify,
       collate: (batch) => {
         const out: PreparedSample[] = [];
         for (const s of batch) {

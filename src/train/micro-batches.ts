@@ -44,6 +44,7 @@ export class MicroBatches {
       shuffle: recipe.data.shuffle,
       workers: recipe.data.workers,
       prefetchBytes: recipe.data.prefetch_bytes,
+      verify: recipe.data.verify,
       dropLast: false,
       resume: resume ?? undefined,
       collate: (samples, ctx) => {

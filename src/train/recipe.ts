@@ -34,6 +34,8 @@ export interface Recipe {
     prefetch_bytes: number;
     /** false: the text-only ablation (no video tokens in the prompt). */
     use_video: boolean;
+    /** Check shard bytes against the index's sha256 hashes as they are read (false: size only). */
+    verify: boolean;
   };
   prompt: {
     /** Samples longer than this (in tokens, video tokens included) are skipped and counted. */
@@ -165,6 +167,7 @@ export const RECIPE_SCHEMA: GroupSpec = {
         workers: { kind: 'integer', default: 1, min: 0 },
         prefetch_bytes: { kind: 'integer', default: 512 * 1024 * 1024, min: 1 },
         use_video: { kind: 'boolean', default: true },
+        verify: { kind: 'boolean', default: true },
       },
     },
     prompt: {

@@ -86,7 +86,7 @@ export type { TrainingSession } from './session.js';
 
 export async function openSession(recipe: Recipe, log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<TrainingSession> {
   const backend = await initBackend({ backend: recipe.model.backend, threads: recipe.model.threads ?? undefined, log });
-  const dataset = await scanDataset(recipe.data.shards, { heldoutFraction: recipe.data.heldout_fraction, seed: recipe.seed });
+  const dataset = await scanDataset(recipe.data.shards, { heldoutFraction: recipe.data.heldout_fraction, seed: recipe.seed, verify: recipe.data.verify });
   const schema = dataset.index.schema;
   if (dataset.dialogues.train === 0) {
     throw new RpvError(`train: ${recipe.data.shards}: no training dialogues (all ${dataset.dialogues.heldout} are held out; lower data.heldout_fraction)`);

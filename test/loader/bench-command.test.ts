@@ -15,7 +15,7 @@ beforeAll(async () => {
 afterAll(() => cleanup());
 
 describe('rpv bench loader', () => {
-  it('measures the raw-read ceiling and the loader on Arrow and Parquet, checking what it timed', () => {
+  it('measures the raw-read ceiling and the loader on Arrow and Parquet, with and without its shard checks, checking what it timed', () => {
     const run = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'bench', 'loader', dir, '--json', '--batch-size', '4'], {
       cwd: root,
       encoding: 'utf8',
@@ -23,7 +23,13 @@ describe('rpv bench loader', () => {
     });
     expect(run.status, run.stderr).toBe(0);
     const cases = run.stdout.trim().split('\n').map((l) => JSON.parse(l));
-    expect(cases.map((c) => c.case)).toEqual(['raw-read-arrow', 'loader-arrow', 'raw-read-parquet', 'loader-parquet']);
+    expect(cases.map((c) => c.case)).toEqual(['raw-read-arrow', 'loader-arrow', 'loader-arrow-unverified', 'raw-read-parquet', 'loader-parquet', 'loader-parquet-unverified']);
+    for (const c of cases.filter((c) => /^loader-\w+$/.test(c.case))) {
+      const peer = cases.find((p) => p.case === `${c.case}-unverified`);
+      expect([c.verify, peer.verify]).toEqual([true, false]);
+      expect(c.unverifiedSamplesPerSec).toBe(peer.samplesPerSec);
+      expect(c.verifyCost).toBeCloseTo(1 - c.samplesPerSec / peer.samplesPerSec, 2);
+    }
     for (const c of cases.filter((c) => c.case.startsWith('loader-'))) {
       expect(c.correct).toBe(true);
       expect(c.samples).toBe(c.batches * 4);

@@ -24,6 +24,12 @@ export interface DatasetSpec {
   blockBytes?: number;
 }
 
+/** What a checksum mismatch tells the user to do, word for word (src/shard/verify.ts). */
+export const LOCAL_ADVICE =
+  'the bytes differ from those index.json lists (the file was damaged or changed after it was written); re-download or re-convert this shard (rpv inspect --verify checks every shard)';
+export const REMOTE_ADVICE =
+  "the bytes differ from those index.json lists (the server's copy was damaged or changed after it was written); upload or re-convert this shard (rpv inspect --verify checks every shard)";
+
 /** The feature value every test expects at (video v, frame f, element k). */
 export function featureValue(v: number, f: number, k: number): number {
   return v * 16 + f + k / 64;
