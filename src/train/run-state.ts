@@ -41,6 +41,8 @@ export async function startRun(session: TrainingSession, optimizer: AdamW, log: 
   if (recipe.resume) {
     const dir = await resolveCheckpoint(recipe.resume);
     const ckpt = await readCheckpoint(dir);
+    const { checkRunEncoder } = await import('./encoder-check.js');
+    checkRunEncoder('train --resume', dir, ckpt.state.encoder, recipe.data.shards, session.dataset.index.encoder.id);
     for (const p of params) {
       const saved = ckpt.trainable.get(p.name);
       if (!saved) throw new RpvError(`train: checkpoint ${dir}: no values for ${p.name} (was it trained with another recipe?)`);
@@ -94,6 +96,7 @@ export async function saveCheckpoint(session: TrainingSession, optimizer: AdamW,
     rng: run.rng.state(),
     skipped: { ...at.skipped },
     tokens: run.tokensSeen,
+    encoder: session.dataset.index.encoder.id,
     totalSteps: session.totalSteps,
     lastEval: run.lastEval,
   };
