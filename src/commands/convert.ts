@@ -48,6 +48,19 @@ function formatBytes(n: number): string {
   return `${(n / 1024 ** 3).toFixed(2)} GiB`;
 }
 
+/** `rpv convert --help`'s epilogue: the hf: settings, each with an example. */
+const HF_SETTINGS_HELP = `Vision towers (--encoder hf:<folder>[#key=value,...]; details in src/features/README.md):
+  layer=-1|-2|N        hidden state of that block, counted as transformers' hidden_states
+                       (0 = the first block's input); default -2 for CLIP (LLaVA), -1 otherwise
+                         --encoder "hf:models/clip-vit-base-patch16#layer=-1"
+  tokens=patches|cls|mean
+                       every patch token (default), the class token, or their mean
+                         --encoder "hf:models/clip-vit-base-patch16#layer=-1,tokens=cls"   1 x 768
+  pool=N               N x N average pooling of the patch grid (LLaVA-OneVision's 2x2)
+                         --encoder "hf:models/siglip-so400m-patch14-384#pool=2"   169 x 1152
+  shuffle=0.5          InternVL's pixel shuffle (v2); default 0.5 for InternViT, 1 otherwise
+                         --encoder hf:models/InternVL2_5-1B   1024 patches -> 256 x 4096`;
+
 export const command: CommandModule<object, ConvertArgs> = {
   command: 'convert <input>',
   describe: 'Convert a raw export (video + dialogues) into Arrow/Parquet shards',
@@ -67,11 +80,8 @@ export const command: CommandModule<object, ConvertArgs> = {
         type: 'string',
         default: 'grid',
         describe:
-          'Frame encoder: grid, grid:cells=N[,tokens=frame|cell], tfjs:<folder>, or hf:<folder>[#key=value,...], a CLIP, SigLIP or InternViT vision tower ' +
-          'from a Hugging Face folder (frames preprocessed as its processor does; --frame-size does not apply). Settings after #: ' +
-          'layer=-1|-2|N (hidden state of that block, 0 = the first block\'s input; default -2 for CLIP, -1 otherwise), ' +
-          'tokens=patches|cls|mean (default patches), pool=N (N x N average pooling of the patch grid), ' +
-          'shuffle=0.5 (InternVL\'s pixel shuffle; default 0.5 for InternViT, 1 otherwise)',
+          'Frame encoder: grid, grid:cells=N[,tokens=frame|cell], tfjs:<folder>, or hf:<folder>[#key=value,...]: a CLIP, SigLIP or ' +
+          'InternViT vision tower from a Hugging Face folder, frames preprocessed as its processor does (--frame-size does not apply; settings below)',
       })
       .option('backend', { choices: BACKEND_NAMES, default: 'auto' as const, describe: 'tfjs backend of a tfjs: encoder (webgpu: see the README\'s Backends section)' })
       .option('features', { type: 'string', describe: 'Folder of precomputed features (<video id>.npy|.safetensors) instead of an encoder' })
@@ -89,10 +99,8 @@ export const command: CommandModule<object, ConvertArgs> = {
       .example('rpv convert data/sample --out shards/sample', 'Convert the sample export to Arrow shards')
       .example('rpv convert data/export --out shards/x --format both --part 0/4', 'Part 0 of 4 (e.g. one task of a Slurm array), Arrow and Parquet')
       .example('rpv convert data/export --out shards/x --resume', 'Continue after Ctrl-C or a crash')
-      .example('rpv convert data/export --out shards/clip --encoder hf:models/clip-vit-base-patch16', 'CLIP ViT-B/16: 196 patch tokens of 768 from the second-last block (LLaVA\'s choice)')
-      .example('rpv convert data/export --out shards/clip-cls --encoder "hf:models/clip-vit-base-patch16#layer=-1,tokens=cls"', 'One token per frame: the last block\'s class token')
-      .example('rpv convert data/export --out shards/siglip --encoder "hf:models/siglip-so400m-patch14-384#pool=2"', 'SigLIP so400m: 27x27 patches pooled 2x2 to 169 tokens of 1152 (LLaVA-OneVision)')
-      .example('rpv convert data/export --out shards/internvl --encoder hf:models/InternVL2_5-1B', 'InternViT-300M of an InternVL2.5 folder: 1024 patches pixel-shuffled (0.5) to 256 tokens of 4096, as the paper'),
+      .example('rpv convert ex -o s --encoder hf:models/clip', 'Features from a CLIP vision tower (settings below)')
+      .epilogue(HF_SETTINGS_HELP),
   handler: async (args) => {
     const { convertExport } = await import('../convert/convert.js');
     const controller = new AbortController();
