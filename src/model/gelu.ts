@@ -5,9 +5,11 @@
  *   - `tanh` (`gelu_pytorch_tanh`, `gelu_new`): 0.5 x (1 + tanh(u)), u = √(2/π) (x + 0.044715 x³);
  *     d = 0.5 (1 + t) + 0.5 x (1 - t²) √(2/π) (1 + 3 · 0.044715 x²);
  *   - `quick` (`quick_gelu`, CLIP): x σ(1.702 x); d = s + 1.702 x s (1 - s).
+ * On wasm with the addon, forward and backward are one native pass each (src/native/encoder.ts).
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
+import { nativeEncoderAvailable, nativeGelu, nativeGeluGrad } from '../native/encoder.js';
 import { releasingGrad } from './ops.js';
 
 export type GeluKind = 'erf' | 'tanh' | 'quick';
@@ -55,11 +57,12 @@ function derivative(tf: typeof tfc, x: tfc.Tensor, kind: GeluKind): tfc.Tensor {
 }
 
 export function gelu(tf: typeof tfc, x: tfc.Tensor, kind: GeluKind): tfc.Tensor {
+  const native = nativeEncoderAvailable();
   const f = tf.customGrad(((input: tfc.Tensor, save: tfc.GradSaveFunc) => {
     save([input]);
     return {
-      value: forward(tf, input, kind),
-      gradFunc: releasingGrad(tf, (dy, [saved]) => tf.mul(dy, derivative(tf, saved, kind))),
+      value: native ? nativeGelu(input, kind) : forward(tf, input, kind),
+      gradFunc: releasingGrad(tf, (dy, [saved]) => (native ? nativeGeluGrad(saved, dy, kind) : tf.mul(dy, derivative(tf, saved, kind)))),
     };
   }) as unknown as Parameters<typeof tfc.customGrad>[0]);
   return f(x);

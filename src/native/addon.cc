@@ -24,6 +24,7 @@
 #include "gemm.h"
 #include "grid.h"
 #include "napi_exports.h"
+#include "encoder.h"
 #include "pointwise.h"
 #include "spawner.h"
 #include "thread_pool.h"
@@ -382,6 +383,7 @@ NAPI_MODULE_INIT() {
   if (!rpv::registerFrozen(env, exports)) return nullptr;
   if (!rpv::registerPointwise(env, exports)) return nullptr;
   if (!rpv::registerAttention(env, exports)) return nullptr;
+  if (!rpv::registerEncoder(env, exports)) return nullptr;
   if (rpv::spawnSupported()) rpv::exportFunctions(env, exports, {{"spawnFiles", rpv::SpawnFiles}});
   napi_value count;
   if (napi_create_int32(env, kParamCount, &count) == napi_ok) {

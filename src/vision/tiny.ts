@@ -78,8 +78,8 @@ function initOf(name: string, shape: number[]): { mean: number; std: number } {
   return { mean: 0, std: 0.1 };
 }
 
-/** Writes the folder (created if missing). `overrides` are merged into config.json (e.g. norm_type, qk_normalization). */
-export async function writeTinyTower(folder: string, options: WriteTinyTowerOptions & { overrides?: Record<string, unknown> }): Promise<void> {
+/** Writes the folder (created if missing). */
+export async function writeTinyTower(folder: string, options: WriteTinyTowerOptions): Promise<void> {
   const { family, preset = 'tiny', dtype = 'F32', seed = 0, overrides = {} } = options;
   if (!['clip', 'siglip', 'internvit'].includes(family)) throw new RpvError(`writeTinyTower: unknown family ${JSON.stringify(family)} (expected clip, siglip or internvit)`);
   if (preset !== 'tiny' && PRESET_FAMILY[preset] !== family) {

@@ -86,4 +86,6 @@ export interface WriteTinyTowerOptions {
   dtype?: 'F32' | 'BF16' | 'F16';
   /** Seed of the random weights. Default 0. */
   seed?: number;
+  /** Merged into config.json before the tensors are laid out (e.g. `{ norm_type: 'rms_norm', qk_normalization: true }`). */
+  overrides?: Record<string, unknown>;
 }
