@@ -236,6 +236,21 @@ describe('training on tower features', () => {
     );
   }, 60_000);
 
+  it('generate --video encodes with the run\'s tower and settings, and refuses another', async () => {
+    const { encoderSpecOf, videoFeatures } = await import('../../src/infer/generate.js');
+    const index = await readShardIndex(shards.clip);
+    const [row] = await readAllRows(shards.clip);
+    const file = path.join(root, 'sample', 'videos', `${row!.video_id}.mp4`);
+    const v = await videoFeatures(file, index.sampling, encoderSpecOf(index), index.encoder.id);
+    expect(Array.from(v.frameTimes)).toEqual(Array.from(row!.frame_times));
+    // The shards hold float16: equal to the fresh float32 features within float16 rounding.
+    for (let i = 0; i < v.features.length; i++) expect(Math.abs(v.features[i]! - row!.frames[i]!)).toBeLessThanOrEqual(1e-3 * Math.max(1, Math.abs(v.features[i]!)));
+    const siglipId = (await readShardIndex(shards.siglip)).encoder.id;
+    await expect(videoFeatures(file, index.sampling, `hf:${towers.siglip}`, index.encoder.id)).rejects.toThrow(
+      `generate: the run was trained on features of encoder ${index.encoder.id}, but hf:${towers.siglip} is encoder ${siglipId}; pass the run's encoder with --encoder`,
+    );
+  }, 60_000);
+
   it('rpv convert --help documents each hf: setting', async () => {
     const { stdout } = await cli(['convert', '--help']);
     for (const s of ['hf:<folder>[#key=value,...]', 'layer=-1|-2|N', 'tokens=patches|cls|mean', 'pool=N', 'shuffle=0.5', '#layer=-1,tokens=cls', '#pool=2']) expect(stdout).toContain(s);
