@@ -73,8 +73,9 @@ const run = (name: string, inputs: Record<string, tf.Tensor>, dims: KernelDims) 
 /**
  * softmax(q k^T + mask) v per head, differentiable in q, k and v; keeps only q, k, v, the output
  * and one log-sum-exp per row for the backward pass. Call when nativeAttentionAvailable().
- * `causal` (default): keys after a query's position are never read, whatever the mask; false:
- * every key is, the mask alone decides (an encoder passes zeros), and keys may be fewer than queries.
+ * `causal` (default): columns past each block of queries' last position are skipped, and the mask
+ * must hide the later keys within a block (the decoder's mask does); false: every key is read, the
+ * mask alone decides (an encoder passes zeros), and keys may be fewer than queries.
  */
 export function fusedAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, mask: tf.Tensor, shape: AttentionDims, causal = true): tf.Tensor2D {
   const dims: KernelDims = [...shape, causal ? 1 : 0];

@@ -129,3 +129,43 @@ it('refuses a causal switch other than 0 or 1', () => {
     'rpv attention: attentionForward: dims[6] (causal) must be 0 or 1',
   );
 });
+
+describe('attend (src/model/attend.ts): the shared core on the fused kernel and on tfjs ops', () => {
+  for (const causal of [false, true]) {
+    for (const fused of [true, false]) {
+      it(`${causal ? 'causal' : 'non-causal'}, ${fused ? 'fused kernel' : 'tfjs ops'}: equals the float64 reference with scale and a key mask`, async () => {
+        const tf = await import('@tensorflow/tfjs-core');
+        const { initBackend } = await import('../../src/index.js');
+        const { attend } = await import('../../src/model/attend.js');
+        const { nativeAttentionAvailable } = await import('../../src/native/attention.js');
+        await initBackend({ backend: 'wasm', log: null });
+        if (fused) delete process.env.RPV_FUSED_ATTENTION;
+        else process.env.RPV_FUSED_ATTENTION = '0';
+        try {
+          expect(nativeAttentionAvailable()).toBe(fused);
+          const c: Case = { B: 2, T: 6, S: 9, nh: 4, nkv: 2, hd: 8, masked: 2 };
+          const scale = 0.3;
+          const q = randomArray(c.B * c.T * c.nh * c.hd, 21);
+          const k = randomArray(c.B * c.S * c.nkv * c.hd, 22);
+          const v = randomArray(c.B * c.S * c.nkv * c.hd, 23);
+          // Key mask [B, 1, S]: the last `masked` keys hidden; plus the causal rule when asked.
+          const keyMask = new Float32Array(c.B * c.S).map((_, i) => (i % c.S >= c.S - c.masked ? -1e9 : 0));
+          const full = new Float32Array(c.B * c.T * c.S).map((_, i) => {
+            const j = i % c.S;
+            const qi = Math.floor(i / c.S) % c.T;
+            return keyMask[Math.floor(i / (c.T * c.S)) * c.S + j] + (causal && j > c.S - c.T + qi ? -1e9 : 0);
+          });
+          const got = tf.tidy(() =>
+            attend(tf, tf.tensor2d(q, [c.B * c.T, c.nh * c.hd]), tf.tensor2d(k, [c.B * c.S, c.nkv * c.hd]), tf.tensor2d(v, [c.B * c.S, c.nkv * c.hd]),
+              { batch: c.B, queries: c.T, keys: c.S, heads: c.nh, kvHeads: c.nkv, headDim: c.hd },
+              { causal, scale, mask: tf.tensor3d(keyMask, [c.B, 1, c.S]) }).dataSync().slice(),
+          );
+          const want = reference(c, q.map((x) => x * scale), k, v, full, new Float32Array(q.length)).out;
+          expect(maxRel(got, want)).toBeLessThan(2e-5);
+        } finally {
+          delete process.env.RPV_FUSED_ATTENTION;
+        }
+      });
+    }
+  }
+});
