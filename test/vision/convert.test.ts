@@ -15,6 +15,7 @@ import { readShardIndex } from '../../src/shard/index-file.js';
 import { writeTinyModel } from '../../src/model/tiny.js';
 import { loadVisionTower, writeTinyTower, type TowerFamily } from '../../src/vision/index.js';
 import { cli, readAllRows, run, tempDir, writeAnnotations } from '../convert/fixtures.js';
+import { readWeights, referenceFeatures, referenceHiddenStates, type RefConfig } from './tower-reference.js';
 
 const root = tempDir('rpv-hf-convert-');
 const towers: Record<TowerFamily, string> = { clip: '', siglip: '', internvit: '' };
@@ -69,10 +70,16 @@ beforeAll(async () => {
 describe('rpv convert --encoder hf:', () => {
   const settingsCases: Array<[TowerFamily, string]> = [
     ['clip', ''],
+    ['clip', 'layer=-1'],
     ['clip', 'layer=-1,tokens=cls'],
+    ['clip', 'tokens=mean'],
+    ['clip', 'pool=2'],
+    ['siglip', ''],
     ['siglip', 'layer=-2,tokens=mean'],
     ['siglip', 'pool=2'],
     ['internvit', 'shuffle=0.5'],
+    ['internvit', 'layer=-2,shuffle=0.5'],
+    ['internvit', 'layer=-1,tokens=cls,shuffle=1'],
     ['internvit', 'layer=-2,tokens=patches,shuffle=1,pool=2'],
   ];
   const exportDir = path.join(root, 'export32');
