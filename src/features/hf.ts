@@ -79,7 +79,20 @@ export class HfEncoder implements FrameEncoder {
     return out;
   }
 
-  async encode(frames: Uint8Array[], frameSize: number): Promise<Float32Array> {
+  /** The last encode queued: the convert lanes' calls run one after another, never interleaved. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  /**
+   * One video's frames at a time: the tower's kernels already take every core (a measurement in
+   * src/features/README.md), so concurrent calls would only hold two batches of activations.
+   */
+  encode(frames: Uint8Array[], frameSize: number): Promise<Float32Array> {
+    const run = this.queue.then(() => this.encodeNow(frames, frameSize));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async encodeNow(frames: Uint8Array[], frameSize: number): Promise<Float32Array> {
     const per = this.tokensPerFrame * this.featureDim;
     const out = new Float32Array(frames.length * per);
     for (let i = 0; i < frames.length; i += this.batchSize) {

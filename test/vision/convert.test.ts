@@ -227,6 +227,20 @@ describe('training on tower features', () => {
     }, 120_000);
   }
 
+  it('gives the same features with 1 worker and with 2, and with --part', async () => {
+    const exportDir = path.join(root, 'sample');
+    const one = path.join(root, 'sample-clip-1w');
+    await convertExport({ input: exportDir, out: one, encoder: `hf:${towers.clip}`, maxFrames: 4, workers: 1 });
+    const rows = (dir: string) => readAllRows(dir).then((r) => new Map(r.map((x) => [x.video_id, Array.from(x.frames)])));
+    const want = await rows(shards.clip);
+    expect(await rows(one)).toEqual(want);
+    const part = path.join(root, 'sample-clip-part');
+    const summary = await convertExport({ input: exportDir, out: part, encoder: `hf:${towers.clip}`, maxFrames: 4, part: '1/2' });
+    for (const [id, frames] of await rows(part)) expect(frames).toEqual(want.get(id));
+    const again = await convertExport({ input: exportDir, out: part, encoder: `hf:${towers.clip}`, maxFrames: 4, part: '1/2', resume: true });
+    expect(again.index!.encoder.id).toBe(summary.index!.encoder.id);
+  }, 120_000);
+
   it('--dry-run shows the tokens per frame and the video\'s share of max_tokens', async () => {
     const text = await dryRun(demoRecipe('internvit', path.join(root, 'dry')));
     // Tiny InternViT: 4x4 patches pixel-shuffled to 4 tokens of 128; the sample export's videos have 4 frames at most here.
