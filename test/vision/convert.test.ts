@@ -120,6 +120,17 @@ describe('rpv convert --encoder hf:', () => {
     }, 60_000);
   }
 
+  it('rpv make-tiny-model --preset siglip-tiny then rpv convert --encoder "hf:<folder>#pool=2", as a user would', async () => {
+    const dir = path.join(root, 'cli-siglip');
+    const made = await cli(['make-tiny-model', dir, '--preset', 'siglip-tiny']);
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.stdout).toContain(`wrote ${dir}: siglip vision tower (siglip-tiny), 3 layers, hidden 32, image 32 px, patch 8`);
+    const out = path.join(root, 'cli-siglip-shards');
+    const converted = await cli(['convert', exportDir, '--out', out, '--encoder', `hf:${dir}#pool=2`, '--min-frames', '2', '--max-frames', '2']);
+    expect(converted.code, converted.stderr).toBe(0);
+    expect(converted.stdout).toMatch(/schema {4}4 token\(s\) x 32 dims per frame, float16; encoder hf:siglip\/siglip_vision_model#layer=-1,tokens=patches,pool=2,shuffle=1@[0-9a-f]{16}/);
+  }, 60_000);
+
   it('resizes and crops a 448x336 frame as the processor does: cosine >= 0.999 per token against a float64 resize', async () => {
     const dir = await exportOf(path.join(root, 'export448'), [{ id: 'v448', file: clip448 }]);
     for (const family of FAMILIES) {
