@@ -244,6 +244,8 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
     );
   }
   journal.encoder = encoderInfo;
+  // A tower takes frames at their decoded size and resamples them itself: the index records its input size.
+  if (encoder?.nativeFrames && typeof encoderInfo.imageSize === 'number') settings.samplingSettings = { ...settings.samplingSettings, frameSize: encoderInfo.imageSize };
   journal.schema = schema;
 
   // Which videos are already in finished shards (resume).
