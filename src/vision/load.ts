@@ -16,7 +16,7 @@ import { WeightFolder } from '../model/weights.js';
 import { MappedFile, mappedWeightsUnavailable, type MappedDType } from '../native/frozen.js';
 import { describeNativeMatmul } from '../native/matmul.js';
 import { RpvError } from '../util/errors.js';
-import { expectedTowerTensors, readTowerConfig, towerNames, type TowerConfig } from './family.js';
+import { expectedTowerTensors, gridSize, readTowerConfig, towerNames, type TowerConfig } from './family.js';
 import { formatTowerSettings } from './settings.js';
 import { outputShape, resolveLayer, runTower, type TowerWeights } from './tower.js';
 import type { PreprocessorConfig, TowerSettings, VisionTower } from './types.js';
@@ -26,7 +26,7 @@ export interface LoadVisionTowerOptions {
   backend?: BackendName;
   /** `auto` (default): mapped where possible; `mapped` fails with the reason when it is not; `tensors`. RPV_WEIGHTS overrides auto. */
   weights?: 'auto' | 'mapped' | 'tensors';
-  /** Frames per forward pass (bounds activation memory). Default 8. */
+  /** Frames per forward pass (bounds activation memory). Default: as many as make about 2,048 tokens (at least 1). */
   framesPerPass?: number;
 }
 
@@ -164,7 +164,8 @@ export async function loadVisionTower(folder: string, settings: TowerSettings = 
       blocks,
     };
     const hash = await hashFolder(folder, weights.files);
-    const framesPerPass = Math.max(1, options.framesPerPass ?? 8);
+    const tokensPerPass = gridSize(config) ** 2 + (config.classToken ? 1 : 0);
+    const framesPerPass = Math.max(1, options.framesPerPass ?? Math.floor(2048 / tokensPerPass));
     const frameValues = 3 * config.imageSize * config.imageSize;
     let disposed = false;
     const tower: VisionTower = {

@@ -80,17 +80,19 @@ export function runTower(tf: typeof tfc, c: TowerConfig, w: TowerWeights, s: Req
   const T = N + (c.classToken ? 1 : 0);
   const D = c.hiddenSize;
   const depth = resolveLayer(s.layer, c.numLayers, c.family);
-  const hidden = tf.tidy(() => {
+  let hidden = tf.tidy(() => {
     const patches = tf.tensor2d(extractPatches(pixels, frames, c.imageSize, c.patchSize), [frames * N, 3 * c.patchSize ** 2]);
     let x: tfc.Tensor = tf.reshape(w.patch.forward(patches), [frames, N, D]);
     if (w.classToken) x = tf.concat([tf.tile(tf.reshape(w.classToken, [1, 1, D]), [frames, 1, 1]), x], 1);
     x = tf.reshape(tf.add(x, w.positions), [frames * T, D]);
-    if (w.preNorm) x = applyNorm(tf, x, w.preNorm);
-    for (let i = 0; i < depth; i++) {
-      x = encoderBlock(tf, x as tfc.Tensor2D, w.blocks[i], { batch: frames, tokens: T, heads: c.numHeads, headDim: c.headDim, act: c.act });
-    }
-    return x;
+    return (w.preNorm ? applyNorm(tf, x, w.preNorm) : x) as tfc.Tensor2D;
   });
+  // One tidy per block: only one block's intermediates exist at a time.
+  for (let i = 0; i < depth; i++) {
+    const input = hidden;
+    hidden = tf.tidy(() => encoderBlock(tf, input, w.blocks[i], { batch: frames, tokens: T, heads: c.numHeads, headDim: c.headDim, act: c.act }));
+    input.dispose();
+  }
   const all = hidden.dataSync() as Float32Array;
   hidden.dispose();
   const first = c.classToken ? 1 : 0;
