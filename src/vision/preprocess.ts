@@ -212,18 +212,20 @@ export function resizeRgb(src: Uint8Array, width: number, height: number, outWid
   if (outWidth !== width) {
     const { first, count, weights, taps } = pilCoefficients(width, outWidth, filter);
     const out = new Uint8Array(outWidth * height * channels);
+    const sums = new Float64Array(channels);
     for (let y = 0; y < height; y++) {
       const row = y * width * channels;
       const orow = y * outWidth * channels;
       for (let xx = 0; xx < outWidth; xx++) {
-        const x0 = first[xx]!;
         const n = count[xx]!;
         const kb = xx * taps;
-        for (let c = 0; c < channels; c++) {
-          let sum = HALF;
-          for (let x = 0; x < n; x++) sum += img[row + (x0 + x) * channels + c]! * weights[kb + x]!;
-          out[orow + xx * channels + c] = clip8(sum);
+        sums.fill(HALF);
+        let at = row + first[xx]! * channels;
+        for (let x = 0; x < n; x++, at += channels) {
+          const k = weights[kb + x]!;
+          for (let c = 0; c < channels; c++) sums[c] += img[at + c]! * k;
         }
+        for (let c = 0; c < channels; c++) out[orow + xx * channels + c] = clip8(sums[c]!);
       }
     }
     img = out;
@@ -233,16 +235,20 @@ export function resizeRgb(src: Uint8Array, width: number, height: number, outWid
     const { first, count, weights, taps } = pilCoefficients(height, outHeight, filter);
     const out = new Uint8Array(w * outHeight * channels);
     const stride = w * channels;
+    const acc = new Float64Array(stride);
     for (let yy = 0; yy < outHeight; yy++) {
       const y0 = first[yy]!;
       const n = count[yy]!;
       const kb = yy * taps;
-      const orow = yy * stride;
-      for (let i = 0; i < stride; i++) {
-        let sum = HALF;
-        for (let y = 0; y < n; y++) sum += img[(y0 + y) * stride + i]! * weights[kb + y]!;
-        out[orow + i] = clip8(sum);
+      acc.fill(HALF);
+      // Row by row: each input row is read once, in order, per output row.
+      for (let y = 0; y < n; y++) {
+        const k = weights[kb + y]!;
+        const src = (y0 + y) * stride;
+        for (let i = 0; i < stride; i++) acc[i] += img[src + i]! * k;
       }
+      const orow = yy * stride;
+      for (let i = 0; i < stride; i++) out[orow + i] = clip8(acc[i]!);
     }
     img = out;
   }
