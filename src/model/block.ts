@@ -8,7 +8,8 @@
  *   - MLP fc1 -> GELU (erf, tanh or quick) -> fc2;
  *   - layer scale (InternViT's ls1/ls2) or none.
  * Weights are frozen linears (src/model/frozen.ts): tfjs tensors or mapped files used in place.
- * The decoder keeps its own layer (decoder.ts: RoPE, KV cache, LoRA, SwiGLU) for now.
+ * The residual structure is `residualBlock`, which the decoder's layer (decoder.ts) also runs
+ * through with its own sublayers (RMSNorm, rotary attention with LoRA and KV cache, SwiGLU).
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { attend } from './attend.js';
@@ -65,16 +66,42 @@ export function projectQkv(tf: typeof tfc, x: tfc.Tensor2D, w: Pick<BlockWeights
   return [w.q!.forward(x), w.k!.forward(x), w.v!.forward(x)];
 }
 
+/**
+ * The residual pre-norm block every model here is made of, its sublayers given as functions:
+ *   mid = x + ls1 · mixer(norm1(x)); out = mid + ls2 · ffn(norm2(mid))   (ls absent: no scale).
+ * The decoder (decoder.ts: RMSNorm, rotary attention with LoRA and KV cache, SwiGLU) and the
+ * encoder towers (encoderBlock below) both run through it.
+ */
+export interface ResidualParts {
+  norm1: (x: tfc.Tensor2D) => tfc.Tensor2D;
+  mixer: (h: tfc.Tensor2D) => tfc.Tensor2D;
+  norm2: (x: tfc.Tensor2D) => tfc.Tensor2D;
+  ffn: (h: tfc.Tensor2D) => tfc.Tensor2D;
+  ls1?: tfc.Tensor1D;
+  ls2?: tfc.Tensor1D;
+}
+
+export function residualBlock(tf: typeof tfc, x: tfc.Tensor2D, p: ResidualParts): tfc.Tensor2D {
+  const a = p.mixer(p.norm1(x));
+  const mid = tf.add(x, p.ls1 ? tf.mul(a, p.ls1) : a) as tfc.Tensor2D;
+  const m = p.ffn(p.norm2(mid));
+  return tf.add(mid, p.ls2 ? tf.mul(m, p.ls2) : m) as tfc.Tensor2D;
+}
+
 /** x [batch * tokens, width] -> the block's output, same shape. Untaped use (inference) or taped: every op has a gradient for x. */
 export function encoderBlock(tf: typeof tfc, x: tfc.Tensor2D, w: BlockWeights, s: BlockShape): tfc.Tensor2D {
-  const h = applyNorm(tf, x, w.norm1) as tfc.Tensor2D;
-  let [q, k, v] = projectQkv(tf, h, w);
-  if (w.qNorm) q = applyNorm(tf, q, w.qNorm) as tfc.Tensor2D;
-  if (w.kNorm) k = applyNorm(tf, k, w.kNorm) as tfc.Tensor2D;
   const shape = { batch: s.batch, queries: s.tokens, keys: s.tokens, heads: s.heads, kvHeads: s.heads, headDim: s.headDim };
-  const merged = attend(tf, q, k, v, shape, { causal: false, scale: s.headDim ** -0.5 });
-  const a = w.o.forward(merged);
-  const x1 = tf.add(x, w.ls1 ? tf.mul(a, w.ls1) : a) as tfc.Tensor2D;
-  const m = w.fc2.forward(gelu(tf, w.fc1.forward(applyNorm(tf, x1, w.norm2) as tfc.Tensor2D), s.act) as tfc.Tensor2D);
-  return tf.add(x1, w.ls2 ? tf.mul(m, w.ls2) : m) as tfc.Tensor2D;
+  return residualBlock(tf, x, {
+    norm1: (v) => applyNorm(tf, v, w.norm1) as tfc.Tensor2D,
+    mixer: (h) => {
+      let [q, k, v] = projectQkv(tf, h, w);
+      if (w.qNorm) q = applyNorm(tf, q, w.qNorm) as tfc.Tensor2D;
+      if (w.kNorm) k = applyNorm(tf, k, w.kNorm) as tfc.Tensor2D;
+      return w.o.forward(attend(tf, q, k, v, shape, { causal: false, scale: s.headDim ** -0.5 }));
+    },
+    norm2: (v) => applyNorm(tf, v, w.norm2) as tfc.Tensor2D,
+    ffn: (h) => w.fc2.forward(gelu(tf, w.fc1.forward(h), s.act) as tfc.Tensor2D),
+    ls1: w.ls1,
+    ls2: w.ls2,
+  });
 }
