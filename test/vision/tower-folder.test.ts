@@ -103,3 +103,21 @@ describe('stored dtypes used in place', () => {
     });
   }
 });
+
+describe('memory', () => {
+  it('encode leaves no tensor behind, and dispose frees the weights', async () => {
+    const { tfCore } = await import('../../src/model/backend.js');
+    const tf = await tfCore();
+    const dir = path.join(root, 'internvit-memory');
+    await writeTinyTower(dir, { family: 'internvit', seed: 9 });
+    const before = tf.memory().numTensors;
+    for (const weights of ['mapped', 'tensors'] as const) {
+      const tower = await loadVisionTower(dir, {}, { weights, framesPerPass: 1 });
+      const loaded = tf.memory().numTensors;
+      await tower.encode(pixels, 2);
+      expect(tf.memory().numTensors).toBe(loaded);
+      await tower.dispose();
+      expect(tf.memory().numTensors).toBe(before);
+    }
+  });
+});
