@@ -285,7 +285,7 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
     },
     onDone: (mediaSkips) =>
       progress.tick(1, {
-        'frames/s': progress.elapsedSec > 0 ? (framesDone / progress.elapsedSec).toFixed(1) : '0',
+        'frames/s': framesPerSec(framesDone, progress.elapsedSec),
         skipped: read.skipped.length + mediaSkips,
         shards: journal.shards.length,
       }),
@@ -320,6 +320,13 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
   await writeShardIndex(out, index);
   await fs.rm(path.join(out, JOURNAL_FILE), { force: true });
   return summaryOf(out, index, format.name, false, resumedShards, todo.length, started);
+}
+
+/** Frames per second for the progress bar: two significant digits below 10 (a tower may take 0.03). */
+function framesPerSec(frames: number, sec: number): string {
+  if (!(sec > 0)) return '0';
+  const rate = frames / sec;
+  return rate >= 10 ? rate.toFixed(0) : rate.toPrecision(2);
 }
 
 function summaryOf(out: string, index: ShardIndex | null, inputFormat: string, interrupted: boolean, resumedShards: number, videosProcessed: number, started: number): ConvertSummary {
