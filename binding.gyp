@@ -9,6 +9,7 @@
         "src/native/addon.cc",
         "src/native/attention.cc",
         "src/native/attention_napi.cc",
+        "src/native/encoder.cc",
         "src/native/frozen.cc",
         "src/native/gemm.cc",
         "src/native/grid.cc",

@@ -12,6 +12,10 @@
  * the ceiling and appends one JSON line per case to bench/results.jsonl. A dataset generated
  * before block hashes existed has none: delete it to make it again.
  *
+ * `--tokens 256 --dim 4096` gives each frame InternVL's video tokens instead (InternViT-300M
+ * pixel-shuffled: 16 frames x 256 tokens x 4,096 float16 values = 32 MiB per video; use a batch
+ * that fits, e.g. `--batch-size 2 --gb 1`): the dataset folder's name carries the size.
+ *
  * Memory: `npx tsx bench/loader.ts --memory [--memory-shard-mb 32,256,1024] [--prefetch-mb 512]
  * [--block-mb 16]` makes (if missing) the same 2 GB of rows as Arrow shards of each size, in one
  * pass (bench/data/loader-<gb>gb-<size>mb/, with blocks of at most --block-mb: a huge value
@@ -49,14 +53,20 @@ const { values: args } = parseArgs({
     'block-mb': { type: 'string', default: '16' },
     verify: { type: 'string', default: 'both' },
     reps: { type: 'string', default: '1' },
+    tokens: { type: 'string', default: '1' },
+    dim: { type: 'string', default: '768' },
     /** Internal: one memory case, in a child process (prints one JSON line). */
     'memory-run': { type: 'string' },
   },
 });
 const gb = Number(args.gb);
-const dir = args.dir ?? path.join(here, 'data', `loader-${gb}gb`);
 const FRAMES = 16;
-const DIM = 768;
+const TOKENS = Number(args.tokens);
+const DIM = Number(args.dim);
+if (!(Number.isInteger(TOKENS) && TOKENS >= 1 && Number.isInteger(DIM) && DIM >= 1)) throw new Error(`bench loader: --tokens and --dim must be positive integers, got ${args.tokens} and ${args.dim}`);
+/** The default size keeps its old folder names; others carry tokens x dim. */
+const SIZE_SUFFIX = TOKENS === 1 && DIM === 768 ? '' : `-${TOKENS}x${DIM}`;
+const dir = args.dir ?? path.join(here, 'data', `loader-${gb}gb${SIZE_SUFFIX}`);
 const DIALOGUES = 12;
 const MiB = 1024 * 1024;
 const MB = 1e6;
@@ -69,8 +79,8 @@ interface Target {
 
 /** Write the synthetic rows once into every target (each its own shard size and formats). */
 async function makeDatasets(targets: Target[], blockBytes?: number): Promise<void> {
-  const schema: FeatureSchema = { featureDim: DIM, tokensPerFrame: 1, dtype: 'float16' };
-  const perVideo = FRAMES * DIM * 2 + DIALOGUES * 4 * 70;
+  const schema: FeatureSchema = { featureDim: DIM, tokensPerFrame: TOKENS, dtype: 'float16' };
+  const perVideo = FRAMES * TOKENS * DIM * 2 + DIALOGUES * 4 * 70;
   const videos = Math.ceil((gb * 1e9) / perVideo);
   const writers = [];
   for (const t of targets) {
@@ -82,7 +92,7 @@ async function makeDatasets(targets: Target[], blockBytes?: number): Promise<voi
   let state = 0x9e3779b9;
   let dialogues = 0;
   for (let v = 0; v < videos; v++) {
-    const frames = new Float32Array(FRAMES * DIM);
+    const frames = new Float32Array(FRAMES * TOKENS * DIM);
     for (let i = 0; i < frames.length; i++) {
       state ^= state << 13;
       state ^= state >>> 17;
@@ -199,7 +209,7 @@ async function memoryBench(): Promise<void> {
   const sizes = args['memory-shard-mb']!.split(',').map(Number);
   const blockMb = Number(args['block-mb']);
   const suffix = blockMb === 16 ? '' : `-blocks${blockMb}mb`;
-  const targets: Target[] = sizes.map((mb) => ({ dir: path.join(here, 'data', `loader-${gb}gb-${mb}mb${suffix}`), shardMb: mb, formats: ['arrow'] }));
+  const targets: Target[] = sizes.map((mb) => ({ dir: path.join(here, 'data', `loader-${gb}gb${SIZE_SUFFIX}-${mb}mb${suffix}`), shardMb: mb, formats: ['arrow'] }));
   const missing = targets.filter((t) => !existsSync(path.join(t.dir, 'index.json')));
   if (missing.length > 0) {
     const fsStat = statfsSync(here);
@@ -215,7 +225,7 @@ async function memoryBench(): Promise<void> {
   const lines: string[] = [];
   const stamp = new Date().toISOString();
   for (const t of targets) {
-    const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--memory-run', t.dir, '--gb', String(gb), '--workers', args.workers!, '--batch-size', args['batch-size']!, '--prefetch-mb', String(prefetchMb)], {
+    const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--memory-run', t.dir, '--gb', String(gb), '--tokens', String(TOKENS), '--dim', String(DIM), '--workers', args.workers!, '--batch-size', args['batch-size']!, '--prefetch-mb', String(prefetchMb)], {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],
       maxBuffer: 1 << 20,
@@ -227,7 +237,7 @@ async function memoryBench(): Promise<void> {
         `(${r.rssBeforeMB} MB before the epoch); the loader held at most ${r.peakHeldMB} MB, its bound ${r.boundMB} MB; ` +
         `first batch after ${r.firstBatchSec} s, ${r.samplesPerSec} samples/s; every dialogue once: ${r.correct}`,
     );
-    lines.push(JSON.stringify({ bench: 'loader', case: `loader-memory-${t.shardMb}mb`, format: 'arrow', shardMiB: t.shardMb, blockMiB: blockMb, workers: Number(args.workers), batchSize: Number(args['batch-size']), ...r, cpus: os.cpus().length, loadavg1: Number(os.loadavg()[0]!.toFixed(2)), node: process.version, time: stamp, dataset: path.relative(here, t.dir), gb }));
+    lines.push(JSON.stringify({ bench: 'loader', case: `loader-memory-${t.shardMb}mb${SIZE_SUFFIX}`, format: 'arrow', tokensPerFrame: TOKENS, featureDim: DIM, shardMiB: t.shardMb, blockMiB: blockMb, workers: Number(args.workers), batchSize: Number(args['batch-size']), ...r, cpus: os.cpus().length, loadavg1: Number(os.loadavg()[0]!.toFixed(2)), node: process.version, time: stamp, dataset: path.relative(here, t.dir), gb }));
   }
   await fs.appendFile(path.join(here, 'results.jsonl'), `${lines.join('\n')}\n`);
   console.log(`appended ${lines.length} lines to bench/results.jsonl`);
@@ -254,7 +264,7 @@ if (args['memory-run']) {
     log: (line) => console.log(line),
   });
   const stamp = new Date().toISOString();
-  const lines = cases.map((c) => JSON.stringify({ ...c, time: stamp, dataset: path.relative(here, dir), gb })).join('\n');
+  const lines = cases.map((c) => JSON.stringify({ ...c, case: `${c.case}${SIZE_SUFFIX}`, tokensPerFrame: TOKENS, featureDim: DIM, time: stamp, dataset: path.relative(here, dir), gb })).join('\n');
   await fs.appendFile(path.join(here, 'results.jsonl'), `${lines}\n`);
   console.log(`appended ${cases.length} lines to bench/results.jsonl`);
 }

@@ -22,6 +22,10 @@ export type { VideoInfo } from './media/probe.js';
 export { createEncoder } from './features/encoder.js';
 export type { FrameEncoder } from './features/encoder.js';
 
+// Vision towers: CLIP, SigLIP, InternViT from Hugging Face folders (behind `--encoder hf:`)
+export { loadVisionTower, parseTowerSettings, writeTinyTower } from './vision/index.js';
+export type { LoadVisionTowerOptions, TowerFamily, TowerSettings, VisionTower, WriteTinyTowerOptions } from './vision/index.js';
+
 // Convert: raw exports to shards
 export { convertExport } from './convert/convert.js';
 export type { ConvertOptions, ConvertSummary } from './convert/convert.js';

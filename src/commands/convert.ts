@@ -48,6 +48,19 @@ function formatBytes(n: number): string {
   return `${(n / 1024 ** 3).toFixed(2)} GiB`;
 }
 
+/** `rpv convert --help`'s epilogue: the hf: settings, each with an example. */
+const HF_SETTINGS_HELP = `Vision towers (--encoder hf:<folder>[#key=value,...]; details in src/features/README.md):
+  layer=-1|-2|N        hidden state of that block, counted as transformers' hidden_states
+                       (0 = the first block's input); default -2 for CLIP (LLaVA), -1 otherwise
+                         --encoder "hf:models/clip-vit-base-patch16#layer=-1"
+  tokens=patches|cls|mean
+                       every patch token (default), the class token, or their mean
+                         --encoder "hf:models/clip-vit-base-patch16#layer=-1,tokens=cls"   1 x 768
+  pool=N               N x N average pooling of the patch grid (LLaVA-OneVision's 2x2)
+                         --encoder "hf:models/siglip-so400m-patch14-384#pool=2"   169 x 1152
+  shuffle=0.5          InternVL's pixel shuffle (v2); default 0.5 for InternViT, 1 otherwise
+                         --encoder hf:models/InternVL2_5-1B   1024 patches -> 256 x 4096`;
+
 export const command: CommandModule<object, ConvertArgs> = {
   command: 'convert <input>',
   describe: 'Convert a raw export (video + dialogues) into Arrow/Parquet shards',
@@ -63,7 +76,13 @@ export const command: CommandModule<object, ConvertArgs> = {
       .option('min-frames', { type: 'number', default: 4, describe: 'Sampling: fewest frames per video' })
       .option('max-frames', { type: 'number', default: 16, describe: 'Sampling: most frames per video' })
       .option('frame-size', { type: 'number', default: 224, describe: 'Frames are scaled to N x N before encoding' })
-      .option('encoder', { type: 'string', default: 'grid', describe: 'Frame encoder: grid, grid:cells=N[,tokens=frame|cell], tfjs:<folder>' })
+      .option('encoder', {
+        type: 'string',
+        default: 'grid',
+        describe:
+          'Frame encoder: grid, grid:cells=N[,tokens=frame|cell], tfjs:<folder>, or hf:<folder>[#key=value,...]: a CLIP, SigLIP or ' +
+          'InternViT vision tower from a Hugging Face folder, frames preprocessed as its processor does (--frame-size does not apply; settings below)',
+      })
       .option('backend', { choices: BACKEND_NAMES, default: 'auto' as const, describe: 'tfjs backend of a tfjs: encoder (webgpu: see the README\'s Backends section)' })
       .option('features', { type: 'string', describe: 'Folder of precomputed features (<video id>.npy|.safetensors) instead of an encoder' })
       .option('workers', { type: 'number', default: os.availableParallelism(), describe: 'ffmpeg processes at once (each decodes a batch of videos)' })
@@ -79,7 +98,9 @@ export const command: CommandModule<object, ConvertArgs> = {
       .option('json', { type: 'boolean', default: false, describe: 'Print the summary as JSON (no progress bar)' })
       .example('rpv convert data/sample --out shards/sample', 'Convert the sample export to Arrow shards')
       .example('rpv convert data/export --out shards/x --format both --part 0/4', 'Part 0 of 4 (e.g. one task of a Slurm array), Arrow and Parquet')
-      .example('rpv convert data/export --out shards/x --resume', 'Continue after Ctrl-C or a crash'),
+      .example('rpv convert data/export --out shards/x --resume', 'Continue after Ctrl-C or a crash')
+      .example('rpv convert ex -o s --encoder hf:models/clip', 'Features from a CLIP vision tower (settings below)')
+      .epilogue(HF_SETTINGS_HELP),
   handler: async (args) => {
     const { convertExport } = await import('../convert/convert.js');
     const controller = new AbortController();

@@ -76,7 +76,9 @@ export const command: CommandModule<object, GenerateArgs> = {
       } else if (args.video) {
         const { readShardIndex } = await import('../shard/index-file.js');
         const index = await readShardIndex(shards);
-        if (run.recipe.data.use_video) video = await videoFeatures(args.video, index.sampling, args.encoder ?? encoderSpecOf(index));
+        const { checkRunEncoder } = await import('../train/encoder-check.js');
+        checkRunEncoder('generate', run.checkpoint, run.encoderId, shards, index.encoder.id);
+        if (run.recipe.data.use_video) video = await videoFeatures(args.video, index.sampling, args.encoder ?? encoderSpecOf(index), run.encoderId ?? index.encoder.id);
       }
       if (!role) throw new RpvError('generate: name the role with --role (or use --row)');
       const { profile, description } = await chooseProfile(args, run.recipe, run.model, role, row, shards);

@@ -1,8 +1,20 @@
 import type { CommandModule } from 'yargs';
 
+/** Vision tower presets: the published config and tensor names (random weights), or a tiny one of the family for tests. */
+const TOWER_PRESETS = {
+  'clip-vit-b16': { family: 'clip', preset: 'clip-vit-b16' },
+  'siglip-so400m': { family: 'siglip', preset: 'siglip-so400m' },
+  'internvit-300m': { family: 'internvit', preset: 'internvit-300m' },
+  'clip-tiny': { family: 'clip', preset: 'tiny' },
+  'siglip-tiny': { family: 'siglip', preset: 'tiny' },
+  'internvit-tiny': { family: 'internvit', preset: 'tiny' },
+} as const;
+type TowerPresetName = keyof typeof TOWER_PRESETS;
+const LM_PRESETS = ['qwen2.5-0.5b', 'qwen2.5-1.5b', 'qwen2.5-7b'] as const;
+
 interface MakeTinyModelArgs {
   dir: string;
-  preset?: 'qwen2.5-0.5b' | 'qwen2.5-1.5b' | 'qwen2.5-7b';
+  preset?: (typeof LM_PRESETS)[number] | TowerPresetName;
   arch?: 'llama' | 'qwen2';
   seed: number;
   hidden?: number;
@@ -23,8 +35,11 @@ export const command: CommandModule<object, MakeTinyModelArgs> = {
     yargs
       .positional('dir', { type: 'string', demandOption: true, describe: 'Folder to write (created if missing)' })
       .option('preset', {
-        choices: ['qwen2.5-0.5b', 'qwen2.5-1.5b', 'qwen2.5-7b'] as const,
-        describe: 'A real model\'s shapes and vocabulary with random BF16 weights (0.5B: 1 GB, 1.5B: 3.1 GB, 7B: 15 GB in 4 shards); other options override',
+        choices: [...LM_PRESETS, ...(Object.keys(TOWER_PRESETS) as TowerPresetName[])],
+        describe:
+          'A real model\'s shapes with random weights: language models (BF16; 0.5B: 1 GB, 1.5B: 3.1 GB, 7B: 15 GB in 4 shards; other options override), ' +
+          'or vision towers for --encoder hf: (clip-vit-b16: CLIPVisionModel ViT-B/16 224 px; siglip-so400m: SiglipVisionModel so400m/14 384 px; ' +
+          'internvit-300m: InternViT-300M-448px; BF16 unless --dtype) and their tiny variants for tests (clip-tiny, siglip-tiny, internvit-tiny: 32 px, F32)',
       })
       .option('arch', { choices: ['llama', 'qwen2'] as const, describe: 'Architecture (model_type in config.json); default qwen2' })
       .option('seed', { type: 'number', default: 0, describe: 'Seed of the random weights: same seed, same model' })
@@ -39,13 +54,18 @@ export const command: CommandModule<object, MakeTinyModelArgs> = {
       .option('json', { type: 'boolean', default: false, describe: 'Print config.json' })
       .example('rpv make-tiny-model models/tiny', 'A 2-layer Qwen2-style model with hidden size 64')
       .example('rpv make-tiny-model /tmp/llama --arch llama --hidden 128 --layers 4 --dtype BF16', 'A Llama-style model with llama3 rope scaling, BF16 weights')
-      .example('rpv make-tiny-model models/qwen0.5b --preset qwen2.5-0.5b', 'Qwen2.5-0.5B\'s shapes (24 layers, hidden 896, vocab 151936), random BF16 weights'),
+      .example('rpv make-tiny-model models/qwen0.5b --preset qwen2.5-0.5b', 'Qwen2.5-0.5B\'s shapes (24 layers, hidden 896, vocab 151936), random BF16 weights')
+      .example('rpv make-tiny-model models/internvit --preset internvit-300m', 'InternViT-300M-448px\'s config and tensor names, random BF16 weights: rpv convert ... --encoder hf:models/internvit'),
   handler: async (args) => {
+    if (args.preset !== undefined && args.preset in TOWER_PRESETS) {
+      await writeTower(args.dir, args.preset as TowerPresetName, args);
+      return;
+    }
     const { writeTinyModel } = await import('../model/tiny.js');
     const { Progress } = await import('../util/progress.js');
     let progress: InstanceType<typeof Progress> | null = null;
     const config = await writeTinyModel(args.dir, {
-      preset: args.preset,
+      preset: args.preset as (typeof LM_PRESETS)[number] | undefined,
       onProgress: (written, total) => {
         if (total < 256 * 2 ** 20) return;
         progress ??= new Progress({ label: 'make-tiny-model', total: Math.round(total / 2 ** 20), unit: 'MiB' });
@@ -75,3 +95,25 @@ export const command: CommandModule<object, MakeTinyModelArgs> = {
     );
   },
 };
+
+/** `--preset` of a vision tower: writeTinyTower, then one line on what was written. */
+async function writeTower(dir: string, name: TowerPresetName, args: MakeTinyModelArgs): Promise<void> {
+  const { writeTinyTower } = await import('../vision/index.js');
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const { family, preset } = TOWER_PRESETS[name];
+  await writeTinyTower(dir, { family, preset, dtype: args.dtype ?? (preset === 'tiny' ? 'F32' : 'BF16'), seed: args.seed });
+  const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+    return;
+  }
+  const vision = (config.vision_config ?? config) as Record<string, unknown>;
+  const bytes = fs.readdirSync(dir).reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
+  process.stdout.write(
+    `wrote ${dir}: ${family} vision tower (${name}), ${String(vision.num_hidden_layers)} layers, hidden ${String(vision.hidden_size)}, ` +
+      `image ${String(vision.image_size)} px, patch ${String(vision.patch_size)}, ${(bytes / 2 ** 20).toFixed(1)} MiB\n` +
+      `  files: ${fs.readdirSync(dir).sort().join(' ')}\n` +
+      `  next: rpv convert <export> --out <shards> --encoder hf:${dir}\n`,
+  );
+}

@@ -62,7 +62,7 @@ export interface ConvertOptions {
   maxFrames?: number;
   /** Frames are scaled to frameSize x frameSize before encoding. Default 224. */
   frameSize?: number;
-  /** Encoder spec (`grid`, `grid:cells=8`, `tfjs:<folder>`). Default `grid`. */
+  /** Encoder spec (`grid`, `grid:cells=8`, `tfjs:<folder>`, `hf:<folder>[#layer=-2,...]`). Default `grid`. */
   encoder?: string;
   /** tfjs backend of a `tfjs:` encoder (auto, tensorflow, webgpu, wasm, cpu). Default auto. */
   encoderBackend?: import('../model/backend.js').BackendName;
@@ -122,6 +122,8 @@ export interface ConvertSummary {
 }
 
 const DEFAULT_FRAME_SIZE = 224;
+/** The square side whose area is a 1920x1080 frame's: what a batch of native frames is budgeted for. */
+const NATIVE_BUDGET_FRAME_SIZE = 1440;
 
 /** The options checked, with their defaults. */
 interface Settings {
@@ -155,7 +157,9 @@ async function checkOptions(options: ConvertOptions): Promise<Settings> {
   const part = typeof options.part === 'string' ? parsePart(options.part) : (options.part ?? { index: 0, count: 1 });
   const { validateSampling } = await import('../media/sampling.js');
   const sampling = validateSampling({ fps: options.fps, minFrames: options.minFrames, maxFrames: options.maxFrames });
-  const videosPerProcess = options.videosPerProcess ?? options.batch ?? defaultVideosPerProcess(frameSize, sampling.maxFrames);
+  // hf: towers take frames at their decoded size: budget the batch for 1080p frames.
+  const nativeFrames = (options.encoder ?? '').trim().startsWith('hf:') && !options.features;
+  const videosPerProcess = options.videosPerProcess ?? options.batch ?? defaultVideosPerProcess(nativeFrames ? NATIVE_BUDGET_FRAME_SIZE : frameSize, sampling.maxFrames);
   if (!(Number.isInteger(videosPerProcess) && videosPerProcess >= 1)) {
     throw new RpvError(`convert: --videos-per-process must be an integer >= 1; got ${videosPerProcess}`);
   }
@@ -233,7 +237,15 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
 
   const read = await readRecords(format, input, { root, missingMedia: settings.missingMedia, part: settings.part, strict: options.strict ?? false, signal: options.signal });
   const { encoder, encoderInfo, schema, featuresDir } = await chooseEncoder(options, read.groups, journal, settings.dtype);
+  if (journal.encoder && journal.encoder.id !== encoderInfo.id) {
+    encoder?.dispose?.();
+    throw new RpvError(
+      `convert --resume: ${out} was started with encoder ${journal.encoder.id}, but ${options.encoder ?? 'grid'} is now ${encoderInfo.id} (its weights or settings changed); use --overwrite to start again`,
+    );
+  }
   journal.encoder = encoderInfo;
+  // A tower takes frames at their decoded size and resamples them itself: the index records its input size.
+  if (encoder?.nativeFrames && typeof encoderInfo.imageSize === 'number') settings.samplingSettings = { ...settings.samplingSettings, frameSize: encoderInfo.imageSize };
   journal.schema = schema;
 
   // Which videos are already in finished shards (resume).
@@ -259,6 +271,7 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
   await writeJournal(out, journal);
 
   const progress = new Progress({ label: 'convert', total: todo.length, unit: 'videos', stream: options.progress ? process.stderr : null });
+  let framesDone = 0;
   const { frameSize, sampling, missingMedia, workers } = settings;
   const ctx: GroupContext = { root, frameSize, sampling, encoder, features: featuresDir, schema, missingMedia, signal: options.signal, extractSlots: new Semaphore(workers) };
   const converted = await convertGroups(todo, ctx, {
@@ -266,8 +279,16 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
     videosPerProcess: settings.videosPerProcess,
     strict: options.strict ?? false,
     signal: options.signal,
-    write: (row) => writer.add(row),
-    onDone: (mediaSkips) => progress.tick(1, { skipped: read.skipped.length + mediaSkips, shards: journal.shards.length }),
+    write: (row) => {
+      framesDone += row.num_frames;
+      return writer.add(row);
+    },
+    onDone: (mediaSkips) =>
+      progress.tick(1, {
+        'frames/s': framesPerSec(framesDone, progress.elapsedSec),
+        skipped: read.skipped.length + mediaSkips,
+        shards: journal.shards.length,
+      }),
   });
   const { failure } = converted;
   const interrupted = options.signal?.aborted === true && failure === null && (read.interrupted || converted.written < todo.length);
@@ -299,6 +320,13 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
   await writeShardIndex(out, index);
   await fs.rm(path.join(out, JOURNAL_FILE), { force: true });
   return summaryOf(out, index, format.name, false, resumedShards, todo.length, started);
+}
+
+/** Frames per second for the progress bar: two significant digits below 10 (a tower may take 0.03). */
+function framesPerSec(frames: number, sec: number): string {
+  if (!(sec > 0)) return '0';
+  const rate = frames / sec;
+  return rate >= 10 ? rate.toFixed(0) : rate.toPrecision(2);
 }
 
 function summaryOf(out: string, index: ShardIndex | null, inputFormat: string, interrupted: boolean, resumedShards: number, videosProcessed: number, started: number): ConvertSummary {

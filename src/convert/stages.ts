@@ -149,18 +149,20 @@ export async function finishBatch(
   extracted?: () => void,
 ): Promise<(VideoRow | SkipRecord[])[]> {
   const frames = new Map<number, Uint8Array[] | MediaError>();
+  // A vision tower takes frames at their decoded size and resamples them as its processor does.
+  const native = ctx.encoder?.nativeFrames === true;
   const videos = readies.flatMap((r, k) => (r.kind === 'video' && !r.image ? [{ k, file: r.file, timesSec: r.times }] : []));
   const extract = async () => {
     if (videos.length > 0) {
       // The frames are views into `arena` (the lane's): all encoded before this returns.
-      const got = await extractFramesBatch(videos, { frameSize: ctx.frameSize, signal: ctx.signal, checked: true, arena });
+      const got = await extractFramesBatch(videos, { frameSize: ctx.frameSize, native: native, signal: ctx.signal, checked: true, arena });
       videos.forEach((v, i) => frames.set(v.k, got[i]!));
     }
     for (let k = 0; k < readies.length; k++) {
       const r = readies[k]!;
       if (r.kind !== 'video' || !r.image) continue;
       try {
-        frames.set(k, [await extractImage(r.file, { frameSize: ctx.frameSize, signal: ctx.signal })]);
+        frames.set(k, [await extractImage(r.file, { frameSize: ctx.frameSize, native, signal: ctx.signal })]);
       } catch (err) {
         if (!(err instanceof MediaError)) throw err;
         frames.set(k, err);

@@ -77,6 +77,8 @@ export async function evaluateHeldOut(options: HeldOutOptions): Promise<HeldOutR
   try {
     const shards = options.shards ?? recipe.data.shards;
     const dataset = await scanDataset(shards, { heldoutFraction: recipe.data.heldout_fraction, seed: recipe.seed });
+    const { checkRunEncoder } = await import('../train/encoder-check.js');
+    checkRunEncoder('eval', loaded.checkpoint, loaded.encoderId, shards, dataset.index.encoder.id);
     if (dataset.dialogues.heldout === 0) {
       throw new RpvError(`eval: ${shards}: no held-out dialogues (data.heldout_fraction ${recipe.data.heldout_fraction}, seed ${recipe.seed})`);
     }

@@ -5,7 +5,9 @@
  * - `grid` (default), `grid:cells=8`, `grid:cells=4,tokens=cell`: the model-free grid-v1
  *   statistics (src/features/grid.ts, documented in src/features/README.md);
  * - `tfjs:<folder>`: a TensorFlow.js graph or layers model read from a local folder
- *   (src/features/tfjs.ts).
+ *   (src/features/tfjs.ts);
+ * - `hf:<folder>[#layer=-2,tokens=patches,pool=2,shuffle=0.5]`: a CLIP, SigLIP or InternViT
+ *   vision tower from a Hugging Face folder (src/features/hf.ts, src/vision).
  * Precomputed features (`--features <folder>`) bypass encoders: src/features/precomputed.ts.
  */
 import { RpvError } from '../util/errors.js';
@@ -28,5 +30,9 @@ export async function createEncoder(spec: string = DEFAULT_ENCODER_SPEC, options
     const { loadTfjsEncoder } = await import('./tfjs.js');
     return loadTfjsEncoder(folder, options);
   }
-  throw new RpvError(`unknown encoder "${spec}": expected "grid", "grid:cells=N[,tokens=frame|cell]" or "tfjs:<folder>"`);
+  if (trimmed.startsWith('hf:')) {
+    const { loadHfEncoder } = await import('./hf.js');
+    return loadHfEncoder(trimmed.slice('hf:'.length), options);
+  }
+  throw new RpvError(`unknown encoder "${spec}": expected "grid", "grid:cells=N[,tokens=frame|cell]", "tfjs:<folder>" or "hf:<folder>[#key=value,...]"`);
 }

@@ -18,8 +18,14 @@ export interface FrameEncoder {
   /** Tokens per frame. */
   readonly tokensPerFrame: number;
   /**
-   * Encode RGB24 frames of frameSize x frameSize into a flat Float32Array
-   * [frames.length, tokensPerFrame, featureDim].
+   * True when the encoder wants frames at their decoded size (`SizedFrame`s from a native
+   * extraction, src/media/extract.ts) and resamples them itself (the hf: towers); else frames
+   * are scaled to frameSize x frameSize.
+   */
+  readonly nativeFrames?: boolean;
+  /**
+   * Encode RGB24 frames of frameSize x frameSize (or, with `nativeFrames`, each of its own
+   * size) into a flat Float32Array [frames.length, tokensPerFrame, featureDim].
    */
   encode(frames: Uint8Array[], frameSize: number): Promise<Float32Array>;
   /** Parameters for the index. */

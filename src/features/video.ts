@@ -14,7 +14,7 @@ export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.png', '.w
 
 export interface EncodeVideoOptions {
   encoder: FrameEncoder;
-  /** Frames are scaled to frameSize x frameSize before encoding. */
+  /** Frames are scaled to frameSize x frameSize before encoding (kept at their size for encoders with `nativeFrames`). */
   frameSize: number;
   sampling?: SamplingOptions;
   /** Read as an image (one frame) instead of a video. Default: by extension (IMAGE_EXTENSIONS). */
@@ -38,13 +38,13 @@ export async function encodeVideo(file: string, options: EncodeVideoOptions): Pr
   const { encoder, frameSize, sampling, signal } = options;
   const image = options.image ?? IMAGE_EXTENSIONS.includes(path.extname(file).toLowerCase());
   if (image) {
-    const frame = await extractImage(file, { frameSize, signal });
+    const frame = await extractImage(file, { frameSize, native: encoder.nativeFrames === true, signal });
     const features = await encoder.encode([frame], frameSize);
     return { durationSec: null, numFrames: 1, frameTimes: Float64Array.of(0), features };
   }
   const info = await probeVideo(file, { signal });
   const times = sampleFrameTimes(info.durationSec, sampling);
-  const frames = await extractFrames(file, times, { frameSize, signal });
+  const frames = await extractFrames(file, times, { frameSize, native: encoder.nativeFrames === true, signal });
   const features = await encoder.encode(frames, frameSize);
   return { durationSec: info.durationSec, numFrames: frames.length, frameTimes: Float64Array.from(times), features, info };
 }

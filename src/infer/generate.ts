@@ -167,11 +167,14 @@ export function encoderSpecOf(index: ShardIndex): string {
  * Sample and encode a video (or image) file exactly as conversion does: adaptive frame times,
  * one ffmpeg pass, the dataset's encoder (src/features/video.ts encodeVideo).
  */
-export async function videoFeatures(file: string, sampling: SamplingSettings, encoderSpec: string): Promise<VideoFeatures> {
+export async function videoFeatures(file: string, sampling: SamplingSettings, encoderSpec: string, expectedEncoderId?: string): Promise<VideoFeatures> {
   const { encodeVideo } = await import('../features/video.js');
   const { createEncoder } = await import('../features/encoder.js');
   const encoder = await createEncoder(encoderSpec);
   try {
+    if (expectedEncoderId !== undefined && encoder.id !== expectedEncoderId) {
+      throw new RpvError(`generate: the run was trained on features of encoder ${expectedEncoderId}, but ${encoderSpec} is encoder ${encoder.id}; pass the run's encoder with --encoder`);
+    }
     const v = await encodeVideo(file, {
       encoder,
       frameSize: sampling.frameSize,
@@ -188,6 +191,8 @@ export interface LoadedRun {
   /** The run's resolved recipe (prompt settings, dataset). */
   recipe: import('../train/recipe.js').Recipe;
   checkpoint: string;
+  /** Id of the encoder whose features the run was trained on (null: not recorded, an older run). */
+  encoderId: string | null;
 }
 
 /**
@@ -220,5 +225,5 @@ export async function loadForGeneration(run: string, { modelPath, backend }: { m
     }
     tf.tidy(() => p.variable.assign(tf.tensor(saved.data, p.variable.shape, 'float32')));
   }
-  return { model, recipe, checkpoint: dir };
+  return { model, recipe, checkpoint: dir, encoderId: typeof ckpt.state.encoder === 'string' ? ckpt.state.encoder : null };
 }

@@ -22,8 +22,14 @@ import { MediaError, checkReadableFile, looksLikeMp4 } from './probe.js';
 import { runBinary, runBinaryOutputs } from './spawn.js';
 
 export interface ExtractOptions {
-  /** Output frames are frameSize x frameSize RGB24. */
+  /** Output frames are frameSize x frameSize RGB24 (ignored with `native`). */
   frameSize: number;
+  /**
+   * Keep each frame at its decoded size (no scaling: the vision towers resample it as their
+   * processor does, src/vision/preprocess.ts); each frame then carries its `width` and `height`
+   * (`SizedFrame`), read from showinfo.
+   */
+  native?: boolean;
   /** Decoder threads per ffmpeg process. Default 1: the converter runs one process per core. */
   threads?: number;
   /** How far past the last decoded frame a requested time may lie and still get that frame. Default 1 s. */
@@ -49,6 +55,20 @@ export interface BuildExtractArgsOptions extends Omit<ExtractOptions, 'signal' |
    * `-vsync` (older, deprecated since). Default `-vsync`; `extractFrames` picks from the version.
    */
   fpsModeFlag?: '-fps_mode' | '-vsync';
+}
+
+/** A frame at its decoded size (`native` extraction): RGB24 bytes with their dimensions. */
+export type SizedFrame = Uint8Array & { width: number; height: number };
+
+/** The frame's width and height: its own (native extraction) or `frameSize` squared. */
+export function frameDims(frame: Uint8Array, frameSize: number): { width: number; height: number } {
+  const f = frame as Partial<SizedFrame>;
+  return f.width !== undefined && f.height !== undefined ? { width: f.width, height: f.height } : { width: frameSize, height: frameSize };
+}
+
+/** The scale filter of an extraction: none for native frames. */
+function scaleFilter(options: { frameSize: number; native?: boolean }): string {
+  return options.native ? '' : `,scale=${options.frameSize}:${options.frameSize}:flags=area`;
 }
 
 /** `-fps_mode` for ffmpeg >= 5.1, else `-vsync` (git snapshots without a version number: `-vsync`). */
@@ -85,7 +105,7 @@ export function buildExtractArgs(file: string, timesSec: readonly number[], opti
   const { frameSize, threads = 1, endToleranceSec = 1, output = 'pipe' } = options;
   checkFrameSize(frameSize);
   const select = buildSelectExpression(timesSec, endToleranceSec, options.tail ?? false);
-  const filter = `setpts=PTS-STARTPTS,select='${select}',showinfo,scale=${frameSize}:${frameSize}:flags=area`;
+  const filter = `setpts=PTS-STARTPTS,select='${select}',showinfo${scaleFilter(options)}`;
   return [
     '-hide_banner', '-nostdin', '-nostats', '-loglevel', 'info',
     '-threads', String(threads),
@@ -108,18 +128,18 @@ export async function extractFrames(file: string, timesSec: readonly number[], o
   const { ffmpeg } = await describeFfmpeg();
   const endToleranceSec = options.endToleranceSec ?? 1;
   const fpsModeFlag = fpsModeFlagFor(ffmpeg.version);
-  const frameBytes = options.frameSize * options.frameSize * 3;
   const lastT = quantize(timesSec[timesSec.length - 1]!);
-  let run = await extractPass(ffmpeg.path, file, buildExtractArgs(file, timesSec, { ...options, fpsModeFlag }), frameBytes, options.signal);
+  let run = await extractPass(ffmpeg.path, file, buildExtractArgs(file, timesSec, { ...options, fpsModeFlag }), options, options.signal);
   if (run.decoded.length === 0 || run.decoded[run.decoded.length - 1]! < lastT) {
     // No frame at or after the last time: decode again keeping the frames just before it.
-    run = await extractPass(ffmpeg.path, file, buildExtractArgs(file, timesSec, { ...options, fpsModeFlag, tail: true }), frameBytes, options.signal);
+    run = await extractPass(ffmpeg.path, file, buildExtractArgs(file, timesSec, { ...options, fpsModeFlag, tail: true }), options, options.signal);
   }
-  return pickFrames(file, timesSec, run.decoded, run.stdout, frameBytes, endToleranceSec);
+  return pickFrames(file, timesSec, run.decoded, run.stdout, run.dims, endToleranceSec);
 }
 
 /** For each requested time, the view of the first selected frame at or after it (see the module comment). */
-function pickFrames(file: string, timesSec: readonly number[], decoded: number[], stdout: Buffer, frameBytes: number, endToleranceSec: number): Uint8Array[] {
+function pickFrames(file: string, timesSec: readonly number[], decoded: number[], stdout: Buffer, dims: FrameGeometry, endToleranceSec: number): Uint8Array[] {
+  const frameBytes = dims.width * dims.height * 3;
   if (decoded.length === 0) {
     throw new MediaError(file, 'truncated', `no frame decoded at or after ${quantize(timesSec[0]!)} s`);
   }
@@ -137,20 +157,47 @@ function pickFrames(file: string, timesSec: readonly number[], decoded: number[]
       index = decoded.length - 1;
     }
     // Views of ffmpeg's output (read-only by the encoders): no copy.
-    frames.push(stdout.subarray(index * frameBytes, (index + 1) * frameBytes));
+    const view = stdout.subarray(index * frameBytes, (index + 1) * frameBytes);
+    frames.push(dims.native ? Object.assign(view, { width: dims.width, height: dims.height }) : view);
   }
   return frames;
 }
 
-/** One ffmpeg run: the selected frames' timestamps (from showinfo) and their RGB24 bytes. */
-async function extractPass(bin: string, file: string, args: string[], frameBytes: number, signal?: AbortSignal): Promise<{ decoded: number[]; stdout: Buffer }> {
+/** The size of every frame of one output: `frameSize` squared, or the decoded size (native). */
+interface FrameGeometry {
+  width: number;
+  height: number;
+  native: boolean;
+}
+
+/**
+ * The frames' size: `frameSize` squared, or for native extraction the one size showinfo reports
+ * for every selected frame (`s:WxH`); a stream whose size changes between them is a MediaError.
+ */
+function geometryOf(file: string, showinfo: string, options: { frameSize: number; native?: boolean }): FrameGeometry {
+  if (!options.native) return { width: options.frameSize, height: options.frameSize, native: false };
+  const sizes = new Set<string>();
+  for (const line of showinfo.split('\n')) {
+    if (!line.includes('showinfo') || !/\bn:\s*\d+\s+pts:/.test(line)) continue;
+    const m = /\bs:(\d+)x(\d+)/.exec(line);
+    if (m) sizes.add(`${m[1]}x${m[2]}`);
+  }
+  if (sizes.size > 1) throw new MediaError(file, 'not-media', `the frame size changes within the video (${[...sizes].join(', ')}); re-encode it at one size`);
+  const [w, h] = (sizes.values().next().value ?? '0x0').split('x').map(Number) as [number, number];
+  return { width: w, height: h, native: true };
+}
+
+/** One ffmpeg run: the selected frames' timestamps (from showinfo), their size and their RGB24 bytes. */
+async function extractPass(bin: string, file: string, args: string[], options: { frameSize: number; native?: boolean }, signal?: AbortSignal): Promise<{ decoded: number[]; stdout: Buffer; dims: FrameGeometry }> {
   const { code, signal: killedBy, stdout, stderr } = await runBinary(bin, args, signal);
   const decoded = parseShowinfo(stderr);
   if (code !== 0) throw await classifyFailure(file, stderr, code, killedBy);
+  const dims = geometryOf(file, stderr, options);
+  const frameBytes = dims.width * dims.height * 3;
   if (stdout.length !== decoded.length * frameBytes) {
     throw new RpvError(`extract: ${file}: ffmpeg wrote ${stdout.length} bytes for ${decoded.length} frames of ${frameBytes} bytes`);
   }
-  return { decoded, stdout };
+  return { decoded, stdout, dims };
 }
 
 /** One video of a batch: its file and the times to extract. */
@@ -170,7 +217,7 @@ export function buildBatchExtractArgs(items: readonly ExtractItem[], options: Om
     checkTimes(file, timesSec);
     inputs.push('-threads', String(threads), '-i', file);
     const select = buildSelectExpression(timesSec, endToleranceSec, false);
-    chains.push(`[${k}:v:0]setpts=PTS-STARTPTS,select='${select}',showinfo@v${k},scale=${frameSize}:${frameSize}:flags=area[o${k}]`);
+    chains.push(`[${k}:v:0]setpts=PTS-STARTPTS,select='${select}',showinfo@v${k}${scaleFilter(options)}[o${k}]`);
     outputs.push('-map', `[o${k}]`, options.fpsModeFlag ?? '-vsync', 'passthrough',
       ...(output === 'null' ? ['-f', 'null', '-'] : ['-f', 'rawvideo', '-pix_fmt', 'rgb24', `pipe:${3 + k}`]));
   });
@@ -212,19 +259,26 @@ export async function extractFramesBatch(items: readonly ExtractItem[], options:
   }
   const { ffmpeg } = await describeFfmpeg();
   const endToleranceSec = options.endToleranceSec ?? 1;
-  const frameBytes = options.frameSize * options.frameSize * 3;
   const args = buildBatchExtractArgs(batch, { ...options, fpsModeFlag: fpsModeFlagFor(ffmpeg.version) });
   const { code, signal, outputs, stderr } = await runBinaryOutputs(ffmpeg.path, args, batch.length, options.signal, options.arena);
   const decoded = parseShowinfoBatch(stderr, batch.length);
+  const infoLines = showinfoLinesBatch(stderr, batch.length);
   const byItem = new Map<ExtractItem, Uint8Array[] | null>();
   if (code === 0 && signal === null) {
     batch.forEach((item, k) => {
       const times = decoded[k]!;
       const bytes = outputs[k]!;
       const lastT = quantize(item.timesSec[item.timesSec.length - 1]!);
+      let dims: FrameGeometry;
+      try {
+        dims = geometryOf(item.file, infoLines[k]!, options);
+      } catch {
+        return byItem.set(item, null); // redone alone, which reports it
+      }
+      const frameBytes = dims.width * dims.height * 3;
       // Anything short of a clean answer for this item: it is redone alone.
       if (bytes.length !== times.length * frameBytes || times.length === 0 || times[times.length - 1]! < lastT) return byItem.set(item, null);
-      byItem.set(item, pickFrames(item.file, item.timesSec, times, bytes, frameBytes, endToleranceSec));
+      byItem.set(item, pickFrames(item.file, item.timesSec, times, bytes, dims, endToleranceSec));
     });
   }
   const results: Array<Uint8Array[] | MediaError> = [];
@@ -232,36 +286,43 @@ export async function extractFramesBatch(items: readonly ExtractItem[], options:
   return results;
 }
 
-/** `parseShowinfo` for a batch: the kept frames' timestamps of video k, from `showinfo@v<k>`. */
-export function parseShowinfoBatch(stderr: string, count: number): number[][] {
+/** The showinfo lines of each video k of a batch (`showinfo@v<k>`), as a single run would log them. */
+function showinfoLinesBatch(stderr: string, count: number): string[] {
   const lines: string[][] = Array.from({ length: count }, () => []);
   for (const line of stderr.split('\n')) {
     const m = /^\[showinfo@v(\d+) @/.exec(line);
     if (m && Number(m[1]) < count) lines[Number(m[1])]!.push(line.replace(/^\[showinfo@v\d+/, '[Parsed_showinfo'));
   }
-  return lines.map((l) => parseShowinfo(l.join('\n')));
+  return lines.map((l) => l.join('\n'));
 }
 
-/** Decode the first frame of an image (jpg, png, webp, ...) or video as one RGB24 frame. */
+/** `parseShowinfo` for a batch: the kept frames' timestamps of video k, from `showinfo@v<k>`. */
+export function parseShowinfoBatch(stderr: string, count: number): number[][] {
+  return showinfoLinesBatch(stderr, count).map(parseShowinfo);
+}
+
+/** Decode the first frame of an image (jpg, png, webp, ...) or video as one RGB24 frame (a `SizedFrame` with `native`). */
 export async function extractImage(file: string, options: Omit<ExtractOptions, 'endToleranceSec'>): Promise<Uint8Array> {
   const { frameSize } = options;
   checkFrameSize(frameSize);
   await checkReadableFile(file);
   const { ffmpegPath } = await resolveFfmpeg();
   const args = [
-    '-hide_banner', '-nostdin', '-nostats', '-loglevel', 'error',
+    '-hide_banner', '-nostdin', '-nostats', '-loglevel', options.native ? 'info' : 'error',
     '-threads', String(options.threads ?? 1),
     '-i', file,
     '-an', '-sn', '-dn',
     '-frames:v', '1',
-    '-vf', `scale=${frameSize}:${frameSize}:flags=area`,
+    '-vf', options.native ? 'showinfo' : `scale=${frameSize}:${frameSize}:flags=area`,
     '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1',
   ];
   const { code, signal, stdout, stderr } = await runBinary(ffmpegPath, args, options.signal);
   if (code !== 0) throw await classifyFailure(file, stderr, code, signal);
-  const frameBytes = frameSize * frameSize * 3;
-  if (stdout.length < frameBytes) throw new MediaError(file, 'not-media', 'no picture decoded');
-  return stdout.subarray(0, frameBytes).slice();
+  const dims = geometryOf(file, stderr, options);
+  const frameBytes = dims.width * dims.height * 3;
+  if (frameBytes === 0 || stdout.length < frameBytes) throw new MediaError(file, 'not-media', 'no picture decoded');
+  const frame = stdout.subarray(0, frameBytes).slice();
+  return dims.native ? Object.assign(frame, { width: dims.width, height: dims.height }) : frame;
 }
 
 /** Timestamps (seconds from the first frame) of the frames `select` passed, from showinfo's log. */

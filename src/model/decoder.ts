@@ -10,6 +10,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
 import type { DecoderConfig } from './config.js';
+import { residualBlock } from './block.js';
 import { rmsNorm } from './rmsnorm.js';
 import { ropeTables, rotateHalfMatrix, tileRopeTables } from './rope.js';
 import { attention, type AttentionLora, type AttentionWeights, type LayerCache } from './attention.js';
@@ -357,10 +358,18 @@ export class CausalLM {
       const w = this.weights.layers[i];
       const ll = lora?.layers[i];
       const ctx = contextOf(t, i);
-      const a = attention(tf, c, rmsNorm(tf, x, w.inputNorm, c.rmsNormEps) as tfc.Tensor2D, w.attn, ll?.attn ?? {}, ctx, options.cache?.layers?.[i]);
-      const mid = tf.add(x, a.out);
-      const m = mlp(tf, rmsNorm(tf, mid, w.postNorm, c.rmsNormEps) as tfc.Tensor2D, w.mlp, ll?.mlp ?? {}, ctx.loraRun, { outputUnused: recompute });
-      return { h: tf.add(mid, m), cache: a.cache };
+      let cache: LayerCache | undefined;
+      const h = residualBlock(tf, x, {
+        norm1: (v) => rmsNorm(tf, v, w.inputNorm, c.rmsNormEps) as tfc.Tensor2D,
+        mixer: (v) => {
+          const a = attention(tf, c, v, w.attn, ll?.attn ?? {}, ctx, options.cache?.layers?.[i]);
+          cache = a.cache;
+          return a.out;
+        },
+        norm2: (v) => rmsNorm(tf, v, w.postNorm, c.rmsNormEps) as tfc.Tensor2D,
+        ffn: (v) => mlp(tf, v, w.mlp, ll?.mlp ?? {}, ctx.loraRun, { outputUnused: recompute }),
+      });
+      return { h, cache };
     };
     const checkpoint = (options.checkpoint ?? this.gradientCheckpointing) && !options.noGrad && !options.cache;
     for (let i = 0; i < c.numLayers; i++) {

@@ -34,6 +34,7 @@
 #include "gemm.h"
 #include "grid.h"
 #include "napi_exports.h"
+#include "encoder.h"
 #include "pointwise.h"
 #include "scratch.h"
 #include "spawner.h"
@@ -456,6 +457,7 @@ NAPI_MODULE_INIT() {
   if (!rpv::registerFrozen(env, exports)) return nullptr;
   if (!rpv::registerPointwise(env, exports)) return nullptr;
   if (!rpv::registerAttention(env, exports)) return nullptr;
+  if (!rpv::registerEncoder(env, exports)) return nullptr;
   if (rpv::spawnSupported()) rpv::exportFunctions(env, exports, {{"spawnFiles", rpv::SpawnFiles}});
   napi_value count;
   if (napi_create_int32(env, kParamCount, &count) == napi_ok) {

@@ -67,7 +67,15 @@ export interface NativeAddon {
   swiglu?(heap: Float32Array, gOff: number, uOff: number, n: number, outOff: number): void;
   /** The gradients of swiglu for g and u, given dy. */
   swigluGrad?(heap: Float32Array, gOff: number, uOff: number, dyOff: number, n: number, dgOff: number, duOff: number): void;
-  /** Fused causal attention (attention.h); dims [batch, queries, keys, heads, kvHeads, headDim]. */
+  /** GELU over n floats; kind 0 erf, 1 tanh, 2 quick (encoder.cc). */
+  gelu?(heap: Float32Array, xOff: number, n: number, kind: number, outOff: number): void;
+  /** dx = dy * gelu'(x). */
+  geluGrad?(heap: Float32Array, xOff: number, dyOff: number, n: number, kind: number, dxOff: number): void;
+  /** LayerNorm over rows of cols floats; bOff < 0: no bias. */
+  layerNorm?(heap: Float32Array, xOff: number, rows: number, cols: number, wOff: number, bOff: number, eps: number, outOff: number): void;
+  /** The gradient of layerNorm for x. */
+  layerNormGrad?(heap: Float32Array, xOff: number, rows: number, cols: number, wOff: number, dyOff: number, eps: number, dxOff: number): void;
+  /** Fused attention (attention.h); dims [batch, queries, keys, heads, kvHeads, headDim(, causal 1 | 0)]. */
   attentionForward?(heap: Float32Array, dims: Float64Array, qOff: number, kOff: number, vOff: number, maskOff: number, outOff: number, lseOff: number): void;
   attentionBackward?(
     heap: Float32Array, dims: Float64Array, qOff: number, kOff: number, vOff: number, maskOff: number, outOff: number, lseOff: number,

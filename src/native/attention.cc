@@ -48,8 +48,8 @@ void run(ThreadPool* pool, int64_t tasks, const std::function<void(int64_t, int)
   }
 }
 
-// Columns a block of query rows [i0, i1) can attend to under the causal rule.
-int64_t columnsFor(const AttentionShape& s, int64_t i1) { return std::min(s.keys, s.past() + i1); }
+// Columns a block of query rows [i0, i1) can attend to: all keys without the causal rule.
+int64_t columnsFor(const AttentionShape& s, int64_t i1) { return s.causal ? std::min(s.keys, s.past() + i1) : s.keys; }
 
 }  // namespace
 

@@ -5,8 +5,11 @@
 //
 // Layouts are the model's: q [B*T, nh*hd] (rotary applied, 1/sqrt(hd) folded in), k and v
 // [B*S, nkv*hd], query head h reads key/value head h / (nh / nkv). The mask is additive
-// [B, T, S] (0 allowed, -1e9 not) and causal: key j > past + i is never allowed, so those columns
-// are skipped. A row with no allowed key gives zeros.
+// [B, T, S] (0 allowed, -1e9 not). With `causal` (the decoder's case) the columns past a block of
+// query rows' last position (key j > past + i1) are skipped, and the mask must hide the later keys
+// within a block (the decoder's causal mask does; src/model/attend.ts adds the rule); without it
+// (vision towers, other encoders) every key is read and only the mask decides. A row with no
+// allowed key gives zeros.
 #pragma once
 
 #include <node_api.h>
@@ -21,6 +24,7 @@ class ThreadPool;
 
 struct AttentionShape {
   int64_t batch = 1, queries = 0, keys = 0, heads = 0, kvHeads = 0, headDim = 0;
+  bool causal = true;
   int64_t past() const { return keys - queries; }
 };
 

@@ -15,6 +15,8 @@ const BACKWARD = 'RpvAttentionGrad';
 
 /** [batch, queries, keys, heads, kvHeads, headDim]. */
 export type AttentionDims = [number, number, number, number, number, number];
+/** The dims with the kernel's causal switch appended (1 causal, 0 not). */
+type KernelDims = [...AttentionDims, number];
 
 interface Args {
   inputs: Record<string, TensorInfo>;
@@ -27,7 +29,7 @@ const offsets = (backend: WasmBackendLike, tensors: TensorInfo[], kernel: string
 
 function forwardKernel({ inputs, backend, attrs }: Args): TensorInfo[] {
   if (!isWasmBackend(backend)) throw new RpvError(`${FORWARD}: needs the wasm backend`);
-  const dims = attrs.dims as unknown as AttentionDims;
+  const dims = attrs.dims as unknown as KernelDims;
   const [B, T, , nh, , hd] = dims;
   const out = backend.makeOutput([B * T, nh * hd], 'float32');
   const lse = backend.makeOutput([B, nh, T], 'float32');
@@ -38,7 +40,7 @@ function forwardKernel({ inputs, backend, attrs }: Args): TensorInfo[] {
 
 function backwardKernel({ inputs, backend, attrs }: Args): TensorInfo[] {
   if (!isWasmBackend(backend)) throw new RpvError(`${BACKWARD}: needs the wasm backend`);
-  const dims = attrs.dims as unknown as AttentionDims;
+  const dims = attrs.dims as unknown as KernelDims;
   const [B, T, S, nh, nkv, hd] = dims;
   const dq = backend.makeOutput([B * T, nh * hd], 'float32');
   const dk = backend.makeOutput([B * S, nkv * hd], 'float32');
@@ -65,14 +67,18 @@ export function nativeAttentionAvailable(): boolean {
   return registered;
 }
 
-const run = (name: string, inputs: Record<string, tf.Tensor>, dims: AttentionDims) =>
+const run = (name: string, inputs: Record<string, tf.Tensor>, dims: KernelDims) =>
   tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap, { dims } as unknown as NamedAttrMap) as unknown as tf.Tensor[];
 
 /**
  * softmax(q k^T + mask) v per head, differentiable in q, k and v; keeps only q, k, v, the output
  * and one log-sum-exp per row for the backward pass. Call when nativeAttentionAvailable().
+ * `causal` (default): columns past each block of queries' last position are skipped, and the mask
+ * must hide the later keys within a block (the decoder's mask does); false: every key is read, the
+ * mask alone decides (an encoder passes zeros), and keys may be fewer than queries.
  */
-export function fusedAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, mask: tf.Tensor, dims: AttentionDims): tf.Tensor2D {
+export function fusedAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, mask: tf.Tensor, shape: AttentionDims, causal = true): tf.Tensor2D {
+  const dims: KernelDims = [...shape, causal ? 1 : 0];
   const f = tf.customGrad(((qi: tf.Tensor, ki: tf.Tensor, vi: tf.Tensor, save: tf.GradSaveFunc) => {
     const [out, lse] = run(FORWARD, { q: qi, k: ki, v: vi, mask }, dims);
     save([qi, ki, vi, mask, out, lse]);

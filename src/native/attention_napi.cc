@@ -1,7 +1,8 @@
 // N-API bindings of the fused attention (attention.h):
 //   attentionForward(heap, dims, qOff, kOff, vOff, maskOff, outOff, lseOff)
 //   attentionBackward(heap, dims, qOff, kOff, vOff, maskOff, outOff, lseOff, doutOff, dqOff, dkOff, dvOff)
-// dims: Float64Array [batch, queries, keys, heads, kvHeads, headDim]; offsets count floats in heap.
+// dims: Float64Array [batch, queries, keys, heads, kvHeads, headDim(, causal)]; causal is 1 (the
+// default when absent) or 0; offsets count floats in heap.
 #include <node_api.h>
 
 #include <cmath>
@@ -48,8 +49,8 @@ bool parse(napi_env env, napi_callback_info info, int offsets, Args* a, std::str
   }
   a->heap = static_cast<float*>(data);
   if (napi_is_typedarray(env, argv[1], &typed) != napi_ok || !typed ||
-      napi_get_typedarray_info(env, argv[1], &type, &dimsLen, &dims, nullptr, nullptr) != napi_ok || type != napi_float64_array || dimsLen != 6) {
-    *error = "dims must be a Float64Array [batch, queries, keys, heads, kvHeads, headDim]";
+      napi_get_typedarray_info(env, argv[1], &type, &dimsLen, &dims, nullptr, nullptr) != napi_ok || type != napi_float64_array || (dimsLen != 6 && dimsLen != 7)) {
+    *error = "dims must be a Float64Array [batch, queries, keys, heads, kvHeads, headDim(, causal)]";
     return false;
   }
   const double* d = static_cast<const double*>(dims);
@@ -59,15 +60,20 @@ bool parse(napi_env env, napi_callback_info info, int offsets, Args* a, std::str
       return false;
     }
   }
+  if (dimsLen == 7 && d[6] != 0 && d[6] != 1) {
+    *error = "dims[6] (causal) must be 0 or 1";
+    return false;
+  }
   AttentionShape& s = a->s;
+  s.causal = dimsLen == 6 || d[6] == 1;
   s.batch = static_cast<int64_t>(d[0]);
   s.queries = static_cast<int64_t>(d[1]);
   s.keys = static_cast<int64_t>(d[2]);
   s.heads = static_cast<int64_t>(d[3]);
   s.kvHeads = static_cast<int64_t>(d[4]);
   s.headDim = static_cast<int64_t>(d[5]);
-  if (s.keys < s.queries || s.heads % s.kvHeads != 0) {
-    *error = "keys must be >= queries and heads a multiple of kvHeads";
+  if ((s.causal && s.keys < s.queries) || s.heads % s.kvHeads != 0) {
+    *error = "keys must be >= queries (causal) and heads a multiple of kvHeads";
     return false;
   }
   for (int i = 0; i < offsets; ++i) {

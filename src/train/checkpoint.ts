@@ -44,6 +44,8 @@ export interface TrainerState {
   skipped: Record<string, number>;
   /** Trained tokens so far. */
   tokens: number;
+  /** Id of the encoder that made the run's features (index.json `encoder.id`); absent in older runs. */
+  encoder?: string;
   /** Anything else the trainer keeps (e.g. last eval). */
   [key: string]: unknown;
 }

@@ -22,7 +22,8 @@ export async function dryRun(input: Recipe | RecipeInput): Promise<string> {
     const d = session.dataset;
     out.push(
       '# dataset',
-      `shards: ${d.index.shards.length}, feature dim ${session.featureDim}, ${session.tokensPerFrame} token(s) per frame`,
+      `shards: ${d.index.shards.length}, feature dim ${session.featureDim}, ${session.tokensPerFrame} token(s) per frame; encoder ${d.index.encoder.id}`,
+      videoShare(session.tokensPerFrame, d.index.sampling.maxFrames, recipe.prompt.max_tokens, recipe.data.use_video),
       `videos: ${d.videos.train} train, ${d.videos.heldout} held out (${d.textOnlyVideos} text-only)`,
       `dialogues: ${d.dialogues.train} train, ${d.dialogues.heldout} held out`,
       `loader batches per epoch: ${session.batchesPerEpoch} (batch ${recipe.data.batch_size}, held-out samples removed from each)`,
@@ -67,11 +68,27 @@ export async function dryRun(input: Recipe | RecipeInput): Promise<string> {
     if (!shown) out.push(`none: every sample was skipped (${JSON.stringify(skips)})`);
     else {
       const p = shown.prompt;
-      out.push(`${shown.id}: ${p.inputIds.length} tokens (${p.videoPositions.length} video, ${p.trainedTokens} trained), ${p.numFrames} frames`);
+      const share = p.inputIds.length > 0 ? ` = ${percent(p.videoPositions.length, recipe.prompt.max_tokens)} of prompt.max_tokens ${recipe.prompt.max_tokens}` : '';
+      out.push(`${shown.id}: ${p.inputIds.length} tokens (${p.videoPositions.length} video${share}, ${p.trainedTokens} trained), ${p.numFrames} frames`);
       out.push(showLossMask(session.tokenizer, p));
     }
     return `${out.join('\n')}\n`;
   } finally {
     session.dispose();
   }
+}
+
+function percent(part: number, whole: number): string {
+  return `${((100 * part) / whole).toFixed(1)}%`;
+}
+
+/** The video's share of the prompt: tokens per frame x the most frames a video has, against max_tokens. */
+function videoShare(tokensPerFrame: number, maxFrames: number, maxTokens: number, useVideo: boolean): string {
+  if (!useVideo) return 'video: not used (data.use_video false)';
+  const tokens = tokensPerFrame * maxFrames;
+  return (
+    `video: ${tokensPerFrame} token(s) per frame x up to ${maxFrames} frames = up to ${tokens} video tokens, ` +
+    `${percent(tokens, maxTokens)} of prompt.max_tokens ${maxTokens}` +
+    (tokens >= maxTokens ? ' (no room left for the dialogue: lower the frames or the tokens per frame, e.g. pool=2, or raise prompt.max_tokens)' : '')
+  );
 }

@@ -84,6 +84,8 @@ export async function startRun(session: TrainingSession, optimizer: AdamW, log: 
         `model.path ${recipe.model.path} is not the base model the run was trained on (${saved.path ?? '?'}): its weights' identity is ${baseModel.sha256.slice(0, 12)}…, the run's ${saved.sha256.slice(0, 12)}…; resume with the run's base model, or start a new run`,
       );
     }
+    const { checkRunEncoder } = await import('./encoder-check.js');
+    checkRunEncoder('train --resume', dir, ckpt.state.encoder, recipe.data.shards, session.dataset.index.encoder.id);
     for (const p of params) {
       const values = ckpt.trainable.get(p.name);
       if (!values) throw new RpvError(`train: checkpoint ${dir}: no values for ${p.name} (was it trained with another recipe?)`);
@@ -146,6 +148,7 @@ export async function saveCheckpoint(session: TrainingSession, optimizer: AdamW,
     rng: run.rng.state(),
     skipped: { ...at.skipped },
     tokens: run.tokensSeen,
+    encoder: session.dataset.index.encoder.id,
     totalSteps: session.totalSteps,
     lastEval: run.lastEval,
     baseModel: run.baseModel,
