@@ -8,7 +8,7 @@
  * Parquet shards. Then measures, in one run, raw file reads (the ceiling), the loader on the
  * Arrow shards and on the Parquet shards (shuffle on), each with its shard checks (sha256 by
  * block, the default) and without (`--verify both`, the default: their cost in samples/s, in the
- * same run; `--reps N` alternates N epochs of each and keeps the best), prints each figure beside
+ * same run; `--reps N` alternates N epochs of each and keeps the median), prints each figure beside
  * the ceiling and appends one JSON line per case to bench/results.jsonl. A dataset generated
  * before block hashes existed has none: delete it to make it again.
  *

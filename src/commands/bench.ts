@@ -27,7 +27,7 @@ const loader: CommandModule<object, BenchLoaderArgs> = {
       .option('window-shards', { type: 'number', default: 4, describe: 'Shards mixed per shuffle window' })
       .option('prefetch-mb', { type: 'number', default: 512, describe: 'Prefetch bound (MiB of decoded shards)' })
       .option('verify', { type: 'string', default: 'both', choices: ['both', 'true', 'false'], describe: "The loader's sha256 shard checks: both (on and off, their cost in one run), or one mode" })
-      .option('reps', { type: 'number', default: 1, describe: 'Timed epochs per mode (alternating); the best counts' })
+      .option('reps', { type: 'number', default: 1, describe: 'Timed epochs per mode (alternating); the median counts' })
       .option('results', { type: 'string', describe: 'Append one JSON line per case to this file (e.g. bench/results.jsonl)' })
       .option('json', { type: 'boolean', default: false, describe: 'Print the JSON lines on stdout instead of the summary' })
       .example('rpv bench loader shards/demo', 'Raw read vs loader (Arrow, then Parquet; shard checks on and off), shuffle on, 2 workers, batch 32')

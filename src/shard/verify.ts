@@ -12,9 +12,11 @@
  * over the file before the first block (./source.ts).
  *
  * sha256 through Node's crypto (OpenSSL, with the CPU's SHA instructions where present): 1.45 GB/s
- * on one core of the development machine, against 1.24 for blake2b512, 0.95 for sha512 and 0.69
- * for md5; only crc32 (zlib, 5.6 GB/s) is faster, and it is no content identity (the shard cache
- * names files by sha256). Its cost on the loader is measured by bench/loader.ts.
+ * on one idle core of the development machine, against 1.74 for sha1 (broken), 1.24 for blake2b512,
+ * 0.95 for sha512 and 0.69 for md5. zlib's crc32 (5.6 GB/s) exists only since Node 20.15 / 22.2
+ * and is no content identity; sha256 is also what the index lists for whole files and what the
+ * shard cache names files by. Its cost on the loader is measured by bench/loader.ts (+21% of the
+ * workers' CPU on Arrow, +5% on Parquet: src/loader/README.md#benchmark).
  */
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
