@@ -186,7 +186,7 @@ export async function loadVisionTower(folder: string, settings: TowerSettings = 
         const out = new Float32Array(frames * per);
         for (let f0 = 0; f0 < frames; f0 += framesPerPass) {
           const n = Math.min(framesPerPass, frames - f0);
-          out.set(runTower(tf, config, tw, resolved, pixels.subarray(f0 * frameValues, (f0 + n) * frameValues), n), f0 * per);
+          out.set(await runTower(tf, config, tw, resolved, pixels.subarray(f0 * frameValues, (f0 + n) * frameValues), n), f0 * per);
         }
         return out;
       },

@@ -74,7 +74,7 @@ export function extractPatches(pixels: Float32Array, frames: number, size: numbe
 }
 
 /** Runs `frames` frames through the tower; returns [frames, tokens, width]. */
-export function runTower(tf: typeof tfc, c: TowerConfig, w: TowerWeights, s: Required<TowerSettings>, pixels: Float32Array, frames: number): Float32Array {
+export async function runTower(tf: typeof tfc, c: TowerConfig, w: TowerWeights, s: Required<TowerSettings>, pixels: Float32Array, frames: number): Promise<Float32Array> {
   const grid = gridSize(c);
   const N = grid * grid;
   const T = N + (c.classToken ? 1 : 0);
@@ -93,7 +93,8 @@ export function runTower(tf: typeof tfc, c: TowerConfig, w: TowerWeights, s: Req
     hidden = tf.tidy(() => encoderBlock(tf, input, w.blocks[i], { batch: frames, tokens: T, heads: c.numHeads, headDim: c.headDim, act: c.act }));
     input.dispose();
   }
-  const all = hidden.dataSync() as Float32Array;
+  // Asynchronous read: synchronous reads throw on the WebGPU backend under Node.
+  const all = (await hidden.data()) as Float32Array;
   hidden.dispose();
   const first = c.classToken ? 1 : 0;
   if (s.tokens === 'cls') {

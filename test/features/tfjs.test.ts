@@ -181,7 +181,7 @@ describe('tfjs encoder', () => {
     await fs.copyFile(path.join(dir, 'pooled', 'model.json'), path.join(broken, 'model.json'));
     await fs.copyFile(path.join(dir, 'pooled', 'group1-shard1of2.bin'), path.join(broken, 'group1-shard1of2.bin'));
     await expect(createEncoder(`tfjs:${broken}`)).rejects.toThrow(`encoder tfjs:${broken}: weight file group1-shard2of2.bin listed in model.json cannot be read (ENOENT)`);
-    await expect(createEncoder('clip')).rejects.toThrow('unknown encoder "clip": expected "grid", "grid:cells=N[,tokens=frame|cell]" or "tfjs:<folder>"');
+    await expect(createEncoder('clip')).rejects.toThrow('unknown encoder "clip": expected "grid", "grid:cells=N[,tokens=frame|cell]", "tfjs:<folder>" or "hf:<folder>[#key=value,...]"');
   });
 });
 
