@@ -16,7 +16,9 @@
  * (Debian's python3-torch on OpenBLAS, set up and verified as bench/train-step.ts does:
  * bench/torch-peer.ts) running bench/encode_torch.py, the towers written from the published
  * modelling files in float32 (weights converted once, as from_pretrained(torch_dtype=float32)),
- * with 1 thread and with N threads: the faster is the peer. Each figure is the median over the
+ * with 1 thread and with N threads: the faster is the peer. rpv runs with N kernel threads
+ * (`--threads`, default the cores; `--threads 1` compares one thread with one thread, the fairer
+ * figure on a machine other jobs load, where a 2-thread run waits on its slower thread). Each figure is the median over the
  * timed batches after one warm-up batch. Correctness: both encode the same pixels; the smallest
  * cosine per token and the largest difference relative to the features' scale are printed (a
  * cosine under 0.999 fails the run). The cost of preprocessing a 1280x720 frame (PIL-exact
@@ -171,7 +173,11 @@ async function main(): Promise<void> {
     const rpvSpecFile = path.join(dataRoot, 'runs', `${m.name}-rpv.json`);
     const rpvOut = path.join(dataRoot, 'runs', `${m.name}-rpv.f32`);
     writeFileSync(rpvSpecFile, JSON.stringify({ ...base, out: rpvOut, threads }));
-    const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--rpv-run', rpvSpecFile], { encoding: 'utf8', maxBuffer: 1 << 24 });
+    const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--rpv-run', rpvSpecFile], {
+      encoding: 'utf8',
+      maxBuffer: 1 << 24,
+      env: { ...process.env, RPV_MATMUL_THREADS: String(threads) },
+    });
     if (child.status !== 0) throw new Error(`bench encode: the rpv run of ${m.name} exited ${child.status}: ${child.stderr}`);
     const rpv = JSON.parse(child.stdout.trim().split('\n').pop()!) as { ms: number[]; tokensPerFrame: number; width: number; id: string; peakRssBytes: number };
     const rpvMsPerFrame = median(rpv.ms) / m.batch;
