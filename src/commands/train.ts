@@ -15,7 +15,7 @@ export const command: CommandModule<object, TrainArgs> = {
       .positional('recipe', { type: 'string', demandOption: true, describe: 'Recipe YAML (see recipes/)' })
       .positional('overrides', { type: 'string', array: true, describe: 'Dotted key=value overrides, e.g. optimizer.lr=1e-4' })
       .option('dry-run', { type: 'boolean', describe: 'Print the resolved recipe, backend, dataset counts and one rendered sample with its loss mask, then exit' })
-      .option('progress', { type: 'boolean', default: true, describe: 'Draw the progress bar on stderr' })
+      .option('progress', { type: 'boolean', default: true, describe: 'Draw the progress bar on stderr; --progress=false prints one line per logged step instead (train.log_every_steps)' })
       .example('$0 train recipes/demo.yaml', 'Train the demo recipe')
       .example('$0 train recipes/demo.yaml train.max_steps=50 optimizer.lr=1e-3', 'Override recipe values')
       .example('$0 train recipes/demo.yaml resume=runs/demo', 'Continue a run from its latest checkpoint')
@@ -40,7 +40,7 @@ export const command: CommandModule<object, TrainArgs> = {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     try {
-      const result = await train(recipe, { signal: stop.signal, progressStream: args.progress ? process.stderr : null });
+      const result = await train(recipe, { signal: stop.signal, progressStream: args.progress ? process.stderr : null, logSteps: !args.progress });
       const ev = result.lastEval;
       process.stdout.write(
         `${result.stopped ? 'stopped' : 'finished'} at step ${result.steps}/${result.totalSteps}` +

@@ -56,6 +56,11 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /** Called after every optimizer step with its metrics (tests). */
   onStep?: (m: TrainMetric) => void;
+  /**
+   * One `log` line per step written to metrics.jsonl (`train.log_every_steps`), for a terminal
+   * without the progress bar (`rpv train --progress=false`) or a log file. Default false.
+   */
+  logSteps?: boolean;
 }
 
 export interface TrainResult {
@@ -214,7 +219,10 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
         time: new Date().toISOString(),
       };
       losses.push(result.loss);
-      if (run.step % recipe.train.log_every_steps === 0 || run.step === totalSteps) await run.metrics.write(metric);
+      if (run.step % recipe.train.log_every_steps === 0 || run.step === totalSteps) {
+        await run.metrics.write(metric);
+        if (options.logSteps) log(formatStepLine(metric, totalSteps));
+      }
       options.onStep?.(metric);
       progress.tick(1, { loss: result.loss, lr: metric.lr, 'tok/s': Math.round(metric.tokens_per_sec), wait: `${(waitMs / 1000).toFixed(2)}s` });
 
@@ -276,3 +284,11 @@ async function evaluate(evaluator: Evaluator, run: RunState, signal: AbortSignal
 }
 
 export { forwardInput };
+
+/** A logged step as one line: `step 2/4 lora: loss 5.1234 lr 1.00e-2 grad_norm 0.873 tok/s 1234 wait 0.00s`. */
+export function formatStepLine(m: TrainMetric, totalSteps: number): string {
+  return (
+    `step ${m.step}/${totalSteps} ${m.stage}: loss ${m.loss.toFixed(4)} lr ${m.lr.toExponential(2)} grad_norm ${m.grad_norm.toFixed(3)} ` +
+    `tok/s ${Math.round(m.tokens_per_sec)} wait ${m.loader_wait_sec.toFixed(2)}s`
+  );
+}
