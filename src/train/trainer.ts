@@ -29,7 +29,7 @@ import { scanDataset, isHeldOut, type DatasetSummary } from './dataset.js';
 import type { EvalMetric, TrainMetric } from './metrics.js';
 import type { PreparedSample } from './pack.js';
 import type { PromptTokenizer, RenderedPrompt, SkipReason } from './prompt.js';
-import { resolveRecipe, type Recipe, type RecipeInput } from './recipe.js';
+import { checkStageLengths, resolveRecipe, type Recipe, type RecipeInput } from './recipe.js';
 import { lrAt, warmupStepsFor } from './schedule.js';
 import { Evaluator } from './evaluator.js';
 import { MicroBatches } from './micro-batches.js';
@@ -91,6 +91,12 @@ export async function openSession(recipe: Recipe, log: (line: string) => void = 
   const batchesPerEpoch = info.batchesPerEpoch;
   const stepsPerEpoch = Math.max(1, Math.floor(batchesPerEpoch / recipe.train.grad_accum_steps));
   const totalSteps = recipe.train.max_steps ?? Math.max(1, Math.ceil(recipe.train.epochs * stepsPerEpoch));
+  try {
+    checkStageLengths(recipe, totalSteps, stepsPerEpoch);
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
   const warmupSteps = warmupStepsFor(totalSteps, recipe.scheduler.warmup_ratio, recipe.scheduler.warmup_steps);
   const params = trainableParams(model, { video: recipe.data.use_video });
   const memory = planMemory({
