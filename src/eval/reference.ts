@@ -185,18 +185,27 @@ export function scoreReferences(samples: readonly EvalSample[], metrics: readonl
   };
 }
 
-/** The scores as aligned text: one row per role, then `overall`. */
+/** Terminal columns of a text: wide characters (Han, kana, Hangul, full-width forms) take two. */
+function displayWidth(text: string): number {
+  let width = 0;
+  for (const c of text) width += /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}\uff00-\uff60\u3000-\u303f]/u.test(c) ? 2 : 1;
+  return width;
+}
+
+const padDisplay = (text: string, width: number) => text + ' '.repeat(Math.max(0, width - displayWidth(text)));
+
+/** The scores as aligned text: one row per role, then `overall` (wide characters counted as two columns). */
 export function formatReferenceTable(scores: ReferenceScores): string {
   const rows: [string, ReferenceGroupScores][] = [...Object.entries(scores.roles), ['overall', scores.overall]];
-  const width = Math.max(7, ...rows.map(([name]) => name.length));
+  const width = Math.max(7, ...rows.map(([name]) => displayWidth(name)));
   const rouge = scores.metrics.includes('rouge');
   const bleu = scores.metrics.includes('bleu');
-  const head = [`${'role'.padEnd(width)}`, 'samples'.padStart(7), 'empty'.padStart(5)];
+  const head = [padDisplay('role', width), 'samples'.padStart(7), 'empty'.padStart(5)];
   if (rouge) head.push('ROUGE-L F1'.padStart(10));
   if (bleu) head.push('BLEU-4'.padStart(6));
   const lines = [head.join('  ')];
   for (const [name, g] of rows) {
-    const cells = [name.padEnd(width), String(g.samples).padStart(7), String(g.empty).padStart(5)];
+    const cells = [padDisplay(name, width), String(g.samples).padStart(7), String(g.empty).padStart(5)];
     if (rouge) cells.push(g.rougeL!.toFixed(4).padStart(10));
     if (bleu) cells.push(g.bleu!.toFixed(2).padStart(6));
     lines.push(cells.join('  '));

@@ -124,7 +124,8 @@ describe('rpv eval without a judge', () => {
     expect(stdout.split('\n')).toEqual([
       'role             samples  empty  ROUGE-L F1  BLEU-4',
       `Professor Pixel        1      0      ${(0.75).toFixed(4)}   ${bleuA.toFixed(2)}`,
-      `像素教授                   2      1      ${((0.8 + 0) / 2).toFixed(4)}    ${bleuZh.toFixed(2)}`,
+      // Han characters take two columns: the role column is 15 wide either way.
+      `像素教授               2      1      ${((0.8 + 0) / 2).toFixed(4)}    ${bleuZh.toFixed(2)}`,
       `overall                3      1      ${((0.75 + 0.8 + 0) / 3).toFixed(4)}   ${bleuAll.toFixed(2)}`,
       '  failed: c: empty answer',
       `no judge (--base-url) given: nothing judged; wrote ${path.join(out, 'report.json')}, ${path.join(out, 'reference.csv')}`,
