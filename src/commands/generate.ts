@@ -47,7 +47,7 @@ export const command: CommandModule<object, GenerateArgs> = {
       .option('top-p', { type: 'number', default: 0.9, describe: 'Nucleus mass when sampling' })
       .option('seed', { type: 'number', default: 0, describe: 'Sampling seed' })
       .option('json', { type: 'boolean', describe: 'Print one JSON object at the end instead of streaming' })
-      .example('$0 generate runs/demo --row clip-007 -m "Which way is it heading?"', 'Reply about a video of the dataset')
+      .example('$0 generate runs/demo --row clip-08 -m "Which way is it heading?"', 'Reply about a video of the dataset')
       .example('$0 generate runs/demo --video my.mp4 --role "Professor Pixel" -m "What colour is it?" --temperature 0.7', 'Reply about a new video, sampled')
       .example('$0 generate runs/demo --video my.mp4 --role "Professor Pixel" --no-profile -m "Hi"', 'Without a static profile'),
   handler: async (args) => {
