@@ -74,8 +74,8 @@ export { generateReply, loadForGeneration } from './infer/generate.js';
 export type { GeneratedReply, GenerateReplyOptions, LoadedRun } from './infer/generate.js';
 
 // Eval: held-out perplexity and the LLM judge
-export { evaluateHeldOut, getMetricSet, JudgeClient, judgeSamples, METRIC_SETS, readAnswersFile, writeEvalReport } from './eval/index.js';
-export type { EvalReport, EvalSample, HeldOutOptions, HeldOutResult, JudgeClientOptions, JudgeRunOptions, JudgeRunResult, MetricSet } from './eval/index.js';
+export { corpusBleu, evaluateHeldOut, getMetricSet, JudgeClient, judgeSamples, METRIC_SETS, readAnswersFile, rougeL, scoreReferences, writeEvalReport } from './eval/index.js';
+export type { EvalReport, EvalSample, HeldOutOptions, HeldOutResult, JudgeClientOptions, JudgeRunOptions, JudgeRunResult, MetricSet, ReferenceScores } from './eval/index.js';
 
 // Rate: human evaluation
 export { compareJudgeWithHumans, exportRatings, ratingsAgreement, serveRatings } from './rate/index.js';

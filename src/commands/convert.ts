@@ -8,6 +8,7 @@ interface ConvertArgs {
   out: string;
   'input-format'?: string;
   'media-root'?: string;
+  'default-role'?: string;
   format: 'arrow' | 'parquet' | 'both';
   dtype: 'float16' | 'float32';
   fps: number;
@@ -69,7 +70,11 @@ export const command: CommandModule<object, ConvertArgs> = {
       .positional('input', { type: 'string', demandOption: true, describe: 'Export folder or annotation file' })
       .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Output folder for shards and index.json' })
       .option('input-format', { type: 'string', describe: 'Input format (default: auto-detected): rpv, internvl, sharegpt, mmrole, chatharuhi, rolebench' })
-      .option('media-root', { type: 'string', describe: 'Folder media paths are relative to (default: the input folder or the input file\'s folder)' })
+      .option('media-root', {
+        type: 'string',
+        describe: "Folder media paths are relative to (default: the input folder or the input file's folder); given explicitly, absolute media paths inside it are accepted",
+      })
+      .option('default-role', { type: 'string', describe: 'Role of InternVL / ShareGPT records without a "role" field (who speaks the assistant turns); without it they are skipped' })
       .option('format', { choices: ['arrow', 'parquet', 'both'] as const, default: 'arrow' as const, describe: 'Shard format: Arrow IPC (training) or Parquet (interchange)' })
       .option('dtype', { choices: ['float16', 'float32'] as const, default: 'float16' as const, describe: 'On-disk dtype of frame features' })
       .option('fps', { type: 'number', default: 1, describe: 'Sampling: frames per second of video, before clamping' })
@@ -100,6 +105,7 @@ export const command: CommandModule<object, ConvertArgs> = {
       .example('rpv convert data/export --out shards/x --format both --part 0/4', 'Part 0 of 4 (e.g. one task of a Slurm array), Arrow and Parquet')
       .example('rpv convert data/export --out shards/x --resume', 'Continue after Ctrl-C or a crash')
       .example('rpv convert ex -o s --encoder hf:models/clip', 'Features from a CLIP vision tower (settings below)')
+      .example('rpv convert llamafactory/train.json --out shards/x --media-root /data --default-role "Captain Nova"', 'LLaMA-Factory data: absolute video paths under /data, records without a role')
       .epilogue(HF_SETTINGS_HELP),
   handler: async (args) => {
     const { convertExport } = await import('../convert/convert.js');
@@ -120,6 +126,7 @@ export const command: CommandModule<object, ConvertArgs> = {
         out: args.out,
         inputFormat: args['input-format'],
         mediaRoot: args['media-root'],
+        defaultRole: args['default-role'],
         shardFormat: args.format,
         dtype: args.dtype,
         fps: args.fps,

@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { RpvError } from '../util/errors.js';
+import { REFERENCE_METRICS, type ReferenceMetric } from '../eval/reference.js';
 
 interface EvalArgs {
   'from-reviews'?: string[];
@@ -40,7 +41,12 @@ export const command: CommandModule<object, EvalArgs> = {
     yargs
       .option('from-reviews', { type: 'string', array: true, describe: 'Aggregate review file(s) in MMRole-Eval layout (no judge calls)' })
       .option('answers', { type: 'string', describe: 'Answers to judge: JSON array or JSONL, MMRole answers layout or {id, role, question, reference, answer}' })
-      .option('metrics', { type: 'string', choices: ['video2roleplay', 'mmrole'], describe: 'Metric set (default: video2roleplay; with --from-reviews: the metrics in the file)' })
+      .option('metrics', {
+        type: 'string',
+        describe:
+          'Comma-separated: a judged set (video2roleplay or mmrole) and/or judge-free reference scores (rouge: ROUGE-L F1, bleu: corpus BLEU-4). ' +
+          'Default: rouge,bleu, plus video2roleplay when --base-url is given; with --from-reviews: the metrics in the file',
+      })
       .option('base-url', { type: 'string', describe: 'OpenAI-compatible API root of the judge, e.g. http://127.0.0.1:8000/v1' })
       .option('model', { type: 'string', describe: 'Judge model name' })
       .option('api-key-env', { type: 'string', describe: 'Environment variable holding the API key (default RPV_JUDGE_API_KEY, then OPENAI_API_KEY)' })
@@ -64,6 +70,7 @@ export const command: CommandModule<object, EvalArgs> = {
       .option('json', { type: 'boolean', default: false, describe: 'Print the result as JSON' })
       .example('rpv eval --from-reviews reviews/mmrole-agent/comment_test.json --metrics mmrole --json', 'Re-aggregate MMRole-Eval reviews')
       .example('rpv eval --run runs/demo --out runs/demo/eval --base-url http://127.0.0.1:8000/v1 --model judge', 'Generate held-out replies of a trained run, judge them, and report perplexity')
+      .example('rpv eval --run runs/demo --out runs/demo/eval --metrics rouge,bleu', 'No judge: perplexity, ROUGE-L and BLEU of the held-out replies, per role and overall')
       .example(
         'rpv eval --answers answers.json --metrics mmrole --base-url http://127.0.0.1:8000/v1 --model Qwen2.5-72B-Instruct --swap --out runs/eval',
         'Judge a model\'s answers against the ground truth, both orders',
@@ -78,7 +85,11 @@ async function aggregateCommand(args: EvalArgs): Promise<number> {
   const { readReviewFile, summarizeReviews } = await import('../eval/reviews.js');
   const { getMetricSet } = await import('../eval/metrics.js');
   const { formatSummaryTable } = await import('../eval/report.js');
-  const metrics = args.metrics ? getMetricSet(args.metrics) : undefined;
+  const chosen = args.metrics ? parseMetricsOption(args.metrics) : undefined;
+  if (chosen && chosen.reference.length > 0) {
+    throw new RpvError(`eval: --metrics ${chosen.reference.join(',')} scores answers against references: give --answers <file> or --run <run>, not --from-reviews`);
+  }
+  const metrics = chosen?.judged ? getMetricSet(chosen.judged) : undefined;
   if (args.out && args['from-reviews']!.length !== 1) throw new RpvError('eval: --out with --from-reviews takes one review file (one report per folder)');
   const results = [];
   let failed = 0;
@@ -120,7 +131,10 @@ async function judgeCommand(args: EvalArgs): Promise<number> {
     throw new RpvError('eval: nothing to evaluate: give --answers <file>, --run <run folder> or --from-reviews <file>');
   }
   if (!args.out) throw new RpvError('eval: --out <folder> is required (the report and the judge cache go there)');
-  if (args.answers && !args['base-url']) throw new RpvError('eval: judging --answers needs a judge: pass --base-url and --model');
+  const chosen = args.metrics ? parseMetricsOption(args.metrics) : { judged: args['base-url'] ? ('video2roleplay' as const) : null, reference: [...REFERENCE_METRICS] };
+  if (chosen.judged && !args['base-url']) {
+    throw new RpvError(`eval: --metrics ${chosen.judged} needs a judge: pass --base-url and --model (or --metrics rouge,bleu to score without one)`);
+  }
   const path = await import('node:path');
   const { readAnswersFile } = await import('../eval/samples.js');
   const { getMetricSet } = await import('../eval/metrics.js');
@@ -132,7 +146,8 @@ async function judgeCommand(args: EvalArgs): Promise<number> {
   const { writeFileAtomic } = await import('../util/atomic.js');
   const { Progress } = await import('../util/progress.js');
 
-  const metricSet = getMetricSet(args.metrics ?? 'video2roleplay');
+  const { scoreReferences, formatReferenceTable, formatReferenceCsv } = await import('../eval/reference.js');
+  const metricSet = getMetricSet(chosen.judged ?? 'video2roleplay');
   const report: Record<string, unknown> = { metricSet: metricSet.name };
   let samples;
   if (args.run) {
@@ -161,19 +176,41 @@ async function judgeCommand(args: EvalArgs): Promise<number> {
     report.answers = args.answers;
   }
 
-  if (!args['base-url']) {
-    // --run without a judge: perplexity and the generated answers (judge them later with --answers).
+  // An empty answer is a failure of the evaluated model: listed, and the exit code says so.
+  const empty = samples.filter((s) => s.answer === null).map((s) => s.id);
+  report.emptyAnswers = empty;
+  const referenceFiles: string[] = [];
+  if (chosen.reference.length > 0 && samples.length > 0) {
+    const scores = scoreReferences(samples, chosen.reference);
+    report.reference = scores;
+    const file = path.join(args.out, 'reference.csv');
+    await writeFileAtomic(file, formatReferenceCsv(scores));
+    referenceFiles.push(file);
+    if (!args.json) process.stdout.write(`${formatReferenceTable(scores)}\n`);
+  }
+  const printEmpty = () => {
+    if (args.json) return;
+    for (const id of empty) process.stdout.write(`  failed: ${id}: empty answer\n`);
+  };
+
+  if (!chosen.judged) {
+    // No judge: perplexity (--run), reference scores and the answers (judge them later with --answers).
     const summary = summarizeScores({ metricSet: metricSet.name, metrics: [], sampleIds: [], scores: [] });
     const files = await writeEvalReport(args.out, { ...report, summary });
     if (args.json) process.stdout.write(`${JSON.stringify({ ...report, summary }, null, 2)}\n`);
-    else process.stdout.write(`no judge (--base-url) given: nothing judged; wrote ${files[0]}${samples.length > 0 ? ` and ${path.join(args.out, 'answers.json')}` : ''}\n`);
-    return 0;
+    else {
+      printEmpty();
+      const answersFile = args.run && samples.length > 0 ? [path.join(args.out, 'answers.json')] : [];
+      const why = args['base-url'] ? `no judged set in --metrics ${args.metrics}` : 'no judge (--base-url) given';
+      process.stdout.write(`${why}: nothing judged; wrote ${[files[0], ...referenceFiles, ...answersFile].join(', ')}\n`);
+    }
+    return empty.length > 0 ? 2 : 0;
   }
   const apiKey = args['api-key-env'] ? (process.env[args['api-key-env']] ?? null) : judgeApiKeyFromEnv();
   if (args['api-key-env'] && !apiKey) throw new RpvError(`eval: environment variable ${args['api-key-env']} (--api-key-env) is not set`);
   const cache = await JudgeCache.open(args['cache-dir'] ?? path.join(args.out, 'cache'));
   const client = new JudgeClient({
-    baseUrl: args['base-url'],
+    baseUrl: args['base-url'] ?? '',
     model: args.model ?? '',
     apiKey,
     concurrency: args.concurrency,
@@ -204,11 +241,30 @@ async function judgeCommand(args: EvalArgs): Promise<number> {
     process.stdout.write(`${formatSummaryTable(run.summary)}\n`);
     const c = run.counts;
     process.stdout.write(
-      `samples ${c.samples}, judged ${c.judged}, reviews ${c.reviews} (scored ${c.scored}, failed ${c.failed}, re-asked ${c.parseRetries}), ` +
+      `samples ${c.samples}, judged ${c.judged}, empty answers ${empty.length}, reviews ${c.reviews} (scored ${c.scored}, failed ${c.failed}, re-asked ${c.parseRetries}), ` +
         `calls ${client.stats.completed} + ${client.stats.cacheHits} from cache\n`,
     );
+    printEmpty();
     for (const f of run.summary.failures) process.stdout.write(`  failed: ${f.id} ${f.metric} (${f.order}): ${f.reason}\n`);
-    process.stdout.write(`wrote ${files.join(', ')}\n`);
+    process.stdout.write(`wrote ${[...files, ...referenceFiles].join(', ')}\n`);
   }
-  return run.counts.failed > 0 ? 2 : 0;
+  return run.counts.failed > 0 || empty.length > 0 ? 2 : 0;
+}
+
+/** `--metrics a,b`: at most one judged set, and any of the reference scores. */
+export function parseMetricsOption(value: string): { judged: 'video2roleplay' | 'mmrole' | null; reference: ReferenceMetric[] } {
+  let judged: 'video2roleplay' | 'mmrole' | null = null;
+  const reference: ReferenceMetric[] = [];
+  for (const name of value.split(',').map((n) => n.trim()).filter((n) => n !== '')) {
+    if (name === 'video2roleplay' || name === 'mmrole') {
+      if (judged && judged !== name) throw new RpvError(`eval: --metrics names two judged sets (${judged}, ${name}); judge one per run`);
+      judged = name;
+    } else if ((REFERENCE_METRICS as readonly string[]).includes(name)) {
+      if (!reference.includes(name as ReferenceMetric)) reference.push(name as ReferenceMetric);
+    } else {
+      throw new RpvError(`eval: --metrics: unknown metric '${name}'; choose from video2roleplay, mmrole, rouge, bleu`);
+    }
+  }
+  if (!judged && reference.length === 0) throw new RpvError('eval: --metrics is empty; choose from video2roleplay, mmrole, rouge, bleu');
+  return { judged, reference };
 }

@@ -3,6 +3,7 @@ import type { CausalLM } from '../model/decoder.js';
 import type { VideoRow } from '../shard/schema.js';
 import type { Recipe } from '../train/recipe.js';
 import { RpvError } from '../util/errors.js';
+import { closeNames, listForMessage, readShardRoles } from '../infer/shard-lookup.js';
 
 interface GenerateArgs {
   run: string;
@@ -46,7 +47,7 @@ export const command: CommandModule<object, GenerateArgs> = {
       .option('top-p', { type: 'number', default: 0.9, describe: 'Nucleus mass when sampling' })
       .option('seed', { type: 'number', default: 0, describe: 'Sampling seed' })
       .option('json', { type: 'boolean', describe: 'Print one JSON object at the end instead of streaming' })
-      .example('$0 generate runs/demo --row clip-007 -m "Which way is it heading?"', 'Reply about a video of the dataset')
+      .example('$0 generate runs/demo --row clip-08 -m "Which way is it heading?"', 'Reply about a video of the dataset')
       .example('$0 generate runs/demo --video my.mp4 --role "Professor Pixel" -m "What colour is it?" --temperature 0.7', 'Reply about a new video, sampled')
       .example('$0 generate runs/demo --video my.mp4 --role "Professor Pixel" --no-profile -m "Hi"', 'Without a static profile'),
   handler: async (args) => {
@@ -68,7 +69,12 @@ export const command: CommandModule<object, GenerateArgs> = {
           row = rows.find((r) => r.video_id === args.row) ?? null;
           if (row) break;
         }
-        if (!row) throw new RpvError(`generate: ${shards}: no row with video_id ${args.row}`);
+        if (!row) {
+          const { videoIds } = await readShardRoles(shards);
+          const close = closeNames(args.row, videoIds);
+          const hint = close.length > 0 ? `close ids: ${close.join(', ')}` : `ids there: ${listForMessage(videoIds, 5)}`;
+          throw new RpvError(`generate: ${shards}: no row with video_id ${args.row}; ${hint}`);
+        }
         role ??= row.role;
         if (run.recipe.data.use_video && row.num_frames > 0) {
           video = { features: row.frames, frameTimes: row.frame_times, tokensPerFrame: index.schema.tokensPerFrame, featureDim: index.schema.featureDim };
@@ -81,6 +87,18 @@ export const command: CommandModule<object, GenerateArgs> = {
         if (run.recipe.data.use_video) video = await videoFeatures(args.video, index.sampling, args.encoder ?? encoderSpecOf(index), run.encoderId ?? index.encoder.id);
       }
       if (!role) throw new RpvError('generate: name the role with --role (or use --row)');
+      if (args.role !== undefined && typeof args.profile !== 'string') {
+        // A misspelt role would get no profile and a prompt the run never saw: refuse it, unless
+        // the user brings the new role's profile.
+        const { roles } = await readShardRoles(shards);
+        if (!roles.has(args.role)) {
+          const close = closeNames(args.role, [...roles.keys()], 1);
+          throw new RpvError(
+            `generate: --role "${args.role}" is not a role of ${shards}${close.length > 0 ? `: did you mean "${close[0]}"?` : ''} ` +
+              `(roles there: ${listForMessage([...roles.keys()])}); to play a role the run was not trained on, give its --profile text`,
+          );
+        }
+      }
       const { profile, description } = await chooseProfile(args, run.recipe, run.model, role, row, shards);
       process.stderr.write(`profile: ${description}\n`);
       const reply = await generateReply({
@@ -98,6 +116,14 @@ export const command: CommandModule<object, GenerateArgs> = {
       });
       if (args.json) process.stdout.write(`${JSON.stringify({ role, profile, ...reply })}\n`);
       else process.stdout.write('\n');
+      if (reply.undecodableIds.length > 0) {
+        const tokenizer = run.model.tokenizer!;
+        const first = [...new Set(reply.undecodableIds)].slice(0, 5).join(', ');
+        process.stderr.write(
+          `generate: warning: ${reply.undecodableIds.length} of ${reply.tokenIds.length} generated token ids (${first}${reply.undecodableIds.length > 5 ? ', ...' : ''}) ` +
+            `are not in the tokenizer of ${tokenizer.dir || 'the model'} (${tokenizer.vocabSize} tokens; the model's vocabulary has ${run.model.config.vocabSize}): the reply cannot show them\n`,
+        );
+      }
     } finally {
       run.model.dispose();
     }

@@ -1,5 +1,11 @@
 import type { CommandModule } from 'yargs';
 
+/** The help's examples, as run against the folders `rpv demo` writes (a test runs each as written). */
+export const MERGE_LORA_EXAMPLES: [string, string][] = [
+  ['rpv merge-lora --model runs/demo-data/tiny-model --adapter runs/demo/adapter --out runs/demo-merged', "Merge the demo's final adapter into its base (the projector is copied beside)"],
+  ['rpv merge-lora --model runs/demo-data/tiny-model --adapter runs/demo-text-only/adapter --out runs/demo-text-only-merged --dtype F32', 'The text-only run (no projector), merged weights in float32'],
+];
+
 interface MergeLoraArgs {
   model: string;
   adapter: string;
@@ -18,8 +24,7 @@ export const command: CommandModule<object, MergeLoraArgs> = {
       .option('out', { type: 'string', demandOption: true, describe: 'Folder to write the merged model to' })
       .option('dtype', { choices: ['F32', 'F16', 'BF16'] as const, describe: "dtype of the merged weights (default: the base's; F32 keeps the adapter's delta exact)" })
       .option('json', { type: 'boolean', default: false, describe: 'Print the summary as JSON' })
-      .example('rpv merge-lora --model models/tiny --adapter runs/demo/final --out models/tiny-merged', 'Merge the demo adapter')
-      .example('rpv merge-lora --model qwen --adapter run/final --out merged --dtype F32', 'Keep the merged weights in float32'),
+      .example(MERGE_LORA_EXAMPLES),
   handler: async (args) => {
     const { mergeLora } = await import('../model/merge.js');
     const { Progress } = await import('../util/progress.js');
@@ -38,5 +43,10 @@ export const command: CommandModule<object, MergeLoraArgs> = {
       return;
     }
     process.stdout.write(`wrote ${summary.outDir}: ${summary.merged} linears merged, ${summary.tensors} tensors (${summary.dtype}), config and tokenizer files copied\n`);
+    process.stdout.write(
+      summary.projector
+        ? `the video projector (${summary.projector.join(', ')}) is copied beside it: a Hugging Face loader sees the text model; rpv's loadProjector(model, '${summary.outDir}') attaches it\n`
+        : 'the adapter has no video projector: the merged model is text-only\n',
+    );
   },
 };

@@ -31,7 +31,7 @@ const serve: CommandModule<object, ServeArgs> = {
       .option('raters', { type: 'string', array: true, describe: 'Rater names to make personal links (tokens) for: --raters alice bob; tokens are then required, on loopback too' })
       .option('seed', { type: 'string', describe: 'Seed of the blind item and answer orders (default: random, kept with the database)' })
       .option('pairwise', { type: 'boolean', describe: 'Rate items with two answers as A / B / tie (default; --no-pairwise scores each answer 1-10)' })
-      .example('rpv rate serve runs/demo/eval/answers.json --db ratings.duckdb --media-root .work/demo/export', 'Rate one system, videos from the export')
+      .example('rpv rate serve runs/demo/eval/answers.json --db ratings.duckdb --media-root runs/demo-data/export', 'Rate one system, videos from the export')
       .example('rpv rate serve base=base/answers.json lora=lora/answers.json --db ab.duckdb --raters alice bob', 'Two systems side by side (pairwise), personal links for two raters')
       .example('rpv rate serve answers.jsonl --db r.duckdb --host 0.0.0.0 --raters alice bob --shards shards/demo', 'On the network (tokens required), frames from the shards') as unknown as Argv<ServeArgs>,
   handler: async (args) => {

@@ -22,7 +22,7 @@ export const command: CommandModule<object, ScoreArgs> = {
       .option('backend', { choices: BACKEND_NAMES, default: 'auto' as const, describe: 'tfjs backend (webgpu: see the README\'s Backends section)' })
       .option('json', { type: 'boolean', default: false, describe: 'Print {ids, tokens, logprobs, total, perplexity} as JSON' })
       .example('rpv score --model models/tiny --text "你好, world" --json', 'Per-token log-probabilities as JSON')
-      .example('rpv score --model models/tiny --adapter runs/demo/final --text "Hi"', 'Under a trained adapter'),
+      .example('rpv score --model runs/demo-data/tiny-model --adapter runs/demo/adapter --text "Hi"', 'Under a trained adapter'),
   handler: async (args) => {
     const { scoreText } = await import('../model/score.js');
     const result = await scoreText({

@@ -46,6 +46,11 @@ export interface ConvertOptions {
    * folder of an input file. (InternVL's `root`, LLaMA-Factory's `media_dir`.)
    */
   mediaRoot?: string;
+  /**
+   * The role of InternVL / ShareGPT records that name none (who speaks the assistant turns).
+   * Default: none, and such records are skipped with the reason.
+   */
+  defaultRole?: string;
   /** Input format; auto-detected when absent. */
   inputFormat?: string;
   /** Shard file format(s) written: `arrow`, `parquet` or `both`. Default `arrow`. */
@@ -224,6 +229,7 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
     maxShardBytes: settings.maxShardBytes,
     compression: options.compression ?? 'zstd',
     missingMedia: settings.missingMedia,
+    defaultRole: options.defaultRole ?? null,
   };
 
   // The output folder: fresh, overwritten, or resumed.
@@ -235,7 +241,16 @@ export async function convertExport(options: ConvertOptions): Promise<ConvertSum
     return summaryOf(out, index, format.name, false, 0, 0, started);
   }
 
-  const read = await readRecords(format, input, { root, missingMedia: settings.missingMedia, part: settings.part, strict: options.strict ?? false, signal: options.signal });
+  const read = await readRecords(format, input, {
+    root,
+    missingMedia: settings.missingMedia,
+    part: settings.part,
+    strict: options.strict ?? false,
+    signal: options.signal,
+    defaultRole: options.defaultRole ?? null,
+    // Absolute media paths only behind an explicit --media-root, and only inside it.
+    absoluteMediaRoot: options.mediaRoot ? root : null,
+  });
   const { encoder, encoderInfo, schema, featuresDir } = await chooseEncoder(options, read.groups, journal, settings.dtype);
   if (journal.encoder && journal.encoder.id !== encoderInfo.id) {
     encoder?.dispose?.();

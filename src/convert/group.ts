@@ -163,7 +163,7 @@ export function validateRecord(record: SourceRecord): string | null {
   if (record.video !== null) {
     if (typeof record.video !== 'string' || record.video.trim() === '') return 'missing field: "video"';
     const problem = mediaPathProblem(record.video);
-    if (problem) return problem;
+    if (problem) return problem.endsWith('is absolute; media paths must be relative to the export folder') ? `${problem} (or inside a --media-root given explicitly)` : problem;
   }
   if (!Array.isArray(record.dialogues) || record.dialogues.length === 0) return 'empty dialogue: the record has no dialogues';
   for (let i = 0; i < record.dialogues.length; i++) {

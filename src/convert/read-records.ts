@@ -4,7 +4,9 @@
  * fail their checks become skips (each with its reason); with `strict` the first one stops the
  * conversion instead.
  */
+import path from 'node:path';
 import { RpvError } from '../util/errors.js';
+import { videoIdFromPath } from './formats/json-input.js';
 import type { SkipRecord } from '../shard/schema.js';
 import type { InputFormat, SourceRecord } from './record.js';
 import { groupKeyOf, groupRecords, partOfKey, type Part, type VideoGroup } from './group.js';
@@ -17,6 +19,13 @@ export interface ReadRecordsOptions {
   part: Part;
   /** Throw at the first skip (`strictError`). */
   strict: boolean;
+  /** The role of records that name none (`--default-role`); null: they are skipped. */
+  defaultRole?: string | null;
+  /**
+   * An explicitly given `--media-root`: absolute media paths inside it are accepted and stored
+   * relative to it (LLaMA-Factory data often holds absolute paths). Null: absolute paths are refused.
+   */
+  absoluteMediaRoot?: string | null;
   /** Stop reading when this fires (`interrupted`; nothing is converted yet, so resume starts over). */
   signal?: AbortSignal;
 }
@@ -37,6 +46,21 @@ export function strictError(skip: SkipRecord): RpvError {
   return new RpvError(`convert --strict: ${skip.source}${skip.line !== undefined ? ` line ${skip.line}` : ''}: ${skip.reason}`);
 }
 
+/**
+ * An absolute media path inside `root` becomes relative to it; an id derived from the path
+ * (InternVL, ShareGPT: the path without extension) follows. Paths outside stay as they are and
+ * are refused by the record checks.
+ */
+function relativiseMedia(record: SourceRecord, root: string): void {
+  const video = record.video!;
+  if (!path.isAbsolute(video)) return;
+  const rel = path.relative(root, video);
+  if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) return;
+  const posix = rel.split(path.sep).join('/');
+  if (record.id === videoIdFromPath(video)) record.id = videoIdFromPath(posix);
+  record.video = posix;
+}
+
 /** Read, filter to the part, and group; see the module comment. */
 export async function readRecords(format: InputFormat, input: string, options: ReadRecordsOptions): Promise<ReadRecords> {
   const { part } = options;
@@ -48,7 +72,8 @@ export async function readRecords(format: InputFormat, input: string, options: R
     if (options.strict) throw strictError(s);
     skipped.push(s);
   };
-  for await (const item of format.read(input, { root: options.root, missingMedia: options.missingMedia } as { root: string })) {
+  const readOptions = { root: options.root, defaultRole: options.defaultRole ?? null, missingMedia: options.missingMedia };
+  for await (const item of format.read(input, readOptions)) {
     if (options.signal?.aborted) {
       interrupted = true;
       break;
@@ -59,6 +84,7 @@ export async function readRecords(format: InputFormat, input: string, options: R
       items++;
       skip(item.skip);
     } else {
+      if (options.absoluteMediaRoot && item.record.video !== null) relativiseMedia(item.record, options.absoluteMediaRoot);
       if (partOfKey(groupKeyOf(item.record), part.count) !== part.index) continue;
       items++;
       records.push(item.record);

@@ -31,6 +31,17 @@ export type ParsedItem = { kind: 'record'; record: SourceRecord } | { kind: 'ski
 /** Names accepted by `--input-format`. */
 export type InputFormatName = 'rpv' | 'internvl' | 'sharegpt' | 'mmrole' | 'chatharuhi' | 'rolebench';
 
+/** What every reader is told. */
+export interface ReadOptions {
+  /** The folder media paths are relative to. */
+  root: string;
+  /**
+   * The role of records that name none (InternVL, ShareGPT: who speaks the assistant turns);
+   * null: such a record is skipped with the reason. `rpv convert --default-role <name>`.
+   */
+  defaultRole?: string | null;
+}
+
 /** A reader of one input format. The converter auto-detects by calling `detect` in order. */
 export interface InputFormat {
   name: InputFormatName;
@@ -42,5 +53,5 @@ export interface InputFormat {
    * Yield every record or skip of `input`, in file order. `root` is the folder that media paths
    * are relative to. Never throws on bad rows: it yields a skip with the file, line and reason.
    */
-  read(input: string, options: { root: string }): AsyncGenerator<ParsedItem>;
+  read(input: string, options: ReadOptions): AsyncGenerator<ParsedItem>;
 }

@@ -8,7 +8,8 @@
  * 4. a tiny random-initialised model;
  * 5. recipes/demo.yaml (with video) and recipes/demo-text-only.yaml (the paper's ablation);
  * 6. both held-out losses, overall and on the role's video-dependent words (colours and
- *    directions), one reply of each model on a held-out clip, and a plot of both runs.
+ *    directions), how often each model's replies to the held-out questions name the clip's
+ *    colour/direction (showcase.ts), and a plot of both runs.
  */
 import { promises as fs, existsSync } from 'node:fs';
 import path from 'node:path';
@@ -20,6 +21,7 @@ import { loadRecipe } from '../train/recipe.js';
 import { train, type TrainResult } from '../train/trainer.js';
 import { readMetrics, type TrainMetric } from '../train/metrics.js';
 import { renderSvg, smooth } from '../train/plot.js';
+import type { VisualAnswerScore } from './showcase.js';
 
 export interface DemoOptions {
   /** Folder of the export, shards and tiny model. */
@@ -48,6 +50,8 @@ export interface DemoResult {
   runs: DemoRun[];
   /** With-video focus-word loss below the text-only one. */
   videoHelps: boolean;
+  /** How often each run's replies to held-out questions name the clip's colour/direction (`showcase.ts`). */
+  visualAnswers: VisualAnswerScore | null;
   seconds: number;
 }
 
@@ -179,12 +183,20 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         `${video.focusLoss.toFixed(3)} vs ${text.focusLoss.toFixed(3)} without it: ${videoHelps ? `${(text.focusLoss - video.focusLoss).toFixed(3)} nats lower per token` : 'NOT lower'}`,
     );
   }
-  await showReplies(print, shardsDir, runs).catch((err: Error) => print(`  (sample replies skipped: ${err.message})`));
+  let visualAnswers: VisualAnswerScore | null = null;
+  try {
+    const { scoreVisualAnswers, formatVisualAnswers } = await import('./showcase.js');
+    visualAnswers = await scoreVisualAnswers(shardsDir, runs.map((r) => path.join('runs', r.name)));
+    print('');
+    for (const line of formatVisualAnswers(visualAnswers)) print(line);
+  } catch (err) {
+    print(`  (held-out replies skipped: ${(err as Error).message})`);
+  }
   const svg = path.join('runs', 'demo-compare.svg');
   await writeFileAtomic(svg, await compareSvg(runs.map((r) => path.join('runs', r.name))));
   const seconds = (performance.now() - started) / 1000;
   print(`  curves: ${svg}; runs: runs/demo, runs/demo-text-only; total ${formatDuration(seconds)}`);
-  return { runs, videoHelps, seconds };
+  return { runs, videoHelps, seconds, visualAnswers };
 }
 
 /**
@@ -236,45 +248,4 @@ async function compareSvg(runDirs: string[]): Promise<string> {
     series.push({ name: `${name} video words`, color: i === 0 ? '#238b45' : '#6a51a3', markers: true, points: evals.filter((x) => x.focus_loss !== null).map((x) => [x.step, x.focus_loss!] as [number, number]) });
   }
   return renderSvg(series, { title: 'demo: with video vs text-only (held-out)' });
-}
-
-/** One held-out clip: the reference reply and each run's greedy reply. */
-async function showReplies(print: (l: string) => void, shardsDir: string, runs: DemoRun[]): Promise<void> {
-  const { readShardIndex } = await import('../shard/index-file.js');
-  const { readShard } = await import('../shard/read.js');
-  const { isHeldOut } = await import('../train/dataset.js');
-  const { loadForGeneration, generateReply } = await import('../infer/generate.js');
-  const { trainedProfile } = await import('../infer/generation-profile.js');
-  const { promptTokenizer } = await import('../train/bridge.js');
-  const index = await readShardIndex(shardsDir);
-  const first = runs[0]!;
-  const recipe = (await loadForGeneration(path.join('runs', first.name)).then((r) => (r.model.dispose(), r.recipe)));
-  for (const shard of index.shards.filter((s) => s.format === 'arrow')) {
-    const rows = await readShard(path.join(shardsDir, shard.file));
-    const row = rows.find((r) => isHeldOut(r.video_id, recipe.data.heldout_fraction, recipe.seed) && r.num_frames > 0);
-    if (!row) continue;
-    const dialogue = row.dialogues.find((d) => d.turns.length >= 2 && d.turns[0]!.speaker !== row.role && d.turns[1]!.speaker === row.role && recipe.eval.focus_words.some((w) => d.turns[1]!.text.includes(w)));
-    if (!dialogue) continue;
-    print(`\n  held-out clip ${row.video_id} (${row.role}): "${dialogue.turns[0]!.text}"`);
-    print(`    reference       ${dialogue.turns[1]!.text}`);
-    for (const r of runs) {
-      const loaded = await loadForGeneration(path.join('runs', r.name));
-      try {
-        const reply = await generateReply({
-          model: loaded.model,
-          role: row.role,
-          // The static profile exactly as training rendered it (mode and token cap of the recipe).
-          profile: trainedProfile({ recipe: loaded.recipe, tokenizer: promptTokenizer(loaded.model.tokenizer!), role: row.role, row }).profile,
-          video: loaded.recipe.data.use_video ? { features: row.frames, frameTimes: row.frame_times, tokensPerFrame: index.schema.tokensPerFrame, featureDim: index.schema.featureDim } : null,
-          history: [{ role: 'user', content: dialogue.turns[0]!.text }],
-          maxNewTokens: 40,
-          frameTimeText: loaded.recipe.prompt.frame_time_text,
-        });
-        print(`    ${r.name.padEnd(15)} ${reply.text.replace(/\n/g, ' ')}`);
-      } finally {
-        loaded.model.dispose();
-      }
-    }
-    return;
-  }
 }

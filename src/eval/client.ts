@@ -109,6 +109,8 @@ export class JudgeClient {
     onRetry?: JudgeClientOptions['onRetry'];
   };
   private readonly slots: Semaphore;
+  /** Whether the endpoint has answered once (any HTTP status): until then a refused connection is fatal. */
+  private reached = false;
 
   constructor({
     baseUrl,
@@ -215,6 +217,7 @@ export class JudgeClient {
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(this.options.timeoutMs),
       });
+      this.reached = true;
       raw = await response.text();
     } catch (err) {
       const name = err instanceof Error ? err.name : '';
@@ -222,6 +225,12 @@ export class JudgeClient {
         throw new RetryableError('timeout', `no reply within ${this.options.timeoutMs} ms`);
       }
       const cause = err instanceof Error && err.cause ? `: ${errorMessage(err.cause)}` : '';
+      const code = err instanceof Error ? (err.cause as { code?: unknown } | undefined)?.code : undefined;
+      // Nothing listens there, or the host does not exist: retrying for a minute would only hide
+      // a wrong --base-url or a server not started. Once it has answered, a refusal is a restart: retried.
+      if (!this.reached && typeof code === 'string' && UNREACHABLE_CODES.has(code)) {
+        throw new RpvError(`eval: judge ${this.url} cannot be reached${cause}: is the server running, and is --base-url right?`);
+      }
       throw new RetryableError('network', `${errorMessage(err)}${cause}`);
     }
     if (!response.ok) {
@@ -249,6 +258,9 @@ export class JudgeClient {
     return content;
   }
 }
+
+/** Connection errors that mean no server at the URL (rather than a busy or restarting one). */
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 /** `Retry-After` in ms: delta-seconds or an HTTP date; undefined when absent or unreadable. */
 export function parseRetryAfter(value: string | null, nowMs = Date.now()): number | undefined {

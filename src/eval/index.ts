@@ -22,3 +22,5 @@ export { writeEvalReport, formatResultsCsv, formatReportCsv, formatPythonFloat, 
 export type { EvalReport } from './report.js';
 export { evaluateHeldOut } from './heldout.js';
 export type { HeldOutOptions, HeldOutResult, HeldOutPerplexity } from './heldout.js';
+export { referenceTokens, lcsLength, rougeL, bleuStats, bleuFromStats, corpusBleu, scoreReferences, formatReferenceTable, formatReferenceCsv, REFERENCE_METRICS } from './reference.js';
+export type { ReferenceMetric, ReferenceScores, ReferenceGroupScores, BleuStats } from './reference.js';

@@ -58,6 +58,8 @@ export interface GeneratedReply {
   /** The reply: exactly the pieces streamed through `onText`, joined. */
   text: string;
   tokenIds: number[];
+  /** Generated ids the tokenizer has no token for (a model whose vocabulary outgrows its tokenizer): not in `text`. */
+  undecodableIds: number[];
   promptTokens: number;
   stopReason: 'eos' | 'max-tokens';
 }
@@ -150,7 +152,8 @@ export async function generateReply(options: GenerateReplyOptions): Promise<Gene
   const rest = stream.finish();
   if (rest) options.onText?.(rest);
   void tf;
-  return { text: stream.text, tokenIds: out, promptTokens: ids.length, stopReason };
+  const undecodableIds = out.filter((id) => !tokenizer.hasId(id));
+  return { text: stream.text, tokenIds: out, undecodableIds, promptTokens: ids.length, stopReason };
 }
 
 /** The encoder spec that produced a dataset's features (`grid-v1:cells=4,...` -> `grid:cells=4,...`). */

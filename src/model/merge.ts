@@ -2,14 +2,16 @@
  * Fold a LoRA adapter into its base: W' = W + scaling * B A for every adapted linear, written as
  * a standard Hugging Face folder (config.json, model.safetensors in the base's float dtype, and
  * every other file of the base — tokenizer, generation config, chat template — copied). Plain
- * JavaScript on the CPU: no tfjs backend needed.
+ * JavaScript on the CPU: no tfjs backend needed. The adapter's video projector, when it has one,
+ * is copied beside the merged weights (`loadProjector(model, folder)` attaches it); a Hugging Face
+ * loader of the folder sees a text-only model.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { RpvError } from '../util/errors.js';
 import { writeSafetensors, type SafetensorsFloatDType, type SafetensorsInput } from '../util/safetensors.js';
 import { readConfig } from './config.js';
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, checkedWeight, parseAdapterConfig } from './adapter.js';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, PROJECTOR_CONFIG, PROJECTOR_WEIGHTS, checkedWeight, parseAdapterConfig } from './adapter.js';
 import { LORA_MODULES, loraScaling, type LoraModule } from './lora.js';
 import { readSafetensors } from '../util/safetensors.js';
 import { checkWeightNames, expectedTensors, INDEX_FILE, SINGLE_FILE, WeightFolder } from './weights.js';
@@ -22,6 +24,12 @@ export interface MergeSummary {
   tensors: number;
   dtype: SafetensorsFloatDType;
   outDir: string;
+  /**
+   * The video projector copied from the adapter folder beside the merged weights
+   * (`projector.safetensors`, `projector_config.json`), or null: the adapter had none, so the merged
+   * folder is a text-only model.
+   */
+  projector: string[] | null;
 }
 
 /** W [out, in] += scaling * B [out, r] A [r, in], in place. */
@@ -129,5 +137,11 @@ export async function mergeLora(modelDir: string, adapterDir: string, outDir: st
     else cfg.torch_dtype = torchName;
     await fs.writeFile(cfgPath, `${JSON.stringify(cfg, null, 2)}\n`);
   }
-  return { merged, tensors: out.size, dtype: written, outDir };
+  // The projector is not part of a causal LM's weights: it travels beside them, as in the adapter.
+  let projector: string[] | null = null;
+  if (await fs.stat(path.join(adapterDir, PROJECTOR_WEIGHTS)).catch(() => null)) {
+    projector = [PROJECTOR_WEIGHTS, PROJECTOR_CONFIG];
+    for (const name of projector) await fs.copyFile(path.join(adapterDir, name), path.join(outDir, name));
+  }
+  return { merged, tensors: out.size, dtype: written, outDir, projector };
 }

@@ -55,6 +55,12 @@ export interface TinyModelOptions {
   /** Tokens of the BPE tokenizer (<= vocabSize); default vocabSize, 512 with a preset. */
   tokenizerVocab?: number;
   /**
+   * Give every id of the model a token: after the BPE's merges and the special tokens, ids up to
+   * vocabSize get filler tokens (2-4 letter/digit strings that no merge produces, so encoding is
+   * unchanged and every id decodes). Default true with a preset (the real vocabulary sizes).
+   */
+  fillVocab?: boolean;
+  /**
    * Shard the weights above this many bytes per file (model-0000i-of-0000n.safetensors +
    * model.safetensors.index.json, as transformers' save_pretrained does); default 5 GB.
    */
@@ -124,6 +130,7 @@ function resolve(options: TinyModelOptions) {
     preset: options.preset,
     perTensorSeeds: o.perTensorSeeds,
     tokenizerVocab,
+    fillVocab: o.fillVocab ?? options.preset !== undefined,
     maxShardBytes: o.maxShardBytes ?? 5e9,
     arch,
     seed: o.seed ?? 0,
@@ -149,6 +156,7 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
   const special = TINY_SPECIAL_TOKENS.map((content, i) => ({ content, id: bpe.vocab.size + i }));
   const tokenizerSize = bpe.vocab.size + special.length;
   const id = (t: string) => special.find((s) => s.content === t)!.id;
+  if (o.fillVocab) fillVocabulary(bpe.vocab, tokenizerSize, o.vocabSize);
   const config: Record<string, unknown> = {
     architectures: [o.arch === 'qwen2' ? 'Qwen2ForCausalLM' : 'LlamaForCausalLM'],
     model_type: o.arch,
@@ -215,6 +223,25 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
   await writeFileAtomic(path.join(dir, 'tokenizer.json'), json(bpeTokenizerJson(bpe, special)));
   await writeFileAtomic(path.join(dir, 'tokenizer_config.json'), json(tokenizerConfig));
   return config;
+}
+
+/**
+ * Filler tokens for ids `from` .. `to - 1`: strings of 2, 3, then 4 characters of [a-zA-Z0-9] that
+ * the vocabulary does not hold yet, in a fixed order. No merge produces them, so text encodes as
+ * before; each decodes to its characters.
+ */
+function fillVocabulary(vocab: Map<string, number>, from: number, to: number): void {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+  let next = from;
+  const extend = (prefix: string, length: number): boolean => {
+    if (prefix.length === length) {
+      if (!vocab.has(prefix)) vocab.set(prefix, next++);
+      return next >= to;
+    }
+    for (const c of alphabet) if (extend(prefix + c, length)) return true;
+    return false;
+  };
+  for (let length = 2; next < to && length <= 4; length++) extend('', length);
 }
 
 type Resolved = ReturnType<typeof resolve>;

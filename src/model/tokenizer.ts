@@ -142,6 +142,11 @@ export class ChatTokenizer {
     return Array.from(ids, (id) => this.tokenizer.id_to_token(id) ?? `<unk:${id}>`);
   }
 
+  /** Whether `id` is a token of this tokenizer (a model's vocab_size may be larger). */
+  hasId(id: number): boolean {
+    return this.tokenizer.id_to_token(id) != null;
+  }
+
   tokenToId(token: string): number | undefined {
     return this.tokenizer.token_to_id(token);
   }

@@ -478,15 +478,70 @@ function crossCheck(recipe: Recipe, errors: string[]): void {
   }
 }
 
-/** Read, parse and resolve a recipe file; YAML syntax errors name the file, line and column. */
-export async function loadRecipe(file: string, overrides: string[] = []): Promise<Recipe> {
+/**
+ * Read, parse and resolve a recipe file; YAML syntax errors name the file, line and column. With
+ * `checkPlaceholders`, placeholder paths left as they are and missing here are errors too
+ * (`placeholderProblems`), all listed at once.
+ */
+export async function loadRecipe(file: string, overrides: string[] = [], options: { checkPlaceholders?: boolean } = {}): Promise<Recipe> {
   let text: string;
   try {
     text = await fs.readFile(file, 'utf8');
   } catch (err) {
     throw new RpvError(`train: cannot read recipe ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
-  return parseRecipe(text, overrides, file);
+  const recipe = parseRecipe(text, overrides, file);
+  if (options.checkPlaceholders) {
+    const problems = await placeholderProblems(text, recipe);
+    if (problems.length > 0) {
+      throw new RpvError(`${file}: ${problems.length} error${problems.length === 1 ? '' : 's'}:\n${problems.map((e) => `  ${e}`).join('\n')}`);
+    }
+  }
+  return recipe;
+}
+
+/**
+ * With `train.max_steps` unset the run's length comes from the data: a projector-only stage as
+ * long as the run (`train.projector_warmup_steps`) would leave LoRA untrained, so it is an error.
+ */
+export function checkStageLengths(recipe: Recipe, totalSteps: number, stepsPerEpoch: number): void {
+  const warmup = recipe.train.projector_warmup_steps;
+  if (recipe.train.max_steps !== null || warmup < totalSteps) return;
+  throw new RpvError(
+    `train: train.projector_warmup_steps ${warmup} is not below the run's ${totalSteps} optimizer step${totalSteps === 1 ? '' : 's'} ` +
+      `(train.max_steps unset: train.epochs ${recipe.train.epochs} x ${stepsPerEpoch} step${stepsPerEpoch === 1 ? '' : 's'} per epoch), so LoRA would never train; ` +
+      `lower train.projector_warmup_steps, or set train.max_steps above it`,
+  );
+}
+
+/**
+ * The paths a recipe file marks as placeholders (`path: /models/X   # PLACEHOLDER: what it is`)
+ * that the resolved recipe still holds (not overridden), which do not exist on this machine: one
+ * line each, `data.shards: /data/video60k-shards (the recipe's placeholder path) does not exist;
+ * pass data.shards=<rpv shard folder or index.json URL>`. URLs are not checked.
+ */
+export async function placeholderProblems(text: string, recipe: Recipe): Promise<string[]> {
+  const doc = YAML.parseDocument(text);
+  const marked: { key: string; what: string }[] = [];
+  YAML.visit(doc, {
+    Pair(_, pair, ancestors) {
+      const value = pair.value as { comment?: string | null } | null;
+      const match = value?.comment?.match(/^\s*PLACEHOLDER:?\s*(.*)$/);
+      if (!match || !YAML.isScalar(pair.key)) return;
+      const parents = ancestors.filter((a) => YAML.isPair(a)).map((a) => String((a as YAML.Pair<YAML.Scalar>).key.value));
+      marked.push({ key: [...parents, String(pair.key.value)].join('.'), what: match[1]!.trim() || 'a path on this machine' });
+    },
+  });
+  const fileValue = doc.toJS() as Record<string, unknown>;
+  const problems: string[] = [];
+  for (const { key, what } of marked) {
+    const get = (obj: unknown) => key.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), obj);
+    const value = get(recipe);
+    if (typeof value !== 'string' || value !== get(fileValue) || /^https?:\/\//.test(value)) continue;
+    if (await fs.stat(value).then(() => true, () => false)) continue;
+    problems.push(`${key}: ${value} (the recipe's placeholder path) does not exist; pass ${key}=<${what}>`);
+  }
+  return problems;
 }
 
 /** Parse and resolve recipe YAML text. */

@@ -29,7 +29,7 @@ import { scanDataset, isHeldOut, type DatasetSummary } from './dataset.js';
 import type { EvalMetric, TrainMetric } from './metrics.js';
 import type { PreparedSample } from './pack.js';
 import type { PromptTokenizer, RenderedPrompt, SkipReason } from './prompt.js';
-import { resolveRecipe, type Recipe, type RecipeInput } from './recipe.js';
+import { checkStageLengths, resolveRecipe, type Recipe, type RecipeInput } from './recipe.js';
 import { lrAt, warmupStepsFor } from './schedule.js';
 import { Evaluator } from './evaluator.js';
 import { MicroBatches } from './micro-batches.js';
@@ -66,6 +66,11 @@ export interface TrainOptions {
   onStep?: (m: TrainMetric) => void;
   /** Called with each checkpoint once it is complete, and with the one a resumed run starts from. */
   onCheckpoint?: (dir: string, step: number) => void;
+  /**
+   * One `log` line per step written to metrics.jsonl (`train.log_every_steps`), for a terminal
+   * without the progress bar (`rpv train --progress=false`) or a log file. Default false.
+   */
+  logSteps?: boolean;
 }
 
 export interface TrainResult {
@@ -98,6 +103,12 @@ export async function openSession(recipe: Recipe, log: (line: string) => void = 
   const batchesPerEpoch = info.batchesPerEpoch;
   const stepsPerEpoch = Math.max(1, Math.floor(batchesPerEpoch / recipe.train.grad_accum_steps));
   const totalSteps = recipe.train.max_steps ?? Math.max(1, Math.ceil(recipe.train.epochs * stepsPerEpoch));
+  try {
+    checkStageLengths(recipe, totalSteps, stepsPerEpoch);
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
   const warmupSteps = warmupStepsFor(totalSteps, recipe.scheduler.warmup_ratio, recipe.scheduler.warmup_steps);
   const params = trainableParams(model, { video: recipe.data.use_video });
   const memory = planMemory({
@@ -245,7 +256,10 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
       losses.push(result.loss);
       nonfiniteInRow = result.applied ? 0 : nonfiniteInRow + 1;
       if (!result.applied) updatesSkipped += 1;
-      if (run.step % recipe.train.log_every_steps === 0 || run.step === totalSteps || !result.applied) await run.metrics.write(metric);
+      if (run.step % recipe.train.log_every_steps === 0 || run.step === totalSteps || !result.applied) {
+        await run.metrics.write(metric);
+        if (options.logSteps) log(formatStepLine(metric, totalSteps));
+      }
       options.onStep?.(metric);
       if (!result.applied) {
         const what = `non-finite loss ${result.loss} (grad_norm ${result.gradNorm})`;
@@ -321,3 +335,11 @@ async function evaluate(evaluator: Evaluator, run: RunState, signal: AbortSignal
 }
 
 export { forwardInput };
+
+/** A logged step as one line: `step 2/4 lora: loss 5.1234 lr 1.00e-2 grad_norm 0.873 tok/s 1234 wait 0.00s`. */
+export function formatStepLine(m: TrainMetric, totalSteps: number): string {
+  return (
+    `step ${m.step}/${totalSteps} ${m.stage}: loss ${m.loss.toFixed(4)} lr ${m.lr.toExponential(2)} grad_norm ${m.grad_norm.toFixed(3)} ` +
+    `tok/s ${Math.round(m.tokens_per_sec)} wait ${m.loader_wait_sec.toFixed(2)}s`
+  );
+}

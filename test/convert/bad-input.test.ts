@@ -71,7 +71,7 @@ describe('bad input', () => {
     expect(reasons[9]).toBe('empty dialogue: dialogue 1: has no turns');
     expect(reasons[10]).toBe('empty turn: dialogue 2: turn 2: empty text');
     expect(reasons[11]).toBe('path escapes export: ../secret.mp4 leaves the export folder through ..');
-    expect(reasons[12]).toBe(`path escapes export: ${outsideFile} is absolute; media paths must be relative to the export folder`);
+    expect(reasons[12]).toBe(`path escapes export: ${outsideFile} is absolute; media paths must be relative to the export folder (or inside a --media-root given explicitly)`);
     expect(reasons[13]).toBe(`path escapes export: videos/link-out.mp4 is a symlink to ${outsideFile}, outside the export folder`);
     expect(reasons[14]).toBe('invalid UTF-8: the line is not valid UTF-8 text');
     expect(reasons[19]).toBe('wrong type: expected a JSON object, found an empty string');

@@ -72,12 +72,21 @@ describe('held-out evaluation of a trained run', () => {
 
   it('rpv eval --run generates, judges and reports perplexity through the CLI', async () => {
     const out = path.join(tmp, 'eval-cli');
-    const { stdout } = await promisify(execFile)(
+    // Exit 2 when a generated reply is empty (a failure of the model, listed in emptyAnswers).
+    const { stdout, code } = await promisify(execFile)(
       process.execPath,
       ['--import', 'tsx', path.join(repo, 'src/cli.ts'), 'eval', '--run', run, '--limit', '3', '--max-new-tokens', '3', '--base-url', judge.url, '--model', 'fake-judge', '--out', out, '--json'],
       { cwd: repo },
+    ).then(
+      (r) => ({ ...r, code: 0 }),
+      (err: { stdout: string; code: number }) => ({ stdout: err.stdout, code: err.code }),
     );
     const report = JSON.parse(stdout);
+    expect(code).toBe(report.emptyAnswers.length > 0 ? 2 : 0);
+    expect(report.emptyAnswers).toEqual(report.summary.unreviewed.map((u: { id: string }) => u.id));
+    // Judge-free scores beside the judge's, per role and overall.
+    expect(report.reference.overall.samples).toBe(3);
+    expect(report.reference.overall.rougeL).toBeGreaterThanOrEqual(0);
     expect(report.run.checkpoint).toMatch(/step-000006$/);
     expect(report.perplexity.samples).toBe(3);
     expect(report.counts.samples).toBe(3);

@@ -201,7 +201,7 @@ describe('judging against a chat-completions server', () => {
       ['--import', 'tsx', path.join(repo, 'src/cli.ts'), 'eval', '--answers', answers, '--metrics', 'mmrole', '--base-url', judge.url, '--model', 'fake-judge', '--out', out],
       { cwd: repo, env: { ...process.env, RPV_JUDGE_API_KEY: 'sk-cli' } },
     );
-    expect(stdout).toContain('samples 1, judged 1, reviews 8 (scored 8, failed 0, re-asked 0), calls 8 + 0 from cache');
+    expect(stdout).toContain('samples 1, judged 1, empty answers 0, reviews 8 (scored 8, failed 0, re-asked 0), calls 8 + 0 from cache');
     expect(judge.authorizations.has('Bearer sk-cli')).toBe(true);
     const csv = await fs.readFile(path.join(out, 'report.csv'), 'utf8');
     expect(csv.split('\n')[1]).toBe('Instruction Adherence,1,0,0.8,8.0,10.0');

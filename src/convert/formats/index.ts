@@ -5,21 +5,49 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { RpvError } from '../../util/errors.js';
-import type { InputFormat, InputFormatName } from '../record.js';
-import { rpvFormat } from './rpv.js';
-import { internvlFormat } from './internvl.js';
-import { sharegptFormat } from './sharegpt.js';
+import type { InputFormat, InputFormatName, ParsedItem, ReadOptions } from '../record.js';
+import { firstRecord } from './json-input.js';
+import { parseJsonItems, rpvFormat } from './rpv.js';
+import { chatInputFiles, internvlFormat, parseInternvlRecord } from './internvl.js';
+import { parseSharegptRecord, sharegptFormat } from './sharegpt.js';
 import { mmroleFormat } from './mmrole.js';
 import { chatharuhiFormat } from './chatharuhi.js';
 import { rolebenchFormat } from './rolebench.js';
+
+/**
+ * The layout of one chat JSON file from its first record: ShareGPT (`messages`, or
+ * `conversations` with `videos`), InternVL (`conversations`), or null when it is neither.
+ */
+export async function chatFileLayout(file: string): Promise<'sharegpt' | 'internvl' | null> {
+  const first = await firstRecord(file);
+  if (first === null) return null;
+  if (Array.isArray(first.messages) || (Array.isArray(first.conversations) && 'videos' in first)) return 'sharegpt';
+  if (Array.isArray(first.conversations)) return 'internvl';
+  return null;
+}
+
+/**
+ * InternVL and ShareGPT files side by side in one folder (a LLaMA-Factory export beside an
+ * InternVL one): each file is read in its own layout, told from its first record; a file that is
+ * neither is read as the folder's detected format, whose reasons then name what is missing.
+ */
+async function* readChatFiles(input: string, options: ReadOptions, folderLayout: 'sharegpt' | 'internvl'): AsyncGenerator<ParsedItem> {
+  const { root, defaultRole } = options;
+  for (const file of await chatInputFiles(input)) {
+    const layout = (await chatFileLayout(file)) ?? folderLayout;
+    yield* parseJsonItems(file, root, (v, f, l) => (layout === 'sharegpt' ? parseSharegptRecord(v, f, l, defaultRole) : parseInternvlRecord(v, f, l, defaultRole)));
+  }
+}
+
+const perFile = (format: InputFormat, layout: 'sharegpt' | 'internvl'): InputFormat => ({ ...format, read: (input, options) => readChatFiles(input, options, layout) });
 
 /** Every known format, in detection order. Importers of public datasets are listed after these. */
 export const INPUT_FORMATS: InputFormat[] = [
   rpvFormat,
   // MMRole-Data also has `conversations`, so internvl's detect accepts it: ask the stricter mmrole first.
   mmroleFormat,
-  internvlFormat,
-  sharegptFormat,
+  perFile(internvlFormat, 'internvl'),
+  perFile(sharegptFormat, 'sharegpt'),
   chatharuhiFormat,
   rolebenchFormat,
 ];

@@ -6,13 +6,13 @@
  * Mapping to the shard row: records sharing a `video` become one row whose `video_id` is the path
  * without its extension (`videos/clip-01`); each record is one dialogue with the record's `id`.
  * `from: human|user` turns are spoken by `user`, `gpt|assistant` turns by the role (`role`, else
- * `assistant`); `system` (field or `from: system` turn) becomes the profile. `<video>`/`<image>`
+ * `--default-role`; a record with neither is skipped); `system` (field or `from: system` turn) becomes the profile. `<video>`/`<image>`
  * placeholders are removed from the text (the video is row-level: the loader places its tokens
  * before the dialogue, InternVL's usual position).
  */
 import { promises as fs } from 'node:fs';
 import type { Turn } from '../../shard/schema.js';
-import type { InputFormat, SourceRecord } from '../record.js';
+import type { InputFormat, ReadOptions, SourceRecord } from '../record.js';
 import { RecordProblem, describe, firstRecord, isObject, listFiles, optionalString, requiredString, stripMediaPlaceholders, videoIdFromPath } from './json-input.js';
 import { parseJsonItems } from './rpv.js';
 
@@ -61,12 +61,29 @@ export function parseChatTurns(
   return { turns, system };
 }
 
-export function parseInternvlRecord(value: unknown, file: string, line: number): SourceRecord {
+/**
+ * The record's `role` (who speaks the assistant turns), else `defaultRole`; neither is a problem:
+ * a role named "assistant" by default would train "You are assistant" without a word.
+ */
+export function recordRole(value: Record<string, unknown>, defaultRole: string | null | undefined): string | null {
+  const role = optionalString(value, 'role');
+  if (role !== null && role.trim() !== '') return role;
+  return defaultRole || null;
+}
+
+/** The reason of a record whose role is unknown (checked after its other fields, so they speak first). */
+export function missingRole(): RecordProblem {
+  return new RecordProblem('missing field: "role" (the character who speaks the assistant turns); add it to the record or pass --default-role <name>');
+}
+
+export function parseInternvlRecord(value: unknown, file: string, line: number, defaultRole?: string | null): SourceRecord {
   if (!isObject(value)) throw new RecordProblem(`wrong type: expected a JSON object, found ${describe(value)}`);
   const id = requiredString(value, 'id', '', { number: true });
   const video = value.video === undefined || value.video === null ? null : requiredString(value, 'video');
-  const role = optionalString(value, 'role') || 'assistant';
-  const { turns, system } = parseChatTurns(value.conversations, 'conversations', { speaker: 'from', text: 'value' }, role);
+  const named = recordRole(value, defaultRole);
+  const { turns, system } = parseChatTurns(value.conversations, 'conversations', { speaker: 'from', text: 'value' }, named ?? 'assistant');
+  if (named === null) throw missingRole();
+  const role = named;
   return {
     file,
     line,
@@ -90,7 +107,7 @@ export const internvlFormat: InputFormat = {
     const first = await firstRecord(file);
     return first !== null && Array.isArray(first.conversations) && !('videos' in first) && !('dialogues' in first);
   },
-  async *read(input, { root }) {
-    for (const file of await chatInputFiles(input)) yield* parseJsonItems(file, root, parseInternvlRecord);
+  async *read(input, { root, defaultRole }: ReadOptions) {
+    for (const file of await chatInputFiles(input)) yield* parseJsonItems(file, root, (v, f, l) => parseInternvlRecord(v, f, l, defaultRole));
   },
 };

@@ -5,18 +5,20 @@
  *
  * Records sharing a video become one row (`video_id` = the path without its extension); each
  * record is one dialogue (id: the record's `id`, else `<file>:<line>`). `user` turns are spoken by
- * `user`, `assistant` turns by the role (`role` field, else `assistant`); the system message
+ * `user`, `assistant` turns by the role (`role` field, else `--default-role`; a record with neither
+ * is skipped); the system message
  * becomes the profile. `<video>` placeholders are removed. No `videos` (or an empty list) makes a
  * text-only row; more than one video per record is not supported (skipped with the reason).
  */
-import type { InputFormat, SourceRecord } from '../record.js';
+import type { InputFormat, ReadOptions, SourceRecord } from '../record.js';
 import { RecordProblem, describe, firstRecord, isObject, optionalString, requiredString, videoIdFromPath } from './json-input.js';
-import { chatInputFiles, parseChatTurns } from './internvl.js';
+import { chatInputFiles, missingRole, parseChatTurns, recordRole } from './internvl.js';
 import { parseJsonItems } from './rpv.js';
 
-export function parseSharegptRecord(value: unknown, file: string, line: number): SourceRecord {
+export function parseSharegptRecord(value: unknown, file: string, line: number, defaultRole?: string | null): SourceRecord {
   if (!isObject(value)) throw new RecordProblem(`wrong type: expected a JSON object, found ${describe(value)}`);
-  const role = optionalString(value, 'role') || 'assistant';
+  const named = recordRole(value, defaultRole);
+  const role = named ?? 'assistant';
   const parsed =
     value.messages !== undefined
       ? parseChatTurns(value.messages, 'messages', { speaker: 'role', text: 'content' }, role)
@@ -35,6 +37,7 @@ export function parseSharegptRecord(value: unknown, file: string, line: number):
       video = videos[0];
     }
   }
+  if (named === null) throw missingRole();
   const dialogueId = value.id === undefined || value.id === null ? `${file}:${line}` : requiredString(value, 'id', '', { number: true });
   return {
     file,
@@ -59,7 +62,7 @@ export const sharegptFormat: InputFormat = {
     const first = await firstRecord(file);
     return first !== null && (Array.isArray(first.messages) || (Array.isArray(first.conversations) && 'videos' in first));
   },
-  async *read(input, { root }) {
-    for (const file of await chatInputFiles(input)) yield* parseJsonItems(file, root, parseSharegptRecord);
+  async *read(input, { root, defaultRole }: ReadOptions) {
+    for (const file of await chatInputFiles(input)) yield* parseJsonItems(file, root, (v, f, l) => parseSharegptRecord(v, f, l, defaultRole));
   },
 };
