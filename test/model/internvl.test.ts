@@ -12,6 +12,8 @@ import { initBackend } from '../../src/index.js';
 import { loadModel } from '../../src/model/load.js';
 import { loadInternVLProjector } from '../../src/model/adapter.js';
 import { writeTinyInternVL } from '../../src/model/internvl-tiny.js';
+import { parseInternVLConfig } from '../../src/model/internvl.js';
+import { promises as fs } from 'node:fs';
 import { loadVisionTower } from '../../src/vision/index.js';
 import { Mulberry32 } from '../../src/util/random.js';
 import { erf, readWeights, referenceFeatures, referenceHiddenStates, type RefConfig } from '../vision/tower-reference.js';
@@ -207,3 +209,23 @@ for (const backend of ['wasm', 'cpu'] as const) {
     });
   });
 }
+
+describe('InternVL folder checks', () => {
+  it('refuses an InternLM2 language model with the reason', () => {
+    expect(() => parseInternVLConfig({ model_type: 'internvl_chat', ps_version: 'v2', vision_config: { hidden_size: 1024, image_size: 448, patch_size: 14 }, llm_config: { architectures: ['InternLM2ForCausalLM'] } }, 'x/config.json')).toThrow(
+      "x/config.json: llm_config: InternLM2 language models (InternVL2.5-2B, -8B, -26B) are not supported: rpv's decoder has separate q/k/v and gate/up/down projections, InternLM2 fuses them (wqkv, w1/w2/w3 with interleaved heads); use InternVL2.5-1B or -4B (Qwen2.5)",
+    );
+  });
+
+  it('refuses a language_model tensor its llm_config does not use, naming it', async () => {
+    await initBackend({ backend: 'wasm', log: null });
+    const extra = path.join(root, 'extra');
+    await writeTinyInternVL(extra, { preset: 'internvl-tiny', seed: 5 });
+    const cfg = JSON.parse(readFileSync(path.join(extra, 'config.json'), 'utf8')) as { llm_config: Record<string, unknown> };
+    cfg.llm_config.num_hidden_layers = 1;
+    await fs.writeFile(path.join(extra, 'config.json'), JSON.stringify(cfg));
+    await expect(loadModel(extra, { log: null })).rejects.toThrow(
+      `${extra}/config.json: does not fit the weights: 12 tensors in model.safetensors are not used (first: language_model.model.layers.1.input_layernorm.weight; num_hidden_layers is 1, the weights have layer 1)`,
+    );
+  });
+});

@@ -6,7 +6,11 @@ import { mkdtempSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { convertExport, dryRun, mergeLora, parseRecipe, train, writeSampleExport } from '../../src/index.js';
+import { convertExport, dryRun, generateReply, loadForGeneration, mergeLora, parseRecipe, train, writeSampleExport } from '../../src/index.js';
+import { readShardIndex } from '../../src/shard/index-file.js';
+import { readShard } from '../../src/shard/read.js';
+import { renderGenerationPrompt } from '../../src/train/prompt.js';
+import { promptTokenizer } from '../../src/train/bridge.js';
 import { parseClipRender } from '../../src/demo/sample-export.js';
 import { writeTinyInternVL } from '../../src/model/internvl-tiny.js';
 import { loadModel } from '../../src/model/load.js';
@@ -74,6 +78,29 @@ describe('training from an InternVL folder', () => {
     const trained = (await readSafetensors(path.join(root, 'straight', 'checkpoints', 'step-000004', 'trainable.safetensors'))).tensors;
     expect(trained.has('mlp1.0.weight')).toBe(true);
   }, 120_000);
+
+  it('generates from the run with a video: mlp1 as trained, frames in InternVL\'s layout at <IMG_CONTEXT>', async () => {
+    const run = await loadForGeneration(path.join(root, 'straight'));
+    try {
+      expect(run.model.projector?.config.type).toBe('internvl_mlp1');
+      expect(run.model.videoTokenId).toBe(run.model.tokenizer!.tokenToId('<IMG_CONTEXT>'));
+      const index = await readShardIndex(shards);
+      const [row] = await readShard(path.join(shards, index.shards.find((e) => e.format === 'arrow')!.file));
+      const video = { features: row!.frames, frameTimes: row!.frame_times, tokensPerFrame: 4, featureDim: 128 };
+      const history = [{ role: 'user' as const, content: 'Hi' }];
+      const withVideo = await generateReply({ model: run.model, role: row!.role, profile: null, video, history, maxNewTokens: 3 });
+      // The prompt generateReply renders (the same function and tokenizer wrapper), decoded.
+      const tok = run.model.tokenizer!;
+      const prompt = renderGenerationPrompt(promptTokenizer(tok), { role: row!.role, profile: null, frameTimes: row!.frame_times, history }, { frameTimeText: true, tokensPerFrame: 4 });
+      expect(withVideo.promptTokens).toBe(prompt.inputIds.length);
+      const text = tok.decode(Array.from(prompt.inputIds, (id) => (id < 0 ? run.model.videoTokenId! : id)));
+      const frame = (i: number) => `Frame${i}: <img>${'<IMG_CONTEXT>'.repeat(4)}</img>\n`;
+      expect(text).toContain(`The video you are in:\n${frame(1)}${frame(2)}<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n`);
+      expect(withVideo.tokenIds.length).toBeGreaterThan(0);
+    } finally {
+      run.model.dispose();
+    }
+  }, 60_000);
 
   it('refuses a projector other than mlp1, and shards of another encoder, naming both encoders', async () => {
     await expect(train(recipeFor('wrong-type', ['projector.type=mlp2x_gelu']), quiet)).rejects.toThrow(
