@@ -77,6 +77,12 @@ describe('training from an InternVL folder', () => {
     expect([...first.losses, ...second.losses]).toEqual(straight.losses);
     const trained = (await readSafetensors(path.join(root, 'straight', 'checkpoints', 'step-000004', 'trainable.safetensors'))).tensors;
     expect(trained.has('mlp1.0.weight')).toBe(true);
+    // Another InternVL folder as the base: its tower is another encoder than the shards' (the id
+    // hashes the whole folder), which is named before the base model's identity is compared.
+    const otherBase = path.join(root, 'ivl-other');
+    await writeTinyInternVL(otherBase, { preset: 'internvl-tiny', seed: 6, initStd: 0.2 });
+    const err = await train(recipeFor('resumed', [`resume=${path.join(root, 'resumed')}`, 'train.max_steps=6', `model.path=${otherBase}`]), quiet).then(() => null, (e: Error) => e);
+    expect(err?.message).toMatch(new RegExp(`^train: ${shards} holds features of encoder hf:internvit/\\S+, but ${otherBase}'s mlp1 was trained on its own tower, encoder hf:internvit/\\S+: convert the videos with --encoder hf:${otherBase}$`));
   }, 120_000);
 
   it('generates from the run with a video: mlp1 as trained, frames in InternVL\'s layout at <IMG_CONTEXT>', async () => {
