@@ -47,13 +47,15 @@ export { ChatTokenizer } from './model/tokenizer.js';
 export type { ChatMessage } from './model/tokenizer.js';
 export type { LoraConfig, LoraPair } from './model/lora.js';
 export type { ProjectorConfig } from './model/projector.js';
-export { loadAdapter, loadProjector, saveAdapter } from './model/adapter.js';
+export { loadAdapter, loadInternVLProjector, loadProjector, saveAdapter } from './model/adapter.js';
 export { mergeLora } from './model/merge.js';
 export type { MergeSummary } from './model/merge.js';
 export { scoreText } from './model/score.js';
 export type { ScoreOptions, ScoreResult } from './model/score.js';
 export { writeTinyModel } from './model/tiny.js';
 export type { TinyModelOptions } from './model/tiny.js';
+export { writeTinyInternVL } from './model/internvl-tiny.js';
+export type { TinyInternVLOptions } from './model/internvl-tiny.js';
 export { installNativeMatmul } from './native/matmul.js';
 
 // Train

@@ -44,7 +44,9 @@ export const command: CommandModule<object, MergeLoraArgs> = {
     }
     process.stdout.write(`wrote ${summary.outDir}: ${summary.merged} linears merged, ${summary.tensors} tensors (${summary.dtype}), config and tokenizer files copied\n`);
     process.stdout.write(
-      summary.projector
+      summary.mlp1
+        ? `an InternVL folder: vision_model unchanged, mlp1 ${summary.mlp1 === 'trained' ? 'as trained' : "as the base had it (the run's projector was frozen)"}, the LoRA merged into language_model\n`
+        : summary.projector
         ? `the video projector (${summary.projector.join(', ')}) is copied beside it: a Hugging Face loader sees the text model; rpv's loadProjector(model, '${summary.outDir}') attaches it\n`
         : 'the adapter has no video projector: the merged model is text-only\n',
     );

@@ -211,7 +211,7 @@ export async function loadForGeneration(run: string, { modelPath, backend }: { m
   const overrides = [modelPath ? `model.path=${modelPath}` : null, backend ? `model.backend=${backend}` : null].filter((x): x is string => x !== null);
   const recipe = parseRecipe(ckpt.recipeYaml, overrides, `${dir}/recipe.yaml`);
   const proj = ckpt.trainable.get('projector.0.weight');
-  const model = await loadTrainModel(recipe, proj ? proj.shape[0]! : 1);
+  const model = await loadTrainModel(recipe, proj ? proj.shape[0]! : null);
   const tf = model.tf;
   const { trainableParams } = await import('../train/bridge.js');
   for (const p of trainableParams(model, { video: recipe.data.use_video })) {

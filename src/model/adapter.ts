@@ -4,7 +4,8 @@
  *   lora_B [out, r]), metadata {"format": "pt"}, and `adapter_config.json` as PEFT's LoraConfig
  *   writes it, so `PeftModel.from_pretrained(base, dir)` loads it.
  * - Projector: `projector.safetensors` (keys `projector.0.weight` [hidden, featureDim], `.0.bias`,
- *   `.2.weight`, `.2.bias`, as an nn.Sequential(Linear, GELU, Linear) named `projector`) and
+ *   `.2.weight`, `.2.bias`, as an nn.Sequential(Linear, GELU, Linear) named `projector`), or for
+ *   an InternVL base InternVL's `mlp1.{0,1,3}.*` (LayerNorm, Linear, GELU, Linear), and
  *   `projector_config.json`.
  */
 import { promises as fs } from 'node:fs';
@@ -15,8 +16,8 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { readSafetensors, writeSafetensors, type SafetensorsInput, type SafetensorsTensor } from '../util/safetensors.js';
 import type { CausalLM } from './decoder.js';
 import { LORA_MODULES, normalizeTargetModules, type LoraConfig } from './lora.js';
-import { projectorVariables, type ProjectorConfig } from './projector.js';
-import { assertFloatDType } from './weights.js';
+import { projectorTensorNames, type Projector, type ProjectorConfig } from './projector.js';
+import { assertFloatDType, WeightFolder } from './weights.js';
 import { assertFiniteToWrite, assertFiniteWeights } from '../util/finite.js';
 
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
@@ -95,12 +96,11 @@ export async function saveProjector(model: CausalLM, dir: string): Promise<void>
   const p = model.projector;
   if (!p) throw new RpvError('saveProjector: the model has no projector');
   const { featureDim: d, hiddenSize: h } = p.config;
-  const tensors = new Map<string, SafetensorsInput>([
-    ['projector.0.weight', { shape: [h, d], data: transpose2d(await readVar(p.w1T), d, h) }],
-    ['projector.0.bias', { shape: [h], data: await readVar(p.b1) }],
-    ['projector.2.weight', { shape: [h, h], data: transpose2d(await readVar(p.w2T), h, h) }],
-    ['projector.2.bias', { shape: [h], data: await readVar(p.b2) }],
-  ]);
+  const tensors = new Map<string, SafetensorsInput>();
+  for (const t of projectorTensorNames(p)) {
+    const data = await readVar(t.variable);
+    tensors.set(t.name, { shape: t.shape, data: t.transposed ? transpose2d(data, t.shape[1]!, t.shape[0]!) : data });
+  }
   assertFiniteToWrite(path.join(dir, PROJECTOR_WEIGHTS), tensors);
   await writeSafetensors(path.join(dir, PROJECTOR_WEIGHTS), tensors, { metadata: { format: 'pt' } });
   const config = { projector_type: p.config.type, feature_dim: d, hidden_size: h, video_token_id: model.videoTokenId ?? null };
@@ -189,20 +189,47 @@ export async function loadProjector(model: CausalLM, dir: string): Promise<Proje
   if (raw.hidden_size !== model.config.hiddenSize) {
     throw new RpvError(`${configFile}: hidden_size ${raw.hidden_size} does not match the model's hidden_size ${model.config.hiddenSize}`);
   }
-  if (raw.projector_type !== 'mlp2x_gelu') throw new RpvError(`${configFile}: projector_type ${JSON.stringify(raw.projector_type)} is not supported (supported: mlp2x_gelu)`);
-  const p = model.addProjector({ featureDim, type: 'mlp2x_gelu' });
+  const type = raw.projector_type;
+  if (type !== 'mlp2x_gelu' && type !== 'internvl_mlp1') throw new RpvError(`${configFile}: projector_type ${JSON.stringify(type)} is not supported (supported: mlp2x_gelu, internvl_mlp1)`);
+  const p = model.addProjector({ featureDim, type });
   const file = path.join(dir, PROJECTOR_WEIGHTS);
   const { tensors } = await readSafetensors(file);
-  const h = model.config.hiddenSize;
-  const tf = model.tf;
-  const [w1T, b1, w2T, b2] = projectorVariables(p);
-  tf.tidy(() => {
-    w1T.assign(tf.tensor2d(transpose2d(tensorOf(tensors, 'projector.0.weight', [h, featureDim], file), h, featureDim), [featureDim, h]));
-    b1.assign(tf.tensor1d(tensorOf(tensors, 'projector.0.bias', [h], file)));
-    w2T.assign(tf.tensor2d(transpose2d(tensorOf(tensors, 'projector.2.weight', [h, h], file), h, h), [h, h]));
-    b2.assign(tf.tensor1d(tensorOf(tensors, 'projector.2.bias', [h], file)));
-  });
+  assignProjector(model, p, (name, shape) => tensorOf(tensors, name, shape, file));
   return p.config;
+}
+
+/** Sets every projector variable from `read(name, shape)`, PyTorch names and layout (projectorTensorNames). */
+export function assignProjector(model: CausalLM, p: Projector, read: (name: string, shape: number[]) => Float32Array): void {
+  const tf = model.tf;
+  for (const t of projectorTensorNames(p)) {
+    const data = read(t.name, t.shape);
+    tf.tidy(() => {
+      if (t.transposed) t.variable.assign(tf.tensor2d(transpose2d(data, t.shape[0]!, t.shape[1]!), [t.shape[1]!, t.shape[0]!]));
+      else t.variable.assign(tf.tensor(data, t.shape));
+    });
+  }
+}
+
+/**
+ * InternVL's `mlp1` as the model's projector (type internvl_mlp1), initialised from the folder's
+ * pretrained weights (model.dir, checked for shape, float dtype and finite values).
+ */
+export async function loadInternVLProjector(model: CausalLM): Promise<Projector> {
+  const ivl = model.internvl;
+  if (!ivl || !model.dir) throw new RpvError('loadInternVLProjector: the model was not loaded from an InternVL folder');
+  const folder = await WeightFolder.open(model.dir);
+  try {
+    const p = model.addProjector({ featureDim: ivl.featureDim, type: 'internvl_mlp1' });
+    const values = new Map<string, Float32Array>();
+    for (const t of projectorTensorNames(p)) {
+      await folder.assertFinite(t.name);
+      values.set(t.name, Float32Array.from((await folder.read(t.name, t.shape)).data as ArrayLike<number>));
+    }
+    assignProjector(model, p, (name) => values.get(name)!);
+    return p;
+  } finally {
+    await folder.close();
+  }
 }
 
 /** Whether `dir` holds a LoRA, a projector, or both. */

@@ -26,6 +26,7 @@ import {
   type LoraPair,
   type LoraRun,
 } from './lora.js';
+import type { InternVLConfig } from './internvl.js';
 import { createProjector, project, projectorVariables, type Projector, type ProjectorConfig } from './projector.js';
 import { frozenCrossEntropySum, frozenGather, gatherRows } from './ops.js';
 import { crossEntropyChunkRows, type FrozenTable } from './frozen.js';
@@ -143,9 +144,13 @@ export interface LossResult {
 export class CausalLM {
   lora: { config: LoraConfig; modules: LoraModule[]; layers: LayerLora[] } | null = null;
   projector: Projector | null = null;
+  /** The projector keeps its weights (train.projector freeze): not among the trained parameters. */
+  projectorFrozen = false;
   /** Token id of the video placeholder, where projected frame features go. */
   videoTokenId: number | undefined;
   tokenizer: ChatTokenizer | undefined;
+  /** Set when the model was loaded from an InternVL chat folder (its language_model; mlp1 and the tower beside it). */
+  internvl: InternVLConfig | undefined;
   /**
    * Recompute each decoder layer in the backward pass (torch.utils.checkpoint): activation memory
    * of one layer instead of all, for about one more forward pass of compute.

@@ -19,7 +19,8 @@ import path from 'node:path';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { RpvError } from '../util/errors.js';
 import { describeBackend, initBackend, tfCore, type BackendName } from './backend.js';
-import { readConfig, type DecoderConfig } from './config.js';
+import { parseConfig, readConfig, type DecoderConfig } from './config.js';
+import { IMG_CONTEXT, readInternVLConfig, type InternVLConfig } from './internvl.js';
 import { CausalLM, type DecoderWeights, type LayerWeights } from './decoder.js';
 import { MappedLinear, MappedTable, TensorLinear, TensorTable, type FrozenLinear, type FrozenTable } from './frozen.js';
 import { ChatTokenizer } from './tokenizer.js';
@@ -76,17 +77,20 @@ function mappedReason(tf: typeof tfc, folder: WeightFolder, expected: Map<string
 }
 
 export async function loadModel(dir: string, { backend = 'auto', tokenizer = true, videoToken, log = (l) => process.stderr.write(`${l}\n`), weights: placement }: LoadModelOptions = {}): Promise<CausalLM> {
-  const config = await readConfig(dir);
+  // An InternVL chat folder: its language model is llm_config over the `language_model.` tensors.
+  const internvl = await readInternVLConfig(dir);
+  const config = internvl ? parseConfig(internvl.llm, `${path.join(dir, 'config.json')}: llm_config`) : await readConfig(dir);
+  const pre = internvl ? 'language_model.' : '';
   if (!describeBackend()) await initBackend({ backend });
   const tf = await tfCore();
   const folder = await WeightFolder.open(dir);
-  const expected = expectedTensors(config);
+  const expected = new Map([...expectedTensors(config)].map(([n, s]) => [pre + n, s]));
   const created: { dispose(): void }[] = [];
   const files = new Map<string, MappedFile>();
   try {
     // Check names, shapes and dtypes before decoding anything, so a bad folder fails fast; then
     // every value once, on its stored bits: a NaN weight would make every output NaN.
-    checkWeightNames(folder, config, expected, path.join(dir, 'config.json'));
+    checkWeightNames(folder, config, expected, path.join(dir, 'config.json'), pre);
     for (const [name, shape] of expected) folder.location(name, shape);
     for (const name of expected.keys()) await folder.assertFinite(name);
     const want = placement ?? (process.env.RPV_WEIGHTS as WeightPlacement | undefined) ?? 'auto';
@@ -138,7 +142,7 @@ export async function loadModel(dir: string, { backend = 'auto', tokenizer = tru
     };
     const layers: LayerWeights[] = [];
     for (let i = 0; i < config.numLayers; i++) {
-      const p = `model.layers.${i}`;
+      const p = `${pre}model.layers.${i}`;
       const a = `${p}.self_attn`;
       const m = `${p}.mlp`;
       layers.push({
@@ -157,19 +161,21 @@ export async function loadModel(dir: string, { backend = 'auto', tokenizer = tru
         },
       });
     }
-    const embed = await tableOf('model.embed_tokens.weight', false);
+    const embed = await tableOf(`${pre}model.embed_tokens.weight`, false);
     const weights: DecoderWeights = {
       embed,
-      head: config.tieWordEmbeddings ? embed : await tableOf('lm_head.weight', true),
+      head: config.tieWordEmbeddings ? embed : await tableOf(`${pre}lm_head.weight`, true),
       layers,
-      norm: await vec('model.norm.weight'),
+      norm: await vec(`${pre}model.norm.weight`),
       mappedFiles: [...files.values()],
     };
     if (!mapped) warnHeap(tf, dir, weights, config, reason, log);
     const model = new CausalLM(tf, config, weights, dir);
+    model.internvl = internvl ?? undefined;
     if (tokenizer) {
       model.tokenizer = await ChatTokenizer.load(dir);
-      const names = videoToken ? [videoToken] : VIDEO_PLACEHOLDERS;
+      // InternVL's frame features go where <IMG_CONTEXT> stands.
+      const names = videoToken ? [videoToken] : internvl ? [IMG_CONTEXT] : VIDEO_PLACEHOLDERS;
       for (const name of names) {
         const id = model.tokenizer.tokenToId(name);
         if (id !== undefined) {

@@ -1,19 +1,22 @@
 /**
  * Fold a LoRA adapter into its base: W' = W + scaling * B A for every adapted linear, written as
  * a standard Hugging Face folder (config.json, model.safetensors in the base's float dtype, and
- * every other file of the base — tokenizer, generation config, chat template — copied). Plain
- * JavaScript on the CPU: no tfjs backend needed. The adapter's video projector, when it has one,
- * is copied beside the merged weights (`loadProjector(model, folder)` attaches it); a Hugging Face
+ * every other file of the base — tokenizer, generation config, chat template, remote-code .py
+ * files — copied). An InternVL chat base gives an InternVL folder: the LoRA merged into
+ * `language_model.*`, `vision_model.*` unchanged, `mlp1.*` as trained. Plain JavaScript on the
+ * CPU: no tfjs backend needed. For other bases the adapter's video projector, when it has one, is
+ * copied beside the merged weights (`loadProjector(model, folder)` attaches it); a Hugging Face
  * loader of the folder sees a text-only model.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { RpvError } from '../util/errors.js';
 import { writeSafetensors, type SafetensorsFloatDType, type SafetensorsInput } from '../util/safetensors.js';
-import { readConfig } from './config.js';
+import { parseConfig, readConfig } from './config.js';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, PROJECTOR_CONFIG, PROJECTOR_WEIGHTS, checkedWeight, parseAdapterConfig } from './adapter.js';
+import { readInternVLConfig } from './internvl.js';
 import { LORA_MODULES, loraScaling, type LoraModule } from './lora.js';
-import { readSafetensors } from '../util/safetensors.js';
+import { readSafetensors, type SafetensorsTensor } from '../util/safetensors.js';
 import { checkWeightNames, expectedTensors, INDEX_FILE, SINGLE_FILE, WeightFolder } from './weights.js';
 import { assertFiniteToWrite, assertFiniteWeights } from '../util/finite.js';
 
@@ -27,9 +30,11 @@ export interface MergeSummary {
   /**
    * The video projector copied from the adapter folder beside the merged weights
    * (`projector.safetensors`, `projector_config.json`), or null: the adapter had none, so the merged
-   * folder is a text-only model.
+   * folder is a text-only model. InternVL folders hold it as `mlp1.*` instead (see `mlp1`).
    */
   projector: string[] | null;
+  /** InternVL folders: mlp1 as trained (from the adapter folder) or as the base had it (frozen). */
+  mlp1?: 'trained' | 'base';
 }
 
 /** W [out, in] += scaling * B [out, r] A [r, in], in place. */
@@ -48,6 +53,20 @@ export function addLowRank(w: Float32Array, a: Float32Array, b: Float32Array, ou
   }
 }
 
+/** The adapter folder's trained mlp1 (projector_config.json type internvl_mlp1), or null when it has none (a frozen mlp1). */
+async function trainedMlp1(adapterDir: string): Promise<{ file: string; tensors: Map<string, SafetensorsTensor> } | null> {
+  const configFile = path.join(adapterDir, PROJECTOR_CONFIG);
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(await fs.readFile(configFile, 'utf8'));
+  } catch {
+    return null;
+  }
+  if (raw.projector_type !== 'internvl_mlp1') throw new RpvError(`${configFile}: projector_type ${JSON.stringify(raw.projector_type)} cannot go into an InternVL folder (its projector is mlp1: train with projector.type=internvl_mlp1)`);
+  const file = path.join(adapterDir, PROJECTOR_WEIGHTS);
+  return { file, tensors: (await readSafetensors(file)).tensors };
+}
+
 export interface MergeLoraOptions {
   /** Float dtype of the merged weights; default the base's (F16/BF16 if any tensor is, else F32). Rounding the merged weights to 16 bits perturbs them, as merge_and_unload in that dtype does. */
   dtype?: SafetensorsFloatDType;
@@ -56,7 +75,12 @@ export interface MergeLoraOptions {
 
 export async function mergeLora(modelDir: string, adapterDir: string, outDir: string, { dtype: outDtype, progress }: MergeLoraOptions = {}): Promise<MergeSummary> {
   if (path.resolve(modelDir) === path.resolve(outDir)) throw new RpvError(`merge-lora: --out must differ from --model (${outDir}): the base is read while the merged model is written`);
-  const config = await readConfig(modelDir); // validates the architecture
+  // An InternVL chat folder: the LoRA goes into language_model.*; the tower is copied unchanged and
+  // mlp1 replaced by the adapter folder's trained one (projector.safetensors, internvl_mlp1) if any.
+  const internvl = await readInternVLConfig(modelDir);
+  const config = internvl ? parseConfig(internvl.llm, `${path.join(modelDir, 'config.json')}: llm_config`) : await readConfig(modelDir); // validates the architecture
+  const pre = internvl ? 'language_model.' : '';
+  const mlp1 = internvl ? await trainedMlp1(adapterDir) : null;
   const configFile = path.join(adapterDir, ADAPTER_CONFIG);
   let rawConfig: Record<string, unknown>;
   try {
@@ -75,18 +99,18 @@ export async function mergeLora(modelDir: string, adapterDir: string, outDir: st
   const used = new Set<string>();
   try {
     // The same checks as loading: config and weights agree, every tensor a finite float.
-    const expected = expectedTensors(config);
-    checkWeightNames(folder, config, expected, path.join(modelDir, 'config.json'));
+    const expected = new Map([...expectedTensors(config)].map(([n, sh]) => [pre + n, sh]));
+    checkWeightNames(folder, config, expected, path.join(modelDir, 'config.json'), pre);
     const names = folder.names;
     let done = 0;
     for (const name of names) {
       const t = await folder.read(name, expected.get(name));
       if (expected.has(name)) assertFiniteWeights(folder.fileOf(name), name, t.data);
       if (t.dtype === 'F16' || t.dtype === 'BF16') dtype = t.dtype;
-      const m = /^model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+_proj)\.weight$/.exec(name);
+      const m = name.startsWith(pre) ? /^model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+_proj)\.weight$/.exec(name.slice(pre.length)) : null;
       const module = m ? (Object.keys(LORA_MODULES) as LoraModule[]).find((k) => LORA_MODULES[k] === m[3]) : undefined;
       if (m && module && lora.targetModules.includes(module)) {
-        const prefix = `base_model.model.${name.replace(/\.weight$/, '')}`;
+        const prefix = `base_model.model.${name.slice(pre.length).replace(/\.weight$/, '')}`;
         const aName = `${prefix}.lora_A.weight`;
         const bName = `${prefix}.lora_B.weight`;
         const a = adapter.get(aName);
@@ -102,7 +126,12 @@ export async function mergeLora(modelDir: string, adapterDir: string, outDir: st
         used.add(aName).add(bName);
         merged++;
       }
-      out.set(name, { shape: t.shape, data: t.data, dtype: t.data instanceof Int32Array ? 'I32' : undefined });
+      const trained = mlp1?.tensors.get(name);
+      if (mlp1 && name.startsWith('mlp1.')) {
+        if (!trained) throw new RpvError(`${mlp1.file}: missing tensor ${name} (the base's mlp1 has it)`);
+        if (trained.shape.join(',') !== t.shape.join(',')) throw new RpvError(`${mlp1.file}: tensor ${name}: expected shape [${t.shape.join(', ')}] (the base's), found [${trained.shape.join(', ')}]`);
+        out.set(name, { shape: t.shape, data: checkedWeight(mlp1.file, name, trained) });
+      } else out.set(name, { shape: t.shape, data: t.data, dtype: t.data instanceof Int32Array ? 'I32' : undefined });
       progress?.(++done, names.length);
     }
   } finally {
@@ -138,10 +167,11 @@ export async function mergeLora(modelDir: string, adapterDir: string, outDir: st
     await fs.writeFile(cfgPath, `${JSON.stringify(cfg, null, 2)}\n`);
   }
   // The projector is not part of a causal LM's weights: it travels beside them, as in the adapter.
+  // An InternVL folder holds it as mlp1.* already.
   let projector: string[] | null = null;
-  if (await fs.stat(path.join(adapterDir, PROJECTOR_WEIGHTS)).catch(() => null)) {
+  if (!internvl && (await fs.stat(path.join(adapterDir, PROJECTOR_WEIGHTS)).catch(() => null))) {
     projector = [PROJECTOR_WEIGHTS, PROJECTOR_CONFIG];
     for (const name of projector) await fs.copyFile(path.join(adapterDir, name), path.join(outDir, name));
   }
-  return { merged, tensors: out.size, dtype: written, outDir, projector };
+  return { merged, tensors: out.size, dtype: written, outDir, projector, mlp1: mlp1 ? 'trained' : internvl ? 'base' : undefined };
 }

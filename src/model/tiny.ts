@@ -193,36 +193,58 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
 
   await writeWeights(dir, o, options.onProgress);
 
-  const addedTokensDecoder = Object.fromEntries(
-    special.map((s) => [String(s.id), { content: s.content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true }]),
-  );
-  const tokenizerConfig = {
-    add_bos_token: false,
-    added_tokens_decoder: addedTokensDecoder,
-    additional_special_tokens: ['<|im_start|>', '<|im_end|>', '<|vision_start|>', '<|vision_end|>', '<|video_pad|>'],
-    bos_token: null,
-    chat_template: CHATML_TEMPLATE,
-    clean_up_tokenization_spaces: false,
-    eos_token: '<|im_end|>',
-    errors: 'replace',
-    model_max_length: 4096,
-    pad_token: '<|endoftext|>',
-    split_special_tokens: false,
-    tokenizer_class: 'PreTrainedTokenizerFast',
-    unk_token: null,
-  };
   const generationConfig = {
     bos_token_id: config.bos_token_id,
     eos_token_id: [id('<|im_end|>'), id('<|endoftext|>')],
     pad_token_id: id('<|endoftext|>'),
     do_sample: false,
   };
+  await writeFileAtomic(path.join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+  await writeFileAtomic(path.join(dir, 'generation_config.json'), `${JSON.stringify(generationConfig, null, 2)}\n`);
+  await writeTinyTokenizer(dir, { tokenizerVocab: o.tokenizerVocab });
+  return config;
+}
+
+export interface TinyTokenizerOptions {
+  /** Tokens in all: 256 bytes + BPE merges + the special tokens. */
+  tokenizerVocab: number;
+  /** Special tokens after TINY_SPECIAL_TOKENS (InternVL's `<img>`, `<IMG_CONTEXT>`, ...). */
+  extraSpecialTokens?: readonly string[];
+  /** Chat template (default CHATML_TEMPLATE). */
+  chatTemplate?: string;
+  modelMaxLength?: number;
+}
+
+/**
+ * tokenizer.json and tokenizer_config.json of the tiny byte-level BPE: merges fill the vocabulary
+ * up to the special tokens, which take the last ids. Returns the special tokens' ids.
+ */
+export async function writeTinyTokenizer(dir: string, { tokenizerVocab, extraSpecialTokens = [], chatTemplate = CHATML_TEMPLATE, modelMaxLength = 4096 }: TinyTokenizerOptions): Promise<Map<string, number>> {
+  const names = [...TINY_SPECIAL_TOKENS, ...extraSpecialTokens];
+  const bpe = trainByteLevelBpe(TINY_CORPUS, tokenizerVocab - 256 - names.length);
+  const special = names.map((content, i) => ({ content, id: bpe.vocab.size + i }));
+  const addedTokensDecoder = Object.fromEntries(
+    special.map((s) => [String(s.id), { content: s.content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true }]),
+  );
+  const tokenizerConfig = {
+    add_bos_token: false,
+    added_tokens_decoder: addedTokensDecoder,
+    additional_special_tokens: names.filter((n) => n !== '<|endoftext|>'),
+    bos_token: null,
+    chat_template: chatTemplate,
+    clean_up_tokenization_spaces: false,
+    eos_token: '<|im_end|>',
+    errors: 'replace',
+    model_max_length: modelMaxLength,
+    pad_token: '<|endoftext|>',
+    split_special_tokens: false,
+    tokenizer_class: 'PreTrainedTokenizerFast',
+    unk_token: null,
+  };
   const json = (v: unknown) => `${JSON.stringify(v, null, 2)}\n`;
-  await writeFileAtomic(path.join(dir, 'config.json'), json(config));
-  await writeFileAtomic(path.join(dir, 'generation_config.json'), json(generationConfig));
   await writeFileAtomic(path.join(dir, 'tokenizer.json'), json(bpeTokenizerJson(bpe, special)));
   await writeFileAtomic(path.join(dir, 'tokenizer_config.json'), json(tokenizerConfig));
-  return config;
+  return new Map(special.map((s) => [s.content, s.id]));
 }
 
 /**

@@ -184,8 +184,10 @@ export function checkWeightNames(
   config: { arch: string; numLayers: number; attentionBias: boolean; tieWordEmbeddings: boolean },
   expected: Map<string, number[]>,
   configFile: string,
+  /** Prefix of the language model's tensors in a folder that holds more (InternVL: `language_model.`); others are not checked here. */
+  prefix = '',
 ): void {
-  const bias = 'model.layers.0.self_attn.q_proj.bias';
+  const bias = `${prefix}model.layers.0.self_attn.q_proj.bias`;
   if (config.numLayers > 0 && expected.has(bias) !== folder.has(bias)) {
     const type = JSON.stringify(config.arch);
     if (folder.has(bias)) {
@@ -193,14 +195,14 @@ export function checkWeightNames(
     }
     throw new RpvError(`${configFile}: model_type ${type} does not fit the weights: ${folder.files.join(', ')} ${folder.files.length === 1 ? 'holds' : 'hold'} no ${bias}, which ${config.arch === 'qwen2' ? 'qwen2 always has' : 'attention_bias true asks for'} (a llama model?)`);
   }
-  const unused = folder.names.filter((n) => !expected.has(n) && !RECOMPUTED_BUFFER.test(n));
+  const unused = folder.names.filter((n) => n.startsWith(prefix) && !expected.has(n) && !RECOMPUTED_BUFFER.test(n));
   if (unused.length === 0) return;
   const first = unused[0]!;
-  const layer = /^model\.layers\.(\d+)\./.exec(first);
+  const layer = /^model\.layers\.(\d+)\./.exec(first.slice(prefix.length));
   const hint =
     layer && Number(layer[1]) >= config.numLayers
       ? `num_hidden_layers is ${config.numLayers}, the weights have layer ${layer[1]}`
-      : first === 'lm_head.weight' && config.tieWordEmbeddings
+      : first === `${prefix}lm_head.weight` && config.tieWordEmbeddings
         ? 'tie_word_embeddings is true, so lm_head.weight would be ignored'
         : `${config.arch} has no such tensor`;
   throw new RpvError(

@@ -6,6 +6,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import type { CausalLM, ForwardInput } from '../model/decoder.js';
 import type { ChatTokenizer } from '../model/tokenizer.js';
+import { projectorTensorNames } from '../model/projector.js';
 import { RpvError } from '../util/errors.js';
 import type { Param } from './adamw.js';
 import type { PackedBatch } from './pack.js';
@@ -24,6 +25,8 @@ export function promptTokenizer(tok: ChatTokenizer): PromptTokenizer {
       return addBos && !text.startsWith(tok.bosToken!) ? tok.bosToken! + text : text;
     },
     eosToken: tok.eosToken ?? null,
+    // An InternVL tokenizer (its <img> and <IMG_CONTEXT>): frames as InternVL's video chat writes them.
+    frameLayout: tok.tokenToId('<IMG_CONTEXT>') !== undefined && tok.tokenToId('<img>') !== undefined ? 'internvl' : 'rpv',
   };
 }
 
@@ -34,12 +37,8 @@ export function trainableParams(model: CausalLM, { video }: { video: boolean }):
     params.push({ name: `${pair.name}.lora_A.weight`, variable: pair.aT, group: 'lora' });
     params.push({ name: `${pair.name}.lora_B.weight`, variable: pair.bT, group: 'lora' });
   }
-  if (video && model.projector) {
-    const p = model.projector;
-    params.push({ name: 'projector.0.weight', variable: p.w1T, group: 'projector' });
-    params.push({ name: 'projector.0.bias', variable: p.b1, group: 'projector' });
-    params.push({ name: 'projector.2.weight', variable: p.w2T, group: 'projector' });
-    params.push({ name: 'projector.2.bias', variable: p.b2, group: 'projector' });
+  if (video && model.projector && !model.projectorFrozen) {
+    for (const t of projectorTensorNames(model.projector)) params.push({ name: t.name, variable: t.variable, group: 'projector' });
   }
   return params;
 }

@@ -28,6 +28,12 @@ export interface PromptTokenizer {
   renderChat(messages: ChatMessage[], options: { addGenerationPrompt: boolean }): string;
   /** End-of-turn token text (e.g. `<|im_end|>`), trained after each role turn when present. */
   eosToken: string | null;
+  /**
+   * How frames are written: `rpv` (`Frame i at t s:` when frameTimeText, then the frame's tokens),
+   * or `internvl` (InternVL's video chat: `Frame{i}: <img>`, the tokens, `</img>` and a newline;
+   * frameTimeText does not apply). Default rpv.
+   */
+  frameLayout?: 'rpv' | 'internvl';
 }
 
 export type { ChatMessage };
@@ -218,14 +224,17 @@ function assemble(tok: PromptTokenizer, pieces: Piece[], frameTimes: ArrayLike<n
     const parts = piece.text.split(VIDEO_SENTINEL);
     parts.forEach((part, i) => {
       if (i > 0) {
+        const internvl = tok.frameLayout === 'internvl';
         for (let f = 0; f < frameTimes.length; f++) {
-          if (options.frameTimeText) pushText(`${f > 0 ? '\n' : ''}Frame ${f + 1} at ${Number(frameTimes[f]).toFixed(1)}s:`, false);
+          if (internvl) pushText(`Frame${f + 1}: <img>`, false);
+          else if (options.frameTimeText) pushText(`${f > 0 ? '\n' : ''}Frame ${f + 1} at ${Number(frameTimes[f]).toFixed(1)}s:`, false);
           for (let k = 0; k < options.tokensPerFrame; k++) {
             videoPositions.push(ids.length);
             ids.push(-1);
             loss.push(0);
             focus.push(0);
           }
+          if (internvl) pushText('</img>\n', false);
         }
       }
       pushText(part, piece.trained);

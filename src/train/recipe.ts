@@ -59,7 +59,8 @@ export interface Recipe {
     rslora: boolean;
   };
   projector: {
-    type: 'mlp2x_gelu';
+    /** `internvl_mlp1`: an InternVL base's own mlp1, initialised from its pretrained weights. */
+    type: 'mlp2x_gelu' | 'internvl_mlp1';
   };
   optimizer: {
     lr: number;
@@ -101,6 +102,8 @@ export interface Recipe {
      * NONFINITE_STEPS_IN_ROW such steps in a row.
      */
     on_nonfinite: 'stop' | 'skip';
+    /** `freeze`: the projector keeps its initial (pretrained) weights; LoRA alone trains. */
+    projector: 'train' | 'freeze';
   };
   eval: {
     /** Held-out loss and perplexity every N optimizer steps (0: only at the end). */
@@ -191,7 +194,7 @@ export const RECIPE_SCHEMA: GroupSpec = {
     },
     projector: {
       fields: {
-        type: { kind: 'string', default: 'mlp2x_gelu', choices: ['mlp2x_gelu'] },
+        type: { kind: 'string', default: 'mlp2x_gelu', choices: ['mlp2x_gelu', 'internvl_mlp1'] },
       },
     },
     optimizer: {
@@ -222,6 +225,7 @@ export const RECIPE_SCHEMA: GroupSpec = {
         log_every_steps: { kind: 'integer', default: 1, min: 1 },
         gradient_checkpointing: { kind: 'auto|boolean', default: 'auto' },
         on_nonfinite: { kind: 'string', default: 'stop', choices: ['stop', 'skip'] },
+        projector: { kind: 'string', default: 'train', choices: ['train', 'freeze'] },
       },
     },
     eval: {
@@ -472,6 +476,9 @@ function crossCheck(recipe: Recipe, errors: string[]): void {
     errors.push(
       `train.projector_warmup_steps: expected fewer than train.max_steps (${recipe.train.max_steps}), found ${recipe.train.projector_warmup_steps}`,
     );
+  }
+  if (recipe.train.projector === 'freeze' && recipe.train.projector_warmup_steps > 0) {
+    errors.push('train.projector_warmup_steps: expected 0 when train.projector is freeze (a frozen projector cannot be warmed up)');
   }
   if (!recipe.data.use_video && recipe.train.projector_warmup_steps > 0) {
     errors.push('train.projector_warmup_steps: expected 0 when data.use_video is false (there is no projector to warm up)');

@@ -41,7 +41,7 @@ export interface RunState {
 }
 
 /** The recipe keys a resumed run must keep: they shape or define what was trained. */
-const KEPT_ON_RESUME = ['lora.r', 'lora.alpha', 'lora.dropout', 'lora.target_modules', 'lora.rslora', 'projector.type', 'data.use_video'] as const;
+const KEPT_ON_RESUME = ['lora.r', 'lora.alpha', 'lora.dropout', 'lora.target_modules', 'lora.rslora', 'projector.type', 'train.projector', 'data.use_video'] as const;
 
 const valueAt = (obj: unknown, key: string): unknown => key.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), obj);
 const shown = (v: unknown) => (Array.isArray(v) ? `[${v.join(', ')}]` : String(v));

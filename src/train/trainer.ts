@@ -96,7 +96,7 @@ export async function openSession(recipe: Recipe, log: (line: string) => void = 
   if (dataset.dialogues.train === 0) {
     throw new RpvError(`train: ${recipe.data.shards}: no training dialogues (all ${dataset.dialogues.heldout} are held out; lower data.heldout_fraction)`);
   }
-  const model = await loadTrainModel(recipe, schema.featureDim);
+  const model = await loadTrainModel(recipe, schema.featureDim, { encoderId: dataset.index.encoder.id });
   const tokenizer = promptTokenizer(model.tokenizer!);
   const probe = createLoader({ source: recipe.data.shards, batchSize: recipe.data.batch_size, seed: recipe.seed, shuffle: recipe.data.shuffle, workers: 0 });
   const info = await probe.describe();

@@ -13,7 +13,7 @@
 export type {
   TowerFamily, TowerSettings, TowerTokens, VisionTower, PreprocessorConfig, TinyTowerPreset, WriteTinyTowerOptions,
 } from './types.js';
-export { loadVisionTower } from './load.js';
+export { loadVisionTower, towerIdOf } from './load.js';
 export type { LoadVisionTowerOptions } from './load.js';
 export { readTowerConfig } from './family.js';
 export type { TowerConfig } from './family.js';

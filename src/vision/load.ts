@@ -62,6 +62,20 @@ async function hashFolder(dir: string, files: string[]): Promise<string> {
   return h.digest('hex').slice(0, 16);
 }
 
+/**
+ * The id loadVisionTower gives the tower of `folder` with `settings` (defaults resolved), without
+ * loading it: config.json read and the weight files hashed (an InternVL folder's whole weights).
+ */
+export async function towerIdOf(folder: string, settings: TowerSettings = {}): Promise<string> {
+  const config = await readTowerConfig(folder);
+  const weights = await WeightFolder.open(folder);
+  try {
+    return `hf:${config.family}/${config.modelType}#${formatTowerSettings(resolveSettings(config, settings))}@${await hashFolder(folder, weights.files)}`;
+  } finally {
+    await weights.close();
+  }
+}
+
 function resolveSettings(c: TowerConfig, s: TowerSettings): Required<TowerSettings> {
   const tokens = s.tokens ?? 'patches';
   return {

@@ -23,7 +23,7 @@ const PRESET_FAMILY: Record<Exclude<TinyTowerPreset, 'tiny'>, TowerFamily> = {
   'internvit-300m': 'internvit',
 };
 
-function configFor(family: TowerFamily, preset: TinyTowerPreset, dtype: string): Record<string, unknown> {
+export function configFor(family: TowerFamily, preset: TinyTowerPreset, dtype: string): Record<string, unknown> {
   const torchDtype = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' }[dtype];
   if (family === 'clip') {
     const size = preset === 'tiny' ? TINY : { hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12, image_size: 224, patch_size: 16 };
@@ -47,7 +47,7 @@ function configFor(family: TowerFamily, preset: TinyTowerPreset, dtype: string):
   };
 }
 
-function preprocessorFor(family: TowerFamily, imageSize: number): PreprocessorConfig {
+export function preprocessorFor(family: TowerFamily, imageSize: number): PreprocessorConfig {
   if (family === 'clip') {
     return {
       image_processor_type: 'CLIPImageProcessor', do_resize: true, size: { shortest_edge: imageSize }, resample: 3, do_center_crop: true,
@@ -68,7 +68,7 @@ function preprocessorFor(family: TowerFamily, imageSize: number): PreprocessorCo
 }
 
 /** How a tensor is drawn: matrices N(0, 1/fan_in), norm weights 1 + N(0, 0.1), layer scales 0.5 + N(0, 0.1), the rest N(0, 0.1) or N(0, 0.5) (embeddings). */
-function initOf(name: string, shape: number[]): { mean: number; std: number } {
+export function initOf(name: string, shape: number[]): { mean: number; std: number } {
   const last = name.split('.').pop()!;
   const isNorm = /norm|layrnorm/.test(name);
   if (/(^|\.)ls[12]$/.test(name)) return { mean: 0.5, std: 0.1 };
