@@ -156,7 +156,6 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
   const special = TINY_SPECIAL_TOKENS.map((content, i) => ({ content, id: bpe.vocab.size + i }));
   const tokenizerSize = bpe.vocab.size + special.length;
   const id = (t: string) => special.find((s) => s.content === t)!.id;
-  if (o.fillVocab) fillVocabulary(bpe.vocab, tokenizerSize, o.vocabSize);
   const config: Record<string, unknown> = {
     architectures: [o.arch === 'qwen2' ? 'Qwen2ForCausalLM' : 'LlamaForCausalLM'],
     model_type: o.arch,
@@ -201,7 +200,7 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
   };
   await writeFileAtomic(path.join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
   await writeFileAtomic(path.join(dir, 'generation_config.json'), `${JSON.stringify(generationConfig, null, 2)}\n`);
-  await writeTinyTokenizer(dir, { tokenizerVocab: o.tokenizerVocab });
+  await writeTinyTokenizer(dir, { tokenizerVocab: o.tokenizerVocab, fillTo: o.fillVocab ? o.vocabSize : undefined });
   return config;
 }
 
@@ -213,16 +212,19 @@ export interface TinyTokenizerOptions {
   /** Chat template (default CHATML_TEMPLATE). */
   chatTemplate?: string;
   modelMaxLength?: number;
+  /** Filler tokens from the last special token's id up to this vocabulary size (see fillVocabulary). */
+  fillTo?: number;
 }
 
 /**
  * tokenizer.json and tokenizer_config.json of the tiny byte-level BPE: merges fill the vocabulary
  * up to the special tokens, which take the last ids. Returns the special tokens' ids.
  */
-export async function writeTinyTokenizer(dir: string, { tokenizerVocab, extraSpecialTokens = [], chatTemplate = CHATML_TEMPLATE, modelMaxLength = 4096 }: TinyTokenizerOptions): Promise<Map<string, number>> {
+export async function writeTinyTokenizer(dir: string, { tokenizerVocab, extraSpecialTokens = [], chatTemplate = CHATML_TEMPLATE, modelMaxLength = 4096, fillTo }: TinyTokenizerOptions): Promise<Map<string, number>> {
   const names = [...TINY_SPECIAL_TOKENS, ...extraSpecialTokens];
   const bpe = trainByteLevelBpe(TINY_CORPUS, tokenizerVocab - 256 - names.length);
   const special = names.map((content, i) => ({ content, id: bpe.vocab.size + i }));
+  if (fillTo !== undefined) fillVocabulary(bpe.vocab, bpe.vocab.size + special.length, fillTo);
   const addedTokensDecoder = Object.fromEntries(
     special.map((s) => [String(s.id), { content: s.content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true }]),
   );
