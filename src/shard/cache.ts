@@ -23,6 +23,7 @@ import path from 'node:path';
 import os from 'node:os';
 import { threadId } from 'node:worker_threads';
 import { tempPathFor } from '../util/atomic.js';
+import { processAlive } from '../util/process.js';
 import * as fs from './callback-fs.js';
 import { fetchWithRetry, sleep, throwIfAborted, type RetryOptions } from './fetch.js';
 import { REMOTE_ADVICE, sha256Hex, shardBytesProblem, type BlockHashes } from './verify.js';
@@ -242,14 +243,6 @@ async function waitForOther(file: string, lock: string, staleLockMs: number, sig
   }
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 async function fileExists(file: string): Promise<boolean> {
   try {

@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { errorMessage, RpvError } from '../util/errors.js';
 import { releaseTemp, trackTemp } from '../util/atomic.js';
+import { processAlive } from '../util/process.js';
 import { listCheckpoints } from './checkpoint.js';
 import { readMetrics } from './metrics.js';
 
@@ -25,15 +26,6 @@ interface LockHolder {
   started: string;
 }
 
-/** Whether process `pid` of this host runs (EPERM: it does, as another user). */
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 async function readLock(file: string): Promise<LockHolder | null> {
   // A lock is created, then filled: a reader may find it empty for a moment.
