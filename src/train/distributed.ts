@@ -199,7 +199,7 @@ class StoreServer {
         }
       }
     };
-    socket.on('data', (chunk) => {
+    socket.on('data', (chunk: Buffer) => {
       buf = Buffer.concat([buf, chunk]);
       step();
     });
@@ -226,7 +226,7 @@ function askLostRanks(host: string, port: number): Promise<number[] | null> {
       socket.write('L');
     });
     let buf = Buffer.alloc(0);
-    socket.on('data', (d) => {
+    socket.on('data', (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
       if (buf.length >= 4 && buf.length >= 4 + buf.readUInt32LE(0)) {
         clearTimeout(timer);
