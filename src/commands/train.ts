@@ -19,6 +19,7 @@ interface TrainArgs {
   overrides?: string[];
   'dry-run'?: boolean;
   progress?: boolean;
+  nproc?: number;
 }
 
 export const command: CommandModule<object, TrainArgs> = {
@@ -30,13 +31,25 @@ export const command: CommandModule<object, TrainArgs> = {
       .positional('overrides', { type: 'string', array: true, describe: 'Dotted key=value overrides, e.g. optimizer.lr=1e-4' })
       .option('dry-run', { type: 'boolean', describe: 'Print the resolved recipe, backend, dataset counts and one rendered sample with its loss mask, then exit' })
       .option('progress', { type: 'boolean', default: true, describe: 'Draw the progress bar on stderr' })
+      .option('nproc', { type: 'number', describe: 'Start N local ranks of data-parallel training (as torchrun --nproc_per_node N; needs Gloo: see `rpv env`)' })
       .example('$0 train recipes/demo.yaml', 'Train the demo recipe')
       .example('$0 train recipes/demo.yaml train.max_steps=50 optimizer.lr=1e-3', 'Override recipe values')
       .example('$0 train recipes/demo.yaml resume=runs/demo', 'Continue a run from its latest checkpoint')
+      .example('$0 train recipes/demo.yaml --nproc 2', 'Two local ranks, the CPUs split between them')
       .example('$0 train recipes/demo.yaml --dry-run', 'Show what would be trained, and which tokens carry the loss'),
   handler: async (args) => {
     const { loadRecipe } = await import('../train/recipe.js');
     const recipe = await loadRecipe(args.recipe, args.overrides ?? []);
+    if (args.nproc !== undefined && args.nproc > 1 && !args['dry-run']) {
+      const { launchLocalRanks, loadCollective } = await import('../train/distributed.js');
+      const { RpvError } = await import('../util/errors.js');
+      if (!Number.isInteger(args.nproc)) throw new RpvError(`train: --nproc ${args.nproc}: expected a whole number of ranks`);
+      if (process.env.WORLD_SIZE) throw new RpvError(`train: --nproc ${args.nproc} with WORLD_SIZE=${process.env.WORLD_SIZE} set: the ranks are already launched; drop --nproc`);
+      const { addon, reason } = loadCollective();
+      if (!addon) throw new RpvError(`train: --nproc ${args.nproc}: the distributed route is not available: ${reason}`);
+      process.exitCode = await launchLocalRanks(args.nproc, process.argv.slice(1));
+      return;
+    }
     if (args['dry-run']) {
       const { dryRun } = await import('../train/dry-run.js');
       process.stdout.write(await dryRun(recipe));

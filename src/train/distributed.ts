@@ -304,3 +304,95 @@ export class Collective {
 }
 
 const isLoopback = (host: string) => host === 'localhost' || host.startsWith('127.') || host === '::1';
+
+/** A free TCP port on loopback, for a local job's MASTER_PORT. */
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** `argv` without `--nproc N` / `--nproc=N`. */
+export function withoutNproc(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--nproc') i++;
+    else if (!argv[i]!.startsWith('--nproc=')) out.push(argv[i]!);
+  }
+  return out;
+}
+
+/**
+ * `rpv train --nproc N`: N local ranks, as `torchrun --nproc_per_node N` starts them (the same
+ * command with the torchrun environment), the CPUs split between them (RPV_MATMUL_THREADS, unless
+ * set; a recipe's model.threads wins). A rank that fails or is killed stops the others (SIGTERM,
+ * then SIGKILL after the timeout), naming it. Resolves to the exit code.
+ */
+export async function launchLocalRanks(nproc: number, argv: string[], log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<number> {
+  const { spawn } = await import('node:child_process');
+  const port = process.env.MASTER_PORT ? Number(process.env.MASTER_PORT) : await freePort();
+  const threads = Math.max(1, Math.floor(os.availableParallelism() / nproc));
+  const args = [...process.execArgv, ...withoutNproc(argv)];
+  log(`train: ${nproc} local ranks at 127.0.0.1:${port}, ${process.env.RPV_MATMUL_THREADS ?? threads} kernel thread(s) each`);
+  const children = Array.from({ length: nproc }, (_, rank) => {
+    const child = spawn(process.execPath, rank === 0 ? args : [...args, '--no-progress'], {
+      stdio: rank === 0 ? 'inherit' : ['ignore', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        RANK: String(rank),
+        WORLD_SIZE: String(nproc),
+        LOCAL_RANK: String(rank),
+        LOCAL_WORLD_SIZE: String(nproc),
+        MASTER_ADDR: '127.0.0.1',
+        MASTER_PORT: String(port),
+        RPV_MATMUL_THREADS: process.env.RPV_MATMUL_THREADS ?? String(threads),
+      },
+    });
+    // Ranks other than 0 speak with their rank in front of each line.
+    for (const stream of [child.stdout, child.stderr]) {
+      let rest = '';
+      stream?.setEncoding('utf8');
+      stream?.on('data', (d: string) => {
+        const lines = (rest + d).split('\n');
+        rest = lines.pop()!;
+        for (const l of lines) if (l.trim()) process.stderr.write(`[rank ${rank}] ${l}\n`);
+      });
+    }
+    return child;
+  });
+  const forward = (signal: NodeJS.Signals) => () => {
+    for (const c of children) if (c.exitCode === null) c.kill(signal);
+  };
+  const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((s) => [s, forward(s)] as const);
+  for (const [s, h] of handlers) process.on(s, h);
+  let code = 0;
+  let failed = false;
+  const timeoutSec = process.env.RPV_DIST_TIMEOUT_SEC ? Number(process.env.RPV_DIST_TIMEOUT_SEC) : DEFAULT_TIMEOUT_SEC;
+  await Promise.all(
+    children.map(
+      (child, rank) =>
+        new Promise<void>((resolve) => {
+          child.on('exit', (status, signal) => {
+            if ((status !== 0 || signal) && !failed) {
+              failed = true;
+              code = status ?? 128 + (os.constants.signals[signal!] ?? 0);
+              log(`train: rank ${rank} (pid ${child.pid}) ${signal ? `was ended by ${signal}` : `exited with code ${status}`}; stopping the other ranks`);
+              for (const other of children) if (other !== child && other.exitCode === null) other.kill('SIGTERM');
+              const kill = setTimeout(() => {
+                for (const other of children) if (other.exitCode === null && other.signalCode === null) other.kill('SIGKILL');
+              }, timeoutSec * 1000);
+              kill.unref();
+            }
+            resolve();
+          });
+        }),
+    ),
+  );
+  for (const [s, h] of handlers) process.off(s, h);
+  return code;
+}
