@@ -208,7 +208,7 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
   const run = await startRun(session, optimizer, log);
   if (run.resumedFrom) options.onCheckpoint?.(run.resumedFrom, run.step);
   const data = new MicroBatches(session, run.loaderState);
-  const evaluator = new Evaluator(session);
+  const evaluator = new Evaluator(session, dp && { rank: dp.rank, worldSize: dp.worldSize, sum: (v) => dp.collective.allreduceSum(v, `step ${run.step}: held-out evaluation`) });
   const { heldout } = session.dataset.dialogues;
   if (heldout === 0) {
     const videos = session.dataset.videos.train + session.dataset.videos.heldout;
