@@ -264,7 +264,8 @@ export class Collective {
       await addon.join(env.rank, env.worldSize, env.masterAddr, env.masterPort, Math.round(env.timeoutSec * 1000), local);
     } catch (err) {
       store?.close();
-      throw new RpvError(`train: rank ${env.rank}: rendezvous at ${where} failed: ${errorMessage(err)}`);
+      const msg = errorMessage(err);
+      throw new RpvError(`train: rank ${env.rank}: ${msg.includes(where) ? msg : `rendezvous at ${where} (MASTER_ADDR:MASTER_PORT): ${msg}`}`);
     }
     return new Collective(env, addon, store);
   }
