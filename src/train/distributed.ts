@@ -72,6 +72,19 @@ export function trainWorldSize(): number {
   return distributedEnv()?.worldSize ?? 1;
 }
 
+/** What `rpv env` says: whether `rpv train --nproc N` / WORLD_SIZE > 1 can run here, and why not. */
+export function describeDistributed(): { available: boolean; library: string | null; reason: string | null; environment: string } {
+  const { addon, reason } = loadCollective();
+  let environment: string;
+  try {
+    const env = distributedEnv();
+    environment = env ? `rank ${env.rank} of ${env.worldSize}, store ${env.masterAddr}:${env.masterPort}` : 'single process (no WORLD_SIZE > 1)';
+  } catch (err) {
+    environment = errorMessage(err);
+  }
+  return addon ? { available: true, library: reason, reason: null, environment } : { available: false, library: null, reason, environment };
+}
+
 let loaded: { addon: CollectiveAddon | null; reason: string } | null = null;
 
 /** The Gloo addon, or why the distributed route is not available. Never throws. */
