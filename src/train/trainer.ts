@@ -197,7 +197,7 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
   // Rank 0 alone writes checkpoints and the adapter (the others' metrics go to a temporary folder).
   const primary = (dp?.rank ?? 0) === 0;
   const ranks = dp?.worldSize ?? 1;
-  const { recipe, model, params, totalSteps } = session;
+  const { recipe, model, params } = session;
   logMemoryPlan(session.memory, log);
   const optimizer = new AdamW(params, {
     beta1: recipe.optimizer.beta1,
@@ -206,6 +206,8 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
     weightDecay: recipe.optimizer.weight_decay,
   });
   const run = await startRun(session, optimizer, log);
+  // After startRun: a resume on another number of ranks may rescale an epoch-based run's steps.
+  const { totalSteps } = session;
   if (run.resumedFrom) options.onCheckpoint?.(run.resumedFrom, run.step);
   const data = new MicroBatches(session, run.loaderState);
   const evaluator = new Evaluator(session, dp && { rank: dp.rank, worldSize: dp.worldSize, sum: (v) => dp.collective.allreduceSum(v, `step ${run.step}: held-out evaluation`) });

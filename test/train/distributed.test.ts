@@ -114,18 +114,31 @@ describe.skipIf(!addon && !IN_CI)('rpv train on 2 ranks (Gloo, loopback)', () =>
     const a = path.join(root, 'two-then-one');
     const first = ranks(2, () => trainArgs(a, 'train.grad_accum_steps=2', 'train.max_steps=2'));
     for (const r of first) expect(await r.code, r.out()).toBe(0);
-    const second = run(trainArgs(a, 'train.grad_accum_steps=4', `resume=${a}`));
+    // The recipe's accumulation (2) is the run's: 1 rank keeps the global batch with 4.
+    const second = run(trainArgs(a, `resume=${a}`));
     expect(await second.code, second.out()).toBe(0);
+    expect(second.out()).toContain('train: resume: 2 -> 1 ranks: train.grad_accum_steps 2 -> 4, keeping the global batch of 4 micro-batches');
     expectClose(losses(a), losses(single), 1e-5);
     await expectSameAdapter(path.join(a, 'adapter'), path.join(single, 'adapter'));
     // 1 -> 2.
     const b = path.join(root, 'one-then-two');
     const head = run(trainArgs(b, 'train.grad_accum_steps=4', 'train.max_steps=2'));
     expect(await head.code, head.out()).toBe(0);
-    const tail = ranks(2, () => trainArgs(b, 'train.grad_accum_steps=2', `resume=${b}`));
+    const tail = ranks(2, () => trainArgs(b, 'train.grad_accum_steps=4', `resume=${b}`));
     for (const r of tail) expect(await r.code, r.out()).toBe(0);
     expectClose(losses(b), losses(single), 1e-5);
     await expectSameAdapter(path.join(b, 'adapter'), path.join(single, 'adapter'));
+  }, 120_000);
+
+  it('a global batch that the new number of ranks cannot share is refused', async () => {
+    const c = path.join(root, 'odd');
+    const head = run(trainArgs(c, 'train.grad_accum_steps=3', 'train.max_steps=2'));
+    expect(await head.code, head.out()).toBe(0);
+    const tail = ranks(2, () => trainArgs(c, 'train.grad_accum_steps=3', `resume=${c}`));
+    for (const r of tail) expect(await r.code).toBe(1);
+    expect(tail[0]!.out()).toContain(
+      `train: resume=${c}: the run's global batch is 1 rank(s) x 3 micro-batches = 3, which 2 ranks cannot share equally; run on a number of ranks that divides 3, or set train.grad_accum_steps (the global batch then becomes 2 x it)`,
+    );
   }, 120_000);
 
   it('a wrong MASTER_PORT gives an error naming the address, not a hang', async () => {
