@@ -277,6 +277,7 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
         step_sec: stepSec,
         loader_wait_sec: waitMs / 1000,
         skipped: Object.values(run.skipped).reduce((a, b) => a + b, 0),
+        ...(dp ? { allreduce_sec: dp.lastReduceMs / 1000, allreduce_bytes: dp.lastReduceBytes } : {}),
         ...(result.applied ? {} : { update_skipped: true }),
         time: new Date().toISOString(),
       };
