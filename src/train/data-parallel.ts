@@ -17,6 +17,17 @@ import { RpvError } from '../util/errors.js';
 /** Steps between parameter checksums compared across ranks (RPV_DIST_CHECK_EVERY; 0 never). */
 export const DEFAULT_CHECK_EVERY = 10;
 
+/** Rank `rank`'s share of a step's micro-batches (positions rank, rank + ranks, ...), with their seeds. */
+export function rankShare<T>(all: T[], seeds: number[], rank: number, worldSize: number): { own: T[]; seeds: number[] } {
+  const own: T[] = [];
+  const ownSeeds: number[] = [];
+  for (let k = rank; k < all.length; k += worldSize) {
+    own.push(all[k]!);
+    ownSeeds.push(seeds[k]!);
+  }
+  return { own, seeds: ownSeeds };
+}
+
 export class DataParallel {
   /** True when some rank asked to stop (a signal) by the last step's reduction. */
   stopRequested = false;
@@ -39,15 +50,9 @@ export class DataParallel {
     return this.collective.worldSize;
   }
 
-  /** This rank's share of a step's micro-batches (positions rank, rank + ranks, ...), with its seeds. */
+  /** This rank's share of a step's micro-batches, with its seeds (`rankShare`). */
   split<T>(all: T[], seeds: number[]): { own: T[]; seeds: number[] } {
-    const own: T[] = [];
-    const ownSeeds: number[] = [];
-    for (let k = this.rank; k < all.length; k += this.worldSize) {
-      own.push(all[k]!);
-      ownSeeds.push(seeds[k]!);
-    }
-    return { own, seeds: ownSeeds };
+    return rankShare(all, seeds, this.rank, this.worldSize);
   }
 
   /**
