@@ -38,8 +38,9 @@
   ],
   # Data-parallel collectives (src/native/collective.cc): a second addon, built only where Gloo's
   # headers and library are installed (Debian: libgloo-dev), so the main addon never needs Gloo.
+  # RPV_GLOO=0 leaves it out (build.mjs retries so when it fails to build).
   "variables": {
-    "rpv_gloo": "<!(node -p \"['/usr/include/gloo/rendezvous/store.h', '/usr/lib/libgloo.so.0'].every((f) => require('fs').existsSync(f)) ? 1 : 0\")"
+    "rpv_gloo": "<!(node -p \"process.env.RPV_GLOO !== '0' && ['/usr/include/gloo/rendezvous/store.h', '/usr/lib/libgloo.so.0'].every((f) => require('fs').existsSync(f)) ? 1 : 0\")"
   },
   "conditions": [
     ["rpv_gloo==1", {

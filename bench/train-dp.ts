@@ -6,7 +6,10 @@
  * seconds per optimizer step over steps 2..N, the all-reduce's median seconds and share of the
  * step, bytes reduced per step, and the 1-minute load average before the run.
  *
- *   npx tsx bench/train-dp.ts [steps=8]
+ *   npx tsx bench/train-dp.ts [steps=8] [shape,...]   # shapes: tiny, small (default), qwen0.5b
+ *
+ * qwen0.5b: Qwen2.5-0.5B's shapes (random BF16 weights, mapped), LoRA r16 on all 7 modules, batch 1
+ * (4 samples a step).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, promises as fs, readFileSync } from 'node:fs';
@@ -19,19 +22,22 @@ const steps = Number(process.argv[2] ?? 8);
 const root = mkdtempSync(path.join(os.tmpdir(), 'rpv-bench-dp-'));
 const cli = path.resolve(import.meta.dirname, '../src/cli.ts');
 const shards = await writeDataset(path.join(root, 'shards'), { videos: 48 });
-const SHAPES = [
-  { name: 'tiny', hiddenSize: 256, numLayers: 4, numHeads: 4, numKvHeads: 2 },
-  { name: 'small', hiddenSize: 512, numLayers: 4, numHeads: 8, numKvHeads: 4 },
+const ALL = [
+  { name: 'tiny', model: { hiddenSize: 256, numLayers: 4, numHeads: 4, numKvHeads: 2 }, lora: 'r: 8, alpha: 16, dropout: 0.1, target_modules: [q, k, v, o]', batch: 4 },
+  { name: 'small', model: { hiddenSize: 512, numLayers: 4, numHeads: 8, numKvHeads: 4 }, lora: 'r: 8, alpha: 16, dropout: 0.1, target_modules: [q, k, v, o]', batch: 4 },
+  { name: 'qwen0.5b', model: { preset: 'qwen2.5-0.5b' as const }, lora: 'r: 16, alpha: 32, dropout: 0.1, target_modules: [q, k, v, o, gate, up, down]', batch: 1 },
 ];
+const wanted = (process.argv[3] ?? 'tiny,small').split(',');
+const SHAPES = ALL.filter((s) => wanted.includes(s.name));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 for (const shape of SHAPES) {
   const model = path.join(root, shape.name);
-  await writeTinyModel(model, { ...shape, seed: 11 });
+  await writeTinyModel(model, { ...shape.model, seed: 11 });
   for (const [ranks, threads] of [[1, 2], [2, 1]] as const) {
     const out = path.join(root, `${shape.name}-${ranks}x${threads}`);
     const recipe = path.join(root, `${shape.name}.yaml`);
-    await fs.writeFile(recipe, recipeText(out, shards, model, 'scheduler: {type: constant, warmup_steps: 1}\n').replace('target_modules: [q, v]', 'target_modules: [q, k, v, o]').replace('r: 4, alpha: 8', 'r: 8, alpha: 16'));
+    await fs.writeFile(recipe, recipeText(out, shards, model, 'scheduler: {type: constant, warmup_steps: 1}\n').replace('r: 4, alpha: 8, dropout: 0.1, target_modules: [q, v]', shape.lora).replace('batch_size: 4', `batch_size: ${shape.batch}`));
     const load = os.loadavg()[0]!;
     const args = ['--import', 'tsx', cli, 'train', recipe, `train.max_steps=${steps}`, `train.grad_accum_steps=${4 / ranks}`, 'train.log_every_steps=1', 'eval.every_steps=0', 'checkpoint.every_steps=0', `data.heldout_fraction=0`, '--no-progress', ...(ranks > 1 ? ['--nproc', String(ranks)] : [])];
     const r = spawnSync(process.execPath, args, { encoding: 'utf8', env: { ...process.env, RPV_MATMUL_THREADS: String(threads) } });
