@@ -8,6 +8,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createLoader, type Batch, type LoaderState } from '../../src/index.js';
 import { rankShare } from '../../src/train/data-parallel.js';
+import { describeDistributed, distributedEnv, loadCollective } from '../../src/train/distributed.js';
 import { writeDataset } from './helpers.js';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'rpv-train-dp-'));
@@ -74,4 +75,30 @@ describe('exactly-once resume on another number of ranks', () => {
       for (const part of [head, tail]) if (part.ids.length === 2) expect(part.ids[0]!.filter((id) => part.ids[1]!.includes(id))).toEqual([]);
     });
   }
+});
+
+describe('the job from the environment', () => {
+  it('is a single process without WORLD_SIZE > 1', () => {
+    expect(distributedEnv({})).toBeNull();
+    expect(distributedEnv({ WORLD_SIZE: '1', RANK: '0' })).toBeNull();
+  });
+
+  it('reads the torchrun variables, and Slurm\'s where those are absent', () => {
+    expect(distributedEnv({ RANK: '1', WORLD_SIZE: '2', LOCAL_RANK: '0', LOCAL_WORLD_SIZE: '1', MASTER_ADDR: 'node0', MASTER_PORT: '29500' })).toEqual({ rank: 1, worldSize: 2, localRank: 0, localWorldSize: 1, masterAddr: 'node0', masterPort: 29500, timeoutSec: 60 });
+    expect(distributedEnv({ SLURM_PROCID: '3', SLURM_NTASKS: '8', SLURM_LOCALID: '1', MASTER_ADDR: 'n0', MASTER_PORT: '1234', RPV_DIST_TIMEOUT_SEC: '5' })).toMatchObject({ rank: 3, worldSize: 8, localRank: 1, masterPort: 1234, timeoutSec: 5 });
+  });
+
+  it('names what is missing or wrong', () => {
+    expect(() => distributedEnv({ WORLD_SIZE: '2', MASTER_ADDR: 'a', MASTER_PORT: '1' })).toThrow('train: WORLD_SIZE=2 but no RANK: set RANK (0 to 1) for each process');
+    expect(() => distributedEnv({ WORLD_SIZE: '2', RANK: '2', MASTER_ADDR: 'a', MASTER_PORT: '1' })).toThrow('train: RANK=2 is not below WORLD_SIZE=2');
+    expect(() => distributedEnv({ WORLD_SIZE: '2', RANK: '0', MASTER_PORT: '1' })).toThrow("train: WORLD_SIZE=2 but MASTER_ADDR is not set: set it to rank 0's host name or address");
+    expect(() => distributedEnv({ WORLD_SIZE: '2', RANK: '0', MASTER_ADDR: 'a', MASTER_PORT: '70000' })).toThrow("train: WORLD_SIZE=2 but MASTER_PORT is 70000, not a port: set it to a free TCP port on rank 0's host");
+    expect(() => distributedEnv({ WORLD_SIZE: 'two' })).toThrow('train: environment WORLD_SIZE=two: expected a non-negative integer');
+  });
+
+  it('rpv env says whether the route is available, and why not', () => {
+    const d = describeDistributed();
+    expect(d.available).toBe(loadCollective().addon !== null);
+    if (!d.available) expect(d.reason).toMatch(/Gloo is not installed|rpv_collective.node/);
+  });
 });
