@@ -35,5 +35,26 @@
         "VCCLCompilerTool": { "ExceptionHandling": 1 }
       }
     }
+  ],
+  # Data-parallel collectives (src/native/collective.cc): a second addon, built only where Gloo's
+  # headers and library are installed (Debian: libgloo-dev), so the main addon never needs Gloo.
+  # RPV_GLOO=0 leaves it out (build.mjs retries so when it fails to build).
+  "variables": {
+    "rpv_gloo": "<!(node -p \"process.env.RPV_GLOO !== '0' && ['/usr/include/gloo/rendezvous/store.h', '/usr/lib/libgloo.so.0'].every((f) => require('fs').existsSync(f)) ? 1 : 0\")"
+  },
+  "conditions": [
+    ["rpv_gloo==1", {
+      "targets": [
+        {
+          "target_name": "rpv_collective",
+          "sources": ["src/native/collective.cc"],
+          "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+          "cflags_cc": ["-std=c++17", "-O2", "-fexceptions"],
+          "defines": ["NAPI_VERSION=8"],
+          "libraries": ["/usr/lib/libgloo.so.0"],
+          "ldflags": ["-pthread"]
+        }
+      ]
+    }]
   ]
 }

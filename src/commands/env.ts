@@ -43,13 +43,14 @@ export const command: CommandModule<object, EnvArgs> = {
       await initBackend({ backend: (args.backend ?? 'auto') as 'auto', log: null });
       return describeBackend();
     });
-    const report = { rpv: await packageVersion(), node, media, backend };
+    const distributed = await probe(async () => (await import('../train/distributed.js')).describeDistributed());
+    const report = { rpv: await packageVersion(), node, media, backend, distributed };
     if (args.json) {
       process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       return;
     }
     process.stdout.write(`rpv ${report.rpv}  node ${node.version} ${node.platform}, ${node.cpus} cpus\n`);
-    process.stdout.write(`${formatSection('media', media)}${formatSection('backend', backendForText(backend))}`);
+    process.stdout.write(`${formatSection('media', media)}${formatSection('backend', backendForText(backend))}${formatSection('distributed', distributed)}`);
   },
 };
 

@@ -21,6 +21,7 @@ interface TrainArgs {
   overrides?: string[];
   'dry-run'?: boolean;
   progress?: boolean;
+  nproc?: number;
 }
 
 export const command: CommandModule<object, TrainArgs> = {
@@ -32,11 +33,13 @@ export const command: CommandModule<object, TrainArgs> = {
       .positional('overrides', { type: 'string', array: true, describe: 'Dotted key=value overrides, e.g. optimizer.lr=1e-4' })
       .option('dry-run', { type: 'boolean', describe: 'Print the resolved recipe, backend, dataset counts and one rendered sample with its loss mask, then exit' })
       .option('resume', { type: 'string', describe: "A run (or checkpoint) folder: continue it with its own recipe.yaml (overrides apply on top); same as resume=<run>" })
+      .option('nproc', { type: 'number', describe: 'Start N local ranks of data-parallel training (as torchrun --nproc_per_node N; needs Gloo: see `rpv env`)' })
       .option('progress', { type: 'boolean', default: true, describe: 'Draw the progress bar on stderr; --progress=false prints one line per logged step instead (train.log_every_steps)' })
       .example('$0 train recipes/demo.yaml', 'Train the demo recipe')
       .example('$0 train recipes/demo.yaml train.max_steps=50 optimizer.lr=1e-3', 'Override recipe values')
       .example('$0 train --resume runs/demo', "Continue a run from its latest checkpoint, with the run's own recipe")
       .example('$0 train --resume runs/demo train.max_steps=2400', 'Continue it and train longer')
+      .example('$0 train recipes/demo.yaml --nproc 2', 'Two local ranks, the CPUs split between them')
       .example('$0 train recipes/demo.yaml --dry-run', 'Show what would be trained, and which tokens carry the loss'),
   handler: async (args) => {
     const { loadRecipe } = await import('../train/recipe.js');
@@ -57,6 +60,15 @@ export const command: CommandModule<object, TrainArgs> = {
     } else {
       if (file === undefined) throw new RpvError('train: name a recipe (rpv train recipes/demo.yaml) or a run to continue (--resume runs/demo)');
       recipe = await loadRecipe(file, overrides, { checkPlaceholders: true });
+    }
+    if (args.nproc !== undefined && args.nproc > 1 && !args['dry-run']) {
+      const { launchLocalRanks, loadCollective } = await import('../train/distributed.js');
+      if (!Number.isInteger(args.nproc)) throw new RpvError(`train: --nproc ${args.nproc}: expected a whole number of ranks`);
+      if (process.env.WORLD_SIZE) throw new RpvError(`train: --nproc ${args.nproc} with WORLD_SIZE=${process.env.WORLD_SIZE} set: the ranks are already launched; drop --nproc`);
+      const { addon, reason } = loadCollective();
+      if (!addon) throw new RpvError(`train: --nproc ${args.nproc}: the distributed route is not available: ${reason}`);
+      process.exitCode = await launchLocalRanks(args.nproc, process.argv.slice(1));
+      return;
     }
     if (args['dry-run']) {
       const { dryRun } = await import('../train/dry-run.js');

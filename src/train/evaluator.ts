@@ -37,6 +37,18 @@ export async function scoreHeldOut(model: CausalLM, samples: PreparedSample[], b
 }
 
 async function scoreBatches(model: CausalLM, batches: PackedBatch[], onBatch?: (n: number) => void): Promise<HeldOutScore> {
+  return scoreFromSums(await sumBatches(model, batches, onBatch));
+}
+
+/** [nll sum, tokens, focus nll sum, focus tokens, samples]: what ranks add up. */
+type Sums = [number, number, number, number, number];
+
+function scoreFromSums([sum, count, focusSum, focusCount, samples]: Sums): HeldOutScore {
+  const loss = count > 0 ? sum / count : NaN;
+  return { loss, perplexity: Math.exp(loss), tokens: count, samples, focus_loss: focusCount > 0 ? focusSum / focusCount : null, focus_tokens: focusCount };
+}
+
+async function sumBatches(model: CausalLM, batches: PackedBatch[], onBatch?: (n: number) => void): Promise<Sums> {
   let sum = 0;
   let count = 0;
   let focusSum = 0;
@@ -55,15 +67,22 @@ async function scoreBatches(model: CausalLM, batches: PackedBatch[], onBatch?: (
     samples += batch.batch;
     onBatch?.(batch.batch);
   }
-  const loss = count > 0 ? sum / count : NaN;
-  return { loss, perplexity: Math.exp(loss), tokens: count, samples, focus_loss: focusCount > 0 ? focusSum / focusCount : null, focus_tokens: focusCount };
+  return [sum, count, focusSum, focusCount, samples];
+}
+
+/** A data-parallel job's split of the held-out batches: this rank's share, and the sum over ranks. */
+export interface EvalShare {
+  rank: number;
+  worldSize: number;
+  sum: (values: Float64Array) => Promise<void>;
 }
 
 /** Held-out evaluation: samples collected once (shuffle off), then loss, perplexity, focus-word loss. */
 export class Evaluator {
   private batches: PackedBatch[] | null = null;
 
-  constructor(private readonly session: TrainingSession) {}
+  /** `share`: on several ranks, each scores batches rank, rank + ranks, ... and the sums are added. */
+  constructor(private readonly session: TrainingSession, private readonly share: EvalShare | null = null) {}
 
   /** Null when `signal` aborts while the held-out samples are being read. */
   private async collect(signal: AbortSignal | undefined): Promise<PackedBatch[] | null> {
@@ -76,6 +95,9 @@ export class Evaluator {
       batchSize: 16,
       seed: recipe.seed,
       shuffle: false,
+      // Every held-out sample on every rank; a job's ranks split the batches below.
+      rank: 0,
+      worldSize: 1,
       workers: recipe.data.workers,
       prefetchBytes: recipe.data.prefetch_bytes,
       verify: recipe.data.verify,
@@ -116,7 +138,13 @@ export class Evaluator {
   async run(step: number, signal?: AbortSignal): Promise<EvalMetric | null> {
     this.batches ??= await this.collect(signal);
     if (!this.batches) return null;
-    const score = await scoreBatches(this.session.model, this.batches);
+    let score: HeldOutScore;
+    if (this.share) {
+      const { rank, worldSize } = this.share;
+      const sums = Float64Array.from(await sumBatches(this.session.model, this.batches.filter((_, i) => i % worldSize === rank)));
+      await this.share.sum(sums);
+      score = scoreFromSums([...sums] as Sums);
+    } else score = await scoreBatches(this.session.model, this.batches);
     return { type: 'eval', step, ...score, time: new Date().toISOString() };
   }
 

@@ -23,6 +23,9 @@ export interface TrainMetric {
   loader_wait_sec: number;
   /** Samples skipped so far (too long for prompt.max_tokens, or nothing to train on). */
   skipped: number;
+  /** On several ranks: seconds this rank spent in the step's all-reduce, and the bytes it reduced. */
+  allreduce_sec?: number;
+  allreduce_bytes?: number;
   /** Present (true) when the step's loss or gradient norm was not finite and its update was not applied. */
   update_skipped?: true;
   time: string;

@@ -40,6 +40,9 @@ export class MicroBatches {
     this.loader = createLoader<MicroBatch>({
       source: recipe.data.shards,
       batchSize: recipe.data.batch_size,
+      // The global order on every rank: ranks split each step (src/train/data-parallel.ts).
+      rank: 0,
+      worldSize: 1,
       seed: recipe.seed,
       shuffle: recipe.data.shuffle,
       workers: recipe.data.workers,

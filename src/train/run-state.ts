@@ -19,6 +19,8 @@ import { errorMessage } from '../util/errors.js';
 import { Rng } from '../util/random.js';
 import { exportAdapter } from './model-io.js';
 import type { TrainingSession } from './session.js';
+import { trainWorldSize } from './distributed.js';
+import { warmupStepsFor } from './schedule.js';
 
 export interface RunState {
   step: number;
@@ -62,7 +64,7 @@ function changedSettings(saved: unknown, recipe: Recipe): string[] {
 export async function startRun(session: TrainingSession, optimizer: AdamW, log: (line: string) => void): Promise<RunState> {
   const { recipe, params } = session;
   const runDir = recipe.output_dir;
-  const recipeYaml = formatRecipe({ ...recipe, resume: null, overwrite_output_dir: false });
+  let recipeYaml = formatRecipe({ ...recipe, resume: null, overwrite_output_dir: false });
   const identity = await modelIdentity(recipe.model.path);
   const baseModel = { path: recipe.model.path, sha256: identity.sha256 };
   let run: RunState;
@@ -95,6 +97,7 @@ export async function startRun(session: TrainingSession, optimizer: AdamW, log: 
       tf.tidy(() => p.variable.assign(tf.tensor(values.data, p.variable.shape, 'float32')));
     }
     optimizer.loadState(ckpt.optimizer);
+    if (keepGlobalBatch(session, savedRecipe, ckpt.state.ranks, refuse, log)) recipeYaml = formatRecipe({ ...recipe, resume: null, overwrite_output_dir: false });
     const step = ckpt.state.step;
     await claimRunFolder(runDir, { resumedFrom: dir, resumedStep: step, overwrite: recipe.overwrite_output_dir }, log);
     log(`train: resumed from ${dir} at step ${step}`);
@@ -136,6 +139,35 @@ export async function startRun(session: TrainingSession, optimizer: AdamW, log: 
   return run;
 }
 
+/**
+ * A run resumed on another number of ranks keeps its global batch (ranks x grad_accum_steps
+ * micro-batches) unless the recipe sets another grad_accum_steps than the run's: the accumulation
+ * is rescaled, and so are the step counts of an epoch-based run. True when it changed.
+ */
+function keepGlobalBatch(session: TrainingSession, savedRecipe: unknown, savedRanks: unknown, refuse: (why: string) => Error, log: (line: string) => void): boolean {
+  const { recipe } = session;
+  const before = typeof savedRanks === 'number' ? savedRanks : 1;
+  const ranks = trainWorldSize();
+  const accum = valueAt(savedRecipe, 'train.grad_accum_steps');
+  if (before === ranks || typeof accum !== 'number') return false;
+  const global = before * accum;
+  if (recipe.train.grad_accum_steps !== accum) {
+    log(`train: resume: ${before} -> ${ranks} ranks with train.grad_accum_steps=${recipe.train.grad_accum_steps} (the run's was ${accum}): the global batch changes from ${global} to ${ranks * recipe.train.grad_accum_steps} micro-batches`);
+    return false;
+  }
+  if (global % ranks !== 0) {
+    throw refuse(`the run's global batch is ${before} rank(s) x ${accum} micro-batches = ${global}, which ${ranks} ranks cannot share equally; run on a number of ranks that divides ${global}, or set train.grad_accum_steps (the global batch then becomes ${ranks} x it)`);
+  }
+  recipe.train.grad_accum_steps = global / ranks;
+  if (recipe.train.max_steps === null) {
+    const stepsPerEpoch = Math.max(1, Math.floor(session.batchesPerEpoch / global));
+    session.totalSteps = Math.max(1, Math.ceil(recipe.train.epochs * stepsPerEpoch));
+    session.warmupSteps = warmupStepsFor(session.totalSteps, recipe.scheduler.warmup_ratio, recipe.scheduler.warmup_steps);
+  }
+  log(`train: resume: ${before} -> ${ranks} ranks: train.grad_accum_steps ${accum} -> ${global / ranks}, keeping the global batch of ${global} micro-batches`);
+  return true;
+}
+
 /** Writes a checkpoint of `run` at its step; `at`: the loader position and skip counts to record. */
 export async function saveCheckpoint(session: TrainingSession, optimizer: AdamW, run: RunState, at: { loader: LoaderState; skipped: Record<string, number> }): Promise<string> {
   const { recipe, params, model } = session;
@@ -152,6 +184,8 @@ export async function saveCheckpoint(session: TrainingSession, optimizer: AdamW,
     totalSteps: session.totalSteps,
     lastEval: run.lastEval,
     baseModel: run.baseModel,
+    // The global batch is ranks x grad_accum_steps: a resume on another number of ranks keeps it.
+    ranks: trainWorldSize(),
   };
   run.checkpointStep = run.step;
   run.checkpoint = await writeCheckpoint(recipe.output_dir, {

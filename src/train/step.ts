@@ -22,8 +22,20 @@ export interface StepResult {
 }
 
 /**
+ * One rank's part of a data-parallel step (src/train/data-parallel.ts): the seeds of its
+ * micro-batches, the step's trained tokens over every rank, and the reduction of the gradients
+ * and loss across ranks (returns the step's loss).
+ */
+export interface StepShare {
+  seeds: number[];
+  totalTokens: number;
+  reduce: (grads: Map<string, tf.Tensor>, lossTotal: number, ownTokens: number) => Promise<number>;
+}
+
+/**
  * Trains `active` on `micro`: dropout seeds drawn from `rng` (one per micro-batch), gradients
- * clipped to `maxGradNorm`, learning rates per parameter group from `lrs`.
+ * clipped to `maxGradNorm`, learning rates per parameter group from `lrs`. With `share`, `micro`
+ * is this rank's part of the step and the gradients are summed across ranks before clipping.
  */
 export async function optimizerStep(
   model: CausalLM,
@@ -33,12 +45,14 @@ export async function optimizerStep(
   rng: Rng,
   maxGradNorm: number,
   lrs: (group: string) => number,
+  share?: StepShare,
 ): Promise<StepResult> {
-  const total = micro.reduce((a, b) => a + b.trainedTokens, 0);
+  const own = micro.reduce((a, b) => a + b.trainedTokens, 0);
+  const total = share?.totalTokens ?? own;
   const grads = new Map<string, tf.Tensor>();
   let lossTotal = 0;
-  for (const batch of micro) {
-    const seed = rng.nextSeed();
+  for (const [i, batch] of micro.entries()) {
+    const seed = share ? share.seeds[i]! : rng.nextSeed();
     const { value, grads: g } = tf.variableGrads(
       () => tf.div(lossSum(model, batch, { training: true, seed }), total) as tf.Scalar,
       active.map((p) => p.variable),
@@ -56,6 +70,7 @@ export async function optimizerStep(
       } else grads.set(p.name, gi);
     }
   }
+  if (share) lossTotal = await share.reduce(grads, lossTotal, own);
   const gradNorm = await clipGradNorm(grads, maxGradNorm);
   // A NaN or infinite loss or gradient would poison every parameter and moment it touches.
   const applied = Number.isFinite(lossTotal) && Number.isFinite(gradNorm);

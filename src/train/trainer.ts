@@ -16,6 +16,8 @@
  * same backend.
  */
 import path from 'node:path';
+import os from 'node:os';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createLoader } from '../loader/index.js';
 import type { Sample } from '../loader/collate.js';
 import { initBackend, type BackendInfo } from '../model/backend.js';
@@ -39,6 +41,8 @@ import { optimizerStep } from './step.js';
 import { prepared, renderSample } from './render.js';
 import { loadTrainModel, exportAdapter } from './model-io.js';
 import { gib, nativeScratchBytes, planMemory, type MemoryPlan } from './memory.js';
+import { Collective, distributedEnv, trainWorldSize } from './distributed.js';
+import { DataParallel } from './data-parallel.js';
 
 /** Rendered prompts kept across epochs (about 1-2 KB each). */
 const PROMPT_CACHE_ENTRIES = 100_000;
@@ -98,10 +102,11 @@ export async function openSession(recipe: Recipe, log: (line: string) => void = 
   }
   const model = await loadTrainModel(recipe, schema.featureDim, { encoderId: dataset.index.encoder.id });
   const tokenizer = promptTokenizer(model.tokenizer!);
-  const probe = createLoader({ source: recipe.data.shards, batchSize: recipe.data.batch_size, seed: recipe.seed, shuffle: recipe.data.shuffle, workers: 0 });
+  const probe = createLoader({ source: recipe.data.shards, batchSize: recipe.data.batch_size, seed: recipe.seed, shuffle: recipe.data.shuffle, workers: 0, rank: 0, worldSize: 1 });
   const info = await probe.describe();
   const batchesPerEpoch = info.batchesPerEpoch;
-  const stepsPerEpoch = Math.max(1, Math.floor(batchesPerEpoch / recipe.train.grad_accum_steps));
+  // A step takes grad_accum_steps micro-batches on each rank (src/train/data-parallel.ts).
+  const stepsPerEpoch = Math.max(1, Math.floor(batchesPerEpoch / (recipe.train.grad_accum_steps * trainWorldSize())));
   const totalSteps = recipe.train.max_steps ?? Math.max(1, Math.ceil(recipe.train.epochs * stepsPerEpoch));
   try {
     checkStageLengths(recipe, totalSteps, stepsPerEpoch);
@@ -167,19 +172,31 @@ export async function openSession(recipe: Recipe, log: (line: string) => void = 
  * the rest take their defaults, and every key is validated as in a YAML recipe.
  */
 export async function train(input: Recipe | RecipeInput, options: TrainOptions = {}): Promise<TrainResult> {
-  const recipe = resolveRecipe(input, [], 'train');
+  let recipe = resolveRecipe(input, [], 'train');
   const log = options.log ?? ((l: string) => process.stderr.write(`${l}\n`));
-  // One trainer per output folder, from before anything in it is read or written.
-  const lock = await lockRunFolder(recipe.output_dir, log);
+  // More than one rank (WORLD_SIZE > 1): join the job first, so a wrong MASTER_ADDR:MASTER_PORT
+  // fails before the model loads. Ranks other than 0 write nothing in output_dir: their run
+  // folder is a temporary one, removed at the end.
+  const denv = distributedEnv();
+  const dp = denv ? new DataParallel(await Collective.join(denv)) : null;
+  const scratch = dp && dp.rank > 0 ? await mkdtemp(path.join(os.tmpdir(), `rpv-rank-${dp.rank}-`)) : null;
+  if (scratch) recipe = { ...recipe, output_dir: scratch };
   try {
-    const session = await openSession(recipe, log);
+    // One trainer per output folder, from before anything in it is read or written.
+    const lock = await lockRunFolder(recipe.output_dir, log);
     try {
-      return await runLoop(session, options, log);
+      const session = await openSession(recipe, log);
+      try {
+        return await runLoop(session, options, log, dp);
+      } finally {
+        session.dispose();
+      }
     } finally {
-      session.dispose();
+      await lock.release();
     }
   } finally {
-    await lock.release();
+    dp?.collective.leave();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
   }
 }
 
@@ -187,8 +204,11 @@ export async function train(input: Recipe | RecipeInput, options: TrainOptions =
  * The loop: gather a step's micro-batches, take an optimizer step, log, evaluate, checkpoint,
  * until `totalSteps` or a stop (`shouldStop`, the signal, an interrupted eval or data wait).
  */
-async function runLoop(session: TrainingSession, options: TrainOptions, log: (line: string) => void): Promise<TrainResult> {
-  const { recipe, model, params, totalSteps } = session;
+async function runLoop(session: TrainingSession, options: TrainOptions, log: (line: string) => void, dp: DataParallel | null = null): Promise<TrainResult> {
+  // Rank 0 alone writes checkpoints and the adapter (the others' metrics go to a temporary folder).
+  const primary = (dp?.rank ?? 0) === 0;
+  const ranks = dp?.worldSize ?? 1;
+  const { recipe, model, params } = session;
   logMemoryPlan(session.memory, log);
   const optimizer = new AdamW(params, {
     beta1: recipe.optimizer.beta1,
@@ -197,9 +217,11 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
     weightDecay: recipe.optimizer.weight_decay,
   });
   const run = await startRun(session, optimizer, log);
+  // After startRun: a resume on another number of ranks may rescale an epoch-based run's steps.
+  const { totalSteps } = session;
   if (run.resumedFrom) options.onCheckpoint?.(run.resumedFrom, run.step);
   const data = new MicroBatches(session, run.loaderState);
-  const evaluator = new Evaluator(session);
+  const evaluator = new Evaluator(session, dp && { rank: dp.rank, worldSize: dp.worldSize, sum: (v) => dp.collective.allreduceSum(v, `step ${run.step}: held-out evaluation`) });
   const { heldout } = session.dataset.dialogues;
   if (heldout === 0) {
     const videos = session.dataset.videos.train + session.dataset.videos.heldout;
@@ -212,18 +234,21 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
   let updatesSkipped = 0;
   let nonfiniteInRow = 0;
   const checkpointNow = async (at = { loader: data.state(), skipped: run.skipped }) => {
+    if (!primary) return '(rank 0 writes the checkpoints)';
     const dir = await saveCheckpoint(session, optimizer, run, at);
     options.onCheckpoint?.(dir, run.checkpointStep);
     return dir;
   };
   try {
+    // Every rank starts from the same parameters (the same seed, or the same checkpoint).
+    if (dp && dp.checkEvery > 0) await dp.checkParams(params, run.step);
     while (run.step < totalSteps) {
       const stage: 'projector' | 'lora' = run.step < recipe.train.projector_warmup_steps ? 'projector' : 'lora';
       const active = stage === 'projector' ? params.filter((p) => p.group === 'projector') : params;
       const stepStart = performance.now();
       // Where this step starts: a stop before it is computed saves the run as of here.
       const before = { loader: data.state(), skipped: { ...run.skipped } };
-      const gathered = await data.gather(recipe.train.grad_accum_steps, run.skipped, options.signal);
+      const gathered = await data.gather(recipe.train.grad_accum_steps * ranks, run.skipped, options.signal);
       if (!gathered) {
         stopped = true;
         if (run.step > run.checkpointStep) {
@@ -234,7 +259,20 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
       }
       const { micro, waitMs } = gathered;
       const lrs = learningRates(session, run.step);
-      const result = await optimizerStep(model, optimizer, active, micro, run.rng, recipe.optimizer.max_grad_norm, lrs);
+      let result;
+      if (dp) {
+        // The seeds a single process would draw for the whole step; this rank trains its share.
+        const seeds = micro.map(() => run.rng.nextSeed());
+        const share = dp.split(micro, seeds);
+        const stepTokens = micro.reduce((a, b) => a + b.trainedTokens, 0);
+        const wantStop = (options.shouldStop?.() ?? false) || (options.signal?.aborted ?? false);
+        const at = run.step + 1;
+        result = await optimizerStep(model, optimizer, active, share.own, run.rng, recipe.optimizer.max_grad_norm, lrs, {
+          seeds: share.seeds,
+          totalTokens: stepTokens,
+          reduce: (grads, loss, own) => dp.reduce(active, grads, loss, own, stepTokens, wantStop, at),
+        });
+      } else result = await optimizerStep(model, optimizer, active, micro, run.rng, recipe.optimizer.max_grad_norm, lrs);
       run.step += 1;
       run.tokensSeen += result.trainedTokens;
       const stepSec = (performance.now() - stepStart) / 1000;
@@ -250,6 +288,7 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
         step_sec: stepSec,
         loader_wait_sec: waitMs / 1000,
         skipped: Object.values(run.skipped).reduce((a, b) => a + b, 0),
+        ...(dp ? { allreduce_sec: dp.lastReduceMs / 1000, allreduce_bytes: dp.lastReduceBytes } : {}),
         ...(result.applied ? {} : { update_skipped: true }),
         time: new Date().toISOString(),
       };
@@ -277,7 +316,10 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
       if (heldout > 0 && ((recipe.eval.every_steps > 0 && run.step % recipe.eval.every_steps === 0) || last)) {
         evalInterrupted = !(await evaluate(evaluator, run, options.signal, log));
       }
-      stopped = (!last && ((options.shouldStop?.() ?? false) || (options.signal?.aborted ?? false))) || evalInterrupted;
+      // On several ranks, every rank stops at the same step: when one asked before this step's all-reduce.
+      const stopAsked = dp ? dp.stopRequested : (options.shouldStop?.() ?? false) || (options.signal?.aborted ?? false);
+      stopped = (!last && stopAsked) || evalInterrupted;
+      if (dp && dp.checkEvery > 0 && run.step % dp.checkEvery === 0) await dp.checkParams(params, run.step);
       if ((recipe.checkpoint.every_steps > 0 && run.step % recipe.checkpoint.every_steps === 0) || last || stopped) {
         const dir = await checkpointNow();
         log(`${stopped ? '\ninterrupted: ' : '\n'}checkpoint ${dir}`);
@@ -285,7 +327,7 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
       if (stopped) break;
     }
     progress.finish();
-    if (run.step >= totalSteps) {
+    if (run.step >= totalSteps && primary) {
       const dir = path.join(recipe.output_dir, 'adapter');
       await exportAdapter(model, recipe, dir).catch((err: unknown) => {
         throw new RpvError(`train: step ${run.step}: cannot write the final adapter in ${dir}: ${errorMessage(err)}; checkpoint ${run.checkpoint} holds the trained weights (its adapter/ folder)`);
