@@ -135,6 +135,9 @@ export async function generateReply(options: GenerateReplyOptions): Promise<Gene
       const logits = (await logitsT.data()) as Float32Array;
       logitsT.dispose();
       first = false;
+      // The video placeholder stands for features, not text: generated, it would be fed back
+      // without features (and an undertrained model does pick it).
+      if (model.videoTokenId !== undefined && model.videoTokenId < logits.length) logits[model.videoTokenId] = -Infinity;
       const next = pickToken(logits, temperature, topP, rng);
       if (stopIds.has(next)) {
         stopReason = 'eos';

@@ -79,6 +79,30 @@ describe('streamed text', () => {
   });
 });
 
+describe('the video placeholder', () => {
+  it('is never generated: a model that ranks it first gets its next best token', async () => {
+    const lm = await loadModel(model, { backend: 'wasm', log: () => {} });
+    try {
+      const vid = lm.videoTokenId!;
+      expect(vid).toBeDefined();
+      const next = byteTokens('a')[0]!;
+      const vocab = tok.vocabSize;
+      lm.logits = (() => {
+        const row = new Float32Array(vocab);
+        row[vid] = 10; // an undertrained model's favourite
+        row[next] = 1;
+        return tf.tensor2d(row, [1, vocab]);
+      }) as typeof lm.logits;
+      // Before, the placeholder came back as input without features: "forward: the input has 1
+      // video placeholder tokens ... but no video features were given".
+      const reply = await generateReply({ model: lm, role: 'Pixel', history: [{ role: 'user', content: 'Hi' }], maxNewTokens: 3 });
+      expect(reply.tokenIds).toEqual([next, next, next]);
+    } finally {
+      lm.dispose();
+    }
+  });
+});
+
 describe('the static profile of a generated reply', () => {
   const recipeWith = (mode: string) =>
     parseRecipe(recipeText(path.join(root, 'unused'), fixtureShards, model), [`prompt.static_profile=${mode}`, 'prompt.profile_dialogues=2'], 'test.yaml');

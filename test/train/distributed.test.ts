@@ -115,7 +115,8 @@ describe.skipIf(!addon && !IN_CI)('rpv train on 2 ranks (Gloo, loopback)', () =>
     const first = ranks(2, () => trainArgs(a, 'train.grad_accum_steps=2', 'train.max_steps=2'));
     for (const r of first) expect(await r.code, r.out()).toBe(0);
     // The recipe's accumulation (2) is the run's: 1 rank keeps the global batch with 4.
-    const second = run(trainArgs(a, `resume=${a}`));
+    // A resume continues with the run's own recipe (its max_steps=2): back to the recipe's 6.
+    const second = run(trainArgs(a, `resume=${a}`, 'train.max_steps=6'));
     expect(await second.code, second.out()).toBe(0);
     expect(second.out()).toContain('train: resume: 2 -> 1 ranks: train.grad_accum_steps 2 -> 4, keeping the global batch of 4 micro-batches');
     expectClose(losses(a), losses(single), 1e-5);
@@ -124,7 +125,7 @@ describe.skipIf(!addon && !IN_CI)('rpv train on 2 ranks (Gloo, loopback)', () =>
     const b = path.join(root, 'one-then-two');
     const head = run(trainArgs(b, 'train.grad_accum_steps=4', 'train.max_steps=2'));
     expect(await head.code, head.out()).toBe(0);
-    const tail = ranks(2, () => trainArgs(b, 'train.grad_accum_steps=4', `resume=${b}`));
+    const tail = ranks(2, () => trainArgs(b, 'train.grad_accum_steps=4', `resume=${b}`, 'train.max_steps=6'));
     for (const r of tail) expect(await r.code, r.out()).toBe(0);
     expectClose(losses(b), losses(single), 1e-5);
     await expectSameAdapter(path.join(b, 'adapter'), path.join(single, 'adapter'));
