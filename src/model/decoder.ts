@@ -106,6 +106,14 @@ export interface ForwardOptions {
   checkpoint?: boolean;
 }
 
+/**
+ * Rotary positions of packed rows: each position's distance from its sample's first position
+ * (`starts` [B, T]), so every sample is positioned as if alone.
+ */
+export function segmentPositions(starts: ArrayLike<number>, seqLen: number): Int32Array {
+  return Int32Array.from({ length: starts.length }, (_, i) => (i % seqLen) - starts[i]!);
+}
+
 /** Position of each frozen linear in a layer: LoRA dropout seeds are fixed by (layer, module). */
 const MODULE_INDEX: Record<string, number> = { q: 0, k: 1, v: 2, o: 3, gate: 4, up: 5, down: 6 };
 
@@ -313,7 +321,7 @@ export class CausalLM {
       if (input.positionIds.length !== B * T) throw new RpvError(`forward: positionIds has ${input.positionIds.length} values, expected ${B * T}`);
       positions = input.positionIds;
     } else if (starts) {
-      positions = Int32Array.from({ length: B * T }, (_, i) => (i % T) - starts[i]!);
+      positions = segmentPositions(starts, T);
     } else {
       const pos = new Int32Array(B * T);
       for (let b = 0; b < B; b++) {
