@@ -11,7 +11,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { applyRope } from './rope.js';
 import { linear, type Linear, type LoraPair, type LoraRun } from './lora.js';
 import type { DecoderConfig } from './config.js';
-import { fusedAttention } from '../native/attention.js';
+import { fusedAttention, fusedSegmentAttention } from '../native/attention.js';
 
 export interface AttentionWeights {
   q: Linear;
@@ -49,6 +49,8 @@ export interface AttentionContext {
    * padding) give zeros there instead of tfjs's uniform average; no real position reads them.
    */
   fused?: boolean;
+  /** With `fused`: `mask` holds segment starts [B, T] (packed rows), not an additive mask. */
+  segments?: boolean;
 }
 
 /** Keys and values of earlier positions for one layer: [B, nkv, S_past, hd]. */
@@ -74,7 +76,8 @@ export function attention(
   const k = applyRope(tf, linear(tf, x, w.k, lora.k, run?.('k')), nkv, ctx.cosK, ctx.sinK, ctx.rotate);
   const v = linear(tf, x, w.v, lora.v, run?.('v'));
   if (ctx.fused && !cache) {
-    const merged = fusedAttention(q, k, v, ctx.mask, [B, T, T, nh, nkv, hd]);
+    const dims: [number, number, number, number, number, number] = [B, T, T, nh, nkv, hd];
+    const merged = ctx.segments ? fusedSegmentAttention(q, k, v, ctx.mask, dims) : fusedAttention(q, k, v, ctx.mask, dims);
     return { out: linear(tf, merged, w.o, lora.o, run?.('o')) };
   }
   let kt = tf.transpose(tf.reshape(k, [B, T, nkv, hd]), [0, 2, 1, 3]) as tfc.Tensor4D; // [B, nkv, T, hd]

@@ -81,6 +81,13 @@ export interface ForwardInput {
   attentionMask?: ArrayLike<number>;
   /** Rotary positions [batch, seqLen]; default from the mask (cumulative count of real tokens - 1). */
   positionIds?: ArrayLike<number>;
+  /**
+   * Packed rows (several samples per row, src/train/packing.ts): [batch, seqLen], for each
+   * position the first position of its sample. Attention is then block-diagonal causal (position
+   * i reads [start, i]; `attentionMask` does not enter it), and positions default to i - start.
+   * Not with a KV cache.
+   */
+  segmentStarts?: ArrayLike<number>;
   video?: VideoInput;
 }
 
@@ -98,6 +105,14 @@ export interface ForwardOptions {
   noGrad?: boolean;
   /** Recompute each layer in the backward pass instead of keeping its activations; default: the model's `gradientCheckpointing`. */
   checkpoint?: boolean;
+}
+
+/**
+ * Rotary positions of packed rows: each position's distance from its sample's first position
+ * (`starts` [B, T]), so every sample is positioned as if alone.
+ */
+export function segmentPositions(starts: ArrayLike<number>, seqLen: number): Int32Array {
+  return Int32Array.from({ length: starts.length }, (_, i) => (i % seqLen) - starts[i]!);
 }
 
 /** Position of each frozen linear in a layer: LoRA dropout seeds are fixed by (layer, module). */
@@ -294,11 +309,24 @@ export class CausalLM {
     if (mask01 && mask01.length !== B * S) {
       throw new RpvError(`forward: attentionMask has ${mask01.length} values, expected batch ${B} x ${S} positions (${past} cached + ${T} new)`);
     }
+    const starts = input.segmentStarts;
+    if (starts) {
+      if (past > 0) throw new RpvError('forward: segmentStarts (packed rows) cannot be used with a KV cache');
+      if (starts.length !== B * T) throw new RpvError(`forward: segmentStarts has ${starts.length} values, expected ${B * T}`);
+      for (let i = 0; i < B * T; i++) {
+        const st = starts[i]!;
+        if (!(Number.isInteger(st) && st >= 0 && st <= i % T)) throw new RpvError(`forward: segmentStarts[${i}] is ${st}, expected an integer in [0, ${i % T}] (its position in the row)`);
+      }
+    }
+    // The fused kernel keeps no keys and values: not when a KV cache is being filled.
+    const fused = !options.cache && nativeAttentionAvailable();
     // Positions and the additive mask, built on the CPU once per pass.
     let positions: ArrayLike<number>;
     if (input.positionIds) {
       if (input.positionIds.length !== B * T) throw new RpvError(`forward: positionIds has ${input.positionIds.length} values, expected ${B * T}`);
       positions = input.positionIds;
+    } else if (starts) {
+      positions = segmentPositions(starts, T);
     } else {
       const pos = new Int32Array(B * T);
       for (let b = 0; b < B; b++) {
@@ -310,13 +338,18 @@ export class CausalLM {
       }
       positions = pos;
     }
-    const mask = new Float32Array(B * T * S);
-    for (let b = 0; b < B; b++) {
-      for (let i = 0; i < T; i++) {
-        const row = (b * T + i) * S;
-        for (let j = 0; j < S; j++) {
-          const allowed = j <= past + i && (!mask01 || mask01[b * S + j]);
-          mask[row + j] = allowed ? 0 : MASKED;
+    // Packed rows on the fused kernel: the starts alone ([B, T]); no [T x S] mask.
+    const segmentTable = starts && fused ? Float32Array.from(starts) : null;
+    const mask = new Float32Array(segmentTable ? 0 : B * T * S);
+    if (!segmentTable) {
+      for (let b = 0; b < B; b++) {
+        for (let i = 0; i < T; i++) {
+          const row = (b * T + i) * S;
+          const first = starts ? starts[b * T + i]! : 0;
+          for (let j = 0; j < S; j++) {
+            const allowed = j <= past + i && (starts ? j >= first : !mask01 || mask01[b * S + j]);
+            mask[row + j] = allowed ? 0 : MASKED;
+          }
         }
       }
     }
@@ -340,10 +373,8 @@ export class CausalLM {
       tf.tensor2d(tk.cos, [N, c.numKvHeads * c.headDim]),
       tf.tensor2d(tk.sin, [N, c.numKvHeads * c.headDim]),
       tf.tensor2d(rotateHalfMatrix(c.headDim), [c.headDim, c.headDim]),
-      tf.tensor4d(mask, [B, 1, T, S]),
+      segmentTable ? tf.tensor2d(segmentTable, [B, T]) : tf.tensor4d(mask, [B, 1, T, S]),
     ];
-    // The fused kernel keeps no keys and values: not when a KV cache is being filled.
-    const fused = !options.cache && nativeAttentionAvailable();
     const contextOf = (t: tfc.Tensor[], layer: number) => ({
       batch: B,
       seqLen: T,
@@ -355,6 +386,7 @@ export class CausalLM {
       mask: t[5],
       loraRun: loraRun ? (m: string) => loraRun!(layer, m) : undefined,
       fused,
+      segments: segmentTable !== null,
     });
     let h = this.embed(input, T);
     const newCache: LayerCache[] = [];

@@ -51,6 +51,25 @@ void run(ThreadPool* pool, int64_t tasks, const std::function<void(int64_t, int)
 // Columns a block of query rows [i0, i1) can attend to: all keys without the causal rule.
 int64_t columnsFor(const AttentionShape& s, int64_t i1) { return s.causal ? std::min(s.keys, s.past() + i1) : s.keys; }
 
+// The keys a block of query rows [i0, i0 + rows) reads: [lo, hi). With segment starts, from the
+// block's earliest start; otherwise from key 0.
+struct Span {
+  int64_t lo, hi;
+};
+Span spanFor(const AttentionShape& s, const float* starts, int64_t i0, int64_t rows) {
+  const int64_t hi = columnsFor(s, i0 + rows);
+  if (!starts) return {0, hi};
+  int64_t lo = hi;
+  for (int64_t r = 0; r < rows; ++r) lo = std::min(lo, static_cast<int64_t>(starts[i0 + r]));
+  return {std::max<int64_t>(0, std::min(lo, hi)), hi};
+}
+
+// Row i's allowed keys inside a span, [a, e) relative to span.lo (empty when a >= e).
+void rowRange(const AttentionShape& s, const float* starts, int64_t i, Span span, int64_t* a, int64_t* e) {
+  const int64_t first = static_cast<int64_t>(starts[i]);
+  *a = std::max<int64_t>(0, first - span.lo);
+  *e = std::min(span.hi, s.past() + i + 1) - span.lo;
+}
 }  // namespace
 
 void attentionForward(const AttentionForward& a, Isa isa, ThreadPool* pool) {
@@ -66,13 +85,34 @@ void attentionForward(const AttentionForward& a, Isa isa, ThreadPool* pool) {
     const float* v = a.v + b * s.keys * kStride + kv * s.headDim;
     float* out = a.out + b * s.queries * qStride + h * s.headDim;
     float* lse = a.lse + (b * s.heads + h) * s.queries;
+    const float* starts = a.starts ? a.starts + b * s.queries : nullptr;
     for (int64_t i0 = 0; i0 < s.queries; i0 += kRows) {
       const int64_t rows = std::min(kRows, s.queries - i0);
-      const int64_t cols = columnsFor(s, i0 + rows);
-      mm(isa, rows, cols, s.headDim, q + i0 * qStride, qStride, false, k, kStride, true, sc, cols, false);
+      const Span span = spanFor(s, starts, i0, rows);
+      const int64_t cols = span.hi - span.lo;
+      mm(isa, rows, cols, s.headDim, q + i0 * qStride, qStride, false, k + span.lo * kStride, kStride, true, sc, cols, false);
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t i = i0 + r;
         float* row = sc + r * cols;
+        if (starts) {
+          // Block-diagonal causal: the row's own sample, up to itself; zeros elsewhere.
+          int64_t lo, end;
+          rowRange(s, starts, i, span, &lo, &end);
+          if (lo >= end) {
+            std::fill(row, row + cols, 0.0f);
+            lse[i] = std::numeric_limits<float>::infinity();
+            continue;
+          }
+          float max = -std::numeric_limits<float>::infinity();
+          for (int64_t j = lo; j < end; ++j) max = std::max(max, row[j]);
+          const double sum = expShiftSum(row + lo, end - lo, max, isa);
+          const float inv = static_cast<float>(1.0 / sum);
+          std::fill(row, row + lo, 0.0f);
+          for (int64_t j = lo; j < end; ++j) row[j] *= inv;
+          std::fill(row + end, row + cols, 0.0f);
+          lse[i] = static_cast<float>(static_cast<double>(max) + std::log(sum));
+          continue;
+        }
         const float* m = a.mask + (b * s.queries + i) * s.keys;
         float max = -std::numeric_limits<float>::infinity();
         for (int64_t j = 0; j < cols; ++j) {
@@ -89,7 +129,7 @@ void attentionForward(const AttentionForward& a, Isa isa, ThreadPool* pool) {
         for (int64_t j = 0; j < cols; ++j) row[j] *= inv;
         lse[i] = static_cast<float>(static_cast<double>(max) + std::log(sum));
       }
-      mm(isa, rows, s.headDim, cols, sc, cols, false, v, kStride, false, out + i0 * qStride, qStride, false);
+      mm(isa, rows, s.headDim, cols, sc, cols, false, v + span.lo * kStride, kStride, false, out + i0 * qStride, qStride, false);
     }
   };
   run(pool, s.batch * s.heads, task);
@@ -118,26 +158,40 @@ void attentionBackward(const AttentionBackward& a, Isa isa, ThreadPool* pool) {
     float* dq = a.dq + b * s.queries * qStride + h * s.headDim;
     float* dk = dkPart.data() + t * partSize;
     float* dv = dvPart.data() + t * partSize;
+    const float* starts = a.starts ? a.starts + b * s.queries : nullptr;
     for (int64_t i0 = 0; i0 < s.queries; i0 += kRows) {
       const int64_t rows = std::min(kRows, s.queries - i0);
-      const int64_t cols = columnsFor(s, i0 + rows);
+      const Span span = spanFor(s, starts, i0, rows);
+      const int64_t cols = span.hi - span.lo;
+      const float* kb = k + span.lo * kStride;
+      const float* vb = v + span.lo * kStride;
+      float* dkb = dk + span.lo * s.headDim;
+      float* dvb = dv + span.lo * s.headDim;
       // P = exp(q k^T + mask - lse), as the forward had it.
-      mm(isa, rows, cols, s.headDim, q + i0 * qStride, qStride, false, k, kStride, true, p, cols, false);
+      mm(isa, rows, cols, s.headDim, q + i0 * qStride, qStride, false, kb, kStride, true, p, cols, false);
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t i = i0 + r;
         float* row = p + r * cols;
-        const float* m = a.mask + (b * s.queries + i) * s.keys;
         const float l = lse[i];
         if (std::isinf(l)) {
           std::fill(row, row + cols, 0.0f);
           continue;
         }
+        if (starts) {
+          int64_t lo, end;
+          rowRange(s, starts, i, span, &lo, &end);
+          std::fill(row, row + lo, 0.0f);
+          expShiftSum(row + lo, end - lo, l, isa);
+          std::fill(row + end, row + cols, 0.0f);
+          continue;
+        }
+        const float* m = a.mask + (b * s.queries + i) * s.keys;
         for (int64_t j = 0; j < cols; ++j) row[j] += m[j];
         expShiftSum(row, cols, l, isa);
       }
       // dV += P^T dO; dP = dO V^T.
-      mm(isa, cols, s.headDim, rows, p, cols, true, dout + i0 * qStride, qStride, false, dv, s.headDim, true);
-      mm(isa, rows, cols, s.headDim, dout + i0 * qStride, qStride, false, v, kStride, true, dp, cols, false);
+      mm(isa, cols, s.headDim, rows, p, cols, true, dout + i0 * qStride, qStride, false, dvb, s.headDim, true);
+      mm(isa, rows, cols, s.headDim, dout + i0 * qStride, qStride, false, vb, kStride, true, dp, cols, false);
       // dS = P (dP - D), D_i = dO_i . O_i.
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t i = i0 + r;
@@ -149,8 +203,8 @@ void attentionBackward(const AttentionBackward& a, Isa isa, ThreadPool* pool) {
         for (int64_t j = 0; j < cols; ++j) ds[j] = pr[j] * (ds[j] - df);
       }
       // dQ = dS K; dK += dS^T Q.
-      mm(isa, rows, s.headDim, cols, dp, cols, false, k, kStride, false, dq + i0 * qStride, qStride, false);
-      mm(isa, cols, s.headDim, rows, dp, cols, true, q + i0 * qStride, qStride, false, dk, s.headDim, true);
+      mm(isa, rows, s.headDim, cols, dp, cols, false, kb, kStride, false, dq + i0 * qStride, qStride, false);
+      mm(isa, cols, s.headDim, rows, dp, cols, true, q + i0 * qStride, qStride, false, dkb, s.headDim, true);
     }
   };
   run(pool, s.batch * s.heads, task);

@@ -10,6 +10,11 @@
 // within a block (the decoder's causal mask does; src/model/attend.ts adds the rule); without it
 // (vision towers, other encoders) every key is read and only the mask decides. A row with no
 // allowed key gives zeros.
+//
+// Packed rows (several samples in one row, src/train/packing.ts) pass `starts` instead of a mask:
+// [B, T] floats, the first key query i may read (its sample's first position); with the causal
+// rule, query i reads keys [starts[i], past + i], block-diagonal causal attention. Nothing
+// [T x S] is read, and each block of rows computes only the columns its samples span.
 #pragma once
 
 #include <node_api.h>
@@ -30,6 +35,8 @@ struct AttentionShape {
 
 struct AttentionForward {
   AttentionShape s;
+  // [B, T] first allowed key per query (causal only); when set, `mask` is not read.
+  const float* starts = nullptr;
   const float* q = nullptr;
   const float* k = nullptr;
   const float* v = nullptr;
@@ -40,6 +47,8 @@ struct AttentionForward {
 
 struct AttentionBackward {
   AttentionShape s;
+  // [B, T] first allowed key per query (causal only); when set, `mask` is not read.
+  const float* starts = nullptr;
   const float* q = nullptr;
   const float* k = nullptr;
   const float* v = nullptr;

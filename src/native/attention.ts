@@ -15,8 +15,8 @@ const BACKWARD = 'RpvAttentionGrad';
 
 /** [batch, queries, keys, heads, kvHeads, headDim]. */
 export type AttentionDims = [number, number, number, number, number, number];
-/** The dims with the kernel's causal switch appended (1 causal, 0 not). */
-type KernelDims = [...AttentionDims, number];
+/** The dims with the kernel's causal switch appended (1 causal, 0 not), then its segments switch (1: `mask` holds segment starts). */
+type KernelDims = [...AttentionDims, number] | [...AttentionDims, number, number];
 
 interface Args {
   inputs: Record<string, TensorInfo>;
@@ -78,7 +78,20 @@ const run = (name: string, inputs: Record<string, tf.Tensor>, dims: KernelDims) 
  * mask alone decides (an encoder passes zeros), and keys may be fewer than queries.
  */
 export function fusedAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, mask: tf.Tensor, shape: AttentionDims, causal = true): tf.Tensor2D {
-  const dims: KernelDims = [...shape, causal ? 1 : 0];
+  return fused(q, k, v, mask, [...shape, causal ? 1 : 0]);
+}
+
+/**
+ * Block-diagonal causal attention over packed rows (several samples in a row): `starts` [B, T]
+ * float32 holds, for each query, the first position of its sample, so query i reads keys
+ * [starts[i], i] only. No [T x S] mask exists; the kernel computes, per block of 48 query rows,
+ * only the columns its samples span.
+ */
+export function fusedSegmentAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, starts: tf.Tensor, shape: AttentionDims): tf.Tensor2D {
+  return fused(q, k, v, starts, [...shape, 1, 1]);
+}
+
+function fused(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, mask: tf.Tensor, dims: KernelDims): tf.Tensor2D {
   const f = tf.customGrad(((qi: tf.Tensor, ki: tf.Tensor, vi: tf.Tensor, save: tf.GradSaveFunc) => {
     const [out, lse] = run(FORWARD, { q: qi, k: ki, v: vi, mask }, dims);
     save([qi, ki, vi, mask, out, lse]);

@@ -25,6 +25,8 @@ struct Args {
   float* heap = nullptr;
   size_t length = 0;
   AttentionShape s;
+  // dims[7] = 1: operand 3 is the segment starts [B, T], not a mask [B, T, S].
+  bool segments = false;
   double off[10] = {0};
 };
 
@@ -49,8 +51,8 @@ bool parse(napi_env env, napi_callback_info info, int offsets, Args* a, std::str
   }
   a->heap = static_cast<float*>(data);
   if (napi_is_typedarray(env, argv[1], &typed) != napi_ok || !typed ||
-      napi_get_typedarray_info(env, argv[1], &type, &dimsLen, &dims, nullptr, nullptr) != napi_ok || type != napi_float64_array || (dimsLen != 6 && dimsLen != 7)) {
-    *error = "dims must be a Float64Array [batch, queries, keys, heads, kvHeads, headDim(, causal)]";
+      napi_get_typedarray_info(env, argv[1], &type, &dimsLen, &dims, nullptr, nullptr) != napi_ok || type != napi_float64_array || dimsLen < 6 || dimsLen > 8) {
+    *error = "dims must be a Float64Array [batch, queries, keys, heads, kvHeads, headDim(, causal(, segments))]";
     return false;
   }
   const double* d = static_cast<const double*>(dims);
@@ -60,8 +62,17 @@ bool parse(napi_env env, napi_callback_info info, int offsets, Args* a, std::str
       return false;
     }
   }
-  if (dimsLen == 7 && d[6] != 0 && d[6] != 1) {
+  if (dimsLen >= 7 && d[6] != 0 && d[6] != 1) {
     *error = "dims[6] (causal) must be 0 or 1";
+    return false;
+  }
+  if (dimsLen == 8 && (d[7] != 0 && d[7] != 1)) {
+    *error = "dims[7] (segments) must be 0 or 1";
+    return false;
+  }
+  a->segments = dimsLen == 8 && d[7] == 1;
+  if (a->segments && dimsLen >= 7 && d[6] != 1) {
+    *error = "segment starts need the causal mode (dims[6] = 1)";
     return false;
   }
   AttentionShape& s = a->s;
@@ -101,7 +112,7 @@ napi_value Forward(napi_env env, napi_callback_info info) {
   const double qn = static_cast<double>(s.batch * s.queries * s.heads * s.headDim);
   const double kn = static_cast<double>(s.batch * s.keys * s.kvHeads * s.headDim);
   if (!inside(a, 0, qn, "q", &error) || !inside(a, 1, kn, "k", &error) || !inside(a, 2, kn, "v", &error) ||
-      !inside(a, 3, static_cast<double>(s.batch * s.queries * s.keys), "mask", &error) || !inside(a, 4, qn, "out", &error) ||
+      !inside(a, 3, static_cast<double>(s.batch * s.queries * (a.segments ? 1 : s.keys)), a.segments ? "starts" : "mask", &error) || !inside(a, 4, qn, "out", &error) ||
       !inside(a, 5, static_cast<double>(s.batch * s.heads * s.queries), "lse", &error)) {
     return fail(env, "rpv attention: attentionForward: " + error);
   }
@@ -110,7 +121,8 @@ napi_value Forward(napi_env env, napi_callback_info info) {
   f.q = a.heap + static_cast<int64_t>(a.off[0]);
   f.k = a.heap + static_cast<int64_t>(a.off[1]);
   f.v = a.heap + static_cast<int64_t>(a.off[2]);
-  f.mask = a.heap + static_cast<int64_t>(a.off[3]);
+  if (a.segments) f.starts = a.heap + static_cast<int64_t>(a.off[3]);
+  else f.mask = a.heap + static_cast<int64_t>(a.off[3]);
   f.out = a.heap + static_cast<int64_t>(a.off[4]);
   f.lse = a.heap + static_cast<int64_t>(a.off[5]);
   withPool([&](Isa isa, ThreadPool* pool) { attentionForward(f, isa, pool); });
@@ -125,7 +137,7 @@ napi_value Backward(napi_env env, napi_callback_info info) {
   const double qn = static_cast<double>(s.batch * s.queries * s.heads * s.headDim);
   const double kn = static_cast<double>(s.batch * s.keys * s.kvHeads * s.headDim);
   if (!inside(a, 0, qn, "q", &error) || !inside(a, 1, kn, "k", &error) || !inside(a, 2, kn, "v", &error) ||
-      !inside(a, 3, static_cast<double>(s.batch * s.queries * s.keys), "mask", &error) || !inside(a, 4, qn, "out", &error) ||
+      !inside(a, 3, static_cast<double>(s.batch * s.queries * (a.segments ? 1 : s.keys)), a.segments ? "starts" : "mask", &error) || !inside(a, 4, qn, "out", &error) ||
       !inside(a, 5, static_cast<double>(s.batch * s.heads * s.queries), "lse", &error) || !inside(a, 6, qn, "dout", &error) ||
       !inside(a, 7, qn, "dq", &error) || !inside(a, 8, kn, "dk", &error) || !inside(a, 9, kn, "dv", &error)) {
     return fail(env, "rpv attention: attentionBackward: " + error);
@@ -136,7 +148,8 @@ napi_value Backward(napi_env env, napi_callback_info info) {
   bw.q = h + static_cast<int64_t>(a.off[0]);
   bw.k = h + static_cast<int64_t>(a.off[1]);
   bw.v = h + static_cast<int64_t>(a.off[2]);
-  bw.mask = h + static_cast<int64_t>(a.off[3]);
+  if (a.segments) bw.starts = h + static_cast<int64_t>(a.off[3]);
+  else bw.mask = h + static_cast<int64_t>(a.off[3]);
   bw.out = h + static_cast<int64_t>(a.off[4]);
   bw.lse = h + static_cast<int64_t>(a.off[5]);
   bw.dout = h + static_cast<int64_t>(a.off[6]);

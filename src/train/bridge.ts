@@ -50,6 +50,8 @@ export function forwardInput(model: CausalLM, batch: PackedBatch): { input: Forw
   const labels = new Int32Array(B * L).fill(IGNORE_INDEX);
   for (let i = 0; i < B * L; i++) if (batch.targetMask[i]) labels[i] = ids[i]!;
   const input: ForwardInput = { inputIds: ids, batch: B, attentionMask: batch.attentionMask };
+  // Packed rows: block-diagonal causal attention, positions restarting at each sample.
+  if (batch.segmentStarts) input.segmentStarts = batch.segmentStarts;
   if (batch.videoPositions.length > 0) {
     if (model.videoTokenId === undefined) throw new RpvError('train: the model has no video placeholder token id');
     const perSample = new Array<number>(B).fill(0);

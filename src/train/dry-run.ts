@@ -9,6 +9,9 @@ import { showLossMask, type RenderedPrompt } from './prompt.js';
 import { formatRecipe, resolveRecipe, type Recipe, type RecipeInput } from './recipe.js';
 import { decays } from './adamw.js';
 import { describePlan } from './memory.js';
+import type { PreparedSample } from './pack.js';
+import { arrangeStep, arrangementOf, fillRatio } from './packing.js';
+import { packBatch } from './pack.js';
 
 export async function dryRun(input: Recipe | RecipeInput): Promise<string> {
   const recipe = resolveRecipe(input, [], 'dry-run');
@@ -43,10 +46,11 @@ export async function dryRun(input: Recipe | RecipeInput): Promise<string> {
     for (const [name, g] of groups) out.push(`${name}: ${g.values.toLocaleString('en-US')} values in ${g.tensors} tensors (${g.decayed} with weight decay)`);
     out.push('');
 
-    // The first training sample in the run's order.
+    // The first training sample in the run's order, and the first step's samples.
     let shown: { id: string; prompt: RenderedPrompt } | null = null;
     const skips: Record<string, number> = {};
-    const loader = createLoader<{ id: string; prompt?: RenderedPrompt; skip?: string }[]>({
+    const firstStep: PreparedSample[][] = [];
+    const loader = createLoader<{ id: string; prompt?: RenderedPrompt; sample?: PreparedSample; skip?: string }[]>({
       source: recipe.data.shards,
       batchSize: recipe.data.batch_size,
       seed: recipe.seed,
@@ -55,15 +59,16 @@ export async function dryRun(input: Recipe | RecipeInput): Promise<string> {
       verify: recipe.data.verify,
       collate: (samples) => samples.map((s) => ({ id: s.sampleId, ...session.prepare(s) })),
     });
-    outer: for await (const batch of loader) {
+    for await (const batch of loader) {
       for (const r of batch) {
-        if (r.prompt) {
-          shown = { id: r.id, prompt: r.prompt };
-          break outer;
-        }
-        if (r.skip) skips[r.skip] = (skips[r.skip] ?? 0) + 1;
+        if (r.prompt && !shown) shown = { id: r.id, prompt: r.prompt };
+        if (r.skip && !shown) skips[r.skip] = (skips[r.skip] ?? 0) + 1;
       }
+      const samples = batch.flatMap((r) => (r.sample ? [r.sample] : []));
+      if (samples.length > 0) firstStep.push(samples);
+      if (firstStep.length >= recipe.train.grad_accum_steps) break;
     }
+    out.push(...describeFirstStep(recipe, firstStep, session.featureDim), '');
     out.push('# first training sample ([[...]] carries the loss, [video xN] = N video tokens)');
     if (!shown) out.push(`none: every sample was skipped (${JSON.stringify(skips)})`);
     else {
@@ -76,6 +81,34 @@ export async function dryRun(input: Recipe | RecipeInput): Promise<string> {
   } finally {
     session.dispose();
   }
+}
+
+/** The first step's micro-batches as the recipe arranges them: rows, samples per row, fill. */
+function describeFirstStep(recipe: Recipe, batches: PreparedSample[][], featureDim: number): string[] {
+  const mode = arrangementOf(recipe.data);
+  const what = { packed: 'packed rows (data.packing)', grouped: 'grouped by length (data.group_by_length)', padded: 'padded loader batches' }[mode];
+  if (batches.length === 0) return [`# first step: ${what}`, 'none: no trainable sample'];
+  const micro =
+    mode === 'padded'
+      ? batches.map((b) => packBatch(b, featureDim))
+      : arrangeStep(batches.flat(), mode, { batchSize: recipe.data.batch_size, maxTokens: recipe.prompt.max_tokens, featureDim });
+  const samples = micro.reduce((n, m) => n + m.sampleIds.length, 0);
+  const fill = fillRatio(micro);
+  const out = [
+    `# first step: ${what}`,
+    `${samples} samples in ${micro.length} micro-batch(es) of ${micro.reduce((n, m) => n + m.batch, 0)} rows; fill ${percent(fill, 1)} of the computed positions (padding ${percent(1 - fill, 1)})`,
+  ];
+  micro.forEach((m, i) => {
+    out.push(`micro-batch ${i + 1}: ${m.batch} row(s) x ${m.seqLen} positions`);
+    if (m.rows) {
+      m.rows.forEach((ids, r) => {
+        let tokens = 0;
+        for (let t = 0; t < m.seqLen; t++) tokens += m.attentionMask[r * m.seqLen + t]!;
+        out.push(`  row ${r + 1}: ${ids.length} sample(s), ${tokens} tokens = ${percent(tokens, recipe.prompt.max_tokens)} of prompt.max_tokens (${ids.join(', ')})`);
+      });
+    } else out.push(`  ${m.tokens} tokens in ${m.batch * m.seqLen} positions (${m.sampleIds.join(', ')})`);
+  });
+  return out;
 }
 
 function percent(part: number, whole: number): string {

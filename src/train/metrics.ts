@@ -18,6 +18,8 @@ export interface TrainMetric {
   grad_norm: number;
   tokens: number;
   tokens_per_sec: number;
+  /** Real tokens over computed positions (rows x padded length) of the step: 1 - its padding share (absent in runs of an older rpv). */
+  fill?: number;
   step_sec: number;
   /** Seconds the step waited on the loader. */
   loader_wait_sec: number;

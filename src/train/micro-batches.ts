@@ -9,6 +9,7 @@ import { RpvError } from '../util/errors.js';
 import { ABORTED, untilAborted } from '../util/abort.js';
 import { EpochTally } from './epoch-tally.js';
 import { packBatch, type PackedBatch, type PreparedSample } from './pack.js';
+import { arrangeStep, arrangementOf } from './packing.js';
 import type { SkipReason } from './prompt.js';
 import type { TrainingSession } from './session.js';
 
@@ -79,22 +80,30 @@ export class MicroBatches {
   }
 
   /**
-   * The packed micro-batches of one optimizer step (`count` of them; micro-batches without a
-   * trainable sample are passed over), their skips added to `skipped`. Null when `signal` aborts
-   * the wait for data. `waitMs`: time spent waiting for the loader.
+   * The packed micro-batches of one optimizer step: `count` loader batches (those without a
+   * trainable sample are passed over), each one micro-batch, or with `data.packing` /
+   * `data.group_by_length` their samples arranged together (src/train/packing.ts); their skips
+   * added to `skipped`. Null when `signal` aborts the wait for data. `waitMs`: time spent waiting
+   * for the loader.
    */
   async gather(count: number, skipped: Record<string, number>, signal: AbortSignal | undefined): Promise<{ micro: PackedBatch[]; waitMs: number } | null> {
     let waitMs = 0;
-    const micro: PackedBatch[] = [];
-    while (micro.length < count) {
+    const batches: PreparedSample[][] = [];
+    while (batches.length < count) {
       const t0 = performance.now();
       const mb = await this.nextUnlessAborted(signal);
       waitMs += performance.now() - t0;
       if (!mb) return null;
       for (const [reason, n] of Object.entries(mb.skipped)) skipped[reason] = (skipped[reason] ?? 0) + n;
       if (mb.samples.length === 0) continue;
-      micro.push(packBatch(mb.samples, this.session.featureDim));
+      batches.push(mb.samples);
     }
+    const { recipe, featureDim } = this.session;
+    const mode = arrangementOf(recipe.data);
+    const micro =
+      mode === 'padded'
+        ? batches.map((samples) => packBatch(samples, featureDim))
+        : arrangeStep(batches.flat(), mode, { batchSize: recipe.data.batch_size, maxTokens: recipe.prompt.max_tokens, featureDim });
     return { micro, waitMs };
   }
 

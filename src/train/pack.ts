@@ -27,6 +27,10 @@ export interface PackedBatch {
   /** Real (unpadded) positions in the batch. */
   tokens: number;
   sampleIds: string[];
+  /** Packed rows only (src/train/packing.ts): [B * L] each position's sample's first position in its row. */
+  segmentStarts?: Int32Array;
+  /** Packed rows only: the sample ids of each row. */
+  rows?: string[][];
 }
 
 /** One sample ready to pack: its prompt and its frames ([numFrames, tokensPerFrame, dim], copied). */

@@ -36,6 +36,10 @@ export interface Recipe {
     use_video: boolean;
     /** Check shard bytes against the index's sha256 hashes as they are read (false: size only). */
     verify: boolean;
+    /** Pack each step's samples into rows of up to prompt.max_tokens (src/train/packing.ts). */
+    packing: boolean;
+    /** Without packing: sort each step's samples by length before cutting micro-batches. */
+    group_by_length: boolean;
   };
   prompt: {
     /** Samples longer than this (in tokens, video tokens included) are skipped and counted. */
@@ -171,6 +175,8 @@ export const RECIPE_SCHEMA: GroupSpec = {
         prefetch_bytes: { kind: 'integer', default: 512 * 1024 * 1024, min: 1 },
         use_video: { kind: 'boolean', default: true },
         verify: { kind: 'boolean', default: true },
+        packing: { kind: 'boolean', default: false },
+        group_by_length: { kind: 'boolean', default: false },
       },
     },
     prompt: {
@@ -479,6 +485,9 @@ function crossCheck(recipe: Recipe, errors: string[]): void {
   }
   if (recipe.train.projector === 'freeze' && recipe.train.projector_warmup_steps > 0) {
     errors.push('train.projector_warmup_steps: expected 0 when train.projector is freeze (a frozen projector cannot be warmed up)');
+  }
+  if (recipe.data.packing && recipe.data.group_by_length) {
+    errors.push('data.group_by_length: expected false when data.packing is true (packed rows are already filled; choose one)');
   }
   if (!recipe.data.use_video && recipe.train.projector_warmup_steps > 0) {
     errors.push('train.projector_warmup_steps: expected 0 when data.use_video is false (there is no projector to warm up)');

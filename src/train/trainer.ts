@@ -35,6 +35,7 @@ import { checkStageLengths, resolveRecipe, type Recipe, type RecipeInput } from 
 import { lrAt, warmupStepsFor } from './schedule.js';
 import { Evaluator } from './evaluator.js';
 import { MicroBatches } from './micro-batches.js';
+import { fillRatio } from './packing.js';
 import { saveCheckpoint, startRun, type RunState } from './run-state.js';
 import { lockRunFolder } from './run-folder.js';
 import { optimizerStep } from './step.js';
@@ -285,6 +286,7 @@ async function runLoop(session: TrainingSession, options: TrainOptions, log: (li
         grad_norm: result.gradNorm,
         tokens: result.trainedTokens,
         tokens_per_sec: micro.reduce((a, b) => a + b.tokens, 0) / stepSec,
+        fill: fillRatio(micro),
         step_sec: stepSec,
         loader_wait_sec: waitMs / 1000,
         skipped: Object.values(run.skipped).reduce((a, b) => a + b, 0),
