@@ -2,9 +2,12 @@
 // every inline `rpv ...` span names a command and only options and positionals that command
 // accepts (parsed by the CLI's own parser, stopped before any handler runs). Also the npm 11
 // install-script approvals the README describes.
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import yargs from 'yargs';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { commands } from '../src/commands/index.js';
 
@@ -79,6 +82,24 @@ describe('README', () => {
     const problems: string[] = [];
     for (const line of lines) await parse(line).catch((err: Error) => problems.push(err.message));
     expect(problems).toEqual([]);
+  });
+
+  it('its short commands (rpv env, rpv <command> --help) run as written from another folder and exit 0', async () => {
+    const short = lines.filter((l) => /^rpv env\b/.test(l) || /^rpv [a-z-]+( [a-z-]+)? --help$/.test(l));
+    expect(short.length).toBeGreaterThan(0);
+    const cwd = mkdtempSync(path.join(os.tmpdir(), 'rpv-readme-'));
+    try {
+      for (const line of short) {
+        // The installed CLI (dist/, built by npm ci), as `npm install -g .` runs it.
+        const args = [path.join(repo, 'dist', 'cli.js'), ...words(line).slice(1)];
+        const { stdout } = await promisify(execFile)(process.execPath, args, { cwd }).catch((err: Error & { stderr?: string }) => {
+          throw new Error(`${line}: ${err.message.split('\n')[0]} ${err.stderr ?? ''}`);
+        });
+        expect(stdout.length, line).toBeGreaterThan(0);
+      }
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
   });
 
   it('a misspelt option would be caught', async () => {
