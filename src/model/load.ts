@@ -60,8 +60,11 @@ export const WASM_WEIGHT_WARN_BYTES = 1.5 * 2 ** 30;
 
 const MAPPABLE: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16']);
 
-/** Why the base cannot be mapped here (null when it can). */
-function mappedReason(tf: typeof tfc, folder: WeightFolder, expected: Map<string, number[]>): string | null {
+/**
+ * Why the weights cannot be mapped here (null when it can). `isMapped`: which tensors are used in
+ * place (the decoder's: the 2-D matrices; a vision tower's: its projections and patch kernel).
+ */
+export function mappedReason(tf: typeof tfc, folder: WeightFolder, expected: Map<string, number[]>, isMapped: (shape: number[]) => boolean = (shape) => shape.length === 2): string | null {
   if (tf.getBackend() !== 'wasm') return `mapped weights need the wasm backend (this is ${tf.getBackend()})`;
   // The matmul's current state (installNativeMatmul / uninstallNativeMatmul may follow initBackend).
   const matmul = describeNativeMatmul();
@@ -69,7 +72,7 @@ function mappedReason(tf: typeof tfc, folder: WeightFolder, expected: Map<string
   const unavailable = mappedWeightsUnavailable();
   if (unavailable) return unavailable;
   for (const [name, shape] of expected) {
-    if (shape.length !== 2) continue;
+    if (!isMapped(shape)) continue;
     const loc = folder.location(name, shape);
     if (!MAPPABLE.has(loc.dtype)) return `tensor ${name} is ${loc.dtype} (mapped weights are F32, F16 or BF16)`;
   }

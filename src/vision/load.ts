@@ -12,9 +12,9 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import type { BlockWeights, NormWeights } from '../model/block.js';
 import { describeBackend, initBackend, tfCore, type BackendName } from '../model/backend.js';
 import { MappedLinear, TensorLinear, type FrozenLinear } from '../model/frozen.js';
+import { mappedReason } from '../model/load.js';
 import { WeightFolder } from '../model/weights.js';
-import { MappedFile, mappedWeightsUnavailable, type MappedDType } from '../native/frozen.js';
-import { describeNativeMatmul } from '../native/matmul.js';
+import { MappedFile, type MappedDType } from '../native/frozen.js';
 import { RpvError } from '../util/errors.js';
 import { expectedTowerTensors, gridSize, readTowerConfig, towerNames, type TowerConfig } from './family.js';
 import { formatTowerSettings } from './settings.js';
@@ -28,22 +28,6 @@ export interface LoadVisionTowerOptions {
   weights?: 'auto' | 'mapped' | 'tensors';
   /** Frames per forward pass (bounds activation memory). Default: as many as make about 2,048 tokens (at least 1). */
   framesPerPass?: number;
-}
-
-const MAPPABLE: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16']);
-
-function mappedReason(tf: typeof tfc, folder: WeightFolder, expected: Map<string, number[]>): string | null {
-  if (tf.getBackend() !== 'wasm') return `mapped weights need the wasm backend (this is ${tf.getBackend()})`;
-  const matmul = describeNativeMatmul();
-  if (!matmul.active) return `the native matmul is off (${matmul.reason ?? 'unknown reason'})`;
-  const unavailable = mappedWeightsUnavailable();
-  if (unavailable) return unavailable;
-  for (const [name, shape] of expected) {
-    if (shape.length < 2 || shape[0] === 1) continue;
-    const loc = folder.location(name, shape);
-    if (!MAPPABLE.has(loc.dtype)) return `tensor ${name} is ${loc.dtype} (mapped weights are F32, F16 or BF16)`;
-  }
-  return null;
 }
 
 /** sha256 (16 hex) of config.json and every weight file's bytes, in name order. */
@@ -112,7 +96,7 @@ export async function loadVisionTower(folder: string, settings: TowerSettings = 
     for (const [name, s] of expected) weights.location(name, s);
     const want = options.weights ?? (process.env.RPV_WEIGHTS as LoadVisionTowerOptions['weights']) ?? 'auto';
     if (!['auto', 'mapped', 'tensors'].includes(want)) throw new RpvError(`loadVisionTower: weights must be auto, mapped or tensors, found ${JSON.stringify(want)}`);
-    const reason = want === 'tensors' ? 'tensors asked for' : mappedReason(tf, weights, expected);
+    const reason = want === 'tensors' ? 'tensors asked for' : mappedReason(tf, weights, expected, (shape) => shape.length >= 2 && shape[0] !== 1);
     if (want === 'mapped' && reason) throw new RpvError(`${folder}: cannot map the weights: ${reason}`);
     const mapped = reason === null;
     const read = async (name: string) => (await weights.read(name, expected.get(name))).data as Float32Array;
