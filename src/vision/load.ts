@@ -5,13 +5,13 @@
  * native GEMM; elsewhere they are decoded to float32 tfjs tensors. Vectors (norms, biases, class
  * token, position embeddings, layer scales) are small and always float32 tensors.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type * as tfc from '@tensorflow/tfjs-core';
 import type { BlockWeights, NormWeights } from '../model/block.js';
 import { describeBackend, initBackend, tfCore, type BackendName } from '../model/backend.js';
 import { MappedLinear, TensorLinear, type FrozenLinear } from '../model/frozen.js';
+import { modelIdentity } from '../model/identity.js';
 import { mappedReason } from '../model/load.js';
 import { WeightFolder } from '../model/weights.js';
 import { MappedFile, type MappedDType } from '../native/frozen.js';
@@ -30,31 +30,17 @@ export interface LoadVisionTowerOptions {
   framesPerPass?: number;
 }
 
-/** sha256 (16 hex) of config.json and every weight file's bytes, in name order. */
-async function hashFolder(dir: string, files: string[]): Promise<string> {
-  const h = createHash('sha256');
-  h.update(await fs.readFile(path.join(dir, 'config.json')));
-  for (const f of [...files].sort()) {
-    h.update(`\0${f}\0`);
-    await new Promise<void>((resolve, reject) => {
-      createReadStream(path.join(dir, f), { highWaterMark: 1 << 22 })
-        .on('data', (chunk) => h.update(chunk))
-        .on('end', resolve)
-        .on('error', reject);
-    });
-  }
-  return h.digest('hex').slice(0, 16);
-}
-
 /**
  * The id loadVisionTower gives the tower of `folder` with `settings` (defaults resolved), without
- * loading it: config.json read and the weight files hashed (an InternVL folder's whole weights).
+ * loading it: config.json read, and the folder's weight identity (src/model/identity.ts: config,
+ * headers and sampled bytes of every safetensors file, the same check resume makes of a base
+ * model; it reads megabytes, not the gigabytes of an InternVL folder).
  */
 export async function towerIdOf(folder: string, settings: TowerSettings = {}): Promise<string> {
   const config = await readTowerConfig(folder);
   const weights = await WeightFolder.open(folder);
   try {
-    return `hf:${config.family}/${config.modelType}#${formatTowerSettings(resolveSettings(config, settings))}@${await hashFolder(folder, weights.files)}`;
+    return `hf:${config.family}/${config.modelType}#${formatTowerSettings(resolveSettings(config, settings))}@${(await modelIdentity(folder)).sha256.slice(0, 16)}`;
   } finally {
     await weights.close();
   }
@@ -161,7 +147,7 @@ export async function loadVisionTower(folder: string, settings: TowerSettings = 
       preNorm: names.preNorm ? await normOf(names.preNorm, 'layer') : undefined,
       blocks,
     };
-    const hash = await hashFolder(folder, weights.files);
+    const hash = (await modelIdentity(folder)).sha256.slice(0, 16);
     const tokensPerPass = gridSize(config) ** 2 + (config.classToken ? 1 : 0);
     const framesPerPass = Math.max(1, options.framesPerPass ?? Math.floor(2048 / tokensPerPass));
     const frameValues = 3 * config.imageSize * config.imageSize;
