@@ -21,12 +21,12 @@
  * Resume checks every file against the manifest: a checkpoint whose bytes changed or were cut is
  * skipped, saying why, for the newest intact one (`openCheckpointForResume`).
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { errorMessage, RpvError } from '../util/errors.js';
 import { releaseTemp, trackTemp, writeFileAtomic } from '../util/atomic.js';
 import { assertFiniteToWrite } from '../util/finite.js';
+import { sha256OfFile } from '../shard/cache.js';
 import { readSafetensors, writeSafetensors, type SafetensorsInput } from '../util/safetensors.js';
 import type { AdamWState } from './adamw.js';
 import type { RngState } from '../util/random.js';
@@ -89,12 +89,6 @@ interface Manifest {
   files: Record<string, { bytes: number; sha256: string }>;
 }
 
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
 async function filesUnder(dir: string, prefix = ''): Promise<string[]> {
   const out: string[] = [];
   for (const entry of (await fs.readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
@@ -111,7 +105,7 @@ async function writeManifest(dir: string, step: number): Promise<void> {
   for (const rel of await filesUnder(dir)) {
     if (rel === MANIFEST_FILE) continue;
     const file = path.join(dir, rel);
-    files[rel] = { bytes: (await fs.stat(file)).size, sha256: await sha256File(file) };
+    files[rel] = { bytes: (await fs.stat(file)).size, sha256: await sha256OfFile(file) };
   }
   const manifest: Manifest = { format: 'rpv-checkpoint', step, files };
   await writeFileAtomic(path.join(dir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
@@ -143,7 +137,7 @@ export async function checkCheckpointFiles(dir: string): Promise<{ problem: stri
     const stat = await fs.stat(file).catch(() => null);
     if (!stat?.isFile()) return { problem: `${rel}: missing`, unverified: false };
     if (stat.size !== want.bytes) return { problem: `${rel}: ${stat.size} bytes, ${want.bytes} when written (truncated or changed)`, unverified: false };
-    const sha = await sha256File(file);
+    const sha = await sha256OfFile(file);
     if (sha !== want.sha256) return { problem: `${rel}: sha256 ${sha.slice(0, 12)}… differs from ${want.sha256.slice(0, 12)}… when written (the file changed)`, unverified: false };
   }
   return { problem: null, unverified: false };
