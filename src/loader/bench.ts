@@ -95,7 +95,7 @@ export async function benchLoader(options: LoaderBenchOptions): Promise<LoaderBe
 
     // Correctness reference: the first sample of the first shard, decoded by the converter's reader
     // (its bytes checked against the index, as every reader of rows checks them).
-    const [firstRow] = await readShardRows(dir, shards[0]!, { who: 'bench loader' });
+    const [firstRow] = await readShardRows(dir, shards[0]!, { who: 'bench loader', verify: options.verify !== false });
     if (!firstRow || firstRow.dialogues.length === 0) throw new RpvError(`bench loader: ${files[0]}: first row has no dialogue`);
     const probeId = `${firstRow.video_id}/${firstRow.dialogues[0]!.dialogue_id}`;
 
