@@ -8,6 +8,8 @@ export { RpvError } from './util/errors.js';
 
 // Shards: the dataset format (Arrow/Parquet files + index.json, see shards/README.md)
 export { readShard } from './shard/read.js';
+export { readShardRows } from './shard/source.js';
+export type { ShardRowsOptions } from './shard/source.js';
 export { ShardWriter } from './shard/write.js';
 export { readShardIndex } from './shard/index-file.js';
 export type { Dialogue, FeatureSchema, ShardIndex, Turn, VideoRow } from './shard/schema.js';

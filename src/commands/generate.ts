@@ -3,7 +3,7 @@ import type { CausalLM } from '../model/decoder.js';
 import type { VideoRow } from '../shard/schema.js';
 import type { Recipe } from '../train/recipe.js';
 import { RpvError } from '../util/errors.js';
-import { closeNames, listForMessage, readShardRoles } from '../infer/shard-lookup.js';
+import { closeNames, findShardRow, listForMessage, readShardRoles } from '../infer/shard-lookup.js';
 
 interface GenerateArgs {
   run: string;
@@ -55,22 +55,18 @@ export const command: CommandModule<object, GenerateArgs> = {
     const { loadForGeneration, generateReply, videoFeatures, encoderSpecOf } = await import('../infer/generate.js');
     const run = await loadForGeneration(args.run, { modelPath: args.model });
     try {
-      const path = await import('node:path');
       const shards = args.shards ?? run.recipe.data.shards;
+      // Shard bytes are checked against index.json as they are read, unless the run turned that off.
+      const lookup = { who: 'generate', verify: run.recipe.data.verify };
       let role = args.role;
       let row: VideoRow | null = null;
       let video = null;
       if (args.row) {
-        const { readShardIndex } = await import('../shard/index-file.js');
-        const { readShard } = await import('../shard/read.js');
-        const index = await readShardIndex(shards);
-        for (const s of index.shards.filter((e) => e.format === 'arrow')) {
-          const rows = await readShard(path.join(shards, s.file));
-          row = rows.find((r) => r.video_id === args.row) ?? null;
-          if (row) break;
-        }
+        const found = await findShardRow(shards, args.row, lookup);
+        const index = found.index;
+        row = found.row;
         if (!row) {
-          const { videoIds } = await readShardRoles(shards);
+          const { videoIds } = await readShardRoles(shards, lookup);
           const close = closeNames(args.row, videoIds);
           const hint = close.length > 0 ? `close ids: ${close.join(', ')}` : `ids there: ${listForMessage(videoIds, 5)}`;
           throw new RpvError(`generate: ${shards}: no row with video_id ${args.row}; ${hint}`);
@@ -90,7 +86,7 @@ export const command: CommandModule<object, GenerateArgs> = {
       if (args.role !== undefined && typeof args.profile !== 'string') {
         // A misspelt role would get no profile and a prompt the run never saw: refuse it, unless
         // the user brings the new role's profile.
-        const { roles } = await readShardRoles(shards);
+        const { roles } = await readShardRoles(shards, lookup);
         if (!roles.has(args.role)) {
           const close = closeNames(args.role, [...roles.keys()], 1);
           throw new RpvError(
@@ -150,7 +146,7 @@ async function chooseProfile(
   let dataset = null;
   if (trainedProfileNeedsDataset(recipe, row)) {
     const { scanDataset } = await import('../train/dataset.js');
-    dataset = await scanDataset(shards, { heldoutFraction: recipe.data.heldout_fraction, seed: recipe.seed });
+    dataset = await scanDataset(shards, { heldoutFraction: recipe.data.heldout_fraction, seed: recipe.seed, verify: recipe.data.verify, who: 'generate' });
   }
   const path = await import('node:path');
   return trainedProfile({

@@ -7,6 +7,7 @@
  * amplify that into different single replies).
  */
 import path from 'node:path';
+import type { VideoRow } from '../shard/schema.js';
 
 /** The focus words a text names, in the order of `focusWords`. */
 export function namedWords(text: string, focusWords: readonly string[]): string[] {
@@ -40,10 +41,12 @@ export interface VisualAnswerScore {
  * Ask every run each held-out question of `shardsDir` whose reference (the role's first reply)
  * names a focus word, and count the replies that name the same words. Runs are run folders;
  * generation is greedy with the run's trained profile and, for runs trained with video, the clip.
+ * Shard bytes are checked against index.json as they are read (as the first run's `data.verify`
+ * says): a damaged shard stops it with `demo: shard <file>: block 2 of 3 (bytes A-B): sha256 mismatch: ...`.
  */
 export async function scoreVisualAnswers(shardsDir: string, runDirs: readonly string[], options: { maxNewTokens?: number } = {}): Promise<VisualAnswerScore> {
   const { readShardIndex } = await import('../shard/index-file.js');
-  const { readShard } = await import('../shard/read.js');
+  const { readShardRows } = await import('../shard/source.js');
   const { isHeldOut } = await import('../train/dataset.js');
   const { loadForGeneration, generateReply } = await import('../infer/generate.js');
   const { trainedProfile } = await import('../infer/generation-profile.js');
@@ -52,7 +55,7 @@ export async function scoreVisualAnswers(shardsDir: string, runDirs: readonly st
   const names = runDirs.map((d) => path.basename(d));
   const right: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
   const replies = new Map<string, string[]>();
-  const questions: { row: Awaited<ReturnType<typeof readShard>>[number]; question: string; reference: string; key: string }[] = [];
+  const questions: { row: VideoRow; question: string; reference: string; key: string }[] = [];
   let focusWords: string[] = [];
   const clips = new Set<string>();
   for (const [r, dir] of runDirs.entries()) {
@@ -62,7 +65,8 @@ export async function scoreVisualAnswers(shardsDir: string, runDirs: readonly st
       if (r === 0) {
         focusWords = recipe.eval.focus_words;
         for (const shard of index.shards.filter((s) => s.format === 'arrow')) {
-          for (const row of await readShard(path.join(shardsDir, shard.file))) {
+          // Checked against index.json as read, unless the first run's recipe says data.verify: false.
+          for (const row of await readShardRows(shardsDir, shard, { who: 'demo', verify: recipe.data.verify })) {
             if (!isHeldOut(row.video_id, recipe.data.heldout_fraction, recipe.seed) || row.num_frames === 0) continue;
             for (const d of row.dialogues) {
               const [ask, answer] = d.turns;

@@ -76,7 +76,8 @@ export async function evaluateHeldOut(options: HeldOutOptions): Promise<HeldOutR
   const { model, recipe } = loaded;
   try {
     const shards = options.shards ?? recipe.data.shards;
-    const dataset = await scanDataset(shards, { heldoutFraction: recipe.data.heldout_fraction, seed: recipe.seed });
+    // Shard bytes are checked as the run's own recipe says (data.verify), in the scan and the loader.
+    const dataset = await scanDataset(shards, { heldoutFraction: recipe.data.heldout_fraction, seed: recipe.seed, verify: recipe.data.verify, who: 'eval' });
     const { checkRunEncoder } = await import('../train/encoder-check.js');
     checkRunEncoder('eval', loaded.checkpoint, loaded.encoderId, shards, dataset.index.encoder.id);
     if (dataset.dialogues.heldout === 0) {
@@ -103,6 +104,7 @@ export async function evaluateHeldOut(options: HeldOutOptions): Promise<HeldOutR
       seed: recipe.seed,
       shuffle: false,
       workers: 0,
+      verify: recipe.data.verify,
       collate: (batch: Sample[]) =>
         batch
           .filter((s) => !s.padding && isHeldOut(s.video_id, recipe.data.heldout_fraction, recipe.seed))

@@ -1,11 +1,12 @@
 /**
  * What `rpv generate` checks against the run's shards before generating: that the role is one the
  * run was trained on, and that a `--row` exists (else the ids that look like it: `videos/clip03`
- * for `clip03`).
+ * for `clip03`). Shard bytes are checked against index.json as they are read (`readShardRows`,
+ * ../shard/source.ts), unless the run's recipe says `data.verify: false`.
  */
 import { readShardIndex } from '../shard/index-file.js';
-import { readShard } from '../shard/read.js';
-import { readShardBytes, shardFileLocation } from '../shard/source.js';
+import type { ShardEntry, ShardIndex, VideoRow } from '../shard/schema.js';
+import { readShardRows } from '../shard/source.js';
 
 export interface ShardRoles {
   /** Videos per role, in order of first appearance. */
@@ -14,21 +15,46 @@ export interface ShardRoles {
   videoIds: string[];
 }
 
-/** The roles and video ids of a dataset (reads two columns of each shard, not the frames). */
-export async function readShardRoles(source: string): Promise<ShardRoles> {
-  const index = await readShardIndex(source);
+/** How the lookups read shards. */
+export interface ShardLookupOptions {
+  /** Who reads, the first word of errors (default `generate`). */
+  who?: string;
+  /** Check shard bytes against index.json (default true; a run's `data.verify`). */
+  verify?: boolean;
+}
+
+/** The shards of one format to look rows up in: Arrow when the dataset has both. */
+function lookupShards(index: ShardIndex): ShardEntry[] {
   const arrow = index.shards.filter((s) => s.format === 'arrow');
+  return arrow.length > 0 ? arrow : index.shards;
+}
+
+/** The roles and video ids of a dataset (reads two columns of each shard, not the frames). */
+export async function readShardRoles(source: string, { who = 'generate', verify = true }: ShardLookupOptions = {}): Promise<ShardRoles> {
+  const index = await readShardIndex(source);
   const roles = new Map<string, number>();
   const videoIds: string[] = [];
-  for (const shard of arrow.length > 0 ? arrow : index.shards) {
-    const { bytes } = await readShardBytes(source, shard);
-    const rows = await readShard(bytes, shard.format, { name: shardFileLocation(source, shard.file), columns: ['video_id', 'role'] });
+  for (const shard of lookupShards(index)) {
+    const rows = await readShardRows(source, shard, { who, verify, columns: ['video_id', 'role'] });
     for (const row of rows) {
       roles.set(row.role, (roles.get(row.role) ?? 0) + 1);
       videoIds.push(row.video_id);
     }
   }
   return { roles, videoIds };
+}
+
+/**
+ * The row of `videoId` in the dataset at `source`, with the dataset's index; `row` is null when no
+ * shard holds it. Shards are read whole, one at a time, until the row is found.
+ */
+export async function findShardRow(source: string, videoId: string, { who = 'generate', verify = true }: ShardLookupOptions = {}): Promise<{ row: VideoRow | null; index: ShardIndex }> {
+  const index = await readShardIndex(source);
+  for (const shard of lookupShards(index)) {
+    const row = (await readShardRows(source, shard, { who, verify })).find((r) => r.video_id === videoId);
+    if (row) return { row, index };
+  }
+  return { row: null, index };
 }
 
 /** Levenshtein distance of two strings (code points), for "did you mean". */

@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { RpvError } from '../util/errors.js';
 import { readShardIndex, shardsOfFormat } from '../shard/index-file.js';
-import { readShard } from '../shard/read.js';
+import { readShardRows } from '../shard/source.js';
 import type { ShardEntry, ShardFileFormat, VideoRow } from '../shard/schema.js';
 import { shardBlocks } from '../shard/blocks.js';
 import { blockHashesOf } from '../shard/verify.js';
@@ -93,8 +93,9 @@ export async function benchLoader(options: LoaderBenchOptions): Promise<LoaderBe
     log(`raw read ${format} (warm page cache, best of 3, ${(fileBytes / MB).toFixed(fileBytes < 10 * MB ? 2 : 0)} MB in ${files.length} files): 1 reader ${one.toFixed(0)} MB/s, ${workers} readers ${many.toFixed(0)} MB/s -> ceiling ${ceilingMBps.toFixed(0)} MB/s`);
     cases.push(ceiling);
 
-    // Correctness reference: the first sample of the first shard, decoded by the converter's reader.
-    const [firstRow] = await readShard(files[0]!, format);
+    // Correctness reference: the first sample of the first shard, decoded by the converter's reader
+    // (its bytes checked against the index, as every reader of rows checks them).
+    const [firstRow] = await readShardRows(dir, shards[0]!, { who: 'bench loader', verify: options.verify !== false });
     if (!firstRow || firstRow.dialogues.length === 0) throw new RpvError(`bench loader: ${files[0]}: first row has no dialogue`);
     const probeId = `${firstRow.video_id}/${firstRow.dialogues[0]!.dialogue_id}`;
 

@@ -3,8 +3,8 @@ import path from 'node:path';
 import { detectInputFormat } from '../convert/formats/index.js';
 import { mediaPathProblem, normaliseMediaPath, symlinkProblem } from '../convert/media-path.js';
 import { readShardIndex, shardsOfFormat } from '../shard/index-file.js';
-import { readShard } from '../shard/read.js';
-import type { VideoRow } from '../shard/schema.js';
+import type { ShardEntry, VideoRow } from '../shard/schema.js';
+import { readShardRows } from '../shard/source.js';
 import { RpvError, errorMessage } from '../util/errors.js';
 import type { RateItem } from './items.js';
 import { RateRequestError } from './session.js';
@@ -16,6 +16,9 @@ import { RateRequestError } from './session.js';
  *    (any input format `rpv convert` reads), when `--media-root` is an export;
  * 3. the sampled frames of the `video_id` row in `--shards`: for rpv's `grid` encoder, each frame's
  *    cell colours (a coarse picture of the frame); other encoders' features are not pictures.
+ *    Shard bytes are checked against index.json as they are read, at start and at each request
+ *    (`readShardRows`, src/shard/source.ts): a damaged shard stops the server at start, naming
+ *    the file and block, and later gives the rater a 500 with the details in the server's output.
  *    Also when 1. or 2. names a file that is missing at start (`fallbacks` lists those items, for
  *    the warning `rpv rate serve` prints).
  * Media paths pass the checks `rpv convert` applies (`src/convert/media-path.ts`): relative,
@@ -84,7 +87,7 @@ export class MediaResolver {
   private readonly realRoot: string | null;
   private readonly byItem = new Map<string, Resolved>();
   private readonly shardDir: string | null;
-  private readonly shardOfVideo = new Map<string, string>();
+  private readonly shardOfVideo = new Map<string, ShardEntry>();
   private encoder = '';
   private cached: { file: string; rows: VideoRow[] } | null = null;
   private readonly log: (line: string) => void;
@@ -165,8 +168,7 @@ export class MediaResolver {
     this.encoder = index.encoder.id;
     const arrow = shardsOfFormat(index, 'arrow');
     for (const shard of arrow.length > 0 ? arrow : shardsOfFormat(index, 'parquet')) {
-      const file = path.join(this.shardDir!, shard.file);
-      for (const row of await readShard(file, shard.format, { columns: ['video_id'] })) this.shardOfVideo.set(row.video_id, file);
+      for (const row of await readShardRows(this.shardDir!, shard, { who: 'rate', columns: ['video_id'] })) this.shardOfVideo.set(row.video_id, shard);
     }
   }
 
@@ -215,8 +217,8 @@ export class MediaResolver {
   async frames(item: RateItem): Promise<FramesView> {
     const r = this.byItem.get(item.id);
     if (!r || r.kind !== 'frames') throw new RateRequestError(404, `item '${item.id}' has no frames in the shards`);
-    const file = this.shardOfVideo.get(r.videoId)!;
-    if (this.cached?.file !== file) this.cached = { file, rows: await readShard(file) };
+    const shard = this.shardOfVideo.get(r.videoId)!;
+    if (this.cached?.file !== shard.file) this.cached = { file: shard.file, rows: await readShardRows(this.shardDir!, shard, { who: 'rate' }) };
     const row = this.cached.rows.find((x) => x.video_id === r.videoId)!;
     return framesView(row, this.encoder);
   }

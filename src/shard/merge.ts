@@ -1,7 +1,8 @@
 /**
  * `mergeDatasets`: join datasets (typically the `--part i/N` outputs of one export) into one
  * folder with one index. The inputs must agree on what a row means: feature schema, sampling and
- * encoder. Video ids must be unique across inputs (read from each shard's `video_id` column).
+ * encoder. Video ids must be unique across inputs (read from each shard's `video_id` column, its
+ * bytes checked against the input's index.json as they are read: source.ts `readShardRows`).
  * Shards are renumbered in input order and hard-linked when possible (else copied), each file
  * placed atomically; the index is written last.
  */
@@ -11,7 +12,7 @@ import { RpvError } from '../util/errors.js';
 import { tempPathFor } from '../util/atomic.js';
 import { SHARD_FORMAT_NAME, SHARD_FORMAT_VERSION, type ShardEntry, type ShardIndex } from './schema.js';
 import { INDEX_FILE_NAME, readShardIndex, writeShardIndex } from './index-file.js';
-import { readShard } from './read.js';
+import { readShardRows } from './source.js';
 import { shardFileName } from './write.js';
 
 export interface MergeDatasetsOptions {
@@ -59,7 +60,7 @@ export async function mergeDatasets(options: MergeDatasetsOptions): Promise<Merg
     const format = formatsOf(index)[0];
     for (const entry of index.shards.filter((s) => s.format === format)) {
       const file = path.join(dir, entry.file);
-      const rows = await readShard(file, entry.format, { columns: ['video_id'], sha256: entry.sha256 });
+      const rows = await readShardRows(dir, entry, { who: 'merge', columns: ['video_id'] });
       for (const row of rows) {
         const where = `${file}`;
         const seen = owner.get(row.video_id);

@@ -1,6 +1,9 @@
 /**
  * Read a shard file (Arrow IPC file or Parquet) into whole `VideoRow`s, for the tools that want
- * rows (inspect, merge, scanDataset, rate, the tests). The loader does not use these rows: its
+ * rows (inspect, merge, scanDataset, rate, generate, the tests). `readShard` checks nothing
+ * against index.json (a file path has no index entry): the tools read a dataset's shards through
+ * `readShardRows` (./source.ts), which checks the bytes by block as it reads them, then decodes
+ * them here. The loader does not use these rows: its
  * workers decode columns (../loader/decode.ts, `decodeShardColumns`) and take only `shardTable`
  * from here. Rows are still built from Arrow buffers directly: each row's features are one slice
  * of the child buffer converted to a fresh Float32Array in one pass (float16 through a lookup

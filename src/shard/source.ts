@@ -7,13 +7,18 @@
  * entry's block hashes, ./verify.ts) or, for an entry without them, by one pass over the file
  * before its first block. The loader's workers (whole shards or one block at a time),
  * `scanDataset`, `inspectDataset` and `readShardIndex` all read through here, so a remote shard is
- * never downloaded twice or used unchecked.
+ * never downloaded twice or used unchecked; every other reader of a shard's rows (`rpv rate`'s
+ * frames, `rpv generate --row`, the demo's showcase, `rpv merge`, the loader benchmark's
+ * reference) takes them from `readShardRows`, checked the same way and failing with the same
+ * message: `<who>: shard <path or URL>: block 2 of 3 (bytes A-B): sha256 mismatch: <what to do>`.
  */
 import path from 'node:path';
 import * as fs from './callback-fs.js';
 import { defaultCacheDir, defaultCacheLimitBytes, ensureShardCached, fetchShardCached, sha256OfFile, type CachedFetchOptions } from './cache.js';
 import { fetchWithRetry, type RetryOptions } from './fetch.js';
-import type { ShardFileFormat } from './schema.js';
+import type { ReadShardOptions } from './read.js';
+import type { ShardFileFormat, VideoRow } from './schema.js';
+import { RpvError } from '../util/errors.js';
 import { blockHashesOf, LOCAL_ADVICE, ShardChecksumError, shardBytesProblem, type BlockHashes } from './verify.js';
 
 /** How a dataset's shards are read: checked, and when remote, fetched and kept. */
@@ -89,6 +94,35 @@ export async function readShardBytes(base: string, entry: ShardFileRef, options:
 export async function readShardAt(where: string, entry: Omit<ShardFileRef, 'file'>, options: ShardReadOptions = {}): Promise<{ bytes: Uint8Array; downloaded: boolean }> {
   if (isUrl(where)) return fetchShardCached(cacheOptions(where, entry, options));
   return { bytes: await readLocalShard(where, entry, options.verify ?? true), downloaded: false };
+}
+
+/** How `readShardRows` reads: checked as `readShardBytes`, decoded as `readShard`. */
+export interface ShardRowsOptions extends ShardReadOptions {
+  /** Who reads, the first word of its errors (`rate`, `generate`, `train`). */
+  who: string;
+  /** Decode only these columns (the others get empty values). */
+  columns?: ReadShardOptions['columns'];
+}
+
+/**
+ * The rows of one shard of the dataset at `base` (folder or index URL), its bytes read and checked
+ * against the index entry as `readShardBytes` reads them (with `verify`, the default). A bad read
+ * throws RpvError `<who>: shard <path or URL>: <problem>`, the loader's and the trainer's message
+ * (e.g. `rate: shard data/shard-00001.arrow: block 2 of 3 (bytes 1048-2095): sha256 mismatch:
+ * ...`); a file that passes but does not decode, `readShard`'s own.
+ */
+export async function readShardRows(base: string, entry: ShardFileRef, options: ShardRowsOptions): Promise<VideoRow[]> {
+  const { who, columns, ...read } = options;
+  const where = shardFileLocation(base, entry.file);
+  let bytes: Uint8Array;
+  try {
+    ({ bytes } = await readShardBytes(base, entry, read));
+  } catch (err) {
+    throw new RpvError(`${who}: shard ${where}: ${(err as Error).message}`, { cause: err });
+  }
+  // Imported here: the loader's workers read bytes through this file and decode columns themselves.
+  const { readShard } = await import('./read.js');
+  return readShard(bytes, entry.format, { name: where, columns });
 }
 
 /**

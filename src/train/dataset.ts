@@ -5,11 +5,9 @@
  * shards' text columns (no frame features are decoded).
  */
 import { readShardIndex } from '../shard/index-file.js';
-import { readShard } from '../shard/read.js';
 import type { RetryOptions } from '../shard/fetch.js';
-import { readShardBytes, shardFileLocation } from '../shard/source.js';
+import { readShardRows } from '../shard/source.js';
 import type { Dialogue, ShardIndex } from '../shard/schema.js';
-import { RpvError } from '../util/errors.js';
 import { hashString } from '../util/random.js';
 import type { PromptTokenizer } from './prompt.js';
 
@@ -46,15 +44,17 @@ export interface ScanOptions {
   retry?: RetryOptions;
   /** Check each shard's bytes against the index's sha256 as they are read (default true; recipe key data.verify). */
   verify?: boolean;
+  /** Who reads, the first word of errors (default `train`; `eval`, `generate`). */
+  who?: string;
 }
 
 /**
  * Read every shard's text columns once; shards are taken in Arrow form when both formats exist.
- * Bytes come through ../shard/source.ts: checked against the index's sha256 as they are read (with
+ * Bytes come through ../shard/source.ts (`readShardRows`): checked against the index's sha256 as they are read (with
  * `verify`, the default), and a remote shard kept in the cache, where the loader finds it instead
  * of downloading it again.
  */
-export async function scanDataset(source: string, { heldoutFraction, seed, cacheDir, retry, verify = true }: ScanOptions): Promise<DatasetSummary> {
+export async function scanDataset(source: string, { heldoutFraction, seed, cacheDir, retry, verify = true, who = 'train' }: ScanOptions): Promise<DatasetSummary> {
   const index = await readShardIndex(source, { retry });
   const arrow = index.shards.filter((s) => s.format === 'arrow');
   const shards = arrow.length > 0 ? arrow : index.shards;
@@ -67,14 +67,7 @@ export async function scanDataset(source: string, { heldoutFraction, seed, cache
     textOnlyVideos: 0,
   };
   for (const shard of shards) {
-    const where = shardFileLocation(source, shard.file);
-    let bytes: Uint8Array;
-    try {
-      ({ bytes } = await readShardBytes(source, shard, { cacheDir, retry, verify }));
-    } catch (err) {
-      throw new RpvError(`train: shard ${where}: ${(err as Error).message}`, { cause: err });
-    }
-    const rows = await readShard(bytes, shard.format, { name: where, columns: ['video_id', 'role', 'profile', 'num_frames', 'dialogues'] });
+    const rows = await readShardRows(source, shard, { who, cacheDir, retry, verify, columns: ['video_id', 'role', 'profile', 'num_frames', 'dialogues'] });
     for (const row of rows) {
       if (row.profile && row.profile.trim() !== '') {
         let profiles = summary.roleProfiles.get(row.role);

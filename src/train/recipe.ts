@@ -130,6 +130,12 @@ export interface Recipe {
    * TrainingArguments.overwrite_output_dir; without it such a folder needs `resume=`.
    */
   overwrite_output_dir: boolean;
+  /**
+   * Take over `output_dir/train.lock` held by a process of another host, which this host cannot
+   * see: for when that run is known to be gone (its machine was lost). Refused by default; a
+   * lock whose process still runs on this host is never taken.
+   */
+  break_lock: boolean;
 }
 
 type Kind = 'string' | 'number' | 'integer' | 'boolean' | 'auto|boolean' | 'string[]';
@@ -249,6 +255,7 @@ export const RECIPE_SCHEMA: GroupSpec = {
     },
     resume: { kind: 'string', default: null, nullable: true, nonEmpty: 'a run or checkpoint folder; null for a new run' },
     overwrite_output_dir: { kind: 'boolean', default: false },
+    break_lock: { kind: 'boolean', default: false },
   },
 };
 

@@ -3,7 +3,9 @@
  *
  * - `lockRunFolder`: `<output_dir>/train.lock` names the process that trains into the folder (pid,
  *   host, start time). A second trainer is refused with the holder's name; a lock left by a
- *   process of this host that is no longer running is taken over, saying so.
+ *   process of this host that is no longer running is taken over, saying so. A lock of another
+ *   host (a shared folder) cannot be checked from here: it is taken over only when the user says
+ *   that run is gone (`break_lock=true`), never a lock whose process still runs on this host.
  * - `claimRunFolder`: a folder that holds another run (metrics, checkpoints, a final adapter) is
  *   refused unless the run is resumed (`resume=`) or replaced (`overwrite_output_dir=true`).
  *   Temporary files of an earlier process (`.step-*.tmp`, `.recipe.yaml.*.tmp`, `.latest.*.tmp`)
@@ -49,8 +51,16 @@ export interface RunLock {
   release: () => Promise<void>;
 }
 
+export interface LockOptions {
+  /**
+   * Take over a lock held by a process of another host (recipe key `break_lock`): the user knows
+   * that run is gone. Default false.
+   */
+  breakLock?: boolean;
+}
+
 /** Take `<dir>/train.lock`, or throw naming the process that holds it. */
-export async function lockRunFolder(dir: string, log: (line: string) => void): Promise<RunLock> {
+export async function lockRunFolder(dir: string, log: (line: string) => void, { breakLock = false }: LockOptions = {}): Promise<RunLock> {
   let created: string | undefined;
   try {
     created = await fs.mkdir(dir, { recursive: true });
@@ -60,6 +70,8 @@ export async function lockRunFolder(dir: string, log: (line: string) => void): P
   const file = path.join(dir, LOCK_FILE);
   const host = os.hostname();
   const mine: LockHolder = { pid: process.pid, host, started: new Date().toISOString() };
+  // break_lock takes over one lock, the one found first: a lock taken again meanwhile is refused.
+  let broken = false;
   for (let attempt = 0; ; attempt++) {
     try {
       await fs.writeFile(file, `${JSON.stringify(mine)}\n`, { flag: 'wx' });
@@ -89,9 +101,20 @@ export async function lockRunFolder(dir: string, log: (line: string) => void): P
       await fs.rm(file, { force: true });
       continue;
     }
+    const otherHost = holder.host !== host;
+    if (otherHost && breakLock && !broken) {
+      log(`train: break_lock=true: taking over ${file} from process ${holder.pid} on ${holder.host} (since ${holder.started}), which you say is gone`);
+      broken = true;
+      await fs.rm(file, { force: true });
+      continue;
+    }
     throw new RpvError(
       `train: ${dir} is in use by process ${holder.pid} on ${holder.host} (since ${holder.started}, ${file}); wait for that run to end or choose another output_dir` +
-        (holder.host !== host ? `; if that process is gone, delete ${file}` : ''),
+        (otherHost
+          ? `; ${host} cannot see processes of ${holder.host}: if that run is gone, run again with break_lock=true to take the folder over`
+          : breakLock
+            ? '; break_lock=true takes over only a lock of another host, and this process still runs here'
+            : ''),
     );
   }
 }

@@ -64,7 +64,7 @@ function changedSettings(saved: unknown, recipe: Recipe): string[] {
 export async function startRun(session: TrainingSession, optimizer: AdamW, log: (line: string) => void): Promise<RunState> {
   const { recipe, params } = session;
   const runDir = recipe.output_dir;
-  let recipeYaml = formatRecipe({ ...recipe, resume: null, overwrite_output_dir: false });
+  let recipeYaml = formatRecipe({ ...recipe, resume: null, overwrite_output_dir: false, break_lock: false });
   const identity = await modelIdentity(recipe.model.path);
   const baseModel = { path: recipe.model.path, sha256: identity.sha256 };
   let run: RunState;
@@ -97,7 +97,7 @@ export async function startRun(session: TrainingSession, optimizer: AdamW, log: 
       tf.tidy(() => p.variable.assign(tf.tensor(values.data, p.variable.shape, 'float32')));
     }
     optimizer.loadState(ckpt.optimizer);
-    if (keepGlobalBatch(session, savedRecipe, ckpt.state.ranks, refuse, log)) recipeYaml = formatRecipe({ ...recipe, resume: null, overwrite_output_dir: false });
+    if (keepGlobalBatch(session, savedRecipe, ckpt.state.ranks, refuse, log)) recipeYaml = formatRecipe({ ...recipe, resume: null, overwrite_output_dir: false, break_lock: false });
     const step = ckpt.state.step;
     await claimRunFolder(runDir, { resumedFrom: dir, resumedStep: step, overwrite: recipe.overwrite_output_dir }, log);
     log(`train: resumed from ${dir} at step ${step}`);

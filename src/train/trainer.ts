@@ -184,7 +184,7 @@ export async function train(input: Recipe | RecipeInput, options: TrainOptions =
   if (scratch) recipe = { ...recipe, output_dir: scratch };
   try {
     // One trainer per output folder, from before anything in it is read or written.
-    const lock = await lockRunFolder(recipe.output_dir, log);
+    const lock = await lockRunFolder(recipe.output_dir, log, { breakLock: recipe.break_lock });
     try {
       const session = await openSession(recipe, log);
       try {

@@ -9,6 +9,7 @@ import { parseRecipe, train } from '../../src/index.js';
 import { isHeldOut } from '../../src/train/dataset.js';
 import { readShard } from '../../src/shard/read.js';
 import { readShardIndex } from '../../src/shard/index-file.js';
+import { flipShardByte, LOCAL_ADVICE } from '../loader/helpers.js';
 import { recipeText, writeDataset, writeModel } from '../train/helpers.js';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'rpv-showcase-'));
@@ -64,5 +65,19 @@ describe('scoreVisualAnswers', () => {
     const lines = formatVisualAnswers(score);
     expect(lines[0]).toBe(`  naming the clip's colour/direction on ${expected} held-out questions (${clips.size} clips; greedy replies):`);
     expect(lines[1]).toBe(`    demo            ${String(score.right.demo).padStart(4)}/${expected} right (${((100 * score.right.demo!) / expected).toFixed(0)}%)`);
+  });
+});
+
+describe('the showcase reads checked shard bytes', () => {
+  it('a flipped byte in a shard stops it, naming the file and the block as the loader does', async () => {
+    const shards = await writeDataset(path.join(root, 'checked'), { blockBytes: 700 });
+    const model = await writeModel(path.join(root, 'checked-model'));
+    const run = path.join(root, 'runs', 'checked');
+    await train(parseRecipe(recipeText(run, shards, model), ['train.max_steps=1', 'eval.every_steps=0', 'train.projector_warmup_steps=0'], 'c.yaml'), { progressStream: null, log: () => {} });
+    const part = await flipShardByte(shards, 'shard-00001.arrow');
+    expect(part).toMatch(/^block \d of \d /);
+    await expect(scoreVisualAnswers(shards, [run], { maxNewTokens: 2 })).rejects.toThrow(
+      `demo: shard ${path.join(shards, 'shard-00001.arrow')}: ${part}: sha256 mismatch: ${LOCAL_ADVICE}`,
+    );
   });
 });

@@ -14,6 +14,7 @@ import { JudgeClient, judgeSamples } from '../../src/index.js';
 import { VIDEO2ROLEPLAY_METRICS } from '../../src/eval/index.js';
 // The training tests' fixtures: a colour-coded shard dataset and a tiny model.
 import { recipeText, writeDataset, writeModel } from '../train/helpers.js';
+import { LOCAL_ADVICE, replaceShardText } from '../loader/helpers.js';
 import { startFakeJudge, type FakeJudge } from './judge-server.js';
 
 const repo = path.resolve(import.meta.dirname, '../..');
@@ -21,11 +22,12 @@ let tmp: string;
 let run: string;
 let shards: string;
 let judge: FakeJudge;
+let model: string;
 
 beforeAll(async () => {
   tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'rpv-heldout-'));
   shards = await writeDataset(path.join(tmp, 'shards'));
-  const model = await writeModel(path.join(tmp, 'model'));
+  model = await writeModel(path.join(tmp, 'model'));
   run = path.join(tmp, 'run');
   await train(parseRecipe(recipeText(run, shards, model)), { log: () => {} });
   judge = await startFakeJudge();
@@ -107,6 +109,32 @@ describe('held-out evaluation of a trained run', () => {
     const last = (await readMetrics(path.join(run, 'metrics.jsonl'))).filter((m) => m.type === 'eval').at(-1) as { step: number; loss: number; perplexity: number; tokens: number; samples: number };
     expect(report.run.checkpoint).toMatch(new RegExp(`step-${String(last.step).padStart(6, '0')}$`));
     expect(report.perplexity).toEqual({ loss: last.loss, perplexity: last.perplexity, tokens: last.tokens, samples: last.samples, skipped: {} });
+  });
+
+  describe("shard bytes are checked as the run's own data.verify says", () => {
+    // Dialogue text changed in a copy of the dataset: it still decodes, but differs from index.json.
+    let altered: string;
+    let part: string;
+    beforeAll(async () => {
+      altered = await writeDataset(path.join(tmp, 'altered'), { blockBytes: 700 });
+      part = await replaceShardText(altered, 'shard-00000.arrow', 'It is red.', 'It is bed.');
+    });
+
+    it('data.verify=true (the default): the scan stops, naming the file and the block', async () => {
+      expect(part).toMatch(/^block \d of \d /);
+      await expect(evaluateHeldOut({ run, shards: altered, generate: false })).rejects.toThrow(
+        `eval: shard ${path.join(altered, 'shard-00000.arrow')}: ${part}: sha256 mismatch: ${LOCAL_ADVICE}`,
+      );
+    });
+
+    it('a run trained with data.verify=false reads them as they are, in its scan and its loader', async () => {
+      const unverified = path.join(tmp, 'run-unverified');
+      const overrides = ['data.verify=false', 'train.max_steps=1', 'eval.every_steps=0', 'train.projector_warmup_steps=0'];
+      await train(parseRecipe(recipeText(unverified, shards, model), overrides, 'u.yaml'), { progressStream: null, log: () => {} });
+      const result = await evaluateHeldOut({ run: unverified, shards: altered, generate: false });
+      expect(result.heldOutDialogues).toBeGreaterThan(0);
+      expect(result.perplexity!.samples).toBe(result.heldOutDialogues);
+    });
   });
 
   it('limits the dialogues and can skip generation', async () => {

@@ -8,6 +8,7 @@ import { command } from '../../src/commands/generate.js';
 import { parseRecipe, train } from '../../src/index.js';
 import { writeTinyModel } from '../../src/model/tiny.js';
 import { closeNames, editDistance } from '../../src/infer/shard-lookup.js';
+import { flipShardByte, LOCAL_ADVICE } from '../loader/helpers.js';
 import { recipeText, writeDataset } from '../train/helpers.js';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'rpv-generate-checks-'));
@@ -62,6 +63,13 @@ describe('rpv generate checks', () => {
     expect((await generate({ row: 'nothing-like-it' })).error).toBe(
       `generate: ${shards}: no row with video_id nothing-like-it; ids there: clip-000, clip-001, clip-002, clip-003, clip-004 and 7 more`,
     );
+  });
+
+  it('a flipped byte in a shard stops --row, naming the file and the block as the loader does', async () => {
+    const bad = await writeDataset(path.join(root, 'flipped'), { blockBytes: 700 });
+    const part = await flipShardByte(bad, 'shard-00000.arrow');
+    expect(part).toMatch(/^block \d of \d /);
+    expect((await generate({ row: 'clip-001', shards: bad })).error).toBe(`generate: shard ${path.join(bad, 'shard-00000.arrow')}: ${part}: sha256 mismatch: ${LOCAL_ADVICE}`);
   });
 
   it('warns when generated ids are not in the tokenizer', async () => {

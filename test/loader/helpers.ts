@@ -2,12 +2,12 @@
  * Test datasets for the loader, written with the converter's real shard writer and index
  * writer: every value is derived from (video, frame, feature) so a test can check what it got.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, promises as fs, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SHARD_COLUMNS, SHARD_FORMAT_NAME, SHARD_FORMAT_VERSION, type FeatureSchema, type ShardEntry, type ShardFileFormat, type ShardIndex, type VideoRow } from '../../src/shard/schema.js';
 import { writeShardFile } from '../../src/shard/write.js';
-import { writeShardIndex } from '../../src/shard/index-file.js';
+import { readShardIndex, writeShardIndex } from '../../src/shard/index-file.js';
 
 export interface DatasetSpec {
   shards: number;
@@ -99,6 +99,44 @@ export async function makeDataset(dir: string, spec: DatasetSpec): Promise<Shard
   };
   await writeShardIndex(dir, index);
   return index;
+}
+
+/**
+ * Change the bytes of shard `file` of the dataset at `dir` in place: `edit` changes them and returns
+ * the position of a changed byte. Returns the part of the file that holds it as checksum errors name
+ * it: `block 2 of 3 (bytes A-B)`, the head and tail, or the whole file for an entry without block
+ * hashes.
+ */
+export async function editShard(dir: string, file: string, edit: (bytes: Buffer) => number): Promise<string> {
+  const entry = (await readShardIndex(dir)).shards.find((s) => s.file === file)!;
+  const where = path.join(dir, file);
+  const bytes = await fs.readFile(where);
+  const at = edit(bytes);
+  await fs.writeFile(where, bytes);
+  const offsets = entry.blockOffsets;
+  if (!offsets) return `whole file (bytes 0-${bytes.length - 1})`;
+  const b = offsets.findIndex((o, i) => i + 1 < offsets.length && o <= at && at < offsets[i + 1]!);
+  if (b < 0) return `head and tail (bytes 0-${offsets[0]! - 1} and ${offsets[offsets.length - 1]}-${bytes.length - 1})`;
+  return `block ${b + 1} of ${offsets.length - 1} (bytes ${offsets[b]}-${offsets[b + 1]! - 1})`;
+}
+
+/** Flip the middle byte of a shard file (see `editShard`). */
+export function flipShardByte(dir: string, file: string): Promise<string> {
+  return editShard(dir, file, (bytes) => {
+    const at = bytes.length >> 1;
+    bytes[at]! ^= 0xff;
+    return at;
+  });
+}
+
+/** Replace the first `from` in a shard file by `to`, as long (see `editShard`): text that still decodes. */
+export function replaceShardText(dir: string, file: string, from: string, to: string): Promise<string> {
+  return editShard(dir, file, (bytes) => {
+    const at = bytes.indexOf(Buffer.from(from));
+    if (at < 0 || Buffer.byteLength(to) !== Buffer.byteLength(from)) throw new Error(`replaceShardText: ${file}: no "${from}", or "${to}" is not as long`);
+    Buffer.from(to).copy(bytes, at);
+    return at;
+  });
 }
 
 export function tempDir(prefix: string): { dir: string; cleanup: () => void } {

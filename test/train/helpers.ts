@@ -13,8 +13,17 @@ import { writeTinyModel } from '../../src/model/tiny.js';
 export const COLOURS = ['red', 'green', 'blue', 'yellow'];
 export const FEATURE_DIM = 8;
 
+export interface DatasetShape {
+  videos?: number;
+  shards?: number;
+  frames?: number;
+  dialogues?: number;
+  /** Cut each shard into blocks of at most this many Arrow bytes (default: the writer's 16 MiB, one block). */
+  blockBytes?: number;
+}
+
 /** `videos` rows over `shards` Arrow shards; frame features one-hot the clip's colour. */
-export async function writeDataset(dir: string, { videos = 12, shards = 2, frames = 4, dialogues = 3 } = {}): Promise<string> {
+export async function writeDataset(dir: string, { videos = 12, shards = 2, frames = 4, dialogues = 3, blockBytes }: DatasetShape = {}): Promise<string> {
   await fs.mkdir(dir, { recursive: true });
   const rows: VideoRow[] = [];
   for (let v = 0; v < videos; v++) {
@@ -52,7 +61,7 @@ export async function writeDataset(dir: string, { videos = 12, shards = 2, frame
   const entries = [];
   for (let s = 0; s < shards; s++) {
     const part = rows.slice(s * per, (s + 1) * per);
-    entries.push(await writeShardFile(part, path.join(dir, `shard-${String(s).padStart(5, '0')}.arrow`), { format: 'arrow', schema }));
+    entries.push(await writeShardFile(part, path.join(dir, `shard-${String(s).padStart(5, '0')}.arrow`), { format: 'arrow', schema, blockBytes }));
   }
   const index: ShardIndex = {
     format: SHARD_FORMAT_NAME,

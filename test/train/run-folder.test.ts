@@ -89,6 +89,52 @@ describe('one trainer per output folder', () => {
   });
 });
 
+describe('a lock held from another host', () => {
+  const other = 'lost-node.example';
+  const lockOf = async (name: string): Promise<{ out: string; lock: string }> => {
+    const out = path.join(root, name);
+    await fs.mkdir(out, { recursive: true });
+    const lock = path.join(out, 'train.lock');
+    await fs.writeFile(lock, JSON.stringify({ pid: 4242, host: other, started: '2026-01-01T00:00:00.000Z' }));
+    return { out, lock };
+  };
+
+  it('is refused by default, naming host and pid and how to take it over', async () => {
+    const { out, lock } = await lockOf('other-host');
+    await expect(run(out)).rejects.toThrow(
+      `train: ${out} is in use by process 4242 on ${other} (since 2026-01-01T00:00:00.000Z, ${lock}); wait for that run to end or choose another output_dir; ` +
+        `${host} cannot see processes of ${other}: if that run is gone, run again with break_lock=true to take the folder over`,
+    );
+    expect(JSON.parse(await fs.readFile(lock, 'utf8'))).toMatchObject({ pid: 4242, host: other });
+  });
+
+  it('break_lock=true takes it over, saying so, and the saved recipe does not keep it', async () => {
+    const { out, lock } = await lockOf('broken');
+    const { losses, log } = await run(out, ['break_lock=true']);
+    expect(log[0]).toBe(`train: break_lock=true: taking over ${lock} from process 4242 on ${other} (since 2026-01-01T00:00:00.000Z), which you say is gone`);
+    expect(losses).toEqual(reference);
+    expect(existsSync(lock)).toBe(false);
+    expect(await fs.readFile(path.join(out, 'recipe.yaml'), 'utf8')).toContain('break_lock: false');
+  });
+
+  it('break_lock=true never takes the lock of a process still running on this host', async () => {
+    const out = path.join(root, 'held-break');
+    await fs.mkdir(out, { recursive: true });
+    const holder = spawn('sleep', ['30']);
+    try {
+      const lock = path.join(out, 'train.lock');
+      await fs.writeFile(lock, JSON.stringify({ pid: holder.pid, host, started: '2026-01-01T00:00:00.000Z' }));
+      await expect(run(out, ['break_lock=true'])).rejects.toThrow(
+        `train: ${out} is in use by process ${holder.pid} on ${host} (since 2026-01-01T00:00:00.000Z, ${lock}); wait for that run to end or choose another output_dir; ` +
+          'break_lock=true takes over only a lock of another host, and this process still runs here',
+      );
+      expect(existsSync(lock)).toBe(true);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
+});
+
 describe('a folder holding another run', () => {
   it('is refused without resume= or overwrite_output_dir=true, and left as it was', async () => {
     const out = path.join(root, 'finished');
