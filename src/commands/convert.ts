@@ -58,7 +58,8 @@ const HF_SETTINGS_HELP = `Vision towers (--encoder hf:<folder>[#key=value,...]; 
                        every patch token (default), the class token, or their mean
                          --encoder "hf:models/clip-vit-base-patch16#layer=-1,tokens=cls"   1 x 768
   pool=N               N x N average pooling of the patch grid (LLaVA-OneVision's 2x2)
-                         --encoder "hf:models/siglip-so400m-patch14-384#pool=2"   169 x 1152
+                       on any grid, the last windows partial (27x27 -> 14x14)
+                         --encoder "hf:models/siglip-so400m-patch14-384#pool=2"   196 x 1152
   shuffle=0.5          InternVL's pixel shuffle (v2); default 0.5 for InternViT, 1 otherwise
                          --encoder hf:models/InternVL2_5-1B   1024 patches -> 256 x 4096`;
 

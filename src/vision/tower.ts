@@ -33,6 +33,11 @@ export function resolveLayer(layer: number, numLayers: number, where: string): n
   return index;
 }
 
+/** The side of a g x g grid after pool=n: ceil(g / n), as avg_pool2d with ceil_mode (tokens.ts). */
+export function pooledGrid(g: number, n: number): number {
+  return Math.ceil(g / n);
+}
+
 /** Tokens per frame and values per token after the settings. */
 export function outputShape(c: TowerConfig, s: Required<TowerSettings>, where: string): { tokens: number; width: number } {
   const grid = gridSize(c);
@@ -41,10 +46,19 @@ export function outputShape(c: TowerConfig, s: Required<TowerSettings>, where: s
     if (s.tokens === 'cls' && !c.classToken) throw new RpvError(`${where}: tokens=cls: ${c.family} has no class token (use tokens=mean)`);
     return { tokens: 1, width: c.hiddenSize };
   }
-  if (grid % s.pool !== 0) throw new RpvError(`${where}: pool=${s.pool} does not divide the ${grid}x${grid} patch grid`);
-  const pooled = grid / s.pool;
+  // Pooling takes any grid (avg_pool2d with ceil_mode: the last windows partial); pixel shuffle
+  // moves whole k x k blocks of patches into one token, so it needs a multiple of k.
+  const pooled = pooledGrid(grid, s.pool);
   const k = Math.round(1 / s.shuffle);
-  if (pooled % k !== 0) throw new RpvError(`${where}: shuffle=${s.shuffle} needs a patch grid that is a multiple of ${k}, found ${pooled}x${pooled}`);
+  if (pooled % k !== 0) {
+    const found = s.pool === 1 ? `${grid}x${grid}` : `${pooled}x${pooled} (the ${grid}x${grid} patch grid after pool=${s.pool})`;
+    const pool = s.pool * k;
+    const suggested = pooledGrid(grid, pool);
+    throw new RpvError(
+      `${where}: shuffle=${s.shuffle} needs a patch grid that is a multiple of ${k} (InternVL's pixel shuffle moves each ${k}x${k} block of patches into one token), ` +
+        `found ${found}; use pool=${pool},shuffle=1 instead (average pooling takes any grid: ${grid}x${grid} patches to ${suggested}x${suggested} tokens of ${c.hiddenSize})`,
+    );
+  }
   return { tokens: (pooled / k) ** 2, width: c.hiddenSize * k * k };
 }
 
@@ -117,7 +131,7 @@ export async function runTower(tf: typeof tfc, c: TowerConfig, w: TowerWeights, 
   let g = grid;
   if (s.pool !== 1) {
     patches = averagePool(patches, frames, g, g, D, s.pool);
-    g /= s.pool;
+    g = pooledGrid(g, s.pool);
   }
   if (s.shuffle !== 1) patches = pixelShuffle(patches, frames, g, g, D, s.shuffle);
   return patches;

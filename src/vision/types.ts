@@ -23,7 +23,10 @@ export interface TowerSettings {
    * InternViT only), `mean` (mean of the patch tokens). Default `patches`.
    */
   tokens?: TowerTokens;
-  /** N x N average pooling of the patch grid (LLaVA-OneVision's 2x2); 1 = none. Only with tokens=patches. */
+  /**
+   * N x N average pooling of the patch grid (LLaVA-OneVision's 2x2); 1 = none. Only with
+   * tokens=patches. Any grid: g x g becomes ceil(g/N) x ceil(g/N), the last windows partial (avg_pool2d, ceil_mode).
+   */
   pool?: number;
   /**
    * InternVL's pixel shuffle (`ps_version` v2) with this scale factor: a [h, w, C] grid becomes

@@ -188,7 +188,10 @@ describe('settings and families', () => {
     await writeTinyTower(dir, { family: 'siglip', preset: 'tiny' });
     await expect(loadVisionTower(dir, { tokens: 'cls' })).rejects.toThrow(`hf:${dir}: tokens=cls: siglip has no class token (use tokens=mean)`);
     await expect(loadVisionTower(dir, { layer: 4 })).rejects.toThrow(`hf:${dir}: layer=4 is outside the tower's hidden states (0..3, or -1..-4)`);
-    await expect(loadVisionTower(dir, { pool: 3 })).rejects.toThrow(`hf:${dir}: pool=3 does not divide the 4x4 patch grid`);
+    // pool takes any grid (avg_pool2d with ceil_mode): 4x4 pooled by 3 is 2x2 (test/vision/pool.test.ts).
+    const pooled3 = await loadVisionTower(dir, { pool: 3 });
+    expect(pooled3.tokensPerFrame).toBe(4);
+    await pooled3.dispose();
     const tower = await loadVisionTower(dir, { pool: 2 });
     expect([tower.tokensPerFrame, tower.width, tower.imageSize]).toEqual([4, 32, 32]);
     expect(tower.id).toMatch(/^hf:siglip\/siglip_vision_model#layer=-1,tokens=patches,pool=2,shuffle=1@[0-9a-f]{16}$/);
