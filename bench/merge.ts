@@ -3,12 +3,14 @@
  * the base's size on disk (the ceiling a merge in the model's own dtype should stay near: PEFT's
  * merge_and_unload holds the model once, in its dtype).
  *
- *   npx tsx bench/merge.ts [--preset qwen2.5-0.5b] [--before /work/main] [--rank 16]
+ *   npx tsx bench/merge.ts [--preset qwen2.5-0.5b|internvl2.5-1b|...] [--before /work/main] [--rank 16]
  *
  * Input (written into bench/data/merge/<preset>/ if missing): `writeTinyModel(dir, { preset })`
- * (Qwen2.5-0.5B's shapes and vocabulary, random BF16 weights, 0.49 B parameters) and a synthetic
- * PEFT adapter (rank 16, alpha 32, all seven modules of every layer, A and B random: every
- * adapted linear changes), as `recipes/qwen2.5-0.5b-video60k.yaml` trains it.
+ * (qwen2.5-0.5b: Qwen2.5-0.5B's shapes and vocabulary, random BF16 weights, 0.49 B parameters),
+ * or `writeTinyInternVL` for internvl2.5-1b (0.94 B parameters, BF16; the LoRA goes into its
+ * language_model, mlp1 stays the base's), and a synthetic PEFT adapter (rank 16, alpha 32, all
+ * seven modules of every layer, A and B random: every adapted linear changes), as
+ * `recipes/qwen2.5-0.5b-video60k.yaml` trains it.
  *
  * Each merge runs in its own process (`tsx`), which reports its peak RSS (getrusage maxrss: the
  * high-water mark, tsx and the imports included) and the merge's wall time. `--before <checkout>`
@@ -23,6 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { peftAdapterConfig } from '../src/model/adapter.js';
+import { INTERNVL_PRESETS, writeTinyInternVL, type InternVLPreset } from '../src/model/internvl-tiny.js';
 import { writeTinyModel, type ModelPreset } from '../src/model/tiny.js';
 import { WeightFolder } from '../src/model/weights.js';
 import { writeSafetensors, type SafetensorsInput } from '../src/util/safetensors.js';
@@ -49,16 +52,16 @@ async function child(checkout: string, model: string, adapter: string, out: stri
   process.stdout.write(`${JSON.stringify(run)}\n`);
 }
 
-async function writeAdapter(model: string, dir: string, rank: number): Promise<void> {
+async function writeAdapter(model: string, dir: string, rank: number, prefix: string): Promise<void> {
   const folder = await WeightFolder.open(model);
   const rng = seededRandom(11);
   const tensors = new Map<string, SafetensorsInput>();
   try {
     for (const name of folder.names) {
-      const m = /^model\.layers\.\d+\.(self_attn|mlp)\.(\w+_proj)\.weight$/.exec(name);
+      const m = name.startsWith(prefix) ? /^model\.layers\.\d+\.(self_attn|mlp)\.(\w+_proj)\.weight$/.exec(name.slice(prefix.length)) : null;
       if (!m || !MODULES.includes(m[2]!)) continue;
       const [out, inF] = folder.location(name).shape as [number, number];
-      const p = `base_model.model.${name.replace(/\.weight$/, '')}`;
+      const p = `base_model.model.${name.slice(prefix.length).replace(/\.weight$/, '')}`;
       tensors.set(`${p}.lora_A.weight`, { shape: [rank, inF], data: rng.normal(rank * inF, 0.02) });
       tensors.set(`${p}.lora_B.weight`, { shape: [out, rank], data: rng.normal(out * rank, 0.002) });
     }
@@ -90,7 +93,8 @@ async function main(): Promise<void> {
     const i = args.indexOf(name);
     return i >= 0 ? args[i + 1] : undefined;
   };
-  const preset = (flag('--preset') ?? 'qwen2.5-0.5b') as ModelPreset;
+  const preset = flag('--preset') ?? 'qwen2.5-0.5b';
+  const internvl = (INTERNVL_PRESETS as readonly string[]).includes(preset);
   const before = flag('--before');
   const rank = Number(flag('--rank') ?? 16);
   const dir = path.join(here, 'data', 'merge', preset);
@@ -98,9 +102,10 @@ async function main(): Promise<void> {
   const adapter = path.join(dir, `adapter-r${rank}`);
   if (!existsSync(path.join(model, 'config.json'))) {
     process.stdout.write(`writing ${model} (preset ${preset}) ...\n`);
-    await writeTinyModel(model, { preset });
+    if (internvl) await writeTinyInternVL(model, { preset: preset as InternVLPreset });
+    else await writeTinyModel(model, { preset: preset as ModelPreset });
   }
-  if (!existsSync(path.join(adapter, 'adapter_config.json'))) await writeAdapter(model, adapter, rank);
+  if (!existsSync(path.join(adapter, 'adapter_config.json'))) await writeAdapter(model, adapter, rank, internvl ? 'language_model.' : '');
   const weightFiles = readdirSync(model).filter((f) => f.endsWith('.safetensors'));
   const baseBytes = weightFiles.reduce((a, f) => a + statSync(path.join(model, f)).size, 0);
   const baseMB = Math.round(baseBytes / 2 ** 20);
