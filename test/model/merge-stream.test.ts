@@ -2,6 +2,7 @@
 // whole-model merge it replaced wrote (test/model/merge-reference.ts) for the same inputs: F32, BF16
 // and F16 bases, single and sharded, --dtype conversions, an InternVL folder with a trained mlp1.
 // And a refused merge leaves nothing behind, in a new folder or an existing one.
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -195,3 +196,29 @@ describe('merge-lora refused while streaming leaves nothing behind', () => {
     expect(readdirSync(out)).toEqual(['notes.txt']);
   });
 });
+
+describe('rpv merge-lora stopped by a signal', () => {
+  it('SIGINT while the weights stream: exit 130, the unfinished file and the folder it created removed', async () => {
+    // Big enough that the merge (rank 64 on every linear) runs for seconds once writing has begun.
+    const model = tmp();
+    await writeTinyModel(model, { hiddenSize: 384, intermediateSize: 1536, numLayers: 6, numHeads: 6, numKvHeads: 2, vocabSize: 320, seed: 4 });
+    const adapter = tmp();
+    await writeRandomAdapter(model, adapter, { rank: 64 });
+    const out = tmp();
+    const cli = path.resolve(import.meta.dirname, '../../src/cli.ts');
+    const child = spawn(process.execPath, ['--import', 'tsx', cli, 'merge-lora', '--model', model, '--adapter', adapter, '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    const code = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    let exited = false;
+    void code.then(() => (exited = true));
+    const writing = () => existsSync(out) && readdirSync(out).some((f) => f.endsWith('.tmp'));
+    for (let i = 0; i < 3000 && !exited && !writing(); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(writing(), `the merge never began writing: ${err}`).toBe(true);
+    child.kill('SIGINT');
+    expect(await code).toBe(130);
+    expect(err).toContain(`merge-lora: stopped by SIGINT: the unfinished model.safetensors is removed (and ${out}, if this merge created it)`);
+    expect(existsSync(out)).toBe(false);
+  }, 60_000);
+});
+
