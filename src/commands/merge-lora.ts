@@ -6,6 +6,8 @@ export const MERGE_LORA_EXAMPLES: [string, string][] = [
   ['rpv merge-lora --model runs/demo-data/tiny-model --adapter runs/demo-text-only/adapter --out runs/demo-text-only-merged --dtype F32', 'The text-only run (no projector), merged weights in float32'],
 ];
 
+const SIGNAL_NUMBERS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+
 interface MergeLoraArgs {
   model: string;
   adapter: string;
@@ -29,14 +31,29 @@ export const command: CommandModule<object, MergeLoraArgs> = {
     const { mergeLora } = await import('../model/merge.js');
     const { Progress } = await import('../util/progress.js');
     const bar = args.json ? null : new Progress({ label: 'merge-lora', unit: 'tensors' });
-    const summary = await mergeLora(args.model, args.adapter, args.out, {
-      dtype: args.dtype,
-      progress: (done, total) => {
-        if (!bar) return;
-        bar.total = total;
-        bar.tick(1);
-      },
+    // Stopped (Ctrl-C, kill, a closed terminal): exit through process.exit, whose hook removes the
+    // half-written weights and a folder this merge created (src/util/atomic.ts), 128 + the signal.
+    const handlers = (Object.entries(SIGNAL_NUMBERS) as [NodeJS.Signals, number][]).map(([signal, n]) => {
+      const handler = () => {
+        process.stderr.write(`\nmerge-lora: stopped by ${signal}: the unfinished model.safetensors is removed (and ${args.out}, if this merge created it)\n`);
+        process.exit(128 + n);
+      };
+      process.on(signal, handler);
+      return [signal, handler] as const;
     });
+    let summary;
+    try {
+      summary = await mergeLora(args.model, args.adapter, args.out, {
+        dtype: args.dtype,
+        progress: (done, total) => {
+          if (!bar) return;
+          bar.total = total;
+          bar.tick(1);
+        },
+      });
+    } finally {
+      for (const [signal, handler] of handlers) process.off(signal, handler);
+    }
     bar?.finish();
     if (args.json) {
       process.stdout.write(`${JSON.stringify(summary)}\n`);

@@ -101,6 +101,13 @@ export class WeightFolder {
     return reader.read(name);
   }
 
+  /** Read `out.length` stored bytes of a tensor from byte `at` of its data (see SafetensorsReader.readBytes). */
+  async readBytes(name: string, at: number, out: Uint8Array): Promise<void> {
+    const reader = this.where.get(name);
+    if (!reader) throw new RpvError(`${this.dir}: missing tensor ${name} (looked in ${this.files.join(', ')})`);
+    await reader.readBytes(name, at, out);
+  }
+
   /**
    * File and byte range of a tensor, for using it in place (memory-mapped), with the same shape
    * and dtype checks as read().

@@ -239,6 +239,22 @@ export class SafetensorsReader {
   }
 
   /**
+   * Read `out.length` stored bytes of a tensor, from byte `at` of its data, into `out`: a tensor
+   * streamed through a small buffer instead of decoded whole.
+   */
+  async readBytes(name: string, at: number, out: Uint8Array): Promise<void> {
+    const entry = this.entries.get(name);
+    if (!entry) throw new RpvError(`${this.file}: no tensor named ${name}`);
+    const [begin, end] = entry.dataOffsets;
+    if (at < 0 || begin + at + out.length > end) throw new RpvError(`${this.file}: tensor ${name}: bytes [${at}, ${at + out.length}) beyond its ${end - begin}`);
+    for (let done = 0; done < out.length; ) {
+      const { bytesRead } = await this.handle.read(out, done, out.length - done, this.dataStart + begin + at + done);
+      if (bytesRead === 0) throw new RpvError(`${this.file}: tensor ${name}: file ends inside its data (truncated while read?)`);
+      done += bytesRead;
+    }
+  }
+
+  /**
    * The first NaN or infinite value of a float tensor (F32, F16, BF16: on its stored bits; F64
    * decoded), read in chunks of `chunkBytes` (the next chunk is read while one is scanned); null
    * when every value is finite or the dtype is not a float.
@@ -387,13 +403,19 @@ export async function writeSafetensors(
   await writeFileAtomic(file, encodeSafetensors(tensors, options));
 }
 
-/** One tensor of a streamed file; its values arrive in chunks from `fill`. */
+/**
+ * One tensor of a streamed file; its values arrive in chunks from `fill` (float32 values,
+ * converted to `dtype` by the writer) or `fillBytes` (bytes as written, e.g. copied unchanged
+ * from another file; the only way for I32). Either may be async; throwing aborts the file.
+ */
 export interface SafetensorsStreamTensor {
   name: string;
   shape: number[];
-  dtype: SafetensorsFloatDType;
-  /** Fills `out` with the tensor's next out.length values (called in order until it is complete). */
-  fill: (out: Float32Array) => void;
+  dtype: SafetensorsFloatDType | 'I32';
+  /** Fills `out` with the tensor's next out.length values (called in order until it is complete; a returned promise is awaited). */
+  fill?: (out: Float32Array) => unknown;
+  /** Fills `out` with the tensor's next out.length bytes in `dtype`, little-endian (whole elements; a returned promise is awaited). */
+  fillBytes?: (out: Uint8Array) => unknown;
 }
 
 export interface StreamSafetensorsOptions {
@@ -402,10 +424,12 @@ export interface StreamSafetensorsOptions {
   chunkElements?: number;
   /** Called after each write with the bytes just written (progress). */
   onBytes?: (bytes: number) => void;
+  /** Called once each tensor is written (empty ones too), in file order. */
+  onTensor?: (name: string) => void;
 }
 
 /** Bytes a streamed file of these tensors takes (header included), to plan shards. */
-export function safetensorsDataBytes(shape: number[], dtype: SafetensorsFloatDType): number {
+export function safetensorsDataBytes(shape: number[], dtype: SafetensorsFloatDType | 'I32'): number {
   return shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
 }
 
@@ -415,7 +439,11 @@ export function safetensorsDataBytes(shape: number[], dtype: SafetensorsFloatDTy
  * first, then by name; header padded to 8 bytes). Atomic: a temporary file is renamed over
  * `file` once complete and synced.
  */
-export async function writeSafetensorsStreaming(file: string, tensors: SafetensorsStreamTensor[], { metadata, chunkElements = 1 << 22, onBytes }: StreamSafetensorsOptions = {}): Promise<number> {
+export async function writeSafetensorsStreaming(file: string, tensors: SafetensorsStreamTensor[], { metadata, chunkElements = 1 << 22, onBytes, onTensor }: StreamSafetensorsOptions = {}): Promise<number> {
+  for (const t of tensors) {
+    if (!t.fill === !t.fillBytes) throw new RpvError(`safetensors: tensor ${t.name}: give fill or fillBytes, not ${t.fill ? 'both' : 'neither'}`);
+    if (t.dtype === 'I32' && !t.fillBytes) throw new RpvError(`safetensors: tensor ${t.name}: I32 is written from fillBytes`);
+  }
   const list = [...tensors].sort((a, b) => DTYPE_BYTES[b.dtype] - DTYPE_BYTES[a.dtype] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length) header.__metadata__ = metadata;
@@ -443,12 +471,25 @@ export async function writeSafetensorsStreaming(file: string, tensors: Safetenso
     await handle.write(prefix);
     const values = new Float32Array(chunkElements);
     const halves = new Uint16Array(chunkElements);
+    const raw = new Uint8Array(values.buffer);
     for (const t of list) {
       const count = t.shape.reduce((a, b) => a * b, 1);
+      if (t.fillBytes) {
+        const total = safetensorsDataBytes(t.shape, t.dtype);
+        for (let done = 0; done < total; ) {
+          const bytes = raw.subarray(0, Math.min(raw.length, total - done));
+          await t.fillBytes(bytes);
+          await handle.write(bytes);
+          onBytes?.(bytes.length);
+          done += bytes.length;
+        }
+        onTensor?.(t.name);
+        continue;
+      }
       for (let done = 0; done < count; ) {
         const n = Math.min(chunkElements, count - done);
         const chunk = values.subarray(0, n);
-        t.fill(chunk);
+        await t.fill!(chunk);
         let bytes: Uint8Array;
         if (t.dtype === 'F32') bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, n * 4);
         else {
@@ -460,6 +501,7 @@ export async function writeSafetensorsStreaming(file: string, tensors: Safetenso
         onBytes?.(bytes.length);
         done += n;
       }
+      onTensor?.(t.name);
     }
     await handle.sync();
     await handle.close();

@@ -8,7 +8,9 @@ import {
   floatToBFloat16Bits,
   floatToHalfBits,
   readSafetensors,
+  SafetensorsReader,
   writeSafetensors,
+  writeSafetensorsStreaming,
 } from '../../src/util/safetensors.js';
 
 function randomFloats(n: number, seed: number): Float32Array {
@@ -89,5 +91,47 @@ describe('safetensors', () => {
     const good = encodeSafetensors({ w: { shape: [4], data: new Float32Array(4) } });
     writeFileSync(file, good.subarray(0, good.length - 4));
     await expect(readSafetensors(file)).rejects.toThrow(`${file}: tensor w: data_offsets end 16 beyond the 12-byte data section (file truncated?)`);
+  });
+
+  it('streams tensors from values or stored bytes (I32 too) into the layout encodeSafetensors writes; readBytes reads them back in pieces', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'rpv-st-'));
+    const w = randomFloats(1000, 3);
+    const ids = Int32Array.from({ length: 9 }, (_, i) => i * 1000 - 4000);
+    const half = new Uint16Array(w.length);
+    for (let i = 0; i < w.length; i++) half[i] = floatToBFloat16Bits(w[i]!);
+    const from = (bytes: Uint8Array) => {
+      let at = 0;
+      return (out: Uint8Array) => {
+        out.set(bytes.subarray(at, at + out.length));
+        at += out.length;
+      };
+    };
+    let at = 0;
+    const order: string[] = [];
+    const file = path.join(dir, 'streamed.safetensors');
+    await writeSafetensorsStreaming(
+      file,
+      [
+        { name: 'w', shape: [10, 100], dtype: 'F16', fill: async (out) => { out.set(w.subarray(at, at + out.length)); at += out.length; } },
+        { name: 'ids', shape: [9], dtype: 'I32', fillBytes: from(new Uint8Array(ids.buffer)) },
+        { name: 'b', shape: [1000], dtype: 'BF16', fillBytes: from(new Uint8Array(half.buffer)) },
+        { name: 'empty', shape: [0], dtype: 'F32', fill: () => {} },
+      ],
+      { metadata: { format: 'pt' }, chunkElements: 64, onTensor: (name) => order.push(name) },
+    );
+    const expected = encodeSafetensors({ w: { shape: [10, 100], data: w, dtype: 'F16' }, ids: { shape: [9], data: ids }, b: { shape: [1000], data: w, dtype: 'BF16' }, empty: { shape: [0], data: new Float32Array(0) } }, { metadata: { format: 'pt' } });
+    expect(Buffer.from(readFileSync(file)).equals(Buffer.from(expected))).toBe(true);
+    expect(order).toEqual(['empty', 'ids', 'b', 'w']);
+    const reader = await SafetensorsReader.open(file);
+    try {
+      const piece = new Uint8Array(12);
+      await reader.readBytes('ids', 8, piece);
+      expect([...new Int32Array(piece.buffer)]).toEqual([...ids.subarray(2, 5)]);
+      await expect(reader.readBytes('ids', 28, piece)).rejects.toThrow(`${file}: tensor ids: bytes [28, 40) beyond its 36`);
+    } finally {
+      await reader.close();
+    }
+    await expect(writeSafetensorsStreaming(path.join(dir, 'x.safetensors'), [{ name: 'ids', shape: [1], dtype: 'I32', fill: () => {} }])).rejects.toThrow('safetensors: tensor ids: I32 is written from fillBytes');
+    await expect(writeSafetensorsStreaming(path.join(dir, 'x.safetensors'), [{ name: 'w', shape: [1], dtype: 'F32' }])).rejects.toThrow('safetensors: tensor w: give fill or fillBytes, not neither');
   });
 });
