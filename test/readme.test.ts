@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { commands } from '../src/commands/index.js';
 import { resolveFfmpeg } from '../src/media/ffmpeg.js';
+import { bundledBuild, parseDemoOutput, readmeFigures, versionTag } from './demo/demo-run.js';
 
 const repo = path.resolve(import.meta.dirname, '..');
 const readme = readFileSync(path.join(repo, 'README.md'), 'utf8');
@@ -220,6 +221,16 @@ describe('README', () => {
       }
     });
   }
+
+  it("its demo figures: the printout shown is the bundled row of the table, and CI's Debian 5.1.9 has a row", async () => {
+    // The same parsers as test/demo/demo-*-ffmpeg.test.ts, which compare them with the demo's output.
+    const printout = /^```\n(\[6\/6\] results\n[\s\S]*?)```/m.exec(readme)?.[1];
+    expect(printout).toBeDefined();
+    const bundled = readmeFigures(versionTag((await bundledBuild()).ffmpeg.version));
+    expect(bundled).not.toBeNull();
+    expect(parseDemoOutput(printout!)).toEqual(bundled);
+    expect(readmeFigures('5.1.9')).not.toBeNull();
+  });
 
   it('a misspelt option would be caught', async () => {
     await expect(parse('rpv train --resum runs/demo')).rejects.toThrow('rpv train --resum runs/demo: Unknown argument: resum');

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { locateBinary, type BinaryInfo } from '../../src/media/ffmpeg.js';
+import { loadNativeAddon } from '../../src/native/addon.js';
 
 const repo = path.resolve(import.meta.dirname, '../..');
 const IN_CI = process.env.RPV_CI === '1';
@@ -49,21 +50,27 @@ export function versionTag(versionLine: string): string {
 }
 
 /** `rpv demo` as a user runs it (dist/cli.js, built by npm ci) in a fresh folder, with this build forced. */
-export async function runDemo(build: DemoBuild): Promise<string> {
+export async function runDemo(build: DemoBuild): Promise<{ stdout: string; stderr: string }> {
   const cwd = mkdtempSync(path.join(os.tmpdir(), 'rpv-demo-'));
   try {
     const env = { ...process.env, FFMPEG_PATH: build.ffmpeg.path, FFPROBE_PATH: build.ffprobe.path };
-    const { stdout } = await promisify(execFile)(process.execPath, [path.join(repo, 'dist', 'cli.js'), 'demo', '--progress=false'], {
+    return await promisify(execFile)(process.execPath, [path.join(repo, 'dist', 'cli.js'), 'demo', '--progress=false'], {
       cwd,
       env,
       maxBuffer: 16 << 20,
     }).catch((err: Error & { stdout?: string; stderr?: string }) => {
       throw new Error(`rpv demo with ${build.ffmpeg.path}: ${err.message.split('\n')[0]}\n${err.stdout ?? ''}\n${err.stderr ?? ''}`);
     });
-    return stdout;
   } finally {
     rmSync(cwd, { recursive: true, force: true });
   }
+}
+
+/** Which matmul kernel the demo's training used: another one sums in another order. */
+function matmulRoute(): string {
+  if (process.env.RPV_NATIVE_MATMUL === '0') return 'wasm (RPV_NATIVE_MATMUL=0)';
+  const load = loadNativeAddon();
+  return load.addon ? `native ${load.addon.isa()}` : `wasm (${load.reason})`;
 }
 
 /** The results the demo prints: the table of both runs and the naming counts. */
@@ -128,7 +135,7 @@ export function describeDemo(title: string, build: DemoBuild | null, missing: st
 
     beforeAll(async () => {
       if (!build) throw new Error(`${missing}, and RPV_CI is set: .ci/run installs Debian's ffmpeg with apt-get`);
-      output = await runDemo(build);
+      output = (await runDemo(build)).stdout;
       figures = parseDemoOutput(output);
     }, DEMO_TIMEOUT_MS);
 
@@ -149,14 +156,22 @@ export function describeDemo(title: string, build: DemoBuild | null, missing: st
     it('prints the figures of the README\'s table row for this build, exactly', (ctx) => {
       const tag = versionTag(build!.ffmpeg.version);
       const expected = readmeFigures(tag);
-      if (!expected) {
-        const reason = `README.md's table "| ffmpeg | held-out loss ..." has no row for ffmpeg ${tag} (${build!.ffmpeg.version})`;
-        if (IN_CI) throw new Error(`${reason}: CI's ffmpeg must have one; add it with the figures the demo printed:\n${output}`);
+      // The README's rows were measured with the native AVX2/FMA kernel; another matmul sums in
+      // another order, and 1,200 steps may amplify that.
+      const route = matmulRoute();
+      const reason = !expected
+        ? `README.md's table "| ffmpeg | held-out loss ..." has no row for ffmpeg ${tag} (${build!.ffmpeg.version})`
+        : route !== 'native avx2-fma'
+          ? `the README's figures are those of the native avx2-fma kernel; here the matmuls ran on ${route}`
+          : null;
+      if (reason) {
+        if (IN_CI) throw new Error(`${reason}, and RPV_CI is set: CI must print the README's figures; the demo printed:\n${output}`);
         process.stdout.write(`${title}: figures not compared: ${reason}\n`);
         ctx.skip();
         return;
       }
-      expect(figures).toEqual(expected);
+      // Exact: for one ffmpeg build and kernel the demo prints the same figures on every run (README).
+      expect(figures, `README.md's row for ffmpeg ${tag}`).toEqual(expected);
     });
   });
 }
