@@ -42,7 +42,7 @@ export const command: CommandModule<object, TrainArgs> = {
       .example('$0 train recipes/demo.yaml --nproc 2', 'Two local ranks, the CPUs split between them')
       .example('$0 train recipes/demo.yaml --dry-run', 'Show what would be trained, and which tokens carry the loss'),
   handler: async (args) => {
-    const { loadRecipe } = await import('../train/recipe.js');
+    const { loadRecipe, shippedRecipeFile } = await import('../train/recipe.js');
     const { loadRunRecipe, resumeTarget } = await import('../train/resume-recipe.js');
     let file = args.recipe;
     let overrides = args.overrides ?? [];
@@ -59,7 +59,9 @@ export const command: CommandModule<object, TrainArgs> = {
       process.stderr.write(`train: resuming ${resume} with its own recipe ${run.file}${file ? ` (${file} is not read)` : ''}\n`);
     } else {
       if (file === undefined) throw new RpvError('train: name a recipe (rpv train recipes/demo.yaml) or a run to continue (--resume runs/demo)');
-      recipe = await loadRecipe(file, overrides, { checkPlaceholders: true });
+      const read = shippedRecipeFile(file);
+      if (read !== file) process.stderr.write(`train: ${file} is not in this folder: reading rpv's shipped ${read}\n`);
+      recipe = await loadRecipe(read, overrides, { checkPlaceholders: true });
     }
     if (args.nproc !== undefined && args.nproc > 1 && !args['dry-run']) {
       const { launchLocalRanks, loadCollective } = await import('../train/distributed.js');

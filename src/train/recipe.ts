@@ -4,7 +4,9 @@
  * path, as torchtune's config errors do), with defaults, and with `key=value` overrides from the
  * command line typed by the schema (`optimizer.lr=1e-4`, `lora.target_modules=[q,v]`).
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { RpvError } from '../util/errors.js';
 import { BACKEND_NAMES, type BackendName } from '../model/backend.js';
@@ -499,6 +501,22 @@ function crossCheck(recipe: Recipe, errors: string[]): void {
   if (!recipe.data.use_video && recipe.train.projector_warmup_steps > 0) {
     errors.push('train.projector_warmup_steps: expected 0 when data.use_video is false (there is no projector to warm up)');
   }
+}
+
+/** rpv's own recipes/ folder (beside src/ and dist/). */
+export const SHIPPED_RECIPES_DIR = fileURLToPath(new URL('../../recipes/', import.meta.url));
+
+/**
+ * The recipe file to read for `file`: itself when it exists; else, for `recipes/<name>.yaml`
+ * naming one of rpv's shipped recipes, that shipped file, so that `rpv train
+ * recipes/qwen2.5-0.5b-video60k.yaml ...` runs from any folder as it does in the checkout; else
+ * `file` (reading it then fails naming it).
+ */
+export function shippedRecipeFile(file: string): string {
+  if (existsSync(file)) return file;
+  const m = /^recipes\/([^/]+\.ya?ml)$/.exec(path.normalize(file).split(path.sep).join('/'));
+  const shipped = m ? path.join(SHIPPED_RECIPES_DIR, m[1]!) : null;
+  return shipped && existsSync(shipped) ? shipped : file;
 }
 
 /**
