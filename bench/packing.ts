@@ -1,9 +1,13 @@
 /**
  * Packing benchmark: trained tokens per second of whole optimizer steps (forward, backward, AdamW)
- * on a realistic length mix, the same samples arranged three ways (src/train/packing.ts):
- * padded loader batches (today's default), grouped by length, and packed rows.
+ * on a realistic length mix, the same samples arranged several ways (src/train/packing.ts):
+ * padded loader batches of 1, 2 or 4 dialogues (today's default: the real-scale recipe,
+ * recipes/qwen2.5-0.5b-video60k.yaml, trains batch 1 x 32 micro-batches), grouped by length, and
+ * packed rows.
  *
- *   npx tsx bench/packing.ts [--models small,qwen0.5b] [--windows N] [--threads N]
+ *   npx tsx bench/packing.ts [--models small,qwen0.5b] [--windows N] [--threads N] [--plan]
+ *
+ * `--plan` prints each arrangement's micro-batches, positions and padding share without training.
  *
  * Length mix: the MMRole-Data dialogues of test/fixtures/mmrole (216 samples, read by rpv's MMRole
  * importer, src/convert/formats/mmrole.ts), each turn's length in tokens taken as its characters /
@@ -14,16 +18,24 @@
  * trainer skips them. Order: a seeded shuffle, as the loader's.
  *
  * Models (Qwen2 layout, random weights, written into bench/data/packing/ if missing):
- *   small:    hidden 512, 4 layers, 8 heads (4 kv), LoRA r 8 on q, k, v, o; rows of 1024 tokens,
- *             batch 4, 2 micro-batches per step (windows of 8 samples); 8 tokens per frame
+ *   small:    hidden 512, 4 layers, 8 heads (4 kv), LoRA r 8 on q, k, v, o; rows of 1024 tokens;
+ *             8 tokens per frame
  *   qwen0.5b: Qwen2.5-0.5B's shapes and vocabulary (BF16, mapped, layers recomputed), LoRA r 16
- *             on all seven modules; rows of 768 tokens, batch 2, 4 micro-batches per step
- *             (windows of 8 samples); 4 tokens per frame
- * Each arrangement trains the same windows from the same weights, after one untimed warm-up step
- * per model on its two shortest samples.
- * Padded runs first and again last; ratios are against the faster of the two (the machine may be
- * shared). Figures: real tokens / s (text and video positions of the samples; padding not counted) and
- * target tokens / s, the padding share (1 - real / computed positions), and the ratio to padded.
+ *             on all seven modules; rows of 2048 tokens (the real-scale recipe's
+ *             prompt.max_tokens); 49 tokens per frame, what a real tower gives at this scale
+ *             (CLIP ViT-B/16 at 224 px, 196 patches pooled 2x2: `--encoder hf:<clip>#pool=2`)
+ * Every arrangement trains the same steps of 8 samples from the same weights, after one untimed
+ * warm-up step per model on its two shortest samples. Arrangements: padded batch 1 (8
+ * micro-batches; no padding, the recipe's default), padded batch 2 and 4 (4 and 2 micro-batches),
+ * grouped batch 4, packed batch 1 (rows of `maxTokens`, one per micro-batch), and padded batch 1 again
+ * last (the machine may be shared: ratios are against the faster of the two batch-1 runs).
+ * Figures: real tokens / s (text and video positions of the samples; padding not counted) and
+ * target tokens / s, the padding share (1 - real / computed positions), the ratio to each padded
+ * arrangement, and a fitted cost model: seconds per micro-batch (what every call pays whatever
+ * its rows: the frozen BF16 panels converted for each GEMM, the head's chunks, per-op overhead) and
+ * per computed position, fitted by least squares over every run. The model gives packing's
+ * ceiling against each padded arrangement: no padding, and the fewest rows of `maxTokens` that
+ * hold the step's tokens.
  * One JSON line per model is appended to bench/results.jsonl.
  */
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
@@ -53,8 +65,8 @@ interface Shape {
   tiny?: { hiddenSize: number; numLayers: number; numHeads: number; numKvHeads: number };
   lora: { rank: number; alpha: number; dropout: number; targetModules: string[]; seed: number };
   maxTokens: number;
-  batch: number;
-  accum: number;
+  /** Samples per optimizer step (the packing window). */
+  window: number;
   tokensPerFrame: number;
   profileCap: number;
 }
@@ -65,26 +77,28 @@ const SHAPES: Record<string, Shape> = {
     tiny: { hiddenSize: 512, numLayers: 4, numHeads: 8, numKvHeads: 4 },
     lora: { rank: 8, alpha: 16, dropout: 0, targetModules: ['q', 'k', 'v', 'o'], seed: 1 },
     maxTokens: 1024,
-    batch: 4,
-    accum: 2,
+    window: 8,
     tokensPerFrame: 8,
     profileCap: 128,
   },
   'qwen0.5b': {
     name: 'qwen0.5b',
     lora: { rank: 16, alpha: 32, dropout: 0, targetModules: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], seed: 1 },
-    maxTokens: 768,
-    batch: 2,
-    accum: 4,
-    tokensPerFrame: 4,
+    maxTokens: 2048,
+    window: 8,
+    tokensPerFrame: 49,
     profileCap: 128,
   },
 };
 
 function parseArgs(argv: string[]) {
-  const o = { models: ['small', 'qwen0.5b'], windows: 2, threads: undefined as number | undefined };
+  const o = { models: ['small', 'qwen0.5b'], windows: 1, threads: undefined as number | undefined, plan: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
+    if (a === '--plan') {
+      o.plan = true;
+      continue;
+    }
     const v = argv[++i];
     if (v === undefined) throw new Error(`packing: ${a} needs a value`);
     if (a === '--models') o.models = v.split(',');
@@ -154,32 +168,85 @@ function samplesOf(dialogues: Dialogue[], s: Shape, videoTokenId: number): { sam
   return { samples: rng.shuffle(samples), tooLong };
 }
 
-function arrange(window: PreparedSample[], mode: Arrangement, s: Shape): PackedBatch[] {
-  if (mode !== 'padded') return arrangeStep(window, mode, { batchSize: s.batch, maxTokens: s.maxTokens, featureDim: FEATURE_DIM });
+/** One way to arrange a step's samples: `batch` samples (padded, grouped) or rows (packed) per micro-batch. */
+interface Way {
+  mode: Arrangement;
+  batch: number;
+}
+
+const WAYS: Way[] = [
+  { mode: 'padded', batch: 1 },
+  { mode: 'padded', batch: 2 },
+  { mode: 'padded', batch: 4 },
+  { mode: 'grouped', batch: 4 },
+  { mode: 'packed', batch: 1 },
+  { mode: 'padded', batch: 1 },
+];
+
+const nameOf = (w: Way) => `${w.mode} b${w.batch}`;
+
+function arrange(window: PreparedSample[], w: Way, s: Shape): PackedBatch[] {
+  if (w.mode !== 'padded') return arrangeStep(window, w.mode, { batchSize: w.batch, maxTokens: s.maxTokens, featureDim: FEATURE_DIM });
   const out: PackedBatch[] = [];
-  for (let i = 0; i < window.length; i += s.batch) out.push(packBatch(window.slice(i, i + s.batch), FEATURE_DIM));
+  for (let i = 0; i < window.length; i += w.batch) out.push(packBatch(window.slice(i, i + w.batch), FEATURE_DIM));
   return out;
 }
 
-async function benchShape(s: Shape, dialogues: Dialogue[], windows: number) {
+interface Row {
+  mode: Arrangement;
+  batch: number;
+  sec: number;
+  microBatches: number;
+  realTokens: number;
+  trainedTokens: number;
+  positions: number;
+  padding: number;
+  tokensPerSec: number;
+  trainedPerSec: number;
+  firstLoss: number;
+}
+
+/** The arrangements' shapes without training: micro-batches, positions, padding. */
+function plan(samples: PreparedSample[], s: Shape, windows: number) {
+  return WAYS.slice(0, -1).map((w) => {
+    let micro = 0;
+    let real = 0;
+    let positions = 0;
+    for (let k = 0; k < windows; k++) {
+      for (const m of arrange(samples.slice(k * s.window, (k + 1) * s.window), w, s)) {
+        micro += 1;
+        real += m.tokens;
+        positions += m.batch * m.seqLen;
+      }
+    }
+    return { way: w, micro, real, positions, padding: 1 - real / positions };
+  });
+}
+
+async function benchShape(s: Shape, dialogues: Dialogue[], windows: number, planOnly: boolean) {
   const dir = path.join(here, 'data', 'packing', s.name, 'model');
-  if (!existsSync(path.join(dir, 'config.json'))) {
+  if (!planOnly && !existsSync(path.join(dir, 'config.json'))) {
     process.stdout.write(`writing the ${s.name} model into ${path.relative(process.cwd(), dir)}\n`);
     mkdirSync(dir, { recursive: true });
     await writeTinyModel(dir, s.tiny ? { ...s.tiny, seed: 11 } : { preset: 'qwen2.5-0.5b', seed: 11 });
   }
-  const model = await loadModel(dir, { log: null });
-  model.gradientCheckpointing = s.name === 'qwen0.5b';
-  const { samples, tooLong } = samplesOf(dialogues, s, model.videoTokenId!);
-  const per = s.batch * s.accum;
-  const needed = windows * per;
+  const videoTokenId = 2; // any id: the bench's inputs are random ids, the video positions replaced by features
+  const { samples, tooLong } = samplesOf(dialogues, s, videoTokenId);
+  const needed = windows * s.window;
   if (samples.length < needed) throw new Error(`packing: ${samples.length} samples fit ${s.maxTokens} tokens, ${needed} needed`);
   const lengths = samples.map((x) => x.prompt.inputIds.length).sort((a, b) => a - b);
   process.stdout.write(
     `\n${s.name}: ${samples.length} samples of the MMRole fixtures fit ${s.maxTokens} tokens (${tooLong} longer skipped); ` +
-      `lengths min ${lengths[0]} median ${lengths[lengths.length >> 1]} max ${lengths[lengths.length - 1]}; ` +
-      `steps of ${per} samples (batch ${s.batch} x ${s.accum} micro-batches), ${windows} timed\n`,
+      `${s.tokensPerFrame} tokens per frame; lengths min ${lengths[0]} median ${lengths[lengths.length >> 1]} max ${lengths[lengths.length - 1]}; ` +
+      `steps of ${s.window} samples, ${windows} timed\n`,
   );
+  for (const p of plan(samples, s, windows)) {
+    process.stdout.write(`  plan ${nameOf(p.way).padEnd(10)} ${String(p.micro).padStart(3)} micro-batches, ${p.positions} positions for ${p.real} tokens (padding ${(100 * p.padding).toFixed(1)}%)\n`);
+  }
+  if (planOnly) return null;
+  const model = await loadModel(dir, { log: null });
+  model.gradientCheckpointing = s.name === 'qwen0.5b';
+  for (const x of samples) for (const p of x.prompt.videoPositions) x.prompt.inputIds[p] = model.videoTokenId!;
   // Warm-up (untimed, once): a step on the two shortest samples, each arrangement's code paths.
   {
     model.addLora(s.lora);
@@ -187,12 +254,11 @@ async function benchShape(s: Shape, dialogues: Dialogue[], windows: number) {
     const params = trainableParams(model, { video: true });
     const optimizer = new AdamW(params);
     const shortest = [...samples].sort((a, b) => a.prompt.inputIds.length - b.prompt.inputIds.length).slice(0, 2);
-    for (const mode of ['padded', 'packed'] as Arrangement[]) await optimizerStep(model, optimizer, params, arrange(shortest, mode, s), new Rng(1), 1, () => 1e-4);
+    for (const w of [WAYS[2]!, WAYS[5]!]) await optimizerStep(model, optimizer, params, arrange(shortest, w, s), new Rng(1), 1, () => 1e-4);
     optimizer.dispose();
   }
-  const rows: Record<string, unknown>[] = [];
-  // Padded runs first and again last: on a shared machine the faster of the two is the baseline.
-  for (const mode of ['padded', 'grouped', 'packed', 'padded'] as Arrangement[]) {
+  const rows: Row[] = [];
+  for (const w of WAYS) {
     // Same starting weights for every arrangement.
     model.addLora(s.lora);
     model.addProjector({ featureDim: FEATURE_DIM, seed: 2 });
@@ -206,8 +272,8 @@ async function benchShape(s: Shape, dialogues: Dialogue[], windows: number) {
     let positions = 0;
     let micro = 0;
     const losses: number[] = [];
-    for (let w = 0; w < windows; w++) {
-      const batches = arrange(samples.slice(w * per, (w + 1) * per), mode, s);
+    for (let k = 0; k < windows; k++) {
+      const batches = arrange(samples.slice(k * s.window, (k + 1) * s.window), w, s);
       const t0 = performance.now();
       const r = await optimizerStep(model, optimizer, params, batches, rng, 1, lrs);
       sec += (performance.now() - t0) / 1000;
@@ -216,36 +282,80 @@ async function benchShape(s: Shape, dialogues: Dialogue[], windows: number) {
       trained += r.trainedTokens;
       positions += batches.reduce((n, m) => n + m.batch * m.seqLen, 0);
       micro += batches.length;
-
     }
     optimizer.dispose();
-    const row = { mode, sec: +sec.toFixed(2), microBatches: micro, realTokens: real, trainedTokens: trained, positions, padding: +(1 - real / positions).toFixed(3), tokensPerSec: +(real / sec).toFixed(1), trainedPerSec: +(trained / sec).toFixed(1), firstLoss: losses[0] };
+    const row: Row = { mode: w.mode, batch: w.batch, sec: +sec.toFixed(2), microBatches: micro, realTokens: real, trainedTokens: trained, positions, padding: +(1 - real / positions).toFixed(3), tokensPerSec: +(real / sec).toFixed(1), trainedPerSec: +(trained / sec).toFixed(1), firstLoss: losses[0]! };
     rows.push(row);
     process.stdout.write(
-      `  ${mode.padEnd(7)} ${String(micro).padStart(3)} micro-batches, ${positions} positions for ${real} tokens (padding ${(100 * row.padding).toFixed(1)}%): ` +
-        `${sec.toFixed(1)} s, ${row.tokensPerSec} tokens/s, ${row.trainedPerSec} trained tokens/s` +
-        (mode === 'padded' ? '' : ` (${(row.tokensPerSec / (rows[0]!.tokensPerSec as number)).toFixed(2)}x the first padded)`) +
-        `; first loss ${losses[0]!.toFixed(6)}\n`,
+      `  ${nameOf(w).padEnd(10)} ${String(micro).padStart(3)} micro-batches, ${positions} positions for ${real} tokens (padding ${(100 * row.padding).toFixed(1)}%): ` +
+        `${sec.toFixed(1)} s, ${row.tokensPerSec} tokens/s, ${row.trainedPerSec} trained tokens/s; first loss ${losses[0]!.toFixed(6)}\n`,
     );
   }
   model.dispose();
   return { rows, samples: samples.length, tooLong };
 }
 
+/**
+ * Ratios, and the fitted cost model sec = perCall x micro-batches + perPosition x positions (least
+ * squares over every arrangement's run; attention's share, which grows with a row's length, is
+ * folded into the per-position cost).
+ */
+function summarise(rows: Row[], maxTokens: number) {
+  const [b1, b2, b4, grouped, packed, b1again] = rows as [Row, Row, Row, Row, Row, Row];
+  const padded1 = b1again.sec < b1.sec ? b1again : b1;
+  let [cc, cp, pp, cs, ps] = [0, 0, 0, 0, 0];
+  for (const r of rows) {
+    cc += r.microBatches * r.microBatches;
+    cp += r.microBatches * r.positions;
+    pp += r.positions * r.positions;
+    cs += r.microBatches * r.sec;
+    ps += r.positions * r.sec;
+  }
+  const det = cc * pp - cp * cp;
+  const perCall = (cs * pp - ps * cp) / det;
+  const perPosition = (cc * ps - cp * cs) / det;
+  const ratio = (r: Row) => +(packed.tokensPerSec / r.tokensPerSec).toFixed(2);
+  // Packing's ceiling against an arrangement: its time over the time of its real tokens alone, in
+  // the fewest rows of maxTokens that could hold them.
+  const ceiling = (r: Row) => +((perCall * r.microBatches + perPosition * r.positions) / (perCall * Math.ceil(r.realTokens / maxTokens) + perPosition * r.realTokens)).toFixed(2);
+  return {
+    packedVsPadded1: ratio(padded1),
+    packedVsPadded2: ratio(b2),
+    packedVsPadded4: ratio(b4),
+    packedVsGrouped4: ratio(grouped),
+    groupedVsPadded4: +(grouped.tokensPerSec / b4.tokensPerSec).toFixed(2),
+    padded4VsPadded1: +(b4.tokensPerSec / padded1.tokensPerSec).toFixed(2),
+    perCallSec: +perCall.toFixed(3),
+    perPositionMs: +(1000 * perPosition).toFixed(2),
+    ceilingVsPadded1: ceiling(padded1),
+    ceilingVsPadded2: ceiling(b2),
+    ceilingVsPadded4: ceiling(b4),
+  };
+}
+
 async function main() {
   const o = parseArgs(process.argv.slice(2));
-  const backend = await initBackend({ backend: 'wasm', threads: o.threads, log: null });
   const dialogues = await readDialogues();
+  if (o.plan) {
+    for (const m of o.models) await benchShape(SHAPES[m]!, dialogues, o.windows, true);
+    return;
+  }
+  const backend = await initBackend({ backend: 'wasm', threads: o.threads, log: null });
   const load = os.loadavg()[0]!;
   process.stdout.write(`packing bench: ${dialogues.length} MMRole dialogues; wasm + native, ${backend.threads} threads; ${os.availableParallelism()} CPUs, 1-min load average ${load.toFixed(1)} at the start\n`);
   for (const m of o.models) {
     const s = SHAPES[m]!;
-    const r = await benchShape(s, dialogues, o.windows);
-    const padded = Math.max(r.rows[0]!.tokensPerSec as number, r.rows[3]!.tokensPerSec as number);
-    process.stdout.write(`  ${m}: packed ${((r.rows[2]!.tokensPerSec as number) / padded).toFixed(2)}x, grouped ${((r.rows[1]!.tokensPerSec as number) / padded).toFixed(2)}x the faster padded run\n`);
+    const r = (await benchShape(s, dialogues, o.windows, false))!;
+    const sum = summarise(r.rows, s.maxTokens);
+    process.stdout.write(
+      `  ${m}: packed ${sum.packedVsPadded1}x padded batch 1 (the faster run), ${sum.packedVsPadded2}x padded batch 2, ${sum.packedVsPadded4}x padded batch 4, ${sum.packedVsGrouped4}x grouped batch 4; ` +
+        `grouped ${sum.groupedVsPadded4}x padded batch 4; padded batch 4 ${sum.padded4VsPadded1}x batch 1\n` +
+        `  ${m}: fitted cost ${sum.perCallSec} s per micro-batch + ${sum.perPositionMs} ms per computed position; ` +
+        `packing's ceiling (no padding, the fewest full rows): ${sum.ceilingVsPadded1}x padded batch 1, ${sum.ceilingVsPadded2}x padded batch 2, ${sum.ceilingVsPadded4}x padded batch 4\n`,
+    );
     appendFileSync(
       path.join(here, 'results.jsonl'),
-      `${JSON.stringify({ bench: 'packing', case: `packing-${m}`, model: m, maxTokens: s.maxTokens, batch: s.batch, accum: s.accum, windows: o.windows, samples: r.samples, tooLong: r.tooLong, arrangements: r.rows, packedVsPadded: +((r.rows[2]!.tokensPerSec as number) / padded).toFixed(2), groupedVsPadded: +((r.rows[1]!.tokensPerSec as number) / padded).toFixed(2), threads: backend.threads, cpus: os.availableParallelism(), loadavg1Start: +load.toFixed(1), loadavg1End: +os.loadavg()[0]!.toFixed(1), node: process.version, time: new Date().toISOString() })}\n`,
+      `${JSON.stringify({ bench: 'packing', case: `packing-${m}`, model: m, maxTokens: s.maxTokens, window: s.window, tokensPerFrame: s.tokensPerFrame, windows: o.windows, samples: r.samples, tooLong: r.tooLong, arrangements: r.rows, ...sum, threads: backend.threads, cpus: os.availableParallelism(), loadavg1Start: +load.toFixed(1), loadavg1End: +os.loadavg()[0]!.toFixed(1), node: process.version, time: new Date().toISOString() })}\n`,
     );
   }
   process.stdout.write(`1-min load average at the end: ${os.loadavg()[0]!.toFixed(1)}\n`);

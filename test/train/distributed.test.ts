@@ -109,6 +109,20 @@ describe.skipIf(!addon && !IN_CI)('rpv train on 2 ranks (Gloo, loopback)', () =>
     await expectSameAdapter(path.join(out, 'adapter'), path.join(single, 'adapter'));
   }, 120_000);
 
+  it('with data.packing, 2 ranks x accumulation 2 give the losses and adapter of 1 rank x accumulation 4 packed', async () => {
+    // The step's samples are packed once, over the whole global step, then its rows shared out:
+    // the same rows as one process, whatever the number of ranks.
+    const one = path.join(root, 'packed-one');
+    const single = run(trainArgs(one, 'train.grad_accum_steps=4', 'data.packing=true'));
+    expect(await single.code, single.out()).toBe(0);
+    const two = path.join(root, 'packed-two');
+    const job = run([...trainArgs(two, 'train.grad_accum_steps=2', 'data.packing=true'), '--nproc', '2'], { RPV_MATMUL_THREADS: '1' });
+    expect(await job.code, job.out()).toBe(0);
+    expect(losses(one)).toHaveLength(6);
+    expectClose(losses(two), losses(one), 1e-5);
+    await expectSameAdapter(path.join(two, 'adapter'), path.join(one, 'adapter'));
+  }, 120_000);
+
   it('a checkpoint of 2 ranks resumes on 1 rank, and one of 1 rank on 2, as the uninterrupted run', async () => {
     // 2 -> 1: steps 1-2 on 2 ranks (a checkpoint mid-epoch), steps 3-6 on 1 rank.
     const a = path.join(root, 'two-then-one');
