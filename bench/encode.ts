@@ -12,7 +12,9 @@
  *                   tokens of 4,096), batches of 1 frame;
  *   clip-tiny, internvit-tiny: the tiny test towers, to check the bench itself in seconds.
  * rpv encodes preprocessed pixels (the tower's `encode`, weights memory-mapped as stored) in a
- * child process of its own, so its peak RSS (VmHWM) is the tower's alone. The peer is PyTorch
+ * child process of its own (bench/encode-child.mjs), so its peak RSS (VmHWM) is the tower's alone,
+ * run as users run rpv: plain node on dist/ (`npm run build` first; a dist/ older than src/ is
+ * refused), not under tsx, whose loader thread would add about 55 MB. The peer is PyTorch
  * (Debian's python3-torch on OpenBLAS, set up and verified as bench/train-step.ts does:
  * bench/torch-peer.ts) running bench/encode_torch.py, the towers written from the published
  * modelling files in float32 (weights converted once, as from_pretrained(torch_dtype=float32)),
@@ -26,12 +28,12 @@
  * One JSON line per model is appended to bench/results.jsonl.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadVisionTower, writeTinyTower, type TowerFamily, type TinyTowerPreset } from '../src/vision/index.js';
+import { writeTinyTower, type TowerFamily, type TinyTowerPreset } from '../src/vision/index.js';
 import { preprocessFrame, resolvePreprocess } from '../src/vision/preprocess.js';
 import { describePeer, ensurePeer, peerRecord, peerRefusal, SYSTEM_PYTHON, type PeerConfig } from './torch-peer.js';
 
@@ -60,8 +62,6 @@ const { values: args } = parseArgs({
     models: { type: 'string', default: 'clip-b16,internvit-300m' },
     dtype: { type: 'string', default: 'BF16' },
     threads: { type: 'string', default: String(os.availableParallelism()) },
-    /** Internal: one rpv run in this (fresh) process; prints one JSON line. */
-    'rpv-run': { type: 'string' },
   },
 });
 
@@ -70,43 +70,13 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
-function peakRssBytes(): number {
-  const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) * 1024 : 0;
-}
-
-interface RunSpec {
-  folder: string;
-  family: TowerFamily;
-  pixels: string;
-  batch: number;
-  warmup: number;
-  steps: number;
-  out: string;
-  layer: number;
-  shuffle: number;
-  threads: number;
-}
-
-/** The child: load the tower, encode warm-up + timed batches, write the first batch's features. */
-async function rpvRun(spec: RunSpec): Promise<void> {
-  const tower = await loadVisionTower(spec.folder, {});
-  const S = tower.imageSize;
-  const all = new Float32Array(readFileSync(spec.pixels).buffer.slice(0));
-  const pixels = all.subarray(0, spec.batch * 3 * S * S);
-  const ms: number[] = [];
-  let first: Float32Array | null = null;
-  for (let step = 0; step < spec.warmup + spec.steps; step++) {
-    const t0 = performance.now();
-    const out = await tower.encode(pixels, spec.batch);
-    const elapsed = performance.now() - t0;
-    first ??= out;
-    if (step >= spec.warmup) ms.push(elapsed);
-  }
-  writeFileSync(spec.out, new Uint8Array(first!.buffer, first!.byteOffset, first!.byteLength));
-  const result = { ms, tokensPerFrame: tower.tokensPerFrame, width: tower.width, id: tower.id, settings: tower.settings, peakRssBytes: peakRssBytes() };
-  await tower.dispose();
-  process.stdout.write(`${JSON.stringify(result)}\n`);
+/** The rpv side runs from dist/ (bench/encode-child.mjs): refuse a dist/ older than src/. */
+function checkDistFresh(): void {
+  const built = path.join(here, '..', 'dist', 'vision', 'index.js');
+  if (!existsSync(built)) throw new Error('bench encode: dist/ is missing: run npm run build (rpv is measured as users run it, plain node on dist/)');
+  const newest = (dir: string): number =>
+    readdirSync(dir, { withFileTypes: true }).reduce((t, e) => Math.max(t, e.isDirectory() ? newest(path.join(dir, e.name)) : e.name.endsWith('.ts') ? statSync(path.join(dir, e.name)).mtimeMs : 0), 0);
+  if (newest(path.join(here, '..', 'src')) > statSync(built).mtimeMs) throw new Error('bench encode: src/ is newer than dist/: run npm run build (rpv is measured as users run it, plain node on dist/)');
 }
 
 /** Preprocessing of one 1280x720 frame to the tower's input, ms (median of 5). */
@@ -143,7 +113,7 @@ function compare(a: Float32Array, b: Float32Array, width: number): { minCosine: 
 }
 
 async function main(): Promise<void> {
-  if (args['rpv-run']) return rpvRun(JSON.parse(readFileSync(args['rpv-run'], 'utf8')) as RunSpec);
+  checkDistFresh();
   const threads = Number(args.threads);
   const dtype = args.dtype as 'F32' | 'BF16' | 'F16';
   const load = os.loadavg()[0]!;
@@ -173,7 +143,7 @@ async function main(): Promise<void> {
     const rpvSpecFile = path.join(dataRoot, 'runs', `${m.name}-rpv.json`);
     const rpvOut = path.join(dataRoot, 'runs', `${m.name}-rpv.f32`);
     writeFileSync(rpvSpecFile, JSON.stringify({ ...base, out: rpvOut, threads }));
-    const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--rpv-run', rpvSpecFile], {
+    const child = spawnSync(process.execPath, [path.join(here, 'encode-child.mjs'), rpvSpecFile], {
       encoding: 'utf8',
       maxBuffer: 1 << 24,
       env: { ...process.env, RPV_MATMUL_THREADS: String(threads) },
