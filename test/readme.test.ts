@@ -13,15 +13,10 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { commands } from '../src/commands/index.js';
 import { resolveFfmpeg } from '../src/media/ffmpeg.js';
-import { bundledBuild, parseDemoOutput, readmeFigures, versionTag } from './demo/demo-run.js';
+import { AFTER_DEMO, bundledBuild, parseDemoOutput, readmeFigures, versionTag, words } from './demo/demo-run.js';
 
 const repo = path.resolve(import.meta.dirname, '..');
 const readme = readFileSync(path.join(repo, 'README.md'), 'utf8');
-
-/** Shell-like words: spaces split, double or single quotes group. */
-function words(line: string): string[] {
-  return [...line.matchAll(/"([^"]*)"|'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2] ?? m[3]!);
-}
 
 /** The README's rpv command lines: sh blocks (comments and `\` continuations handled) and inline spans. */
 function readmeCommands(): string[] {
@@ -166,12 +161,8 @@ const DEMO_DATA = "needs runs/demo and runs/demo-data, which `rpv demo` writes i
 /** The README's commands not run here, each with the reason. */
 const NOT_RUN: Record<string, string> = {
   'rpv demo': 'minutes: test/demo/demo-bundled-ffmpeg.test.ts and demo-system-ffmpeg.test.ts run it, and compare its figures with the README',
-  'rpv train recipes/demo.yaml --dry-run': DEMO_DATA,
   'rpv train recipes/demo.yaml optimizer.lr=1e-3': `a 1,200-step run, and ${DEMO_DATA}`,
-  'rpv train --resume runs/demo': DEMO_DATA,
   'rpv train recipes/demo.yaml --nproc 2': `${DEMO_DATA}; and Gloo (test/train/distributed.test.ts)`,
-  'rpv generate runs/demo --video runs/demo-data/export/videos/clip-08.mp4 --role "Professor Pixel" -m "What colour is the moving thing?"': DEMO_DATA,
-  'rpv eval --run runs/demo --out runs/demo/eval': DEMO_DATA,
   'rpv make-tiny-model models/qwen-shaped --preset qwen2.5-0.5b': '946 MB of random weights, about 20 s (the presets: test/model)',
   'rpv rate serve base=runs/base/eval/answers.json lora=runs/lora/eval/answers.json --db ratings.duckdb --media-root my-export --raters alice bob':
     'a server that waits for raters, on the answers of two judged runs (test/rate)',
@@ -198,7 +189,8 @@ describe('README', () => {
 
   it('each of its commands is run below or listed as not run, with the reason', () => {
     const norm = (l: string) => l.replace(/\s+/g, ' ');
-    const listed = [...SECTIONS.flatMap((s) => s.steps.map((step) => step.line)), ...Object.keys(NOT_RUN)].map(norm);
+    // AFTER_DEMO: run by the demo tests after the demo, in its folder (test/demo/demo-run.ts).
+    const listed = [...SECTIONS.flatMap((s) => s.steps.map((step) => step.line)), ...Object.values(AFTER_DEMO), ...Object.keys(NOT_RUN)].map(norm);
     const inReadme = lines.map(norm);
     expect(inReadme.filter((l) => !listed.includes(l))).toEqual([]);
     // And the lists name only commands the README has.
